@@ -1,0 +1,163 @@
+"""S3 trail buckets through boto3: paginated, retried, with errors that say what to fix.
+
+Throttling (SlowDown, 503) and 5xx answers are retried by botocore's adaptive retry mode with
+exponential backoff. Permanent errors are turned into messages that name the bucket, the key and,
+for access denied, the IAM permission that is missing. Credentials come from the usual AWS
+environment, profile or instance role and are never logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from analytics.adapters.sources import ObjectFetchError, ObjectRef, SourceError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_RETRIES = Config(
+    retries={"max_attempts": 8, "mode": "adaptive"},
+    max_pool_connections=32,
+    connect_timeout=10,
+    read_timeout=60,
+)
+_clients: dict[tuple[str | None, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3Client:
+    """One client per process and endpoint (boto3 clients are thread-safe, sessions are not)."""
+    cache_key = (endpoint_url, region)
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=_RETRIES
+            )
+            _clients[cache_key] = client
+        return client
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` → (bucket, prefix)."""
+    rest = uri.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise SourceError(f"{uri!r} names no bucket; expected s3://bucket[/prefix]")
+    return bucket, prefix
+
+
+def explain(error: ClientError, bucket: str, key: str | None, action: str) -> str:
+    """A one-line message for a permanent S3 error."""
+    code = error.response.get("Error", {}).get("Code", "")
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
+    if code == "NoSuchBucket":
+        return f"bucket {bucket!r} does not exist (while trying {action})"
+    if code in ("NoSuchKey", "404") or status == 404:
+        return f"{where}: not found (deleted after it was listed?)"
+    if code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+        permission = {
+            "ListObjectsV2": "s3:ListBucket",
+            "GetObject": "s3:GetObject (and kms:Decrypt if the bucket uses SSE-KMS)",
+            "PutObject": "s3:PutObject (and kms:GenerateDataKey if the lake uses SSE-KMS)",
+        }.get(action, action)
+        return f"{where}: access denied; the credentials need {permission}"
+    message = error.response.get("Error", {}).get("Message", "")
+    return f"{where}: {action} failed ({code or status}: {message})"
+
+
+@dataclass(frozen=True)
+class S3Source:
+    """A trail bucket, optionally under a prefix."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_uri(cls, uri: str, endpoint_url: str | None = None) -> S3Source:
+        bucket, prefix = split_uri(uri)
+        return cls(bucket, prefix, endpoint_url)
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _client(self) -> S3Client:
+        return s3_client(self.endpoint_url, self.region)
+
+    def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
+        paginator = self._client().get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        try:
+            for page in paginator.paginate(**kwargs):
+                yield dict(page)
+        except ClientError as exc:
+            raise SourceError(explain(exc, self.bucket, prefix or None, "ListObjectsV2")) from None
+        except BotoCoreError as exc:
+            raise SourceError(f"s3://{self.bucket}/{prefix}: cannot list ({exc})") from None
+
+    def _children(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self._list(prefix, delimiter="/"):
+            found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        return found
+
+    def _day_prefixes(self, days: list[dt.date]) -> list[str] | None:
+        """Delivery-day folders under ``<prefix>AWSLogs/``, or None if the layout is unusual.
+
+        Listing only the wanted days keeps a nightly run from listing years of a bucket.
+        """
+        root = self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
+        top = self._children(root + "AWSLogs/")
+        if not top:
+            return None
+        accounts: list[str] = []
+        for entry in top:
+            name = entry.rstrip("/").rsplit("/", 1)[-1]
+            if name.startswith("o-"):
+                accounts.extend(self._children(entry))
+            else:
+                accounts.append(entry)
+        prefixes: list[str] = []
+        for account in accounts:
+            for region in self._children(account + "CloudTrail/"):
+                prefixes.extend(region + day.strftime("%Y/%m/%d/") for day in days)
+        return prefixes
+
+    def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
+        prefixes = self._day_prefixes(delivery_days) if delivery_days else None
+        for prefix in prefixes if prefixes is not None else [self.prefix]:
+            for page in self._list(prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectRef(
+                        f"s3://{self.bucket}/{item['Key']}",
+                        int(item["Size"]),
+                        str(item.get("ETag", "")).strip('"'),
+                        item.get("LastModified"),
+                    )
+
+    def fetch(self, ref: ObjectRef) -> bytes:
+        key = ref.key.removeprefix(f"s3://{self.bucket}/")
+        try:
+            response = self._client().get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read()
+        except ClientError as exc:
+            raise ObjectFetchError(explain(exc, self.bucket, key, "GetObject")) from None
+        except BotoCoreError as exc:
+            raise ObjectFetchError(f"s3://{self.bucket}/{key}: cannot read ({exc})") from None

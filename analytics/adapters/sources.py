@@ -1,0 +1,102 @@
+"""Where CloudTrail objects come from: a local folder or an S3 bucket.
+
+A source lists candidate objects (with a change token: the S3 ETag, or size and mtime locally)
+and fetches one object's bytes. Sources are small picklable values so decoding workers in other
+processes can fetch for themselves; clients are created lazily inside each process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One listed object. ``key`` is what the lake records as ``source_object``."""
+
+    key: str
+    size: int
+    etag: str
+    mtime: dt.datetime | None
+
+
+class SourceError(RuntimeError):
+    """A permanent problem with the source itself (no such bucket, access denied to list)."""
+
+
+class ObjectFetchError(RuntimeError):
+    """One object could not be fetched (permission, vanished); it is retried on the next run."""
+
+
+class Source(Protocol):
+    """A place that holds a CloudTrail trail."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether fetching is network-bound (and so worth doing from several threads)."""
+        ...
+
+    def describe(self) -> str:
+        """A human-readable name for messages, e.g. ``s3://bucket/prefix``."""
+        ...
+
+    def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
+        """Every object under the source (narrowed to those delivery days when possible)."""
+        ...
+
+    def fetch(self, ref: ObjectRef) -> bytes:
+        """The bytes of one object; raises :class:`ObjectFetchError`."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A local copy of a trail bucket, or any folder of CloudTrail files, walked recursively."""
+
+    root: Path
+
+    @property
+    def remote(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
+        if not self.root.is_dir():
+            raise SourceError(f"source folder {self.root} does not exist or is not a folder")
+        root = self.root.resolve()
+        for folder, subfolders, files in os.walk(root):
+            subfolders.sort()
+            for name in sorted(files):
+                path = Path(folder, name)
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                relative = path.relative_to(root).as_posix()
+                mtime = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
+                yield ObjectRef(relative, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", mtime)
+
+    def fetch(self, ref: ObjectRef) -> bytes:
+        path = (self.root / ref.key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ObjectFetchError(f"{ref.key}: path leaves the source folder")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ObjectFetchError(f"{ref.key}: cannot read ({exc.strerror})") from None
+
+
+def open_source(uri: str, endpoint_url: str | None = None) -> Source:
+    """``s3://bucket/prefix`` or a local folder path."""
+    if uri.startswith("s3://"):
+        from analytics.adapters.s3 import S3Source  # boto3 is imported only when S3 is used
+
+        return S3Source.from_uri(uri, endpoint_url=endpoint_url)
+    return LocalSource(Path(uri))

@@ -1,0 +1,287 @@
+"""Bytes of a CloudTrail object → an Arrow table in the event schema.
+
+Decoding uses typed msgspec structs that name only the fields keytrail keeps, so the rest of a
+record is skipped without allocating Python objects. JSON-valued fields (requestParameters,
+responseElements, …) are captured as raw JSON text. The per-record Python work is a single pass
+that copies struct attributes into column lists; every normalisation rule (actor, key ARN,
+source IP versus service name, dates) then runs vectorised in :mod:`analytics.identity`.
+
+A record that cannot be decoded on its own, or that lacks ``eventID`` or ``eventTime``, is set
+aside as a :class:`BadRecord` and the rest of its object is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import pyarrow as pa
+
+from analytics import identity
+from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, to_json_bytes
+
+_NO_JSON = msgspec.Raw(b"")
+
+
+class _SessionIssuer(msgspec.Struct, gc=False):
+    arn: str | None = None
+
+
+class _SessionContext(msgspec.Struct, gc=False):
+    sessionIssuer: _SessionIssuer | None = None
+
+
+class _OnBehalfOf(msgspec.Struct, gc=False):
+    userId: str | None = None
+
+
+class _UserIdentity(msgspec.Struct, gc=False):
+    type: str | None = None
+    principalId: str | None = None
+    arn: str | None = None
+    accountId: str | None = None
+    userName: str | None = None
+    invokedBy: str | None = None
+    identityProvider: str | None = None
+    sessionContext: _SessionContext | None = None
+    onBehalfOf: _OnBehalfOf | None = None
+
+
+class _Resource(msgspec.Struct, gc=False):
+    ARN: str | None = None
+
+
+class _Record(msgspec.Struct, gc=False):
+    eventID: str | None = None
+    eventTime: str | None = None
+    eventVersion: str | None = None
+    eventSource: str | None = None
+    eventName: str | None = None
+    eventType: str | None = None
+    eventCategory: str | None = None
+    awsRegion: str | None = None
+    recipientAccountId: str | None = None
+    userIdentity: _UserIdentity | None = None
+    sourceIPAddress: str | None = None
+    userAgent: str | None = None
+    errorCode: str | None = None
+    errorMessage: str | None = None
+    readOnly: bool | None = None
+    managementEvent: bool | None = None
+    resources: list[_Resource] | None = None
+    requestParameters: msgspec.Raw = _NO_JSON
+    responseElements: msgspec.Raw = _NO_JSON
+    additionalEventData: msgspec.Raw = _NO_JSON
+    serviceEventDetails: msgspec.Raw = _NO_JSON
+    sharedEventID: str | None = None
+    requestID: str | None = None
+    vpcEndpointId: str | None = None
+
+
+class _Document(msgspec.Struct, gc=False):
+    Records: list[_Record]
+
+
+class _RawDocument(msgspec.Struct, gc=False):
+    Records: list[msgspec.Raw]
+
+
+# strict=False lets "true"/"false" strings stand in for booleans, as some old records have them.
+_DOCUMENT = msgspec.json.Decoder(_Document, strict=False)
+_RAW_DOCUMENT = msgspec.json.Decoder(_RawDocument)
+_RECORD = msgspec.json.Decoder(_Record, strict=False)
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """One record refused on its own; ``raw`` is its JSON text (possibly truncated)."""
+
+    index: int
+    reason: str
+    raw: str
+
+
+@dataclass
+class ParsedObject:
+    """What one CloudTrail object yielded."""
+
+    events: pa.Table
+    bad_records: list[BadRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+_MAX_RAW_KEPT = 64 * 1024
+
+
+def parse_object(
+    data: bytes, source_object: str, max_bytes: int = DEFAULT_MAX_DECOMPRESSED
+) -> ParsedObject:
+    """Parse the bytes of one CloudTrail log object (gzip or plain JSON).
+
+    Raises :class:`RejectedObject` with a one-line reason when the object as a whole is unusable.
+    """
+    return parse_document(to_json_bytes(data, max_bytes), source_object)
+
+
+def parse_document(doc: bytes, source_object: str) -> ParsedObject:
+    """Parse a ``{"Records": [...]}`` JSON document into the event schema."""
+    try:
+        return _parse(doc, source_object, notes=[])
+    except _InvalidUtf8:
+        repaired = doc.decode("utf-8", errors="replace").encode("utf-8")
+        return _parse(repaired, source_object, notes=["invalid UTF-8 replaced with U+FFFD"])
+
+
+class _InvalidUtf8(Exception):
+    pass
+
+
+def _parse(doc: bytes, source_object: str, notes: list[str]) -> ParsedObject:
+    try:
+        records = _DOCUMENT.decode(doc).Records
+        bad: list[BadRecord] = []
+    except msgspec.DecodeError:
+        _require_utf8(doc)
+        records, bad = _decode_record_by_record(doc)
+    columns = _columns(records)
+    try:
+        table = identity.normalise(columns, source_object)
+    except pa.ArrowInvalid:
+        _require_utf8(doc)
+        raise
+    missing = identity.missing_required(table)
+    if missing is not None:
+        raw_records = _RAW_DOCUMENT.decode(doc).Records
+        positions = _kept_positions(len(raw_records), bad)
+        for row in missing.arg_true().to_list():
+            bad.append(
+                BadRecord(
+                    positions[row],
+                    _missing_reason(columns, row),
+                    _raw_text(raw_records[positions[row]]),
+                )
+            )
+        table = table.filter(pa.array((~missing).to_list()))
+        bad.sort(key=lambda b: b.index)
+    return ParsedObject(identity.conform(table), bad, notes)
+
+
+def _require_utf8(doc: bytes) -> None:
+    try:
+        doc.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _InvalidUtf8 from None
+
+
+def _missing_reason(columns: dict[str, list[object]], row: int) -> str:
+    if not columns["eventID"][row]:
+        return "record has no eventID"
+    event_time = columns["eventTime"][row]
+    if event_time is None:
+        return "record has no eventTime"
+    return f"unparseable eventTime {str(event_time)[:40]!r}"
+
+
+def _kept_positions(total: int, bad: list[BadRecord]) -> list[int]:
+    refused = {b.index for b in bad}
+    return [i for i in range(total) if i not in refused]
+
+
+def _raw_text(raw: msgspec.Raw | bytes) -> str:
+    return bytes(raw)[:_MAX_RAW_KEPT].decode("utf-8", errors="replace")
+
+
+def _decode_record_by_record(doc: bytes) -> tuple[list[_Record], list[BadRecord]]:
+    """Slow path, taken only when the whole-document decode failed: isolate bad records."""
+    try:
+        raw_records = _RAW_DOCUMENT.decode(doc).Records
+    except msgspec.ValidationError as exc:
+        raise RejectedObject(_describe_shape_error(doc, exc)) from None
+    except msgspec.DecodeError as exc:
+        raise RejectedObject(f"invalid JSON ({exc})") from None
+    records: list[_Record] = []
+    bad: list[BadRecord] = []
+    for index, raw in enumerate(raw_records):
+        try:
+            records.append(_RECORD.decode(raw))
+        except msgspec.DecodeError as exc:
+            reason = f"record does not fit the CloudTrail shape ({exc})"
+            bad.append(BadRecord(index, reason, _raw_text(raw)))
+    return records, bad
+
+
+def _describe_shape_error(doc: bytes, exc: msgspec.ValidationError) -> str:
+    try:
+        top = msgspec.json.decode(doc)
+    except msgspec.DecodeError as decode_error:
+        return f"invalid JSON ({decode_error})"
+    if isinstance(top, dict):
+        if "Records" not in top:
+            keys = ", ".join(sorted(str(k) for k in top)[:5]) or "none"
+            return f"JSON has no Records array (top-level keys: {keys})"
+        return f"Records is not an array of objects ({exc})"
+    return f"JSON top level is {type(top).__name__}, not an object with Records"
+
+
+def _raw_or_none(raw: msgspec.Raw) -> bytes | None:
+    data = bytes(raw)
+    return None if not data or data == b"null" else data
+
+
+def _columns(records: list[_Record]) -> dict[str, list[object]]:
+    """Copy struct attributes into column lists: the one per-record loop of the ingest path."""
+    user_identities = [r.userIdentity or _EMPTY_IDENTITY for r in records]
+    contexts = [u.sessionContext for u in user_identities]
+    return {
+        "eventID": [r.eventID for r in records],
+        "eventTime": [r.eventTime for r in records],
+        "eventVersion": [r.eventVersion for r in records],
+        "eventSource": [r.eventSource for r in records],
+        "eventName": [r.eventName for r in records],
+        "eventType": [r.eventType for r in records],
+        "eventCategory": [r.eventCategory for r in records],
+        "awsRegion": [r.awsRegion for r in records],
+        "recipientAccountId": [r.recipientAccountId for r in records],
+        "sourceIPAddress": [r.sourceIPAddress for r in records],
+        "userAgent": [r.userAgent for r in records],
+        "errorCode": [r.errorCode for r in records],
+        "errorMessage": [r.errorMessage for r in records],
+        "readOnly": [r.readOnly for r in records],
+        "managementEvent": [r.managementEvent for r in records],
+        "sharedEventID": [r.sharedEventID for r in records],
+        "requestID": [r.requestID for r in records],
+        "vpcEndpointId": [r.vpcEndpointId for r in records],
+        "requestParameters": [_raw_or_none(r.requestParameters) for r in records],
+        "responseElements": [_raw_or_none(r.responseElements) for r in records],
+        "additionalEventData": [_raw_or_none(r.additionalEventData) for r in records],
+        "serviceEventDetails": [_raw_or_none(r.serviceEventDetails) for r in records],
+        "resourceKeyArn": [_resource_key_arn(r.resources) for r in records],
+        "uiType": [u.type for u in user_identities],
+        "uiPrincipalId": [u.principalId for u in user_identities],
+        "uiArn": [u.arn for u in user_identities],
+        "uiAccountId": [u.accountId for u in user_identities],
+        "uiUserName": [u.userName for u in user_identities],
+        "uiInvokedBy": [u.invokedBy for u in user_identities],
+        "uiIdentityProvider": [u.identityProvider for u in user_identities],
+        "uiIssuerArn": [
+            c.sessionIssuer.arn if c is not None and c.sessionIssuer is not None else None
+            for c in contexts
+        ],
+        "uiOnBehalfOfUserId": [
+            u.onBehalfOf.userId if u.onBehalfOf is not None else None for u in user_identities
+        ],
+    }
+
+
+_EMPTY_IDENTITY = _UserIdentity()
+
+
+def _resource_key_arn(resources: list[_Resource] | None) -> str | None:
+    """The first KMS key ARN among ``resources`` (alias ARNs are listed there too)."""
+    if not resources:
+        return None
+    for resource in resources:
+        arn = resource.ARN
+        if arn is not None and ":key/" in arn and arn.startswith("arn:"):
+            return arn
+    return None

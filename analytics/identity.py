@@ -1,0 +1,248 @@
+"""Principal and key canonicalisation, vectorised.
+
+CloudTrail's quirks are handled here once, so detectors read clean columns:
+
+* ``actor`` — the stable identity baselines are kept for. Assumed roles collapse to the role ARN
+  (the session issuer), never the session name or access key, which rotate per call. A service
+  acting for a caller (``invokedBy``) leaves the caller as the actor; ``invoked_by`` keeps the
+  service. AWS service principals become ``service:<name>``, the root user ``root:<account>``.
+* ``key_arn`` — from ``resources[].ARN`` (first ``:key/`` ARN), then ``responseElements.keyId``,
+  then ``requestParameters.keyId``; bare key IDs and alias names are made into ARNs with the
+  event's region and the caller's account (a bare ID can only name a key of the caller's own
+  account). An alias that cannot be resolved stays an alias ARN.
+* ``source_ip`` keeps only real IPv4/IPv6 addresses; service DNS names and ``AWS Internal``
+  go to ``source_service``.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from analytics import schema as s
+
+KMS_SOURCE = "kms.amazonaws.com"
+AWS_INTERNAL = "AWS Internal"
+
+_IPV4 = r"^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$"
+_IPV6 = r"^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]+)?$|^::ffff:[0-9.]+$"
+_ASSUMED_ROLE_ARN = r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/(.*)$"
+_KEY_OR_ALIAS_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/"
+_UNRESOLVED_ALIAS = "alias/"
+
+_STRING_INPUTS = (
+    "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
+    "eventCategory", "awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent",
+    "errorCode", "errorMessage", "sharedEventID", "requestID", "vpcEndpointId",
+    "resourceKeyArn", "uiType", "uiPrincipalId", "uiArn", "uiAccountId", "uiUserName",
+    "uiInvokedBy", "uiIdentityProvider", "uiIssuerArn", "uiOnBehalfOfUserId",
+)  # fmt: skip
+_BOOL_INPUTS = ("readOnly", "managementEvent")
+_JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
+                "serviceEventDetails")  # fmt: skip
+
+
+def _frame(columns: dict[str, list[object]], source_object: str) -> pl.DataFrame:
+    arrays: dict[str, pa.Array] = {}
+    for name in _STRING_INPUTS:
+        arrays[name] = pa.array(columns[name], pa.string())
+    for name in _BOOL_INPUTS:
+        arrays[name] = pa.array(columns[name], pa.bool_())
+    for name in _JSON_INPUTS:
+        # Casting binary → string validates UTF-8 in C; invalid bytes raise ArrowInvalid.
+        arrays[name] = pa.array(columns[name], pa.binary()).cast(pa.string())
+    frame = pl.from_arrow(pa.table(arrays))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.with_columns(pl.lit(source_object, pl.String).alias(s.SOURCE_OBJECT))
+
+
+def _partition(region: pl.Expr) -> pl.Expr:
+    """The ARN partition of a region: aws, aws-cn or aws-us-gov."""
+    return (
+        pl.when(region.str.starts_with("cn-"))
+        .then(pl.lit("aws-cn"))
+        .when(region.str.starts_with("us-gov-"))
+        .then(pl.lit("aws-us-gov"))
+        .otherwise(pl.lit("aws"))
+    )
+
+
+def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
+    c = frame_cols
+    ptype, arn, account = c["uiType"], c["uiArn"], c["uiAccountId"]
+    invoked_by, issuer = c["uiInvokedBy"], c["uiIssuerArn"]
+    role_from_session = arn.str.replace(_ASSUMED_ROLE_ARN, "arn:$1:iam::$2:role/$3")
+    role_from_session = pl.when(arn.str.contains(_ASSUMED_ROLE_ARN)).then(role_from_session)
+    who = pl.coalesce(c["uiUserName"], c["uiPrincipalId"], pl.lit(""))
+    provider = pl.coalesce(c["uiIdentityProvider"], pl.lit("unknown"))
+    service_for_internal = pl.when(invoked_by == AWS_INTERNAL).then(c["eventSource"])
+    return (
+        pl.when(ptype == "AssumedRole")
+        .then(pl.coalesce(issuer, role_from_session, arn))
+        .when(ptype.is_in(["IAMUser", "Role"]))
+        .then(arn)
+        .when(ptype == "Root")
+        .then(pl.lit("root:") + pl.coalesce(account, c["recipientAccountId"]))
+        .when(ptype == "AWSService")
+        .then(pl.lit("service:") + pl.coalesce(invoked_by, c["sourceIPAddress"]))
+        .when(ptype == "AWSAccount")
+        .then(pl.lit("account:") + account)
+        .when(ptype == "FederatedUser")
+        .then(pl.coalesce(issuer, arn))
+        .when(ptype == "WebIdentityUser")
+        .then(pl.lit("web-identity:") + provider + pl.lit("/") + who)
+        .when(ptype == "SAMLUser")
+        .then(pl.lit("saml:") + provider + pl.lit("/") + who)
+        .when(ptype == "IdentityCenterUser")
+        .then(
+            pl.lit("identity-center:")
+            + pl.coalesce(c["uiOnBehalfOfUserId"], c["uiPrincipalId"], pl.lit("unknown"))
+        )
+        .when(ptype == "Directory")
+        .then(pl.lit("directory:") + who)
+        .when(ptype.is_null() & invoked_by.is_not_null())
+        # KMS-internal service events (RotateKey, DeleteKey) carry no type, only invokedBy.
+        .then(pl.lit("service:") + pl.coalesce(service_for_internal, invoked_by))
+        .otherwise(
+            pl.coalesce(
+                arn,
+                pl.lit("unknown:") + pl.coalesce(account, pl.lit("")) + pl.lit("/") + who,
+            )
+        )
+    )
+
+
+def _key_arn(c: dict[str, pl.Expr]) -> pl.Expr:
+    """Resolve the key an event is about (see module docstring for the order)."""
+    response_key = c["responseElements"].str.json_path_match("$.keyId")
+    response_key = pl.when(response_key.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(
+        response_key
+    )
+    request_key = c["requestParameters"].str.json_path_match("$.keyId")
+    region = c["awsRegion"]
+    caller_account = pl.coalesce(c["uiAccountId"], c["recipientAccountId"])
+    arn_prefix = (
+        pl.lit("arn:") + _partition(region) + pl.lit(":kms:") + region + pl.lit(":")
+        + caller_account + pl.lit(":")
+    )  # fmt: skip
+    resolved_request_key = (
+        pl.when(request_key.str.starts_with("arn:"))
+        .then(request_key)
+        .when(request_key.str.starts_with(_UNRESOLVED_ALIAS))
+        .then(arn_prefix + request_key)
+        .when(request_key.str.len_chars() > 0)
+        .then(arn_prefix + pl.lit("key/") + request_key)
+    )
+    from_request = pl.when(c["eventSource"] == KMS_SOURCE).then(resolved_request_key)
+    return pl.coalesce(c["resourceKeyArn"], response_key, from_request)
+
+
+# CloudTrail writes "2026-11-28T13:05:12Z"; copies exported by other tools (Panther, Athena
+# CTAS, SIEM re-exports) use fractional seconds or a space. All are UTC.
+_EVENT_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S%.fZ",
+)
+
+
+def _parse_event_time(frame: pl.DataFrame) -> pl.Expr:
+    """The cheapest expression that parses every eventTime of ``frame`` that can be parsed."""
+    raw = pl.col("eventTime")
+
+    def parse(fmt: str) -> pl.Expr:
+        return raw.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+
+    strict_form = parse(_EVENT_TIME_FORMATS[0])
+    unparsed = frame.select((strict_form.is_null() & raw.is_not_null()).any()).item()
+    if not unparsed:
+        return strict_form
+    return pl.coalesce([parse(fmt) for fmt in _EVENT_TIME_FORMATS])
+
+
+def _is_ip(value: pl.Expr) -> pl.Expr:
+    return value.str.contains(_IPV4) | value.str.contains(_IPV6)
+
+
+def normalise(columns: dict[str, list[object]], source_object: str) -> pa.Table:
+    """Build the event-schema table from the raw column lists of :mod:`analytics.cloudtrail`.
+
+    Rows are never dropped here; rows lacking required fields keep nulls and are found by
+    :func:`missing_required`.
+    """
+    frame = _frame(columns, source_object)
+    c = {name: pl.col(name) for name in frame.columns}
+    event_time = _parse_event_time(frame)
+    source = c["sourceIPAddress"]
+    key_arn = _key_arn(c)
+    out = frame.select(
+        c["eventID"].alias(s.EVENT_ID),
+        event_time.alias(s.EVENT_TIME),
+        c["eventVersion"].alias(s.EVENT_VERSION),
+        c["eventSource"].alias(s.EVENT_SOURCE),
+        c["eventName"].alias(s.EVENT_NAME),
+        c["eventType"].alias(s.EVENT_TYPE),
+        c["eventCategory"].alias(s.EVENT_CATEGORY),
+        c["awsRegion"].alias(s.AWS_REGION),
+        c["recipientAccountId"].alias(s.RECIPIENT_ACCOUNT_ID),
+        c["uiType"].alias(s.PRINCIPAL_TYPE),
+        c["uiArn"].alias(s.PRINCIPAL_ARN),
+        c["uiAccountId"].alias(s.PRINCIPAL_ACCOUNT_ID),
+        _actor(c).alias(s.ACTOR),
+        pl.when(c["uiType"] == "AssumedRole")
+        .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
+        .alias(s.SESSION_NAME),
+        c["uiInvokedBy"].alias(s.INVOKED_BY),
+        pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
+        pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
+        c["userAgent"].alias(s.USER_AGENT),
+        c["errorCode"].alias(s.ERROR_CODE),
+        c["errorMessage"].alias(s.ERROR_MESSAGE),
+        c["readOnly"].alias(s.READ_ONLY),
+        c["managementEvent"].alias(s.MANAGEMENT_EVENT),
+        key_arn.alias(s.KEY_ARN),
+        pl.when(key_arn.str.contains(_KEY_OR_ALIAS_ARN))
+        .then(key_arn.str.split(":").list.get(4, null_on_oob=True))
+        .alias(s.KEY_ACCOUNT_ID),
+        c["requestParameters"].alias(s.REQUEST_PARAMETERS),
+        c["responseElements"].alias(s.RESPONSE_ELEMENTS),
+        c["requestParameters"]
+        .str.json_path_match("$.encryptionContext")
+        .alias(s.ENCRYPTION_CONTEXT),
+        c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
+        c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
+        c["sharedEventID"].alias(s.SHARED_EVENT_ID),
+        c["requestID"].alias(s.REQUEST_ID),
+        c["vpcEndpointId"].alias(s.VPC_ENDPOINT_ID),
+        c[s.SOURCE_OBJECT],
+    ).with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
+    return _to_event_schema(out)
+
+
+def _to_event_schema(frame: pl.DataFrame) -> pa.Table:
+    table = frame.select(s.EVENT_COLUMNS).to_arrow()
+    # Polars exports large_string; the lake uses plain string so every reader agrees.
+    nullable = pa.schema([f.with_nullable(True) for f in s.EVENT_SCHEMA])
+    return table.cast(nullable)
+
+
+def missing_required(table: pa.Table) -> pl.Series | None:
+    """A boolean mask of rows lacking ``eventID`` or a parseable ``eventTime`` (None if none)."""
+    frame = pl.from_arrow(table.select([s.EVENT_ID, s.EVENT_TIME]))
+    assert isinstance(frame, pl.DataFrame)
+    mask = frame.select(
+        (
+            pl.col(s.EVENT_ID).is_null()
+            | (pl.col(s.EVENT_ID) == "")
+            | pl.col(s.EVENT_TIME).is_null()
+        ).alias("missing")
+    ).to_series()
+    return mask if mask.any() else None
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cast a table whose rows all have their required fields to the exact event schema."""
+    return table.cast(s.EVENT_SCHEMA)

@@ -1,0 +1,413 @@
+"""Ingest a CloudTrail trail into the lake: incrementally, exactly once, on all cores.
+
+How exactly-once holds:
+
+* Objects are read in sorted key order and their results committed in that order, so a run
+  killed at any moment has committed a prefix of what a clean run would commit.
+* Events are de-duplicated on ``eventID`` within each flush and against every ``eventID``
+  already in the day's partition, so rereading an object (rerun, overlapping range, the same
+  events delivered under another name, a crash between data and state) adds nothing.
+* Data files are renamed into place before ``_state/objects.parquet`` records the objects they
+  came from; the state is only an optimisation that lets the next run skip unchanged objects.
+
+Decoding runs in worker processes (``workers``); the parent only de-duplicates and writes, and at
+most ``2 × workers`` chunks are in flight, so memory stays bounded whatever the number of objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analytics import schema as s
+from analytics.adapters.lake import LocalLake, safe_name, write_bytes_atomic, write_parquet_atomic
+from analytics.adapters.sources import ObjectFetchError, ObjectRef, Source
+from analytics.cloudtrail import BadRecord, parse_object
+from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject
+from analytics.layout import Kind, Selection, classify
+
+ProgressCallback = Callable[["Progress"], None]
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    selection: Selection = field(default_factory=Selection)
+    workers: int = os.cpu_count() or 1
+    max_object_bytes: int = DEFAULT_MAX_DECOMPRESSED
+    flush_events: int = 1_000_000
+    chunk_bytes: int = 8 * 1024 * 1024
+    fetch_threads: int = 8
+
+
+@dataclass
+class Progress:
+    objects_total: int = 0
+    objects_done: int = 0
+    events_done: int = 0
+    bytes_done: int = 0
+
+
+@dataclass
+class IngestSummary:
+    """What a run did; ``to_dict`` is the ``--json`` output."""
+
+    source: str = ""
+    objects_seen: int = 0
+    objects_ingested: int = 0
+    objects_skipped: int = 0
+    objects_quarantined: int = 0
+    objects_failed: int = 0
+    records_quarantined: int = 0
+    objects_with_notes: int = 0
+    digests_skipped: int = 0
+    insights_skipped: int = 0
+    other_files_skipped: int = 0
+    events_read: int = 0
+    events_written: int = 0
+    duplicate_events_dropped: int = 0
+    events_outside_range: int = 0
+    bytes_read: int = 0
+    dates_written: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Outcome:
+    ref: ObjectRef
+    status: str  # ingested | quarantined | failed
+    reason: str | None = None
+    events: int = 0
+    bad_records: list[BadRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dates: list[dt.date] = field(default_factory=list)
+
+
+@dataclass
+class _ChunkResult:
+    outcomes: list[_Outcome]
+    table: pa.Table | None
+    bytes_read: int
+
+
+def _read_one(source: Source, ref: ObjectRef, max_bytes: int) -> tuple[_Outcome, pa.Table | None]:
+    try:
+        data = source.fetch(ref)
+    except ObjectFetchError as exc:
+        return _Outcome(ref, "failed", str(exc)), None
+    try:
+        parsed = parse_object(data, ref.key, max_bytes)
+    except RejectedObject as exc:
+        return _Outcome(ref, "quarantined", str(exc)), None
+    days = pc.unique(parsed.events.column(s.EVENT_DATE)).to_pylist()
+    outcome = _Outcome(
+        ref,
+        "ingested",
+        events=parsed.events.num_rows,
+        bad_records=parsed.bad_records,
+        notes=parsed.notes,
+        dates=sorted(days),
+    )
+    return outcome, parsed.events
+
+
+def _read_chunk(
+    refs: list[ObjectRef], source: Source, max_bytes: int, fetch_threads: int
+) -> _ChunkResult:
+    """Worker entry point: fetch, decode and normalise a chunk of objects."""
+    if fetch_threads > 1 and len(refs) > 1 and source.remote:
+        with ThreadPoolExecutor(min(fetch_threads, len(refs))) as pool:
+            results = list(pool.map(lambda r: _read_one(source, r, max_bytes), refs))
+    else:
+        results = [_read_one(source, r, max_bytes) for r in refs]
+    tables = [t for _, t in results if t is not None and t.num_rows]
+    table = pa.concat_tables(tables) if tables else None
+    return _ChunkResult([o for o, _ in results], table, sum(r.size for r in refs))
+
+
+def _chunks(
+    refs: list[ObjectRef], chunk_bytes: int, max_objects: int = 256
+) -> list[list[ObjectRef]]:
+    chunks: list[list[ObjectRef]] = []
+    current: list[ObjectRef] = []
+    size = 0
+    for ref in refs:
+        current.append(ref)
+        size += ref.size
+        if size >= chunk_bytes or len(current) >= max_objects:
+            chunks.append(current)
+            current, size = [], 0
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _bounded_ordered_map(
+    func: Callable[[list[ObjectRef]], _ChunkResult], chunks: list[list[ObjectRef]], workers: int
+) -> Iterator[_ChunkResult]:
+    """``map`` over worker processes, in order, with at most ``2 × workers`` chunks in flight."""
+    if workers <= 1 or len(chunks) <= 1:
+        yield from map(func, chunks)
+        return
+    context = multiprocessing.get_context("spawn")  # fork is unsafe beside threads
+    with context.Pool(workers) as pool:
+        pending: deque[Any] = deque()
+        todo = iter(chunks)
+        for chunk in todo:
+            pending.append(pool.apply_async(func, (chunk,)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().get()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(func, (nxt,)))
+            yield result
+
+
+class _Committer:
+    """Buffers decoded events and commits them to the lake: data first, then state."""
+
+    def __init__(self, lake: LocalLake, selection: Selection, summary: IngestSummary) -> None:
+        self.lake = lake
+        self.selection = selection
+        self.summary = summary
+        self.run_id = (
+            dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        )
+        self.sequence = 0
+        self.tables: list[pa.Table] = []
+        self.outcomes: list[_Outcome] = []
+        self.rows = 0
+        self.seen: dict[dt.date, pl.Series] = {}
+        self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
+        self.dates_written: set[dt.date] = set()
+
+    def add(self, result: _ChunkResult) -> None:
+        self.outcomes.extend(result.outcomes)
+        if result.table is not None:
+            self.tables.append(result.table)
+            self.rows += result.table.num_rows
+
+    def _seen_ids(self, day: dt.date) -> pl.Series:
+        if day not in self.seen:
+            files = self.lake.partition_files(day)
+            if files:
+                self.seen[day] = pl.read_parquet(files, columns=[s.EVENT_ID]).to_series()
+            else:
+                self.seen[day] = pl.Series(s.EVENT_ID, [], pl.String)
+        return self.seen[day]
+
+    def flush(self) -> None:
+        if self.tables:
+            self._write_events(pa.concat_tables(self.tables))
+        self._write_quarantine()
+        self._write_state()
+        self.tables, self.outcomes, self.rows = [], [], 0
+
+    def _write_events(self, table: pa.Table) -> None:
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        self.summary.events_read += frame.height
+        if self.selection.start is not None or self.selection.end is not None:
+            in_range = self._in_range(pl.col(s.EVENT_DATE))
+            before = frame.height
+            frame = frame.filter(in_range)
+            self.summary.events_outside_range += before - frame.height
+        unique = frame.unique(subset=[s.EVENT_ID], keep="first", maintain_order=True)
+        self.summary.duplicate_events_dropped += frame.height - unique.height
+        for (day,), part in sorted(unique.partition_by(s.EVENT_DATE, as_dict=True).items()):
+            assert isinstance(day, dt.date)
+            seen = self._seen_ids(day)
+            new = part.filter(~pl.col(s.EVENT_ID).is_in(seen.implode()))
+            self.summary.duplicate_events_dropped += part.height - new.height
+            if new.height == 0:
+                continue
+            self.sequence += 1
+            target = (
+                self.lake.partition_dir(day) / f"part-{self.run_id}-{self.sequence:05d}.parquet"
+            )
+            ordered = new.sort(s.EVENT_TIME, maintain_order=True)
+            write_parquet_atomic(ordered.to_arrow().cast(s.EVENT_SCHEMA), target)
+            self.seen[day] = pl.concat([seen, new.get_column(s.EVENT_ID)])
+            self.summary.events_written += new.height
+            self.dates_written.add(day)
+
+    def _in_range(self, column: pl.Expr) -> pl.Expr:
+        condition = pl.lit(True)
+        if self.selection.start is not None:
+            condition = condition & (column >= self.selection.start)
+        if self.selection.end is not None:
+            condition = condition & (column <= self.selection.end)
+        return condition
+
+    def _write_quarantine(self) -> None:
+        now = dt.datetime.now(dt.UTC).isoformat()
+        for outcome in self.outcomes:
+            name = safe_name(outcome.ref.key)
+            if outcome.status == "quarantined":
+                record = {
+                    "source_object": outcome.ref.key,
+                    "reason": outcome.reason,
+                    "size": outcome.ref.size,
+                    "etag": outcome.ref.etag,
+                    "quarantined_at": now,
+                }
+                target = self.lake.quarantine_dir / "objects" / f"{name}.json"
+                write_bytes_atomic(orjson.dumps(record, option=orjson.OPT_INDENT_2), target)
+            if outcome.bad_records:
+                lines = b"".join(
+                    orjson.dumps(
+                        {
+                            "source_object": outcome.ref.key,
+                            "index": bad.index,
+                            "reason": bad.reason,
+                            "record": bad.raw,
+                        }
+                    )
+                    + b"\n"
+                    for bad in outcome.bad_records
+                )
+                write_bytes_atomic(lines, self.lake.quarantine_dir / "records" / f"{name}.jsonl")
+
+    def _write_state(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        changed = False
+        for outcome in self.outcomes:
+            if outcome.status == "failed":
+                continue
+            previous = self.state.get(outcome.ref.key)
+            same_object = previous is not None and previous[s.OBJ_ETAG] == outcome.ref.etag
+            written = (
+                set(previous[s.OBJ_DATES_WRITTEN] or []) if same_object and previous else set()
+            )
+            written.update(d for d in outcome.dates if self.selection.covers(d))
+            self.state[outcome.ref.key] = {
+                s.OBJ_KEY: outcome.ref.key,
+                s.OBJ_ETAG: outcome.ref.etag,
+                s.OBJ_SIZE: outcome.ref.size,
+                s.OBJ_MTIME: outcome.ref.mtime,
+                s.OBJ_STATUS: (
+                    s.STATUS_QUARANTINED if outcome.status == "quarantined" else s.STATUS_INGESTED
+                ),
+                s.OBJ_EVENTS: outcome.events,
+                s.OBJ_RECORDS_QUARANTINED: len(outcome.bad_records),
+                s.OBJ_REASON: outcome.reason,
+                s.OBJ_NOTE: "; ".join(outcome.notes) or None,
+                s.OBJ_DATES_SEEN: outcome.dates,
+                s.OBJ_DATES_WRITTEN: sorted(written),
+                s.OBJ_INGESTED_AT: now,
+            }
+            changed = True
+        if changed:
+            rows = [self.state[key] for key in sorted(self.state)]
+            self.lake.write_state(pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA))
+
+
+def needs_reading(ref: ObjectRef, previous: dict[str, Any] | None, selection: Selection) -> bool:
+    """Whether an object must be (re)read: new, changed, or holding dates a run left out."""
+    if previous is None or previous[s.OBJ_ETAG] != ref.etag:
+        return True
+    if previous[s.OBJ_STATUS] == s.STATUS_QUARANTINED:
+        return False
+    written = set(previous[s.OBJ_DATES_WRITTEN] or [])
+    wanted = {d for d in previous[s.OBJ_DATES_SEEN] or [] if selection.covers(d)}
+    return not wanted <= written
+
+
+def list_log_objects(
+    source: Source, selection: Selection, summary: IngestSummary
+) -> list[ObjectRef]:
+    """The CloudTrail log files of ``source`` that ``selection`` wants, sorted by key."""
+    wanted: list[ObjectRef] = []
+    for ref in source.list_objects(selection.delivery_days()):
+        kind, name = classify(ref.key)
+        if kind is Kind.DIGEST:
+            summary.digests_skipped += 1
+        elif kind is Kind.INSIGHT:
+            summary.insights_skipped += 1
+        elif kind is Kind.OTHER or name is None:
+            summary.other_files_skipped += 1
+        elif selection.wants(name):
+            wanted.append(ref)
+    return sorted(wanted, key=lambda r: r.key)
+
+
+def ingest(
+    source: Source,
+    lake: LocalLake,
+    options: IngestOptions = IngestOptions(),
+    progress: ProgressCallback | None = None,
+) -> IngestSummary:
+    """Read every wanted, not-yet-ingested object of ``source`` into ``lake``."""
+    started = time.perf_counter()
+    summary = IngestSummary(source=source.describe())
+    lake.root.mkdir(parents=True, exist_ok=True)
+    lake.remove_stale_temporaries()
+    candidates = list_log_objects(source, options.selection, summary)
+    summary.objects_seen = len(candidates)
+    committer = _Committer(lake, options.selection, summary)
+    to_read = [
+        ref
+        for ref in candidates
+        if needs_reading(ref, committer.state.get(ref.key), options.selection)
+    ]
+    summary.objects_skipped = len(candidates) - len(to_read)
+    state = Progress(objects_total=len(to_read))
+    if progress:
+        progress(state)
+    read_chunk = partial(
+        _read_chunk,
+        source=source,
+        max_bytes=options.max_object_bytes,
+        fetch_threads=options.fetch_threads,
+    )
+    chunks = _chunks(to_read, options.chunk_bytes)
+    for result in _bounded_ordered_map(read_chunk, chunks, options.workers):
+        _tally(summary, result.outcomes)
+        summary.bytes_read += result.bytes_read
+        committer.add(result)
+        state.objects_done += len(result.outcomes)
+        state.events_done += result.table.num_rows if result.table is not None else 0
+        state.bytes_done += result.bytes_read
+        if progress:
+            progress(state)
+        if committer.rows >= options.flush_events:
+            committer.flush()
+    committer.flush()
+    summary.dates_written = [d.isoformat() for d in sorted(committer.dates_written)]
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _tally(summary: IngestSummary, outcomes: Iterable[_Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.status == "ingested":
+            summary.objects_ingested += 1
+            summary.records_quarantined += len(outcome.bad_records)
+            if outcome.notes:
+                summary.objects_with_notes += 1
+        elif outcome.status == "quarantined":
+            summary.objects_quarantined += 1
+            summary.quarantined.append(f"{outcome.ref.key}: {outcome.reason}")
+        else:
+            summary.objects_failed += 1
+            summary.failed.append(outcome.reason or outcome.ref.key)

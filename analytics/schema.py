@@ -1,0 +1,142 @@
+"""The lake's schemas: the one place that names columns and their Arrow types.
+
+Every other module derives column names from the constants here, so a rename is a one-line
+change and a typo is an import error rather than a silently empty column. Analysts reading the
+lake with DuckDB, Spark or Athena see exactly these names and types.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# --- event columns (LAKE/events/event_date=YYYY-MM-DD/*.parquet) -----------------------------
+
+EVENT_ID = "event_id"
+EVENT_TIME = "event_time"
+EVENT_DATE = "event_date"
+EVENT_VERSION = "event_version"
+EVENT_SOURCE = "event_source"
+EVENT_NAME = "event_name"
+EVENT_TYPE = "event_type"
+EVENT_CATEGORY = "event_category"
+AWS_REGION = "aws_region"
+RECIPIENT_ACCOUNT_ID = "recipient_account_id"
+PRINCIPAL_TYPE = "principal_type"
+PRINCIPAL_ARN = "principal_arn"
+PRINCIPAL_ACCOUNT_ID = "principal_account_id"
+ACTOR = "actor"
+SESSION_NAME = "session_name"
+INVOKED_BY = "invoked_by"
+SOURCE_IP = "source_ip"
+SOURCE_SERVICE = "source_service"
+USER_AGENT = "user_agent"
+ERROR_CODE = "error_code"
+ERROR_MESSAGE = "error_message"
+READ_ONLY = "read_only"
+MANAGEMENT_EVENT = "management_event"
+KEY_ARN = "key_arn"
+KEY_ACCOUNT_ID = "key_account_id"
+REQUEST_PARAMETERS = "request_parameters"
+RESPONSE_ELEMENTS = "response_elements"
+ENCRYPTION_CONTEXT = "encryption_context"
+ADDITIONAL_EVENT_DATA = "additional_event_data"
+SERVICE_EVENT_DETAILS = "service_event_details"
+SHARED_EVENT_ID = "shared_event_id"
+REQUEST_ID = "request_id"
+VPC_ENDPOINT_ID = "vpc_endpoint_id"
+SOURCE_OBJECT = "source_object"
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field(EVENT_ID, pa.string(), nullable=False),
+        pa.field(EVENT_TIME, _UTC_US, nullable=False),
+        pa.field(EVENT_DATE, pa.date32(), nullable=False),
+        pa.field(EVENT_VERSION, pa.string()),
+        pa.field(EVENT_SOURCE, pa.string()),
+        pa.field(EVENT_NAME, pa.string()),
+        pa.field(EVENT_TYPE, pa.string()),
+        pa.field(EVENT_CATEGORY, pa.string()),
+        pa.field(AWS_REGION, pa.string()),
+        pa.field(RECIPIENT_ACCOUNT_ID, pa.string()),
+        pa.field(PRINCIPAL_TYPE, pa.string()),
+        pa.field(PRINCIPAL_ARN, pa.string()),
+        pa.field(PRINCIPAL_ACCOUNT_ID, pa.string()),
+        pa.field(ACTOR, pa.string()),
+        pa.field(SESSION_NAME, pa.string()),
+        pa.field(INVOKED_BY, pa.string()),
+        pa.field(SOURCE_IP, pa.string()),
+        pa.field(SOURCE_SERVICE, pa.string()),
+        pa.field(USER_AGENT, pa.string()),
+        pa.field(ERROR_CODE, pa.string()),
+        pa.field(ERROR_MESSAGE, pa.string()),
+        pa.field(READ_ONLY, pa.bool_()),
+        pa.field(MANAGEMENT_EVENT, pa.bool_()),
+        pa.field(KEY_ARN, pa.string()),
+        pa.field(KEY_ACCOUNT_ID, pa.string()),
+        pa.field(REQUEST_PARAMETERS, pa.string()),
+        pa.field(RESPONSE_ELEMENTS, pa.string()),
+        pa.field(ENCRYPTION_CONTEXT, pa.string()),
+        pa.field(ADDITIONAL_EVENT_DATA, pa.string()),
+        pa.field(SERVICE_EVENT_DETAILS, pa.string()),
+        pa.field(SHARED_EVENT_ID, pa.string()),
+        pa.field(REQUEST_ID, pa.string()),
+        pa.field(VPC_ENDPOINT_ID, pa.string()),
+        pa.field(SOURCE_OBJECT, pa.string(), nullable=False),
+    ]
+)
+"""One row per unique CloudTrail ``eventID``.
+
+``actor`` is the stable identity baselines are kept for (role ARN for assumed roles, user ARN,
+``root:<account>``, ``service:<name>``); ``principal_arn`` is the identity exactly as logged.
+``source_ip`` holds only real IP addresses; service names and "AWS Internal" go to
+``source_service``. JSON-valued fields are kept verbatim as JSON text so nothing the record said
+is lost; they are attacker-influenced and must be escaped wherever they are shown.
+"""
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+
+# --- source object state (LAKE/_state/objects.parquet) -------------------------------------
+
+OBJ_KEY = "object_key"
+OBJ_ETAG = "etag"
+OBJ_SIZE = "size"
+OBJ_MTIME = "mtime"
+OBJ_STATUS = "status"
+OBJ_EVENTS = "events"
+OBJ_RECORDS_QUARANTINED = "records_quarantined"
+OBJ_REASON = "reason"
+OBJ_NOTE = "note"
+OBJ_DATES_SEEN = "dates_seen"
+OBJ_DATES_WRITTEN = "dates_written"
+OBJ_INGESTED_AT = "ingested_at"
+
+STATUS_INGESTED = "ingested"
+STATUS_QUARANTINED = "quarantined"
+
+OBJECT_STATE_SCHEMA = pa.schema(
+    [
+        pa.field(OBJ_KEY, pa.string(), nullable=False),
+        pa.field(OBJ_ETAG, pa.string()),
+        pa.field(OBJ_SIZE, pa.int64()),
+        pa.field(OBJ_MTIME, _UTC_US),
+        pa.field(OBJ_STATUS, pa.string(), nullable=False),
+        pa.field(OBJ_EVENTS, pa.int64()),
+        pa.field(OBJ_RECORDS_QUARANTINED, pa.int64()),
+        pa.field(OBJ_REASON, pa.string()),
+        pa.field(OBJ_NOTE, pa.string()),
+        pa.field(OBJ_DATES_SEEN, pa.list_(pa.date32())),
+        pa.field(OBJ_DATES_WRITTEN, pa.list_(pa.date32())),
+        pa.field(OBJ_INGESTED_AT, _UTC_US),
+    ]
+)
+"""One row per source object ever read. An object is read again only when its ETag (S3) or
+size and mtime (local files) change, or when a run wants event dates it holds that an earlier,
+narrower run left out (``dates_seen`` minus ``dates_written``). ``status`` says whether it landed
+or was quarantined, ``reason`` why it was quarantined."""
+
+
+def empty_events() -> pa.Table:
+    """An empty table in the event schema (useful as a neutral element when concatenating)."""
+    return EVENT_SCHEMA.empty_table()
