@@ -49,6 +49,7 @@ class _UserIdentity(msgspec.Struct, gc=False):
 
 class _Resource(msgspec.Struct, gc=False):
     ARN: str | None = None
+    arn: str | None = None  # lower-case in copies re-exported by some SIEMs
 
 
 class _Record(msgspec.Struct, gc=False):
@@ -281,7 +282,7 @@ def _resource_key_arn(resources: list[_Resource] | None) -> str | None:
     if not resources:
         return None
     for resource in resources:
-        arn = resource.ARN
+        arn = resource.ARN or resource.arn
         if arn is not None and ":key/" in arn and arn.startswith("arn:"):
             return arn
     return None

@@ -73,7 +73,8 @@ def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
     invoked_by, issuer = c["uiInvokedBy"], c["uiIssuerArn"]
     role_from_session = arn.str.replace(_ASSUMED_ROLE_ARN, "arn:$1:iam::$2:role/$3")
     role_from_session = pl.when(arn.str.contains(_ASSUMED_ROLE_ARN)).then(role_from_session)
-    who = pl.coalesce(c["uiUserName"], c["uiPrincipalId"], pl.lit(""))
+    who_given = pl.coalesce(c["uiUserName"], c["uiPrincipalId"])
+    who = pl.coalesce(who_given, pl.lit(""))
     provider = pl.coalesce(c["uiIdentityProvider"], pl.lit("unknown"))
     service_for_internal = pl.when(invoked_by == AWS_INTERNAL).then(c["eventSource"])
     return (
@@ -106,7 +107,9 @@ def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
         .otherwise(
             pl.coalesce(
                 arn,
-                pl.lit("unknown:") + pl.coalesce(account, pl.lit("")) + pl.lit("/") + who,
+                pl.when(
+                    pl.any_horizontal(e.is_not_null() for e in (ptype, account, who_given))
+                ).then(pl.lit("unknown:") + pl.coalesce(account, pl.lit("")) + pl.lit("/") + who),
             )
         )
     )

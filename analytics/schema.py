@@ -140,3 +140,78 @@ or was quarantined, ``reason`` why it was quarantined."""
 def empty_events() -> pa.Table:
     """An empty table in the event schema (useful as a neutral element when concatenating)."""
     return EVENT_SCHEMA.empty_table()
+
+
+# --- alerts (LAKE/alerts/event_date=YYYY-MM-DD/alerts.parquet) -------------------------------
+
+ALERT_ID = "alert_id"
+DETECTOR = "detector"
+SEVERITY = "severity"
+SCORE = "score"
+WINDOW_START = "window_start"
+WINDOW_END = "window_end"
+ACCOUNT_ID = "account_id"
+TITLE = "title"
+REASON = "reason"
+BASELINE = "baseline"
+TOP_FEATURES = "top_features"
+OBSERVED_PATTERN = "observed_pattern"
+EVIDENCE_EVENT_IDS = "evidence_event_ids"
+EVIDENCE_COUNT = "evidence_count"
+MITRE = "mitre_attack"
+RUNBOOK = "runbook"
+SUPPRESSED_BY = "suppressed_by"
+
+SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
+"""Ordered from least to most severe; OCSF severity_id is the index + 1."""
+
+OBSERVED_PATTERNS: tuple[str, ...] = (
+    "UNSEEN", "RARE", "SURGE", "OFF_HOURS", "FAILURES", "CHANGE", "EXPOSURE", "BLIND_SPOT",
+)  # fmt: skip
+"""What was unusual, in GuardDuty/OCSF terms: never seen before, seldom seen, far above the
+usual volume, outside the actor's hours, a burst of failures, a configuration change, a key
+opened to outsiders, or a gap in what CloudTrail records."""
+
+MAX_EVIDENCE_IDS = 50
+
+FEATURE_STRUCT = pa.struct(
+    [
+        pa.field("name", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("usual", pa.float64()),
+        pa.field("contribution", pa.float64()),
+        pa.field("text", pa.string()),
+    ]
+)
+
+ALERT_SCHEMA = pa.schema(
+    [
+        pa.field(ALERT_ID, pa.string(), nullable=False),
+        pa.field(DETECTOR, pa.string(), nullable=False),
+        pa.field(SEVERITY, pa.string(), nullable=False),
+        pa.field(SCORE, pa.float64()),
+        pa.field(EVENT_DATE, pa.date32(), nullable=False),
+        pa.field(WINDOW_START, _UTC_US, nullable=False),
+        pa.field(WINDOW_END, _UTC_US, nullable=False),
+        pa.field(ACCOUNT_ID, pa.string()),
+        pa.field(AWS_REGION, pa.string()),
+        pa.field(KEY_ARN, pa.string()),
+        pa.field(ACTOR, pa.string()),
+        pa.field(INVOKED_BY, pa.string()),
+        pa.field(TITLE, pa.string(), nullable=False),
+        pa.field(REASON, pa.string(), nullable=False),
+        pa.field(BASELINE, pa.string()),
+        pa.field(TOP_FEATURES, pa.list_(FEATURE_STRUCT)),
+        pa.field(OBSERVED_PATTERN, pa.string()),
+        pa.field(MITRE, pa.list_(pa.string())),
+        pa.field(RUNBOOK, pa.string()),
+        pa.field(EVIDENCE_EVENT_IDS, pa.list_(pa.string())),
+        pa.field(EVIDENCE_COUNT, pa.int64(), nullable=False),
+        pa.field(SUPPRESSED_BY, pa.string()),
+    ]
+)
+"""One row per (detector, entity, window). ``alert_id`` is a hash of detector, entity and window
+start, so reruns and backfills give the same ID and sinks can de-duplicate on it. ``reason`` is
+a plain-language sentence built from record values: escape it wherever it is rendered."""
+
+ALERT_COLUMNS: tuple[str, ...] = tuple(ALERT_SCHEMA.names)

@@ -99,6 +99,9 @@ def ingest_command(
         bool, typer.Option("--strict", help="Exit 1 if any object or record was quarantined.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    flush_events: Annotated[
+        int, typer.Option(min=1, hidden=True, help="Events buffered between commits.")
+    ] = IngestOptions.flush_events,
 ) -> None:
     """Read CloudTrail log files into the lake, exactly once.
 
@@ -114,7 +117,10 @@ def ingest_command(
         raise _fail("--start is after --end")
     selection = Selection(start_date, end_date, frozenset(account or []), frozenset(region or []))
     options = IngestOptions(
-        selection=selection, workers=workers, max_object_bytes=max_object_mb * 1024 * 1024
+        selection=selection,
+        workers=workers,
+        max_object_bytes=max_object_mb * 1024 * 1024,
+        flush_events=flush_events,
     )
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
@@ -182,9 +188,9 @@ def _print_ingest_summary(summary: IngestSummary, lake: Path) -> None:
     if summary.dates_written:
         out.print(f"dates written: {summary.dates_written[0]} … {summary.dates_written[-1]}")
     for line in summary.quarantined[:20]:
-        out.print(f"[yellow]quarantined[/] {plain(line)}", highlight=False)
+        out.print(f"[yellow]quarantined[/] {plain(line)}", highlight=False, soft_wrap=True)
     for line in summary.failed[:20]:
-        out.print(f"[red]failed[/] {plain(line)}", highlight=False)
+        out.print(f"[red]failed[/] {plain(line)}", highlight=False, soft_wrap=True)
     hidden = len(summary.quarantined) + len(summary.failed) - 40
     if hidden > 0:
         out.print(f"… and {hidden} more; see {lake / 'quarantine'} and --json")

@@ -29,7 +29,8 @@ _TMP_PREFIX = ".tmp-"
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it into place only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
+    # Hidden and not ending in .parquet: no reader's glob (Spark, DuckDB, Polars) picks it up.
+    tmp = final.with_name(f"{_TMP_PREFIX}{uuid.uuid4().hex}-{final.name}.partial")
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

@@ -83,6 +83,7 @@ class S3Source:
     prefix: str = ""
     endpoint_url: str | None = None
     region: str | None = None
+    page_size: int = 1000
 
     @classmethod
     def from_uri(cls, uri: str, endpoint_url: str | None = None) -> S3Source:
@@ -101,7 +102,11 @@ class S3Source:
 
     def _list(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
         paginator = self._client().get_paginator("list_objects_v2")
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": prefix,
+            "PaginationConfig": {"PageSize": self.page_size},
+        }
         if delimiter:
             kwargs["Delimiter"] = delimiter
         try:

@@ -1,0 +1,122 @@
+"""Exactly once: reruns, overlaps, duplicate deliveries and SIGKILL leave one clean run's rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from analytics import schema as s
+from tests import trail
+from tests.ingest.helpers import KEYTRAIL, ingest_json, lake_events
+
+
+def _tree(root: Path, days: int = 3, files_per_day: int = 4, per_file: int = 30) -> None:
+    trail.write_tree(
+        root, trail.small_trail(days=days, per_file=per_file, files_per_day=files_per_day)
+    )
+
+
+def _clean_run(tree: Path, tmp_path: Path, *extra: str) -> pl.DataFrame:
+    lake = tmp_path / "clean-lake"
+    ingest_json(str(tree), "--lake", str(lake), *extra)
+    return lake_events(lake)
+
+
+def test_rerun_adds_nothing(tmp_path: Path) -> None:
+    tree = tmp_path / "trail"
+    _tree(tree)
+    lake = str(tmp_path / "lake")
+    first = ingest_json(str(tree), "--lake", lake)
+    assert first["events_written"] == 3 * 4 * 30
+    second = ingest_json(str(tree), "--lake", lake)
+    assert (second["objects_skipped"], second["events_written"]) == (12, 0)
+    assert_frame_equal(lake_events(tmp_path / "lake"), _clean_run(tree, tmp_path))
+
+
+def test_overlapping_date_ranges_equal_one_clean_run(tmp_path: Path) -> None:
+    tree = tmp_path / "trail"
+    _tree(tree, days=4)
+    lake = str(tmp_path / "lake")
+    ingest_json(str(tree), "--lake", lake, "--start", "2026-11-02", "--end", "2026-11-03")
+    overlap = ingest_json(str(tree), "--lake", lake, "--start", "2026-11-03", "--end", "2026-11-05")
+    assert overlap["events_written"] == 2 * 120
+    clean = _clean_run(tree, tmp_path)
+    assert_frame_equal(lake_events(tmp_path / "lake"), clean)
+    assert clean.height == 4 * 120
+
+
+def test_narrow_run_then_wider_run_fills_in_what_was_left_out(tmp_path: Path) -> None:
+    tree = tmp_path / "trail"
+    _tree(tree, days=2)
+    lake = str(tmp_path / "lake")
+    ingest_json(str(tree), "--lake", lake, "--start", "2026-11-03", "--end", "2026-11-03")
+    # Nov 2's last file was delivered on Nov 3 and was read, but only Nov 3's events kept;
+    # an open-ended run must go back for the Nov 2 events in it.
+    wider = ingest_json(str(tree), "--lake", lake)
+    assert wider["events_written"] == 120
+    assert_frame_equal(lake_events(tmp_path / "lake"), _clean_run(tree, tmp_path))
+
+
+def test_same_events_under_another_object_name_are_not_counted_twice(tmp_path: Path) -> None:
+    tree = tmp_path / "trail"
+    objects = trail.small_trail(days=1, files_per_day=2)
+    trail.write_tree(tree, objects)
+    lake = str(tmp_path / "lake")
+    ingest_json(str(tree), "--lake", lake)
+    key = next(k for k in objects if "_D0F0" in k)
+    data = objects[key]
+    redelivered = key.replace("D0F0000000000000", "REDELIVERED00000")
+    trail.write_tree(tree, {redelivered: data})
+    again = ingest_json(str(tree), "--lake", lake)
+    assert again["objects_ingested"] == 1
+    assert (again["events_written"], again["duplicate_events_dropped"]) == (0, 40)
+    frame = lake_events(tmp_path / "lake")
+    assert frame.height == frame.get_column(s.EVENT_ID).n_unique() == 80
+
+
+def test_duplicate_records_inside_one_run_are_dropped(tmp_path: Path) -> None:
+    records = [
+        trail.kms_record(seed="same"),
+        trail.kms_record(seed="same"),
+        trail.kms_record(seed="other"),
+    ]
+    t0 = dt.datetime(2026, 11, 2, 10, 5, tzinfo=dt.UTC)
+    trail.write_tree(tmp_path / "trail", {trail.log_key(t0, "A"): trail.gz(records),
+                                          trail.log_key(t0, "B"): trail.gz(records[:1])})  # fmt: skip
+    summary = ingest_json(str(tmp_path / "trail"), "--lake", str(tmp_path / "lake"))
+    assert (summary["events_written"], summary["duplicate_events_dropped"]) == (2, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after_files", [1, 3])
+def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
+    tmp_path: Path, kill_after_files: int
+) -> None:
+    tree = tmp_path / "trail"
+    _tree(tree, days=6, files_per_day=20, per_file=150)  # 18,000 events in 120 objects
+    lake = tmp_path / "lake"
+    args = [*KEYTRAIL, "ingest", str(tree), "--lake", str(lake), "--workers", "2",
+            "--flush-events", "1500", "--json"]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(lake.glob("events/*/*.parquet"))) >= kill_after_files:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "ingest finished before it could be killed; grow the tree"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = lake_events(lake).height
+    assert partial < 18_000
+    rerun = ingest_json(str(tree), "--lake", str(lake))
+    assert rerun["objects_skipped"] + rerun["objects_ingested"] == 120
+    assert_frame_equal(lake_events(lake), _clean_run(tree, tmp_path))
+    assert not list(lake.rglob(".tmp-*"))
