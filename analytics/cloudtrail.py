@@ -12,12 +12,14 @@ aside as a :class:`BadRecord` and the rest of its object is kept.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import msgspec
 import pyarrow as pa
 
 from analytics import identity
+from analytics import schema as s
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, to_json_bytes
 
 _NO_JSON = msgspec.Raw(b"")
@@ -114,6 +116,113 @@ class ParsedObject:
 _MAX_RAW_KEPT = 64 * 1024
 
 
+@dataclass
+class DecodedObject:
+    """One object decoded into typed records, before normalisation (which runs per batch)."""
+
+    source_object: str
+    doc: bytes
+    records: list[_Record]
+    bad_records: list[BadRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def positions(self) -> list[int]:
+        """The index in the document of each decoded record (bad ones are skipped)."""
+        if not self.bad_records:
+            return list(range(len(self.records)))
+        refused = {b.index for b in self.bad_records}
+        total = len(self.records) + len(refused)
+        return [i for i in range(total) if i not in refused]
+
+
+def decode_object(
+    data: bytes, source_object: str, max_bytes: int = DEFAULT_MAX_DECOMPRESSED
+) -> DecodedObject:
+    """Decompress and decode one object; raises :class:`RejectedObject` if it is unusable."""
+    return decode_document(to_json_bytes(data, max_bytes), source_object)
+
+
+def decode_document(doc: bytes, source_object: str) -> DecodedObject:
+    """Decode a ``{"Records": [...]}`` document into typed records."""
+    try:
+        return DecodedObject(source_object, doc, _DOCUMENT.decode(doc).Records)
+    except msgspec.DecodeError:
+        pass
+    notes = []
+    if not _is_utf8(doc):
+        doc = doc.decode("utf-8", errors="replace").encode("utf-8")
+        notes.append(INVALID_UTF8_NOTE)
+        try:
+            return DecodedObject(source_object, doc, _DOCUMENT.decode(doc).Records, notes=notes)
+        except msgspec.DecodeError:
+            pass
+    records, bad = _decode_record_by_record(doc)
+    return DecodedObject(source_object, doc, records, bad, notes)
+
+
+INVALID_UTF8_NOTE = "invalid UTF-8 replaced with U+FFFD"
+
+
+def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
+    """Normalise a batch of decoded objects at once (the fixed cost is paid once per batch).
+
+    Records lacking ``eventID`` or a parseable ``eventTime`` are moved to their object's
+    ``bad_records``. Invalid UTF-8 hidden in raw JSON fields is repaired object by object.
+    """
+    if not objects:
+        return identity.conform(s.EVENT_SCHEMA.empty_table())
+    columns: dict[str, list[object]] = {}
+    sources: list[object] = []
+    for obj in objects:
+        for name, values in _columns(obj.records).items():
+            columns.setdefault(name, []).extend(values)
+        sources.extend([obj.source_object] * len(obj.records))
+    columns["sourceObject"] = sources
+    try:
+        table = identity.normalise(columns)
+    except pa.ArrowInvalid:
+        if len(objects) == 1 and _is_utf8(objects[0].doc):
+            raise
+        tables = [normalise_objects([_repaired(obj)]) for obj in objects]
+        return pa.concat_tables(tables)
+    missing = identity.missing_required(table)
+    if missing is None:
+        return identity.conform(table)
+    _set_aside(objects, columns, missing.arg_true().to_list())
+    return identity.conform(table.filter(pa.array((~missing).to_list())))
+
+
+def _repaired(obj: DecodedObject) -> DecodedObject:
+    if _is_utf8(obj.doc):
+        return obj
+    fixed = decode_document(obj.doc.decode("utf-8", errors="replace").encode("utf-8"),
+                            obj.source_object)  # fmt: skip
+    fixed.notes.insert(0, INVALID_UTF8_NOTE)
+    return fixed
+
+
+def _set_aside(
+    objects: list[DecodedObject], columns: dict[str, list[object]], rows: list[int]
+) -> None:
+    """Record each row lacking required fields as a bad record of the object it came from."""
+    offsets = []
+    total = 0
+    for obj in objects:
+        offsets.append(total)
+        total += len(obj.records)
+    positions: dict[int, list[int]] = {}
+    for row in rows:
+        which = bisect.bisect_right(offsets, row) - 1
+        obj = objects[which]
+        if which not in positions:  # before any of this object's records is set aside
+            positions[which] = obj.positions()
+        position = positions[which][row - offsets[which]]
+        raw = _RAW_DOCUMENT.decode(obj.doc).Records[position]
+        obj.bad_records.append(BadRecord(position, _missing_reason(columns, row), _raw_text(raw)))
+    for obj in objects:
+        obj.bad_records.sort(key=lambda b: b.index)
+
+
 def parse_object(
     data: bytes, source_object: str, max_bytes: int = DEFAULT_MAX_DECOMPRESSED
 ) -> ParsedObject:
@@ -126,52 +235,17 @@ def parse_object(
 
 def parse_document(doc: bytes, source_object: str) -> ParsedObject:
     """Parse a ``{"Records": [...]}`` JSON document into the event schema."""
-    try:
-        return _parse(doc, source_object, notes=[])
-    except _InvalidUtf8:
-        repaired = doc.decode("utf-8", errors="replace").encode("utf-8")
-        return _parse(repaired, source_object, notes=["invalid UTF-8 replaced with U+FFFD"])
+    decoded = decode_document(doc, source_object)
+    table = normalise_objects([decoded])
+    return ParsedObject(table, decoded.bad_records, decoded.notes)
 
 
-class _InvalidUtf8(Exception):
-    pass
-
-
-def _parse(doc: bytes, source_object: str, notes: list[str]) -> ParsedObject:
-    try:
-        records = _DOCUMENT.decode(doc).Records
-        bad: list[BadRecord] = []
-    except msgspec.DecodeError:
-        _require_utf8(doc)
-        records, bad = _decode_record_by_record(doc)
-    columns = _columns(records)
-    try:
-        table = identity.normalise(columns, source_object)
-    except pa.ArrowInvalid:
-        _require_utf8(doc)
-        raise
-    missing = identity.missing_required(table)
-    if missing is not None:
-        raw_records = _RAW_DOCUMENT.decode(doc).Records
-        positions = _kept_positions(len(raw_records), bad)
-        for row in missing.arg_true().to_list():
-            bad.append(
-                BadRecord(
-                    positions[row],
-                    _missing_reason(columns, row),
-                    _raw_text(raw_records[positions[row]]),
-                )
-            )
-        table = table.filter(pa.array((~missing).to_list()))
-        bad.sort(key=lambda b: b.index)
-    return ParsedObject(identity.conform(table), bad, notes)
-
-
-def _require_utf8(doc: bytes) -> None:
+def _is_utf8(doc: bytes) -> bool:
     try:
         doc.decode("utf-8")
     except UnicodeDecodeError:
-        raise _InvalidUtf8 from None
+        return False
+    return True
 
 
 def _missing_reason(columns: dict[str, list[object]], row: int) -> str:
@@ -181,11 +255,6 @@ def _missing_reason(columns: dict[str, list[object]], row: int) -> str:
     if event_time is None:
         return "record has no eventTime"
     return f"unparseable eventTime {str(event_time)[:40]!r}"
-
-
-def _kept_positions(total: int, bad: list[BadRecord]) -> list[int]:
-    refused = {b.index for b in bad}
-    return [i for i in range(total) if i not in refused]
 
 
 def _raw_text(raw: msgspec.Raw | bytes) -> str:

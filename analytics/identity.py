@@ -42,7 +42,7 @@ _JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
                 "serviceEventDetails")  # fmt: skip
 
 
-def _frame(columns: dict[str, list[object]], source_object: str) -> pl.DataFrame:
+def _frame(columns: dict[str, list[object]]) -> pl.DataFrame:
     arrays: dict[str, pa.Array] = {}
     for name in _STRING_INPUTS:
         arrays[name] = pa.array(columns[name], pa.string())
@@ -51,9 +51,10 @@ def _frame(columns: dict[str, list[object]], source_object: str) -> pl.DataFrame
     for name in _JSON_INPUTS:
         # Casting binary → string validates UTF-8 in C; invalid bytes raise ArrowInvalid.
         arrays[name] = pa.array(columns[name], pa.binary()).cast(pa.string())
+    arrays[s.SOURCE_OBJECT] = pa.array(columns["sourceObject"], pa.string())
     frame = pl.from_arrow(pa.table(arrays))
     assert isinstance(frame, pl.DataFrame)
-    return frame.with_columns(pl.lit(source_object, pl.String).alias(s.SOURCE_OBJECT))
+    return frame
 
 
 def _partition(region: pl.Expr) -> pl.Expr:
@@ -166,17 +167,26 @@ def _parse_event_time(frame: pl.DataFrame) -> pl.Expr:
     return pl.coalesce([parse(fmt) for fmt in _EVENT_TIME_FORMATS])
 
 
+def _encryption_context(request_parameters: pl.Expr) -> pl.Expr:
+    """``requestParameters.encryptionContext`` as JSON text, when it is an object (as KMS logs it).
+
+    A scalar in its place is not a real context; it stays visible in ``request_parameters``.
+    """
+    context = request_parameters.str.json_path_match("$.encryptionContext")
+    return pl.when(context.str.starts_with("{")).then(context)
+
+
 def _is_ip(value: pl.Expr) -> pl.Expr:
     return value.str.contains(_IPV4) | value.str.contains(_IPV6)
 
 
-def normalise(columns: dict[str, list[object]], source_object: str) -> pa.Table:
+def normalise(columns: dict[str, list[object]]) -> pa.Table:
     """Build the event-schema table from the raw column lists of :mod:`analytics.cloudtrail`.
 
     Rows are never dropped here; rows lacking required fields keep nulls and are found by
     :func:`missing_required`.
     """
-    frame = _frame(columns, source_object)
+    frame = _frame(columns)
     c = {name: pl.col(name) for name in frame.columns}
     event_time = _parse_event_time(frame)
     source = c["sourceIPAddress"]
@@ -212,9 +222,7 @@ def normalise(columns: dict[str, list[object]], source_object: str) -> pa.Table:
         .alias(s.KEY_ACCOUNT_ID),
         c["requestParameters"].alias(s.REQUEST_PARAMETERS),
         c["responseElements"].alias(s.RESPONSE_ELEMENTS),
-        c["requestParameters"]
-        .str.json_path_match("$.encryptionContext")
-        .alias(s.ENCRYPTION_CONTEXT),
+        _encryption_context(c["requestParameters"]).alias(s.ENCRYPTION_CONTEXT),
         c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
         c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
         c["sharedEventID"].alias(s.SHARED_EVENT_ID),

@@ -31,12 +31,11 @@ from typing import Any
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, safe_name, write_bytes_atomic, write_parquet_atomic
 from analytics.adapters.sources import ObjectFetchError, ObjectRef, Source
-from analytics.cloudtrail import BadRecord, parse_object
+from analytics.cloudtrail import BadRecord, DecodedObject, decode_object, normalise_objects
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject
 from analytics.layout import Kind, Selection, classify
 
@@ -108,39 +107,51 @@ class _ChunkResult:
     bytes_read: int
 
 
-def _read_one(source: Source, ref: ObjectRef, max_bytes: int) -> tuple[_Outcome, pa.Table | None]:
+def _decode_one(
+    source: Source, ref: ObjectRef, max_bytes: int
+) -> tuple[_Outcome, DecodedObject | None]:
     try:
         data = source.fetch(ref)
     except ObjectFetchError as exc:
         return _Outcome(ref, "failed", str(exc)), None
     try:
-        parsed = parse_object(data, ref.key, max_bytes)
+        decoded = decode_object(data, ref.key, max_bytes)
     except RejectedObject as exc:
         return _Outcome(ref, "quarantined", str(exc)), None
-    days = pc.unique(parsed.events.column(s.EVENT_DATE)).to_pylist()
-    outcome = _Outcome(
-        ref,
-        "ingested",
-        events=parsed.events.num_rows,
-        bad_records=parsed.bad_records,
-        notes=parsed.notes,
-        dates=sorted(days),
-    )
-    return outcome, parsed.events
+    return _Outcome(ref, "ingested"), decoded
 
 
 def _read_chunk(
     refs: list[ObjectRef], source: Source, max_bytes: int, fetch_threads: int
 ) -> _ChunkResult:
-    """Worker entry point: fetch, decode and normalise a chunk of objects."""
+    """Worker entry point: fetch and decode a chunk of objects, then normalise them together."""
     if fetch_threads > 1 and len(refs) > 1 and source.remote:
         with ThreadPoolExecutor(min(fetch_threads, len(refs))) as pool:
-            results = list(pool.map(lambda r: _read_one(source, r, max_bytes), refs))
+            results = list(pool.map(lambda r: _decode_one(source, r, max_bytes), refs))
     else:
-        results = [_read_one(source, r, max_bytes) for r in refs]
-    tables = [t for _, t in results if t is not None and t.num_rows]
-    table = pa.concat_tables(tables) if tables else None
-    return _ChunkResult([o for o, _ in results], table, sum(r.size for r in refs))
+        results = [_decode_one(source, r, max_bytes) for r in refs]
+    decoded = [d for _, d in results if d is not None]
+    table = normalise_objects(decoded)
+    by_key = {d.source_object: d for d in decoded}
+    if table.num_rows:
+        per_object = (
+            pl.from_arrow(table.select([s.SOURCE_OBJECT, s.EVENT_DATE]))
+            .group_by(s.SOURCE_OBJECT)
+            .agg(pl.len().alias("events"), pl.col(s.EVENT_DATE).unique().sort().alias("dates"))
+        )
+        counts = {row[0]: (row[1], row[2]) for row in per_object.iter_rows()}
+    else:
+        counts = {}
+    for outcome, _ in results:
+        item = by_key.get(outcome.ref.key)
+        if item is None:
+            continue
+        outcome.events, outcome.dates = counts.get(outcome.ref.key, (0, []))
+        outcome.bad_records = item.bad_records
+        outcome.notes = item.notes
+    return _ChunkResult(
+        [o for o, _ in results], table if table.num_rows else None, sum(r.size for r in refs)
+    )
 
 
 def _chunks(

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +29,8 @@ from rich.table import Table
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError, open_source
+from analytics.config import Config, ConfigError
+from analytics.config import load as load_config
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED
 from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
@@ -203,3 +206,143 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted")
         sys.exit(130)
+
+
+@app.command("generate")
+def generate_command(
+    out: Annotated[Path, typer.Argument(help="Folder to write the trail tree into.")],
+    days: Annotated[int, typer.Option(min=1, help="Days of traffic.")] = 14,
+    events_per_day: Annotated[int, typer.Option(min=10, help="Average events per day.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 7,
+    org: Annotated[
+        str | None, typer.Option(help="Write an organization trail layout under this org ID.")
+    ] = None,
+    start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = "2026-11-01",
+    corrupt: Annotated[
+        bool, typer.Option("--corrupt", help="Also write bad objects and records (for tests).")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = os.cpu_count() or 1,
+) -> None:
+    """Write a realistic synthetic trail (native S3 layout, with digests) and labels.json.
+
+    Example:
+
+        [bold]keytrail generate ./trail --days 35 --events-per-day 5000 --seed 7[/]
+    """
+    from analytics.generator import generate_tree
+
+    first = _date(start, "--start")
+    assert first is not None
+    summary = generate_tree(
+        out, days=days, events_per_day=events_per_day, seed=seed, start=first,
+        org_id=org, corrupt=corrupt, workers=workers,
+    )  # fmt: skip
+    Console().print(
+        f"wrote {summary.events_written:,} events in {summary.files_written:,} log files "
+        f"(+{summary.digest_files:,} digests, {summary.bytes_written / 1e6:,.1f} MB) to "
+        f"{plain(str(out))} in {summary.seconds:.1f} s; labels: {plain(str(summary.labels_path))}",
+        highlight=False,
+    )
+
+
+def _load_config(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("detect")
+def detect_command(
+    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    date: Annotated[str, typer.Option(help="Day to score (UTC), YYYY-MM-DD.")],
+    config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would fire; write nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+) -> None:
+    """Score one day: rule detectors and the isolation forest, against baselines of the days before.
+
+    Writes LAKE/alerts/event_date=D/alerts.parquet (replacing that day's file atomically).
+
+    Example:
+
+        [bold]keytrail detect --lake ./lake --date 2026-11-28[/]
+    """
+    from analytics.detect import run
+
+    day = _date(date, "--date")
+    assert day is not None
+    settings = _load_config(config)
+    local = LocalLake(lake)
+    if not local.partition_files(day):
+        raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
+    result = run(local, day, settings, dry_run=dry_run)
+    summary = result.summary
+    for expired in summary["expired_suppressions"]:
+        console.print(
+            f"[yellow]warning:[/] suppression {plain(expired)} has expired and no longer applies"
+        )
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_alerts(result.alerts, summary)
+
+
+def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object]) -> None:
+    out = Console()
+    verb = "would raise" if summary["dry_run"] else "raised"
+    out.print(
+        f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s), "
+        f"{summary['suppressed']} suppressed; {summary['events_scored']:,} events, "
+        f"{summary['rows_scored']:,} hourly rows scored in {summary['seconds']} s",
+        highlight=False,
+    )
+    if summary.get("model_note"):
+        out.print(f"[dim]{plain(str(summary['model_note']))}[/]", highlight=False)
+    by_detector = summary["alerts_by_detector"]
+    assert isinstance(by_detector, dict)
+    if by_detector:
+        table = Table("detector", "alerts", box=None)
+        for name, count in by_detector.items():
+            table.add_row(plain(name), str(count))
+        out.print(table)
+    active = alerts.filter(pl.col("suppressed_by").is_null())
+    for row in active.head(30).iter_rows(named=True):
+        severity = row["severity"].upper()
+        out.print(
+            f"[bold]{severity:8}[/] {plain(row['detector'])}: {plain(row['reason'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    lake: Annotated[Path, typer.Option(help="Lake with alerts for the labelled days.")],
+    labels: Annotated[Path, typer.Option(help="labels.json written by keytrail generate.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Precision and recall per labelled scenario of a generated tree.
+
+    Example:
+
+        [bold]keytrail evaluate --lake ./lake --labels ./trail/labels.json[/]
+    """
+    from analytics.evaluate import evaluate, load_labels
+
+    report = evaluate(LocalLake(lake), load_labels(labels))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    out = Console()
+    table = Table("scenario", "malicious", "found", "alerts", "high+", box=None)
+    for row in report["scenarios"]:
+        table.add_row(plain(row["id"]), str(row["malicious"]), str(row["found"]),
+                      str(row["alerts"]), str(row["high_alerts"]))  # fmt: skip
+    out.print(table)
+    out.print(
+        f"recall {report['recall']:.0%} · precision on scenario days {report['precision']:.0%} · "
+        f"decoys with high/critical alerts: {report['decoys_with_high_alerts']}"
+    )

@@ -1,0 +1,158 @@
+"""``keytrail.toml``: thresholds, baseline window, model parameters and governed suppressions.
+
+Every key has a default, so no file is needed. Unknown keys are errors (a typo must not silently
+disable a threshold). Suppressions must name an owner, a reason and an expiry; expired ones stop
+applying and are reported, so an exception never outlives the reason it was granted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from analytics.baselines import DEFAULT_WINDOW_DAYS, MIN_WINDOW_DAYS
+from analytics.model import ModelSettings
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Silences matching alerts until ``expires``; every field that is set must match (globs)."""
+
+    id: str
+    owner: str
+    reason: str
+    expires: dt.date
+    detector: str | None = None
+    actor: str | None = None
+    key_arn: str | None = None
+    account_id: str | None = None
+    invoked_by: str | None = None
+
+    MATCH_FIELDS = ("detector", "actor", "key_arn", "account_id", "invoked_by")
+
+    def expired(self, today: dt.date) -> bool:
+        return today > self.expires
+
+    def matches(self, alert: dict[str, Any]) -> bool:
+        for name in self.MATCH_FIELDS:
+            pattern = getattr(self, name)
+            if pattern is None:
+                continue
+            value = alert.get(name)
+            if value is None or not fnmatch.fnmatchcase(str(value), pattern):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Config:
+    baseline_window_days: int = DEFAULT_WINDOW_DAYS
+    merge_window_hours: int = 24
+    org_accounts: tuple[str, ...] = ()
+    model: ModelSettings = field(default_factory=ModelSettings)
+    detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    disabled_detectors: tuple[str, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+
+    def detector_settings(self, detector_id: str, defaults: dict[str, Any]) -> dict[str, Any]:
+        return {**defaults, **self.detectors.get(detector_id, {})}
+
+
+def _expect(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where}: {key} must be {getattr(kind, '__name__', kind)}, got {value!r}"
+        )
+    return value
+
+
+def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
+    """Validate a parsed TOML document into a :class:`Config`."""
+    known = {"baseline", "alerts", "organization", "model", "detectors", "suppression"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}")
+    config = Config()
+    baseline = data.get("baseline", {})
+    _only(baseline, {"window_days"}, f"{where} [baseline]")
+    if "window_days" in baseline:
+        days = _expect(baseline, "window_days", int, f"{where} [baseline]")
+        if days < MIN_WINDOW_DAYS:
+            raise ConfigError(f"{where} [baseline]: window_days must be at least {MIN_WINDOW_DAYS}")
+        config = replace(config, baseline_window_days=days)
+    alerts = data.get("alerts", {})
+    _only(alerts, {"merge_window_hours", "disabled_detectors"}, f"{where} [alerts]")
+    if "merge_window_hours" in alerts:
+        hours = _expect(alerts, "merge_window_hours", int, f"{where} [alerts]")
+        if not 1 <= hours <= 24 * 7:
+            raise ConfigError(f"{where} [alerts]: merge_window_hours must be 1..168")
+        config = replace(config, merge_window_hours=hours)
+    if "disabled_detectors" in alerts:
+        disabled = _expect(alerts, "disabled_detectors", list, f"{where} [alerts]")
+        config = replace(config, disabled_detectors=tuple(str(d) for d in disabled))
+    organization = data.get("organization", {})
+    _only(organization, {"accounts"}, f"{where} [organization]")
+    if "accounts" in organization:
+        accounts = _expect(organization, "accounts", list, f"{where} [organization]")
+        config = replace(config, org_accounts=tuple(str(a) for a in accounts))
+    model = data.get("model", {})
+    allowed = {f.name for f in fields(ModelSettings)}
+    _only(model, allowed, f"{where} [model]")
+    model_values = {}
+    for key, value in model.items():
+        default = getattr(ModelSettings(), key)
+        _expect(model, key, type(default) if not isinstance(default, float) else (int, float),
+                f"{where} [model]")  # fmt: skip
+        model_values[key] = value
+    config = replace(config, model=replace(ModelSettings(), **model_values))
+    detectors = data.get("detectors", {})
+    if not isinstance(detectors, dict) or not all(isinstance(v, dict) for v in detectors.values()):
+        raise ConfigError(f'{where} [detectors]: expected tables like [detectors."KMS.X"]')
+    config = replace(config, detectors={str(k): dict(v) for k, v in detectors.items()})
+    suppressions = []
+    for index, entry in enumerate(data.get("suppression", [])):
+        spot = f"{where} [[suppression]] #{index + 1}"
+        _only(entry, {"id", "owner", "reason", "expires", *Suppression.MATCH_FIELDS}, spot)
+        for required in ("id", "owner", "reason", "expires"):
+            if required not in entry:
+                raise ConfigError(f"{spot}: {required} is required")
+        expires = entry["expires"]
+        if not isinstance(expires, dt.date) or isinstance(expires, dt.datetime):
+            raise ConfigError(f"{spot}: expires must be a date like 2027-01-31")
+        if not any(entry.get(f) for f in Suppression.MATCH_FIELDS):
+            raise ConfigError(
+                f"{spot}: match at least one of {', '.join(Suppression.MATCH_FIELDS)}"
+            )
+        suppressions.append(
+            Suppression(**{k: (str(v) if k != "expires" else v) for k, v in entry.items()})
+        )
+    return replace(config, suppressions=tuple(suppressions))
+
+
+def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = set(table) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def load(path: Path | None) -> Config:
+    """Read ``path`` (or return defaults when None)."""
+    if path is None:
+        return Config()
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse(data, str(path))

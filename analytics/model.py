@@ -1,0 +1,372 @@
+"""The isolation forest: unusual hourly (key, actor) usage, explained in words.
+
+Every feature is relative to the entity's own baseline (volume against its usual volume at that
+hour, never-seen origins, the actor's usual hours), so a role making a million calls a day and a
+human making ten are comparable. The forest is trained on the baseline window's hourly rows and
+scores the target day's rows; ``random_state`` is fixed, so the same lake gives the same scores.
+
+Each flagged row is explained by occlusion: every feature in turn is set back to its usual value
+and the row re-scored; the features whose reset makes the row look most normal are the ones that
+drove the alert, and their contributions are reported with a sentence built from the row's own
+numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.ensemble import IsolationForest
+
+from analytics import schema as s
+from analytics.baselines import MAD_TO_SIGMA, PAIR, Baselines
+
+DETECTOR_ID = "KMS.UnusualKeyUsage"
+MODEL_FEATURES: tuple[str, ...] = (
+    "volume_vs_usual",
+    "volume_z",
+    "error_ratio_excess",
+    "new_source_ips",
+    "new_regions",
+    "new_user_agents",
+    "new_key_for_actor",
+    "off_hours",
+    "new_caller_accounts",
+    "keys_vs_usual",
+)
+OPERATION_COLUMNS = {
+    "decrypt_calls": "Decrypt",
+    "encrypt_calls": "Encrypt",
+    "generate_data_key_calls": "GenerateDataKey",
+    "re_encrypt_calls": "ReEncrypt",
+    "sign_verify_mac_calls": "Sign/Verify/MAC",
+    "management_calls": "management",
+    "read_calls": "read",
+}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    n_estimators: int = 200
+    max_samples: int = 256
+    random_state: int = 20261129
+    score_quantile: float = 0.001
+    min_calls: int = 20
+    min_history_days: int = 7
+    top_features: int = 3
+    exclude_service_actors: bool = True
+
+
+@dataclass
+class ModelResult:
+    findings: pl.DataFrame
+    rows_scored: int
+    rows_trained: int
+    silent_reason: str | None = None
+    threshold: float | None = None
+    scores: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+
+def _entity_rows(features: pl.DataFrame, settings: ModelSettings) -> pl.DataFrame:
+    rows = features.filter(pl.col(s.KEY_ARN).is_not_null())
+    if settings.exclude_service_actors:
+        # AWS service principals act for the whole account; their volume is the account's, and
+        # rules (not the model) watch what services do. Callers behind a service stay in.
+        rows = rows.filter(~pl.col(s.ACTOR).str.starts_with("service:"))
+    return rows.with_columns((pl.col("iso_weekday") >= 6).alias("weekend"))
+
+
+def _count_new(rows: pl.DataFrame, baselines: Baselines, name: str, entity: str, values: str,
+               scoring: bool) -> pl.DataFrame:  # fmt: skip
+    """How many of a row's values were never seen with its entity (before that row's day)."""
+    seen = baselines.first_seen[name].select(entity, "value", "first_seen")
+    exploded = (
+        rows.select("row_id", entity, s.EVENT_DATE, pl.col(values).alias("value"))
+        .explode("value")
+        .drop_nulls("value")
+        .join(seen, on=[entity, "value"], how="left")
+    )
+    if scoring:
+        new = pl.col("first_seen").is_null()
+    else:  # in training, a value is new on the day it first appeared (after the first days)
+        new = (pl.col("first_seen") == pl.col(s.EVENT_DATE)) & (
+            pl.col(s.EVENT_DATE) > baselines.window_first + dt.timedelta(days=2)
+        )
+    return exploded.group_by("row_id").agg(
+        new.sum().cast(pl.Int64).alias(f"new_{values}"),
+        pl.col("value").filter(new).alias(f"new_{values}_list"),
+    )
+
+
+def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFrame:
+    """Model features for hourly rows, each relative to the row's own baseline."""
+    rows = rows.with_row_index("row_id")
+    seasonal = baselines.pair_seasonal.select(
+        [*PAIR, "hour_of_day", "weekend", "calls_median", "calls_mad"]
+    )
+    profile = baselines.pair_profile.select(
+        [*PAIR, "active_hour_median", "active_hour_p99", "error_ratio", "first_seen"]
+    )
+    actor = baselines.actor_profile.select(
+        s.ACTOR, "distinct_keys_p99", "usual_hours", "usual_hour_shares"
+    )
+    keys_per_actor_hour = rows.group_by([s.ACTOR, "hour_start"]).agg(
+        pl.col(s.KEY_ARN).n_unique().alias("actor_keys_this_hour")
+    )
+    frame = (
+        rows.join(seasonal, on=[*PAIR, "hour_of_day", "weekend"], how="left")
+        .join(profile, on=PAIR, how="left")
+        .join(actor, on=s.ACTOR, how="left")
+        .join(keys_per_actor_hour, on=[s.ACTOR, "hour_start"], how="left")
+    )
+    for name, values in (("actor_ip", "source_ips"), ("actor_region", "regions"),
+                         ("actor_user_agent", "user_agent_families")):  # fmt: skip
+        frame = frame.join(
+            _count_new(rows, baselines, name, s.ACTOR, values, scoring), on="row_id", how="left"
+        )
+    frame = frame.join(
+        _count_new(rows, baselines, "key_caller_account", s.KEY_ARN, "caller_accounts", scoring),
+        on="row_id",
+        how="left",
+    )
+    usual = pl.col("calls_median").fill_null(0.0)
+    spread = MAD_TO_SIGMA * pl.col("calls_mad").fill_null(0.0) + 1.0
+    z = (pl.col("calls") - usual) / spread
+    hour_share = (
+        pl.col("usual_hour_shares")
+        .list.get(pl.col("usual_hours").list.index_of(pl.col("hour_of_day")), null_on_oob=True)
+        .fill_null(0.0)
+    )
+    if scoring:
+        new_pair = pl.col("first_seen").is_null()
+    else:
+        new_pair = (pl.col("first_seen") == pl.col(s.EVENT_DATE)) & (
+            pl.col(s.EVENT_DATE) > baselines.window_first + dt.timedelta(days=2)
+        )
+    return frame.with_columns(
+        ((pl.col("calls") + 1.0) / (usual + 1.0)).log(2).alias("volume_vs_usual"),
+        (z.sign() * z.abs().log1p()).alias("volume_z"),
+        (pl.col("errors") / pl.col("calls") - pl.col("error_ratio").fill_null(0.0)).alias(
+            "error_ratio_excess"
+        ),
+        pl.col("new_source_ips").fill_null(0).cast(pl.Float64),
+        pl.col("new_regions").fill_null(0).cast(pl.Float64),
+        pl.col("new_user_agent_families").fill_null(0).cast(pl.Float64).alias("new_user_agents"),
+        new_pair.cast(pl.Float64).alias("new_key_for_actor"),
+        # -log10 of the share of the actor's calls made at this hour of day: 0 for its busiest
+        # hour, 3 for an hour it never used.
+        (-(hour_share + 0.001).log10()).alias("off_hours"),
+        pl.col("new_caller_accounts").fill_null(0).cast(pl.Float64),
+        (
+            (pl.col("actor_keys_this_hour") + 1.0)
+            / (pl.col("distinct_keys_p99").fill_null(1.0) + 1.0)
+        )
+        .log(2)
+        .alias("keys_vs_usual"),
+        usual.alias("usual_calls"),
+    )
+
+
+def _fit(train: np.ndarray[Any, Any], settings: ModelSettings) -> IsolationForest:
+    forest = IsolationForest(
+        n_estimators=settings.n_estimators,
+        max_samples=min(settings.max_samples, len(train)),
+        contamination="auto",
+        random_state=settings.random_state,
+        n_jobs=1,
+    )
+    forest.fit(train)
+    return forest
+
+
+def score_day(
+    day_features: pl.DataFrame,
+    history_features: pl.DataFrame,
+    baselines: Baselines,
+    settings: ModelSettings | None = None,
+) -> ModelResult:
+    """Score the day's hourly rows; returns findings for the rows the forest isolates."""
+    settings = settings or ModelSettings()
+    from analytics.detectors.base import empty_findings
+
+    today = _entity_rows(day_features, settings)
+    if baselines.history_days < settings.min_history_days:
+        reason = (
+            f"isolation forest silent: {baselines.history_days} day(s) of history before "
+            f"{baselines.day}, it needs {settings.min_history_days}"
+        )
+        return ModelResult(empty_findings(), 0, 0, silent_reason=reason)
+    history = _entity_rows(history_features, settings)
+    train_frame = matrix(history, baselines, scoring=False)
+    score_frame = matrix(today, baselines, scoring=True)
+    if train_frame.height < 50 or score_frame.height == 0:
+        reason = (
+            f"isolation forest silent: {train_frame.height} training rows, "
+            f"{score_frame.height} to score"
+        )
+        return ModelResult(empty_findings(), score_frame.height, train_frame.height, reason)
+    columns = list(MODEL_FEATURES)
+    train = train_frame.select(columns).fill_null(0.0).fill_nan(0.0).to_numpy()
+    forest = _fit(train, settings)
+    train_scores = forest.score_samples(train)
+    threshold = float(np.quantile(train_scores, settings.score_quantile))
+    scored = score_frame.select(columns).fill_null(0.0).fill_nan(0.0).to_numpy()
+    scores = forest.score_samples(scored)
+    score_frame = score_frame.with_columns(pl.Series("score", scores))
+    flagged_mask = (scores < threshold) & (
+        score_frame.get_column("calls").to_numpy() >= settings.min_calls
+    )
+    typical = np.median(train, axis=0)
+    explanations = _explain(forest, scored[flagged_mask], typical, settings.top_features)
+    flagged = score_frame.filter(pl.Series(flagged_mask))
+    findings = _findings(flagged, explanations)
+    return ModelResult(
+        findings, score_frame.height, train_frame.height, threshold=threshold,
+        scores=score_frame.select([*PAIR, "hour_start", "calls", "score"]),
+    )  # fmt: skip
+
+
+def _explain(forest: IsolationForest, rows: np.ndarray[Any, Any], typical: np.ndarray[Any, Any],
+             top: int) -> list[list[tuple[int, float]]]:  # fmt: skip
+    """Per row, the features whose reset to the usual value raises the score most (occlusion)."""
+    if len(rows) == 0:
+        return []
+    base = forest.score_samples(rows)
+    gains = np.zeros_like(rows, dtype=float)
+    for j in range(rows.shape[1]):
+        probe = rows.copy()
+        probe[:, j] = typical[j]
+        gains[:, j] = forest.score_samples(probe) - base
+    result = []
+    for i in range(len(rows)):
+        order = np.argsort(-gains[i])
+        result.append([(int(j), float(gains[i, j])) for j in order[:top] if gains[i, j] > 0])
+    return result
+
+
+def _hours(start: dt.datetime) -> str:
+    return f"{start:%H:%M}–{(start + dt.timedelta(hours=1)):%H:%M}"
+
+
+def _fmt(value: float) -> str:
+    if value >= 100 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def describe(row: dict[str, Any], feature: str) -> str:
+    """One plain-language clause for a feature of a scored row (values are the row's own)."""
+    operations = {OPERATION_COLUMNS[c]: row.get(c) or 0 for c in OPERATION_COLUMNS}
+    operation = max(operations, key=lambda k: operations[k])
+    window = _hours(row["hour_start"])
+    if feature in ("volume_vs_usual", "volume_z"):
+        p99 = row.get("active_hour_p99")
+        p99_text = f", p99 {_fmt(p99)}" if p99 is not None else ""
+        return (
+            f"{operation} {row['calls']:,} calls {window} vs usual {_fmt(row['usual_calls'])}"
+            f"{p99_text}"
+        )
+    if feature == "new_source_ips":
+        ips = row.get("new_source_ips_list") or []
+        plural = "s" if len(ips) != 1 else ""
+        return f"from {len(ips)} IP{plural} never seen for this actor ({', '.join(ips[:3])})"
+    if feature == "new_regions":
+        return f"in region {', '.join(row.get('new_regions_list') or [])} never used by this actor"
+    if feature == "new_user_agents":
+        agents = ", ".join(row.get("new_user_agent_families_list") or [])
+        return f"with user agent {agents} never seen for this actor"
+    if feature == "new_key_for_actor":
+        return "first use of this key by this actor in the baseline window"
+    if feature == "off_hours":
+        share = 10 ** (-row["off_hours"]) - 0.001
+        return f"at {window} UTC, when this actor usually makes {max(share, 0.0):.1%} of its calls"
+    if feature == "error_ratio_excess":
+        ratio = row["errors"] / row["calls"] if row["calls"] else 0.0
+        return f"{ratio:.0%} of calls failed vs usual {(row.get('error_ratio') or 0.0):.0%}"
+    if feature == "new_caller_accounts":
+        accounts = ", ".join(row.get("new_caller_accounts_list") or [])
+        return f"called from account {accounts} never seen on this key"
+    if feature == "keys_vs_usual":
+        usual = _fmt(row.get("distinct_keys_p99") or 1)
+        return f"touching {row['actor_keys_this_hour']} keys in the hour (usually at most {usual})"
+    return feature
+
+
+def _pattern(features: list[str]) -> str:
+    if not features:
+        return "RARE"
+    lead = features[0]
+    if lead in ("volume_vs_usual", "volume_z", "keys_vs_usual"):
+        return "SURGE"
+    if lead == "off_hours":
+        return "OFF_HOURS"
+    if lead == "error_ratio_excess":
+        return "FAILURES"
+    if lead.startswith("new_"):
+        return "UNSEEN"
+    return "RARE"
+
+
+def _severity(row: dict[str, Any], names: list[str]) -> str:
+    """High needs a surge or failures *and* a novel origin; otherwise medium (or low)."""
+    novel = any(row[n] > 0 for n in ("new_source_ips", "new_regions", "new_user_agents",
+                                     "new_caller_accounts"))  # fmt: skip
+    surge = row["volume_vs_usual"] >= math.log2(10) or row["keys_vs_usual"] >= 2
+    failing = row["error_ratio_excess"] >= 0.5
+    if (surge or failing) and novel:
+        return "high"
+    if surge or failing or novel or row["off_hours"] >= 2:
+        return "medium"
+    return "low"
+
+
+def _findings(flagged: pl.DataFrame, explanations: list[list[tuple[int, float]]]) -> pl.DataFrame:
+    from analytics.detectors.base import FINDING_COLUMNS, empty_findings
+
+    if flagged.height == 0:
+        return empty_findings()
+    records = []
+    for row, explanation in zip(flagged.iter_rows(named=True), explanations, strict=True):
+        names = [MODEL_FEATURES[j] for j, _ in explanation]
+        clauses = [describe(row, n) for n in names]
+        if not clauses:
+            clauses = [describe(row, "volume_vs_usual")]
+        reason = "; ".join(clauses)
+        reason = reason[0].upper() + reason[1:]
+        records.append(
+            {
+                s.KEY_ARN: row[s.KEY_ARN],
+                s.ACTOR: row[s.ACTOR],
+                s.ACCOUNT_ID: row.get(s.KEY_ACCOUNT_ID),
+                s.AWS_REGION: (row.get("regions") or [None])[0],
+                s.INVOKED_BY: (row.get("invoked_by_services") or [None])[0],
+                s.WINDOW_START: row["hour_start"],
+                s.WINDOW_END: row["hour_start"] + dt.timedelta(hours=1),
+                s.REASON: reason,
+                s.BASELINE: (
+                    f"hourly calls of this key by this actor at {row['hour_of_day']:02d}:00 over "
+                    f"the baseline window: median {_fmt(row['usual_calls'])}, "
+                    f"p99 of active hours {_fmt(row.get('active_hour_p99') or 0)}"
+                ),
+                s.OBSERVED_PATTERN: _pattern(names),
+                s.EVIDENCE_EVENT_IDS: [],
+                s.EVIDENCE_COUNT: int(row["calls"]),
+                s.SCORE: float(-row["score"]),
+                s.SEVERITY: _severity(row, names),
+                s.TOP_FEATURES: [
+                    {
+                        "name": MODEL_FEATURES[j],
+                        "value": float(row[MODEL_FEATURES[j]]),
+                        "usual": None,
+                        "contribution": gain,
+                        "text": describe(row, MODEL_FEATURES[j]),
+                    }
+                    for j, gain in explanation
+                ],
+            }
+        )
+    return pl.DataFrame(records, schema=FINDING_COLUMNS)
