@@ -109,7 +109,10 @@ def merge(findings: pl.DataFrame, day: dt.date, merge_window_hours: int) -> pl.D
         pl.col(s.OBSERVED_PATTERN).drop_nulls().first(),
         pl.col(s.MITRE).first(),
         pl.col(s.RUNBOOK).first(),
-        pl.col(s.EVIDENCE_EVENT_IDS).flatten().unique(maintain_order=True).head(s.MAX_EVIDENCE_IDS),
+        pl.col(s.EVIDENCE_EVENT_IDS)
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .unique(maintain_order=True)
+        .head(s.MAX_EVIDENCE_IDS),
         pl.col(s.EVIDENCE_COUNT).sum(),
     )
     identity = pl.concat_str(

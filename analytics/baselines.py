@@ -43,6 +43,7 @@ class Baselines:
     pair_profile: pl.DataFrame
     actor_profile: pl.DataFrame
     key_profile: pl.DataFrame
+    actor_hours: pl.DataFrame
     first_seen: dict[str, pl.DataFrame]
 
     @property
@@ -178,5 +179,6 @@ def build(
         pair_profile=pair_profile,
         actor_profile=actor_profile,
         key_profile=key_profile,
+        actor_hours=hour_share.select(s.ACTOR, "hour_of_day", "hour_share"),
         first_seen=first_seen,
     )

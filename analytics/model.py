@@ -111,9 +111,7 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
     profile = baselines.pair_profile.select(
         [*PAIR, "active_hour_median", "active_hour_p99", "error_ratio", "first_seen"]
     )
-    actor = baselines.actor_profile.select(
-        s.ACTOR, "distinct_keys_p99", "usual_hours", "usual_hour_shares"
-    )
+    actor = baselines.actor_profile.select(s.ACTOR, "distinct_keys_p99")
     keys_per_actor_hour = rows.group_by([s.ACTOR, "hour_start"]).agg(
         pl.col(s.KEY_ARN).n_unique().alias("actor_keys_this_hour")
     )
@@ -121,6 +119,7 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         rows.join(seasonal, on=[*PAIR, "hour_of_day", "weekend"], how="left")
         .join(profile, on=PAIR, how="left")
         .join(actor, on=s.ACTOR, how="left")
+        .join(baselines.actor_hours, on=[s.ACTOR, "hour_of_day"], how="left")
         .join(keys_per_actor_hour, on=[s.ACTOR, "hour_start"], how="left")
     )
     for name, values in (("actor_ip", "source_ips"), ("actor_region", "regions"),
@@ -136,11 +135,7 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
     usual = pl.col("calls_median").fill_null(0.0)
     spread = MAD_TO_SIGMA * pl.col("calls_mad").fill_null(0.0) + 1.0
     z = (pl.col("calls") - usual) / spread
-    hour_share = (
-        pl.col("usual_hour_shares")
-        .list.get(pl.col("usual_hours").list.index_of(pl.col("hour_of_day")), null_on_oob=True)
-        .fill_null(0.0)
-    )
+    hour_share = pl.col("hour_share").fill_null(0.0)
     if scoring:
         new_pair = pl.col("first_seen").is_null()
     else:
@@ -217,9 +212,15 @@ def score_day(
     scored = score_frame.select(columns).fill_null(0.0).fill_nan(0.0).to_numpy()
     scores = forest.score_samples(scored)
     score_frame = score_frame.with_columns(pl.Series("score", scores))
-    flagged_mask = (scores < threshold) & (
-        score_frame.get_column("calls").to_numpy() >= settings.min_calls
-    )
+    # The forest ranks; a row must also carry enough evidence to be worth a person's time:
+    # enough calls, or an origin (IP, region, user agent, account) never seen for its actor.
+    novel = score_frame.select(
+        pl.sum_horizontal(
+            "new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts"
+        ) > 0
+    ).to_series().to_numpy()
+    enough = score_frame.get_column("calls").to_numpy() >= settings.min_calls
+    flagged_mask = (scores < threshold) & (enough | novel)
     typical = np.median(train, axis=0)
     explanations = _explain(forest, scored[flagged_mask], typical, settings.top_features)
     flagged = score_frame.filter(pl.Series(flagged_mask))
@@ -332,7 +333,7 @@ def _findings(flagged: pl.DataFrame, explanations: list[list[tuple[int, float]]]
     records = []
     for row, explanation in zip(flagged.iter_rows(named=True), explanations, strict=True):
         names = [MODEL_FEATURES[j] for j, _ in explanation]
-        clauses = [describe(row, n) for n in names]
+        clauses = list(dict.fromkeys(describe(row, n) for n in names))  # volume twice → once
         if not clauses:
             clauses = [describe(row, "volume_vs_usual")]
         reason = "; ".join(clauses)

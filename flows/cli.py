@@ -43,7 +43,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 EXIT_STRICT = 1
 EXIT_USAGE = 2
 

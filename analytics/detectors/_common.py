@@ -1,0 +1,176 @@
+"""Small building blocks shared by the rule detectors.
+
+Every detector filters a day of events down to a handful of event names, reads a few fields out
+of the JSON columns, and turns the survivors into findings. The pieces that repeat — which
+calls are KMS data-plane calls, what "succeeded" means, how a record value is shown inside a
+plain-English reason, how a per-event finding frame is laid out — live here once so that the
+detectors agree with each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import polars as pl
+
+from analytics import schema as s
+from analytics.detectors.base import DetectionContext
+from analytics.identity import KMS_SOURCE
+
+__all__ = [
+    "CLOUDTRAIL_SOURCE",
+    "DATA_PLANE_EVENTS",
+    "KMS_SOURCE",
+    "READ_EVENTS",
+    "UTC_US",
+    "clip_text",
+    "from_source",
+    "history_of",
+    "hour_text",
+    "key_account",
+    "per_event_findings",
+    "setting",
+    "shown",
+    "succeeded",
+]
+
+CLOUDTRAIL_SOURCE = "cloudtrail.amazonaws.com"
+UTC_US = pl.Datetime("us", "UTC")
+
+DATA_PLANE_EVENTS: tuple[str, ...] = (
+    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "ReEncrypt", "Sign", "Verify",
+    "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+)  # fmt: skip
+"""Cryptographic calls that use a key (GenerateRandom is left out: it names no key)."""
+
+READ_EVENTS: frozenset[str] = frozenset(
+    (
+        *DATA_PLANE_EVENTS,
+        "GenerateRandom", "DescribeKey", "GetKeyPolicy", "GetKeyRotationStatus",
+        "GetParametersForImport", "GetPublicKey", "GetKeyLastUsage", "ListAliases", "ListGrants",
+        "ListKeyPolicies", "ListKeyRotations", "ListKeys", "ListResourceTags",
+        "ListRetirableGrants", "DescribeCustomKeyStores",
+    )
+)  # fmt: skip
+"""KMS calls that change nothing. Everything else is a write. Classified by name, not by the
+``readOnly`` flag, because the flag was only verified for some operations (reference §3.9)."""
+
+SHOWN_CHARS = 200
+"""Longest record value quoted inside a reason: a 10 kB alias name must not make a 10 kB alert."""
+
+_CONTROL_CHARS = r"[\x00-\x1f\x7f]"
+
+
+def succeeded() -> pl.Expr:
+    """The call succeeded: CloudTrail logs no ``errorCode`` (some exports write an empty one)."""
+    code = pl.col(s.ERROR_CODE)
+    return code.is_null() | (code == "")
+
+
+def from_source(source: str, names: Iterable[str]) -> pl.Expr:
+    """Events of one service with one of ``names``: event names alone are not unique (Lambda
+    and GameLift have their own CreateAlias/UpdateAlias)."""
+    return (pl.col(s.EVENT_SOURCE) == source) & pl.col(s.EVENT_NAME).is_in(list(names))
+
+
+def history_of(ctx: DetectionContext, predicate: pl.Expr, columns: Sequence[str]) -> pl.LazyFrame:
+    """The history rows matching ``predicate``, projected to ``columns``.
+
+    The filter comes before the projection so a Parquet scan pushes both down and never
+    materialises the other columns of 30 days of events.
+    """
+    return ctx.history.filter(predicate).select(list(columns))
+
+
+def shown(value: pl.Expr, fallback: str = "unknown", limit: int = SHOWN_CHARS) -> pl.Expr:
+    """A record value as it may appear inside a reason: control characters blanked, clipped to
+    ``limit`` characters, ``fallback`` when missing. Renderers still escape it."""
+    flat = value.cast(pl.String).str.replace_all(_CONTROL_CHARS, " ")
+    clipped = (
+        pl.when(flat.str.len_chars() > limit)
+        .then(flat.str.slice(0, limit) + pl.lit("…"))
+        .otherwise(flat)
+    )
+    return clipped.fill_null(pl.lit(fallback))
+
+
+def clip_text(value: object, limit: int = SHOWN_CHARS) -> str:
+    """The Python twin of :func:`shown`, for reasons built in a helper loop."""
+    text = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in str(value))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def key_account() -> pl.Expr:
+    """The account that owns the key of an event, else the account whose trail logged it."""
+    return pl.coalesce(pl.col(s.KEY_ACCOUNT_ID), pl.col(s.RECIPIENT_ACCOUNT_ID))
+
+
+def hour_text(start: pl.Expr) -> pl.Expr:
+    """'13:00–14:00 UTC' for an hour bucket that starts at ``start``."""
+    return pl.format(
+        "{}–{} UTC",
+        start.dt.strftime("%H:%M"),
+        start.dt.offset_by("1h").dt.strftime("%H:%M"),
+    )
+
+
+def per_event_findings(
+    events: pl.DataFrame,
+    *,
+    reason: pl.Expr,
+    severity: pl.Expr,
+    pattern: str,
+    baseline: pl.Expr | None = None,
+    key_arn: pl.Expr | None = None,
+    account_id: pl.Expr | None = None,
+    evidence: pl.Expr | None = None,
+) -> pl.DataFrame:
+    """One finding per event: the event's own time is its window and its ID the evidence
+    (``evidence`` may add the IDs of earlier events that the finding rests on).
+
+    Used for configuration changes, where each call is a fact worth its own alert.
+    """
+    check_pattern(pattern)
+    evidence_ids = evidence if evidence is not None else pl.concat_list(pl.col(s.EVENT_ID))
+    return events.sort(s.EVENT_TIME, s.EVENT_ID).select(
+        (key_arn if key_arn is not None else pl.col(s.KEY_ARN)).alias(s.KEY_ARN),
+        pl.col(s.ACTOR),
+        (account_id if account_id is not None else key_account()).alias(s.ACCOUNT_ID),
+        pl.col(s.AWS_REGION),
+        pl.col(s.INVOKED_BY),
+        pl.col(s.EVENT_TIME).alias(s.WINDOW_START),
+        pl.col(s.EVENT_TIME).alias(s.WINDOW_END),
+        reason.alias(s.REASON),
+        (baseline if baseline is not None else pl.lit(None, pl.String)).alias(s.BASELINE),
+        pl.lit(pattern).alias(s.OBSERVED_PATTERN),
+        evidence_ids.alias(s.EVIDENCE_EVENT_IDS),
+        evidence_ids.list.len().cast(pl.Int64).alias(s.EVIDENCE_COUNT),
+        severity.alias(s.SEVERITY),
+    )
+
+
+def check_pattern(pattern: str) -> str:
+    if pattern not in s.OBSERVED_PATTERNS:
+        raise ValueError(f"unknown observed pattern {pattern!r}")
+    return pattern
+
+
+_T = TypeVar("_T")
+
+
+def setting(
+    ctx: DetectionContext, defaults: Mapping[str, Any], name: str, kind: Callable[[Any], _T]
+) -> _T:
+    """A threshold from ``ctx.settings``, else the detector's default, converted by ``kind``.
+
+    Settings come from a TOML file a person edits, so ``"20"`` for an int is accepted and a
+    value of the wrong shape fails loudly with the setting's name.
+    """
+    value = ctx.settings.get(name, defaults[name])
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        expected = getattr(kind, "__name__", repr(kind))
+        raise ValueError(f"setting {name}={value!r} is not a valid {expected}") from exc

@@ -1,0 +1,116 @@
+"""What a rule detector is: metadata plus one pure, vectorised function over events.
+
+A detector never reads files or calls AWS. It receives the target day's events and a lazy view
+of the events before it (for "last known policy", "first seen" and warm-up questions), and
+returns *findings*: one row per thing worth an alert, with the evidence that proves it. The
+alert layer (:mod:`analytics.alerts`) turns findings into alerts with stable IDs, merges them
+per window and applies suppressions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from analytics import schema as s
+
+# Columns a detector's findings frame may carry; unknown columns are an error.
+FINDING_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
+    s.KEY_ARN: pl.String,
+    s.ACTOR: pl.String,
+    s.ACCOUNT_ID: pl.String,
+    s.AWS_REGION: pl.String,
+    s.INVOKED_BY: pl.String,
+    s.WINDOW_START: pl.Datetime("us", "UTC"),
+    s.WINDOW_END: pl.Datetime("us", "UTC"),
+    s.REASON: pl.String,
+    s.BASELINE: pl.String,
+    s.OBSERVED_PATTERN: pl.String,
+    s.EVIDENCE_EVENT_IDS: pl.List(pl.String),
+    s.EVIDENCE_COUNT: pl.Int64,
+    s.SCORE: pl.Float64,
+    s.SEVERITY: pl.String,
+    s.TOP_FEATURES: pl.List(
+        pl.Struct(
+            {
+                "name": pl.String,
+                "value": pl.Float64,
+                "usual": pl.Float64,
+                "contribution": pl.Float64,
+                "text": pl.String,
+            }
+        )
+    ),
+}
+REQUIRED_FINDING_COLUMNS = (s.WINDOW_START, s.WINDOW_END, s.REASON, s.EVIDENCE_EVENT_IDS)
+
+
+@dataclass(frozen=True)
+class DetectionContext:
+    """Everything a rule may look at for one target day.
+
+    ``events`` holds the target day's events (event schema); ``history`` the events of the
+    ``history_days`` before it, lazily, so a rule projects only the columns it needs.
+    ``settings`` holds this detector's thresholds from ``keytrail.toml`` (defaults applied).
+    """
+
+    day: dt.date
+    events: pl.DataFrame
+    history: pl.LazyFrame
+    history_days: int
+    org_accounts: frozenset[str] = frozenset()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleDetector:
+    """A deterministic rule: never reused ID, severity, ATT&CK mapping, runbook, and a function."""
+
+    id: str
+    title: str
+    severity: str
+    mitre_attack: tuple[str, ...]
+    description: str
+    runbook: str
+    detect: Callable[[DetectionContext], pl.DataFrame]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.severity not in s.SEVERITIES:
+            raise ValueError(f"{self.id}: unknown severity {self.severity!r}")
+        if not self.id.startswith("KMS."):
+            raise ValueError(f"{self.id}: detector IDs start with 'KMS.'")
+
+
+def empty_findings() -> pl.DataFrame:
+    return pl.DataFrame(schema=FINDING_COLUMNS)
+
+
+def conform_findings(detector: RuleDetector, findings: pl.DataFrame) -> pl.DataFrame:
+    """Check a detector's output and give it every finding column, in order."""
+    unknown = set(findings.columns) - set(FINDING_COLUMNS)
+    if unknown:
+        raise ValueError(f"{detector.id} returned unknown columns {sorted(unknown)}")
+    missing = [c for c in REQUIRED_FINDING_COLUMNS if c not in findings.columns]
+    if missing and findings.height:
+        raise ValueError(f"{detector.id} findings lack {missing}")
+    for column, allowed in ((s.SEVERITY, s.SEVERITIES), (s.OBSERVED_PATTERN, s.OBSERVED_PATTERNS)):
+        if column in findings.columns:
+            bad = set(findings.get_column(column).drop_nulls().unique().to_list()) - set(allowed)
+            if bad:
+                raise ValueError(f"{detector.id} returned unknown {column} values {sorted(bad)}")
+    filled = findings.with_columns(
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in FINDING_COLUMNS.items()
+        if name not in findings.columns
+    )
+    return filled.select(
+        pl.col(name).cast(dtype) for name, dtype in FINDING_COLUMNS.items()
+    ).with_columns(
+        pl.col(s.EVIDENCE_COUNT).fill_null(pl.col(s.EVIDENCE_EVENT_IDS).list.len().cast(pl.Int64)),
+        pl.col(s.EVIDENCE_EVENT_IDS).list.head(s.MAX_EVIDENCE_IDS),
+    )
