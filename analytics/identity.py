@@ -34,8 +34,9 @@ _STRING_INPUTS = (
     "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
     "eventCategory", "awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent",
     "errorCode", "errorMessage", "sharedEventID", "requestID", "vpcEndpointId",
-    "resourceKeyArn", "uiType", "uiPrincipalId", "uiArn", "uiAccountId", "uiUserName",
-    "uiInvokedBy", "uiIdentityProvider", "uiIssuerArn", "uiOnBehalfOfUserId",
+    "resourceKeyArn", "requestKeyId", "encryptionContext", "uiType", "uiPrincipalId", "uiArn",
+    "uiAccountId", "uiUserName", "uiInvokedBy", "uiIdentityProvider", "uiIssuerArn",
+    "uiOnBehalfOfUserId",
 )  # fmt: skip
 _BOOL_INPUTS = ("readOnly", "managementEvent")
 _JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
@@ -49,12 +50,14 @@ def _frame(columns: dict[str, list[object]]) -> pl.DataFrame:
     for name in _BOOL_INPUTS:
         arrays[name] = pa.array(columns[name], pa.bool_())
     for name in _JSON_INPUTS:
-        # Casting binary → string validates UTF-8 in C; invalid bytes raise ArrowInvalid.
-        arrays[name] = pa.array(columns[name], pa.binary()).cast(pa.string())
+        arrays[name] = pa.array(columns[name], pa.string())
     arrays[s.SOURCE_OBJECT] = pa.array(columns["sourceObject"], pa.string())
     frame = pl.from_arrow(pa.table(arrays))
     assert isinstance(frame, pl.DataFrame)
-    return frame
+    # A JSON field present as a literal null is no value at all.
+    return frame.with_columns(
+        pl.when(pl.col(name) != "null").then(pl.col(name)).alias(name) for name in _JSON_INPUTS
+    )
 
 
 def _partition(region: pl.Expr) -> pl.Expr:
@@ -122,7 +125,7 @@ def _key_arn(c: dict[str, pl.Expr]) -> pl.Expr:
     response_key = pl.when(response_key.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(
         response_key
     )
-    request_key = c["requestParameters"].str.json_path_match("$.keyId")
+    request_key = c["requestKeyId"]
     region = c["awsRegion"]
     caller_account = pl.coalesce(c["uiAccountId"], c["recipientAccountId"])
     arn_prefix = (
@@ -165,15 +168,6 @@ def _parse_event_time(frame: pl.DataFrame) -> pl.Expr:
     if not unparsed:
         return strict_form
     return pl.coalesce([parse(fmt) for fmt in _EVENT_TIME_FORMATS])
-
-
-def _encryption_context(request_parameters: pl.Expr) -> pl.Expr:
-    """``requestParameters.encryptionContext`` as JSON text, when it is an object (as KMS logs it).
-
-    A scalar in its place is not a real context; it stays visible in ``request_parameters``.
-    """
-    context = request_parameters.str.json_path_match("$.encryptionContext")
-    return pl.when(context.str.starts_with("{")).then(context)
 
 
 def _is_ip(value: pl.Expr) -> pl.Expr:
@@ -222,7 +216,7 @@ def normalise(columns: dict[str, list[object]]) -> pa.Table:
         .alias(s.KEY_ACCOUNT_ID),
         c["requestParameters"].alias(s.REQUEST_PARAMETERS),
         c["responseElements"].alias(s.RESPONSE_ELEMENTS),
-        _encryption_context(c["requestParameters"]).alias(s.ENCRYPTION_CONTEXT),
+        c["encryptionContext"].alias(s.ENCRYPTION_CONTEXT),
         c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
         c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
         c["sharedEventID"].alias(s.SHARED_EVENT_ID),

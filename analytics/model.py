@@ -214,11 +214,16 @@ def score_day(
     score_frame = score_frame.with_columns(pl.Series("score", scores))
     # The forest ranks; a row must also carry enough evidence to be worth a person's time:
     # enough calls, or an origin (IP, region, user agent, account) never seen for its actor.
-    novel = score_frame.select(
-        pl.sum_horizontal(
-            "new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts"
-        ) > 0
-    ).to_series().to_numpy()
+    novel = (
+        score_frame.select(
+            pl.sum_horizontal(
+                "new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts"
+            )
+            > 0
+        )
+        .to_series()
+        .to_numpy()
+    )
     enough = score_frame.get_column("calls").to_numpy() >= settings.min_calls
     flagged_mask = (scores < threshold) & (enough | novel)
     typical = np.median(train, axis=0)

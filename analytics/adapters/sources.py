@@ -70,25 +70,30 @@ class LocalSource:
     def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
         if not self.root.is_dir():
             raise SourceError(f"source folder {self.root} does not exist or is not a folder")
-        root = self.root.resolve()
-        for folder, subfolders, files in os.walk(root):
-            subfolders.sort()
-            for name in sorted(files):
-                path = Path(folder, name)
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                relative = path.relative_to(root).as_posix()
+        yield from self._walk(os.path.abspath(self.root), "")
+
+    def _walk(self, folder: str, relative: str) -> Iterator[ObjectRef]:
+        """A sorted, recursive scandir walk (symlinks are not followed out of the tree)."""
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            name = f"{relative}{entry.name}"
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(entry.path, name + "/")
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
                 mtime = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
-                yield ObjectRef(relative, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", mtime)
+                yield ObjectRef(name, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", mtime)
 
     def fetch(self, ref: ObjectRef) -> bytes:
-        path = (self.root / ref.key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        # Keys come from our own listing, but a state file or a caller could hand us anything.
+        if ref.key.startswith("/") or ".." in ref.key.split("/"):
             raise ObjectFetchError(f"{ref.key}: path leaves the source folder")
         try:
-            return path.read_bytes()
+            with open(os.path.join(self.root, ref.key), "rb") as handle:
+                return handle.read()
         except OSError as exc:
             raise ObjectFetchError(f"{ref.key}: cannot read ({exc.strerror})") from None
 
