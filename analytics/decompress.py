@@ -10,7 +10,7 @@ from __future__ import annotations
 from isal import isal_zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
-DEFAULT_MAX_DECOMPRESSED = 512 * 1024 * 1024
+DEFAULT_MAX_DECOMPRESSED = 256 * 1024 * 1024
 _GZIP_WBITS = 31  # gzip header and trailer, as CloudTrail writes them
 _JSON_START = frozenset(b"{[ \t\r\n")
 

@@ -346,3 +346,44 @@ def evaluate_command(
         f"recall {report['recall']:.0%} · precision on scenario days {report['precision']:.0%} · "
         f"decoys with high/critical alerts: {report['decoys_with_high_alerts']}"
     )
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples" / "trail"
+
+
+@app.command("demo")
+def demo_command(
+    lake: Annotated[
+        Path, typer.Option(help="Fresh lake to create (replaced if it exists).")
+    ] = Path("demo-lake"),
+    samples: Annotated[Path, typer.Option(help="Trail tree to read.")] = SAMPLES,
+) -> None:
+    """Ingest the embedded sample trail into a fresh lake and score its last day.
+
+    Needs no AWS credentials and no server. Example:
+
+        [bold]keytrail demo[/]
+    """
+    import shutil
+
+    from analytics.adapters.sources import LocalSource
+    from analytics.detect import run
+
+    if not samples.is_dir():
+        raise _fail(f"sample trail {samples} not found")
+    marker = lake / "_state" / "objects.parquet"
+    if lake.exists():
+        if not marker.exists() and any(lake.iterdir()):
+            raise _fail(f"{lake} exists and is not a keytrail lake; choose another --lake")
+        shutil.rmtree(lake)
+    local = LocalLake(lake)
+    summary = _run_ingest(LocalSource(samples), local, IngestOptions(), show_progress=True)
+    _print_ingest_summary(summary, lake)
+    day = max(local.event_dates())
+    result = run(local, day)
+    _print_alerts(result.alerts, result.summary)
+    Console().print(
+        f"\nlake: {plain(str(lake.resolve()))}\n"
+        f"alerts: {plain(str(lake.resolve() / 'alerts' / f'event_date={day}' / 'alerts.parquet'))}",
+        highlight=False,
+    )
