@@ -35,7 +35,12 @@ class Assembled:
 
 
 def _with_metadata(info: DetectorInfo, findings: pl.DataFrame) -> pl.DataFrame:
-    return findings.with_columns(
+    from analytics.detectors.base import FINDING_COLUMNS
+
+    missing = [
+        pl.lit(None, t).alias(c) for c, t in FINDING_COLUMNS.items() if c not in findings.columns
+    ]
+    return findings.with_columns(missing).with_columns(
         pl.lit(info.id).alias(s.DETECTOR),
         pl.lit(info.title).alias(s.TITLE),
         pl.col(s.SEVERITY).fill_null(pl.lit(info.severity)),

@@ -117,6 +117,7 @@ def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
     detectors = data.get("detectors", {})
     if not isinstance(detectors, dict) or not all(isinstance(v, dict) for v in detectors.values()):
         raise ConfigError(f'{where} [detectors]: expected tables like [detectors."KMS.X"]')
+    _check_detector_settings(detectors, where)
     config = replace(config, detectors={str(k): dict(v) for k, v in detectors.items()})
     suppressions = []
     for index, entry in enumerate(data.get("suppression", [])):
@@ -136,6 +137,21 @@ def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
             Suppression(**{k: (str(v) if k != "expires" else v) for k, v in entry.items()})
         )
     return replace(config, suppressions=tuple(suppressions))
+
+
+def _check_detector_settings(detectors: dict[str, Any], where: str) -> None:
+    from analytics.detectors.registry import ALL_DETECTORS
+
+    known = {d.id: d.defaults for d in ALL_DETECTORS}
+    for detector_id, settings in detectors.items():
+        if detector_id not in known:
+            raise ConfigError(f"{where} [detectors]: unknown detector {detector_id!r}")
+        spot = f'{where} [detectors."{detector_id}"]'
+        _only(settings, set(known[detector_id]), spot)
+        for key, value in settings.items():
+            default = known[detector_id][key]
+            if isinstance(value, bool) or not isinstance(value, type(default) | int):
+                raise ConfigError(f"{spot}: {key} must be like {default!r}, got {value!r}")
 
 
 def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:

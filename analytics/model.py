@@ -23,12 +23,12 @@ import polars as pl
 from sklearn.ensemble import IsolationForest
 
 from analytics import schema as s
-from analytics.baselines import MAD_TO_SIGMA, PAIR, Baselines
+from analytics.baselines import PAIR, Baselines
 
 DETECTOR_ID = "KMS.UnusualKeyUsage"
 MODEL_FEATURES: tuple[str, ...] = (
     "volume_vs_usual",
-    "volume_z",
+    "volume_vs_peak",
     "error_ratio_excess",
     "new_source_ips",
     "new_regions",
@@ -59,6 +59,7 @@ class ModelSettings:
     min_history_days: int = 7
     top_features: int = 3
     exclude_service_actors: bool = True
+    surge_factor: float = 4.0
 
 
 @dataclass
@@ -109,7 +110,14 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         [*PAIR, "hour_of_day", "weekend", "calls_median", "calls_mad"]
     )
     profile = baselines.pair_profile.select(
-        [*PAIR, "active_hour_median", "active_hour_p99", "error_ratio", "first_seen"]
+        [
+            *PAIR,
+            "active_hour_median",
+            "active_hour_p99",
+            "active_hours",
+            "error_ratio",
+            "first_seen",
+        ]
     )
     actor = baselines.actor_profile.select(s.ACTOR, "distinct_keys_p99")
     keys_per_actor_hour = rows.group_by([s.ACTOR, "hour_start"]).agg(
@@ -133,8 +141,6 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         how="left",
     )
     usual = pl.col("calls_median").fill_null(0.0)
-    spread = MAD_TO_SIGMA * pl.col("calls_mad").fill_null(0.0) + 1.0
-    z = (pl.col("calls") - usual) / spread
     hour_share = pl.col("hour_share").fill_null(0.0)
     if scoring:
         new_pair = pl.col("first_seen").is_null()
@@ -144,7 +150,11 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         )
     return frame.with_columns(
         ((pl.col("calls") + 1.0) / (usual + 1.0)).log(2).alias("volume_vs_usual"),
-        (z.sign() * z.abs().log1p()).alias("volume_z"),
+        # Against the pair's own busiest hours: a sporadic pair's usual spikes are not news,
+        # a burst far above anything it did in the window is.
+        ((pl.col("calls") + 1.0) / (pl.col("active_hour_p99").fill_null(0.0) + 1.0))
+        .log(2)
+        .alias("volume_vs_peak"),
         (pl.col("errors") / pl.col("calls") - pl.col("error_ratio").fill_null(0.0)).alias(
             "error_ratio_excess"
         ),
@@ -208,32 +218,45 @@ def score_day(
     train = train_frame.select(columns).fill_null(0.0).fill_nan(0.0).to_numpy()
     forest = _fit(train, settings)
     train_scores = forest.score_samples(train)
-    threshold = float(np.quantile(train_scores, settings.score_quantile))
     scored = score_frame.select(columns).fill_null(0.0).fill_nan(0.0).to_numpy()
     scores = forest.score_samples(scored)
     score_frame = score_frame.with_columns(pl.Series("score", scores))
     # The forest ranks; a row must also carry enough evidence to be worth a person's time:
     # enough calls, or an origin (IP, region, user agent, account) never seen for its actor.
-    novel = (
+    # The threshold is a quantile of the *eligible* training rows, so the many one-call rows
+    # that the forest finds odd but nobody should be paged for do not set the bar.
+    threshold = float(np.quantile(train_scores, settings.score_quantile))
+    eligible = _eligible(score_frame, settings)
+    # A forest scores a value beyond anything in its training sample like the largest value it
+    # saw, so a burst far above an entity's own busiest hours is caught by its baseline instead:
+    # the same row, the same explanation, flagged either way.
+    surge = (
         score_frame.select(
-            pl.sum_horizontal(
-                "new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts"
-            )
-            > 0
+            (pl.col("volume_vs_peak") >= math.log2(settings.surge_factor))
+            & (pl.col("active_hours").fill_null(0) >= 1)
         )
         .to_series()
         .to_numpy()
     )
-    enough = score_frame.get_column("calls").to_numpy() >= settings.min_calls
-    flagged_mask = (scores < threshold) & (enough | novel)
+    flagged_mask = ((scores < threshold) | surge) & eligible
     typical = np.median(train, axis=0)
     explanations = _explain(forest, scored[flagged_mask], typical, settings.top_features)
     flagged = score_frame.filter(pl.Series(flagged_mask))
-    findings = _findings(flagged, explanations)
+    findings = _findings(flagged, explanations, typical)
     return ModelResult(
         findings, score_frame.height, train_frame.height, threshold=threshold,
         scores=score_frame.select([*PAIR, "hour_start", "calls", "score"]),
     )  # fmt: skip
+
+
+def _eligible(frame: pl.DataFrame, settings: ModelSettings) -> np.ndarray[Any, Any]:
+    """Rows with enough calls, or with an origin never seen for their actor."""
+    novel = (
+        pl.sum_horizontal("new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts")
+        > 0
+    )
+    mask = frame.select(novel | (pl.col("calls") >= settings.min_calls)).to_series()
+    return mask.to_numpy()
 
 
 def _explain(forest: IsolationForest, rows: np.ndarray[Any, Any], typical: np.ndarray[Any, Any],
@@ -269,7 +292,7 @@ def describe(row: dict[str, Any], feature: str) -> str:
     operations = {OPERATION_COLUMNS[c]: row.get(c) or 0 for c in OPERATION_COLUMNS}
     operation = max(operations, key=lambda k: operations[k])
     window = _hours(row["hour_start"])
-    if feature in ("volume_vs_usual", "volume_z"):
+    if feature in ("volume_vs_usual", "volume_vs_peak"):
         p99 = row.get("active_hour_p99")
         p99_text = f", p99 {_fmt(p99)}" if p99 is not None else ""
         return (
@@ -302,11 +325,14 @@ def describe(row: dict[str, Any], feature: str) -> str:
     return feature
 
 
+_NOVELTY = ("new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts")
+
+
 def _pattern(features: list[str]) -> str:
     if not features:
         return "RARE"
     lead = features[0]
-    if lead in ("volume_vs_usual", "volume_z", "keys_vs_usual"):
+    if lead in ("volume_vs_usual", "volume_vs_peak", "keys_vs_usual"):
         return "SURGE"
     if lead == "off_hours":
         return "OFF_HOURS"
@@ -321,7 +347,7 @@ def _severity(row: dict[str, Any], names: list[str]) -> str:
     """High needs a surge or failures *and* a novel origin; otherwise medium (or low)."""
     novel = any(row[n] > 0 for n in ("new_source_ips", "new_regions", "new_user_agents",
                                      "new_caller_accounts"))  # fmt: skip
-    surge = row["volume_vs_usual"] >= math.log2(10) or row["keys_vs_usual"] >= 2
+    surge = row["volume_vs_peak"] >= math.log2(4) or row["keys_vs_usual"] >= 2
     failing = row["error_ratio_excess"] >= 0.5
     if (surge or failing) and novel:
         return "high"
@@ -330,14 +356,22 @@ def _severity(row: dict[str, Any], names: list[str]) -> str:
     return "low"
 
 
-def _findings(flagged: pl.DataFrame, explanations: list[list[tuple[int, float]]]) -> pl.DataFrame:
+def _findings(
+    flagged: pl.DataFrame,
+    explanations: list[list[tuple[int, float]]],
+    typical: np.ndarray[Any, Any],
+) -> pl.DataFrame:
     from analytics.detectors.base import FINDING_COLUMNS, empty_findings
 
     if flagged.height == 0:
         return empty_findings()
     records = []
     for row, explanation in zip(flagged.iter_rows(named=True), explanations, strict=True):
-        names = [MODEL_FEATURES[j] for j, _ in explanation]
+        gains = {MODEL_FEATURES[j]: gain for j, gain in explanation}
+        names = list(gains)
+        if row["volume_vs_peak"] >= 1 and "volume_vs_peak" not in names:
+            names.insert(0, "volume_vs_peak")
+        names += [n for n in _NOVELTY if row[n] > 0 and n not in names]
         clauses = list(dict.fromkeys(describe(row, n) for n in names))  # volume twice → once
         if not clauses:
             clauses = [describe(row, "volume_vs_usual")]
@@ -365,13 +399,13 @@ def _findings(flagged: pl.DataFrame, explanations: list[list[tuple[int, float]]]
                 s.SEVERITY: _severity(row, names),
                 s.TOP_FEATURES: [
                     {
-                        "name": MODEL_FEATURES[j],
-                        "value": float(row[MODEL_FEATURES[j]]),
-                        "usual": None,
-                        "contribution": gain,
-                        "text": describe(row, MODEL_FEATURES[j]),
+                        "name": name,
+                        "value": float(row[name]),
+                        "usual": float(typical[MODEL_FEATURES.index(name)]),
+                        "contribution": gains.get(name, 0.0),
+                        "text": describe(row, name),
                     }
-                    for j, gain in explanation
+                    for name in names
                 ],
             }
         )
