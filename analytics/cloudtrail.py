@@ -352,7 +352,7 @@ _NO_KMS_PARAMS: tuple[str | None, str | None] = (None, None)
 
 def _kms_params(raw: msgspec.Raw) -> tuple[str | None, str | None]:
     """``keyId`` and the encryption context (as JSON text, objects only) of a KMS request."""
-    view = memoryview(raw)
+    view = bytes(memoryview(raw)[:4])
     if not view or view == b"null":
         return _NO_KMS_PARAMS
     try:
@@ -360,7 +360,7 @@ def _kms_params(raw: msgspec.Raw) -> tuple[str | None, str | None]:
     except msgspec.DecodeError:  # e.g. a keyId that is not a string: keep the record, not these
         return _NO_KMS_PARAMS
     context = params.encryptionContext
-    text = str(context, "utf-8") if memoryview(context)[:1] == b"{" else None
+    text = str(context, "utf-8") if bytes(memoryview(context)[:1]) == b"{" else None
     return params.keyId, text
 
 

@@ -133,8 +133,15 @@ def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
             raise ConfigError(
                 f"{spot}: match at least one of {', '.join(Suppression.MATCH_FIELDS)}"
             )
+        matchers = {k: str(entry[k]) for k in Suppression.MATCH_FIELDS if k in entry}
         suppressions.append(
-            Suppression(**{k: (str(v) if k != "expires" else v) for k, v in entry.items()})
+            Suppression(
+                id=str(entry["id"]),
+                owner=str(entry["owner"]),
+                reason=str(entry["reason"]),
+                expires=expires,
+                **matchers,
+            )
         )
     return replace(config, suppressions=tuple(suppressions))
 

@@ -98,20 +98,21 @@ def run(
         pl.read_parquet(day_files, hive_partitioning=False) if day_files else _empty_events()
     )
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
-    context_base = {
-        "day": day,
-        "events": day_events,
-        "history": _history(lake, first, last),
-        "history_days": baselines.history_days,
-        "org_accounts": org_accounts,
-    }
+    history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []
     per_detector: Counter[str] = Counter()
     for detector in ALL_DETECTORS:
         if detector.id in config.disabled_detectors:
             continue
         settings = config.detector_settings(detector.id, detector.defaults)
-        context = DetectionContext(settings=settings, **context_base)
+        context = DetectionContext(
+            day=day,
+            events=day_events,
+            history=history,
+            history_days=baselines.history_days,
+            org_accounts=org_accounts,
+            settings=settings,
+        )
         found = conform_findings(detector, detector.detect(context))
         info = DetectorInfo(detector.id, detector.title, detector.severity,
                             detector.mitre_attack, detector.runbook)  # fmt: skip

@@ -135,10 +135,10 @@ def _read_chunk(
     table = normalise_objects(decoded)
     by_key = {d.source_object: d for d in decoded}
     if table.num_rows:
-        per_object = (
-            pl.from_arrow(table.select([s.SOURCE_OBJECT, s.EVENT_DATE]))
-            .group_by(s.SOURCE_OBJECT)
-            .agg(pl.len().alias("events"), pl.col(s.EVENT_DATE).unique().sort().alias("dates"))
+        keys_and_dates = pl.from_arrow(table.select([s.SOURCE_OBJECT, s.EVENT_DATE]))
+        assert isinstance(keys_and_dates, pl.DataFrame)
+        per_object = keys_and_dates.group_by(s.SOURCE_OBJECT).agg(
+            pl.len().alias("events"), pl.col(s.EVENT_DATE).unique().sort().alias("dates")
         )
         counts = {row[0]: (row[1], row[2]) for row in per_object.iter_rows()}
     else:

@@ -199,6 +199,15 @@ def _print_ingest_summary(summary: IngestSummary, lake: Path) -> None:
         out.print(f"… and {hidden} more; see {lake / 'quarantine'} and --json")
 
 
+def _register_extensions() -> None:
+    from flows.cli_publish import register as register_publish
+
+    register_publish(app)
+
+
+_register_extensions()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -1,0 +1,222 @@
+"""The daily report set: build every report of a day from its inputs, and write them.
+
+``build`` is pure — frames in, :class:`DailyReport` out — and deterministic: rows are sorted,
+and the only clock in the content is ``generated_at``, which callers (and the golden tests) pin.
+``write`` puts the tables (Parquet and CSV), ``report.html``, ``report.md`` and ``summary.json``
+under ``LAKE/reports/YYYY-MM-DD/``, each file atomically, the human-readable documents last so
+a reader never finds a report that points at tables not yet written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analytics import schema as s
+from analytics.adapters.kms_inventory import KeySnapshot
+from analytics.adapters.lake import LocalLake, write_bytes_atomic, write_parquet_atomic
+from analytics.identity import KMS_SOURCE
+from analytics.reports import bands as band_data
+from analytics.reports import csv_safe, inventory, key_usage, policy_audit, rotation
+from analytics.reports import schemas as r
+from analytics.reports.inputs import ReportInputs
+from analytics.reports.keyfacts import traits_from, walk
+from analytics.reports.tables import to_arrow
+
+MAX_CHARTS = 12
+MAX_EVIDENCE_PER_ALERT = 5
+
+EVIDENCE_COLUMNS = (s.ALERT_ID, s.EVENT_ID, s.EVENT_TIME, s.EVENT_NAME, s.ACTOR, s.PRINCIPAL_ARN,
+                    "source", s.USER_AGENT, s.ERROR_CODE)  # fmt: skip
+
+_SEVERITY_RANK = {name: rank for rank, name in enumerate(s.SEVERITIES)}
+
+
+@dataclass(frozen=True)
+class DailyReport:
+    """Every report of one day, ready to render or write."""
+
+    day: dt.date
+    generated_at: dt.datetime
+    lake_first_day: dt.date | None
+    headline: dict[str, int]
+    alerts: pl.DataFrame
+    evidence: pl.DataFrame
+    bands: pl.DataFrame
+    key_usage: pl.DataFrame
+    actor_usage: pl.DataFrame
+    rotation: pl.DataFrame
+    policy_changes: pl.DataFrame
+    keys: pl.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """Report tables by file stem, in :data:`~analytics.reports.schemas.REPORT_TABLES` order."""
+        return {
+            "key_usage": self.key_usage,
+            "key_usage_by_actor": self.actor_usage,
+            "rotation": self.rotation,
+            "policy_changes": self.policy_changes,
+            "keys": self.keys,
+        }
+
+    @property
+    def active_alerts(self) -> pl.DataFrame:
+        """Alerts not suppressed, most severe first."""
+        return self.alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable digest printed by ``keytrail report --json``."""
+        active = self.active_alerts
+        return {
+            "date": self.day.isoformat(),
+            "generated_at": self.generated_at.isoformat(),
+            "lake_first_day": self.lake_first_day.isoformat() if self.lake_first_day else None,
+            **self.headline,
+            "alerts_by_severity": {
+                sev: active.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
+            },
+            "rotation_by_status": {
+                status: self.rotation.filter(pl.col(r.ROTATION_STATUS) == status).height
+                for status in r.ROTATION_STATUSES
+            },
+            "notes": list(self.notes),
+        }
+
+
+def _sorted_alerts(alerts: pl.DataFrame) -> pl.DataFrame:
+    if alerts.is_empty():
+        return alerts
+    rank = pl.col(s.SEVERITY).replace_strict(_SEVERITY_RANK, default=-1, return_dtype=pl.Int8)
+    return alerts.sort(
+        [pl.col(s.SUPPRESSED_BY).is_not_null(), rank, s.WINDOW_START, s.ALERT_ID],
+        descending=[False, True, False, False],
+    )
+
+
+def evidence_of(alerts: pl.DataFrame, day_events: pl.DataFrame,
+                per_alert: int = MAX_EVIDENCE_PER_ALERT) -> pl.DataFrame:  # fmt: skip
+    """The first ``per_alert`` evidence events of each active alert that the day holds."""
+    schema = {s.ALERT_ID: pl.String, s.EVENT_ID: pl.String}
+    active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
+    if active.is_empty():
+        wanted = pl.DataFrame(schema=schema)
+    else:
+        wanted = (
+            active.select(s.ALERT_ID, pl.col(s.EVIDENCE_EVENT_IDS).list.head(per_alert))
+            .explode(s.EVIDENCE_EVENT_IDS)
+            .drop_nulls(s.EVIDENCE_EVENT_IDS)
+            .rename({s.EVIDENCE_EVENT_IDS: s.EVENT_ID})
+        )
+    events = day_events.select(
+        s.EVENT_ID, s.EVENT_TIME, s.EVENT_NAME, s.ACTOR, s.PRINCIPAL_ARN,
+        pl.coalesce(s.SOURCE_IP, s.SOURCE_SERVICE).alias("source"), s.USER_AGENT, s.ERROR_CODE,
+    ).unique(s.EVENT_ID, keep="first")  # fmt: skip
+    return (
+        wanted.join(events, on=s.EVENT_ID, how="inner")
+        .select(EVIDENCE_COLUMNS)
+        .sort(s.ALERT_ID, s.EVENT_TIME, s.EVENT_ID)
+    )
+
+
+def _alerted_keys(alerts: pl.DataFrame) -> list[str]:
+    active = _sorted_alerts(alerts).filter(
+        pl.col(s.SUPPRESSED_BY).is_null() & pl.col(s.KEY_ARN).is_not_null()
+    )
+    return list(dict.fromkeys(active.get_column(s.KEY_ARN).to_list()))[:MAX_CHARTS]
+
+
+def build(
+    inputs: ReportInputs,
+    generated_at: dt.datetime,
+    snapshots: Sequence[KeySnapshot] = (),
+    top_actors: int = key_usage.DEFAULT_TOP_ACTORS,
+    window_days: int = 30,
+    notes: Sequence[str] = (),
+) -> DailyReport:
+    """Every report of ``inputs.day`` (pure: no lake access, no clock)."""
+    day = inputs.day
+    history = walk(inputs.management_events, day, traits_from(inputs.key_activity))
+    alerts = _sorted_alerts(inputs.alerts)
+    usage = key_usage.by_key(inputs.day_events, day, inputs.prior_pairs, alerts,
+                             history.aliases, top_actors)  # fmt: skip
+    actors = key_usage.by_actor(inputs.day_events, day, inputs.prior_pairs)
+    rotation_rows = rotation.build(history, day, snapshots)
+    changes = policy_audit.build(history, inputs.org_accounts)
+    keys = inventory.build(history, rotation_rows, day, usage, alerts, inputs.org_accounts,
+                           snapshots)  # fmt: skip
+    charts = band_data.build(inputs.hourly_features, day, _alerted_keys(alerts), window_days)
+    active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
+    kms = inputs.day_events.filter(pl.col(s.EVENT_SOURCE) == KMS_SOURCE)
+    failed = kms.filter(pl.col(s.ERROR_CODE).is_not_null() & (pl.col(s.ERROR_CODE) != ""))
+    succeeded_changes = changes.filter(pl.col("succeeded"))
+    headline = {
+        "kms_calls": kms.height,
+        "failed_calls": failed.height,
+        "keys_used": usage.height,
+        "actors": actors.height,
+        "new_key_actor_pairs": int(usage.get_column("new_actors").list.len().sum() or 0),
+        "alerts": active.height,
+        "suppressed_alerts": alerts.height - active.height,
+        "policy_changes": succeeded_changes.filter(pl.col("change_kind") == r.CHANGE_POLICY).height,
+        "grant_changes": succeeded_changes.filter(pl.col("change_kind") == r.CHANGE_GRANT).height,
+        "failed_changes": changes.height - succeeded_changes.height,
+        "keys_in_inventory": keys.height,
+        "rotation_overdue": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "OVERDUE").height,
+        "rotation_disabled": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "DISABLED").height,
+        "keys_pending_deletion": keys.filter(pl.col(r.PENDING_DELETION)).height,
+    }
+    return DailyReport(
+        day=day,
+        generated_at=generated_at,
+        lake_first_day=inputs.lake_first_day,
+        headline=headline,
+        alerts=alerts,
+        evidence=evidence_of(alerts, inputs.day_events),
+        bands=charts,
+        key_usage=usage,
+        actor_usage=actors,
+        rotation=rotation_rows,
+        policy_changes=changes,
+        keys=keys,
+        notes=list(notes),
+    )
+
+
+def report_dir(lake: LocalLake, day: dt.date) -> Path:
+    return lake.root / "reports" / day.isoformat()
+
+
+def write(lake: LocalLake, report: DailyReport) -> dict[str, Path]:
+    """Write every file of ``report``; returns them by name."""
+    from analytics.reports import html, markdown
+
+    folder = report_dir(lake, report.day)
+    written: dict[str, Path] = {}
+    for stem, frame in report.tables().items():
+        schema = r.REPORT_TABLES[stem]
+        parquet = folder / f"{stem}.parquet"
+        write_parquet_atomic(to_arrow(frame, schema), parquet)
+        written[parquet.name] = parquet
+        csv_path = folder / f"{stem}.csv"
+        write_bytes_atomic(csv_safe.to_csv(frame).encode("utf-8"), csv_path)
+        written[csv_path.name] = csv_path
+    summary = folder / "summary.json"
+    write_bytes_atomic(
+        (json.dumps(report.summary(), indent=2, sort_keys=False) + "\n").encode(), summary
+    )
+    written[summary.name] = summary
+    for name, text in (
+        ("report.md", markdown.render(report)),
+        ("report.html", html.render(report)),
+    ):
+        path = folder / name
+        write_bytes_atomic(text.encode("utf-8"), path)
+        written[name] = path
+    return dict(sorted(written.items()))

@@ -1,0 +1,518 @@
+"""``report.html``: the day's report as one self-contained page.
+
+It must open from a laptop's disk or an e-mail attachment with no network: no scripts, no web
+fonts, no fetched images — CSS inline, charts inline SVG. A Content-Security-Policy of
+``default-src 'none'`` makes that a promise the browser enforces: even if a value slipped past
+escaping, nothing could load or run.
+
+Every value that came from a record (ARNs, actors, user agents, reasons built from them) is passed
+through :func:`html.escape` after formatting; the only markup in the page is written by this
+module. A user agent of ``<script>alert(1)</script>`` is shown as exactly that text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+import polars as pl
+
+from analytics import schema as s
+from analytics.reports import schemas as r
+from analytics.reports import text as t
+from analytics.reports.bands import hours_above
+from analytics.reports.daily import DailyReport
+from analytics.reports.svg import HourPoint, hourly_chart
+
+MAX_TABLE_ROWS = 50
+
+_CSS = """
+:root { color-scheme: light; --ink: #1d2433; --muted: #5b6475; --line: #d9dee7; --bg: #f6f7f9;
+  --critical: #8e1b1b; --high: #c0392b; --medium: #b9770e; --low: #2e6da4; --info: #5b6475; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--ink); background: var(--bg); }
+header, main, footer { max-width: 1200px; margin: 0 auto; padding: 0 24px; }
+header { padding-top: 24px; }
+h1 { font-size: 24px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 32px 0 12px; border-bottom: 1px solid var(--line);
+  padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 0 0 6px; }
+.meta, .muted, figcaption { color: var(--muted); }
+nav a { margin-right: 14px; color: var(--low); }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 10px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px; }
+.card .value { font-size: 22px; font-weight: 600; }
+.card.warn .value { color: var(--high); }
+article.alert { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--info);
+  border-radius: 6px; padding: 12px 16px; margin: 0 0 14px; }
+article.sev-critical { border-left-color: var(--critical); }
+article.sev-high { border-left-color: var(--high); }
+article.sev-medium { border-left-color: var(--medium); }
+article.sev-low { border-left-color: var(--low); }
+.badge { display: inline-block; font-size: 11px; font-weight: 700; letter-spacing: .04em;
+  padding: 1px 7px; border-radius: 10px; color: #fff; background: var(--info);
+  text-transform: uppercase; vertical-align: middle; white-space: nowrap; }
+.badge.critical { background: var(--critical); } .badge.high { background: var(--high); }
+.badge.medium { background: var(--medium); } .badge.low { background: var(--low); }
+.badge.OVERDUE, .badge.DISABLED { background: var(--high); }
+.badge.UNKNOWN { background: var(--medium); } .badge.ENABLED { background: #2e7d32; }
+.reason { font-size: 15px; margin: 6px 0; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 6px 0; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; margin: 6px 0 10px; }
+table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px; }
+th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: left; vertical-align: top;
+  overflow-wrap: anywhere; }
+th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
+td.num { text-align: right; white-space: nowrap; }
+td.nowrap { white-space: nowrap; overflow-wrap: normal; }
+#alerts td:nth-child(2) { min-width: 9em; }
+#alerts td:nth-child(3), #alerts td:nth-child(4) { min-width: 16em; }
+pre { white-space: pre-wrap; background: #f0f2f5; padding: 8px; border-radius: 4px; }
+figure { background: #fff; border: 1px solid var(--line); border-radius: 6px; margin: 0 0 14px;
+  padding: 10px; }
+svg.chart { width: 100%; max-width: 1100px; height: auto; }
+svg .band { fill: #cfe3f7; } svg .bar { fill: #7a869a; } svg .bar.over { fill: #c0392b; }
+svg .median { fill: none; stroke: #2e6da4; stroke-width: 1.5; stroke-dasharray: 4 3; }
+svg .grid { stroke: #e3e7ee; } svg .axis { font-size: 11px; fill: #5b6475; }
+footer { color: var(--muted); padding: 24px; font-size: 12px; }
+"""
+
+
+def h(value: Any, limit: int = t.DISPLAY_LIMIT) -> str:
+    """Display text of a record value, escaped for HTML."""
+    return escape(t.clean(value, limit), quote=True)
+
+
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Sequence[int] = (),
+    nowrap: Sequence[int] = (),
+) -> str:
+    """A table from already-escaped cells; ``numeric`` columns are right-aligned, ``nowrap``
+    columns (times, names) are kept on one line so long ARNs beside them take the wrapping."""
+
+    def td(index: int, content: str) -> str:
+        if index in numeric:
+            return f'<td class="num">{content}</td>'
+        if index in nowrap:
+            return f'<td class="nowrap">{content}</td>'
+        return f"<td>{content}</td>"
+
+    head = "".join(f"<th>{escape(name)}</th>" for name in headers)
+    body = []
+    for row in rows:
+        cells = "".join(td(i, c) for i, c in enumerate(row))
+        body.append(f"<tr>{cells}</tr>")
+    if not body:
+        body.append(f'<tr><td colspan="{len(headers)}" class="muted">none</td></tr>')
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _short(arn: Any, aliases: Sequence[str] | None = None) -> str:
+    """An ARN as ``<account> <resource>`` (the full text in a tooltip), for summary tables where
+    the partition, service and region only repeat themselves."""
+    if not isinstance(arn, str) or not arn.startswith("arn:") or arn.count(":") < 5:
+        return h(arn)
+    parts = arn.split(":", 5)
+    label = f"{parts[4]} {parts[5]}".strip()
+    alias = f'<br><span class="muted">{h(t.listed(aliases))}</span>' if aliases else ""
+    return f'<span title="{h(arn, 2000)}">{h(label)}</span>{alias}'
+
+
+def _badge(label: str) -> str:
+    """A coloured label; its CSS class is the label itself (severities, rotation statuses)."""
+    return f'<span class="badge {escape(label)}">{escape(label)}</span>'
+
+
+def _more(total: int, shown: int, file_name: str) -> str:
+    if total <= shown:
+        return ""
+    return f'<p class="muted">{total - shown:,} more in {escape(file_name)}.</p>'
+
+
+def _key_cell(key: Any, aliases: Sequence[str] | None) -> str:
+    alias_text = f'<br><span class="muted">{h(t.listed(aliases))}</span>' if aliases else ""
+    return f"{h(key)}{alias_text}"
+
+
+def _headline(report: DailyReport) -> str:
+    warn = {"alerts", "rotation_overdue", "keys_pending_deletion", "failed_changes"}
+    cards = []
+    for name, value in report.headline.items():
+        css = "card warn" if name in warn and value else "card"
+        cards.append(
+            f'<div class="{css}"><div class="value">{escape(t.number(value))}</div>'
+            f"<div>{escape(t.HEADLINE_LABELS.get(name, name))}</div></div>"
+        )
+    cards_html = "".join(cards)
+    return (
+        f'<section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>'
+    )
+
+
+def _evidence_table(report: DailyReport, alert_id: str) -> str:
+    rows = report.evidence.filter(pl.col(s.ALERT_ID) == alert_id)
+    if rows.is_empty():
+        return ""
+    cells = [
+        (
+            h(t.when(e[s.EVENT_TIME], seconds=True)),
+            h(e[s.EVENT_NAME]),
+            h(e[s.PRINCIPAL_ARN] or e[s.ACTOR]),
+            h(e["source"]),
+            h(e[s.USER_AGENT]),
+            h(e[s.ERROR_CODE]),
+            h(e[s.EVENT_ID]),
+        )
+        for e in rows.iter_rows(named=True)
+    ]
+    headers = ("time", "event", "principal", "source", "user agent", "error", "event ID")
+    return "<h3>Evidence</h3>" + _table(headers, cells, nowrap=(0, 1, 3, 5))
+
+
+def _alert(report: DailyReport, alert: dict[str, Any]) -> str:
+    severity = str(alert[s.SEVERITY])
+    facts = [
+        ("Detector", alert[s.DETECTOR]),
+        ("Window", t.window(alert[s.WINDOW_START], alert[s.WINDOW_END])),
+        ("Key", alert[s.KEY_ARN]),
+        ("Actor", alert[s.ACTOR]),
+        ("Via service", alert[s.INVOKED_BY]),
+        (
+            "Account / region",
+            f"{alert[s.ACCOUNT_ID] or t.MISSING} / {alert[s.AWS_REGION] or t.MISSING}",
+        ),
+        ("Pattern", alert[s.OBSERVED_PATTERN]),
+        ("Baseline", alert[s.BASELINE]),
+        ("MITRE ATT&CK", t.listed(alert[s.MITRE])),
+        ("Evidence events", t.number(alert[s.EVIDENCE_COUNT])),
+        ("Alert ID", alert[s.ALERT_ID]),
+    ]
+    dl = "".join(f"<dt>{escape(label)}</dt><dd>{h(value)}</dd>" for label, value in facts
+                 if value is not None)  # fmt: skip
+    drivers = ""
+    features = alert[s.TOP_FEATURES] or []
+    if features:
+        items = "".join(f"<li>{h(f.get('text') or f.get('name'))}</li>" for f in features)
+        drivers = f"<h3>What drove it</h3><ul>{items}</ul>"
+    runbook = ""
+    if alert[s.RUNBOOK]:
+        runbook = (
+            f"<details><summary>Runbook</summary><pre>{h(alert[s.RUNBOOK], 4000)}</pre></details>"
+        )
+    return (
+        f'<article class="alert sev-{escape(severity)}" id="alert-{escape(alert[s.ALERT_ID])}">'
+        f"<h3>{_badge(severity)} {h(alert[s.TITLE])}</h3>"
+        f'<p class="reason">{h(alert[s.REASON], 2000)}</p>'
+        f'<dl class="facts">{dl}</dl>{drivers}{_evidence_table(report, alert[s.ALERT_ID])}{runbook}'
+        "</article>"
+    )
+
+
+def _alerts(report: DailyReport) -> str:
+    """The alert list: one line each, most severe first, linked to its details below."""
+    active = report.active_alerts
+    aliases = dict(report.keys.select(s.KEY_ARN, r.ALIASES).iter_rows())
+    parts = [f'<section id="alerts"><h2>Alerts ({active.height:,})</h2>']
+    if active.is_empty():
+        parts.append('<p class="muted">No alerts for this day.</p>')
+    else:
+        rows = [
+            (
+                _badge(a[s.SEVERITY]),
+                f'<a href="#alert-{escape(a[s.ALERT_ID])}">{h(a[s.TITLE])}</a>',
+                _short(a[s.KEY_ARN], aliases.get(a[s.KEY_ARN])),
+                _short(a[s.ACTOR]),
+                h(a[s.REASON], 600),
+            )
+            for a in active.iter_rows(named=True)
+        ]
+        parts.append(_table(("severity", "alert", "key", "actor", "reason"), rows, nowrap=(0,)))
+    suppressed = report.alerts.filter(pl.col(s.SUPPRESSED_BY).is_not_null())
+    if not suppressed.is_empty():
+        rows = [
+            (
+                h(a[s.SEVERITY]),
+                h(a[s.DETECTOR]),
+                h(a[s.KEY_ARN]),
+                h(a[s.ACTOR]),
+                h(a[s.SUPPRESSED_BY]),
+            )
+            for a in suppressed.iter_rows(named=True)
+        ]
+        parts.append(f"<h3>Suppressed ({suppressed.height:,})</h3>")
+        parts.append(_table(("severity", "detector", "key", "actor", "suppressed by"), rows))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _alert_details(report: DailyReport) -> str:
+    active = report.active_alerts
+    if active.is_empty():
+        return ""
+    return (
+        '<section id="details"><h2>Alert details</h2>'
+        + "".join(_alert(report, row) for row in active.iter_rows(named=True))
+        + "</section>"
+    )
+
+
+def _charts(report: DailyReport) -> str:
+    keys = list(dict.fromkeys(report.bands.get_column(s.KEY_ARN).to_list()))
+    parts = ['<section id="charts"><h2>Alerted keys: hourly use against the usual range</h2>']
+    if not keys:
+        parts.append('<p class="muted">No alert names a key.</p>')
+    aliases = dict(report.key_usage.select(s.KEY_ARN, r.ALIASES).iter_rows())
+    for key in keys:
+        rows = report.bands.filter(pl.col(s.KEY_ARN) == key)
+        points = [
+            HourPoint(
+                int(p["hour_of_day"]),
+                int(p["calls"]),
+                p["band_low"],
+                p["band_median"],
+                p["band_high"],
+            )
+            for p in rows.iter_rows(named=True)
+        ]
+        days = int(rows.select(pl.col("history_days").max()).item() or 0)
+        above = hours_above(report.bands, key)
+        caption = (
+            f"Bars: calls per hour on {report.day.isoformat()} (UTC). Shaded: 10th–90th "
+            f"percentile of the same hour over {days} day(s) of history; dashed line: median."
+            if days
+            else "No history before this day yet: no usual range to compare with."
+        )
+        if above:
+            caption += " Red bars are above the usual range: " + ", ".join(
+                f"{hour:02d}:00 ({calls:,} vs ≤{t.number(high)})"
+                for hour, calls, _low, high in above
+            )
+        parts.append(
+            f"<figure><h3>{_key_cell(key, aliases.get(key))}</h3>"
+            f"{hourly_chart(t.clean(key), points)}"
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _usage(report: DailyReport) -> str:
+    usage = report.key_usage
+    rows = [
+        (
+            _key_cell(k[s.KEY_ARN], k[r.ALIASES]),
+            h(t.number(k[r.CALLS])),
+            h(t.number(k[r.ERRORS])),
+            h(t.counted(k["calls_by_operation"])),
+            h(t.counted(k["top_actors"]))
+            + (
+                f'<br><span class="muted">+{k["other_actors"]:,} other actor(s), '
+                f"{k['other_actor_calls']:,} calls</span>"
+                if k["other_actors"]
+                else ""
+            ),
+            h(t.counted(k["errors_by_code"])),
+            h(t.number(k["distinct_source_ips"])),
+            h(t.listed(k["caller_accounts"])),
+            h(t.listed(k["new_actors"])),
+            h(t.number(k[r.ALERTS])),
+        )
+        for k in usage.head(MAX_TABLE_ROWS).iter_rows(named=True)
+    ]
+    headers = ("key", "calls", "errors", "operations", "actors", "errors by code", "IPs",
+               "caller accounts", "new actors", "alerts")  # fmt: skip
+    actors = [
+        (
+            h(a[s.ACTOR]),
+            h(t.number(a[r.CALLS])),
+            h(t.number(a[r.ERRORS])),
+            h(t.counted(a["keys"])),
+            h(t.listed(a["new_keys"])),
+            h(t.listed(a["invoked_by"])),
+        )
+        for a in report.actor_usage.head(MAX_TABLE_ROWS).iter_rows(named=True)
+    ]
+    return (
+        '<section id="usage"><h2>Key usage</h2>'
+        + _table(headers, rows, numeric=(1, 2, 6, 9))
+        + _more(usage.height, MAX_TABLE_ROWS, "key_usage.csv")
+        + "<h3>By actor</h3>"
+        + _table(
+            ("actor", "calls", "errors", "keys used", "first use of", "via service"),
+            actors,
+            numeric=(1, 2),
+        )
+        + _more(report.actor_usage.height, MAX_TABLE_ROWS, "key_usage_by_actor.csv")
+        + "</section>"
+    )
+
+
+def _rotation(report: DailyReport) -> str:
+    rows = [
+        (
+            _badge(k[r.ROTATION_STATUS]),
+            _key_cell(k[s.KEY_ARN], k[r.ALIASES]),
+            h(k[r.KEY_MANAGER]),
+            h(" / ".join(v for v in (k[r.KEY_SPEC], k[r.ORIGIN]) if v) or None),
+            h(k[r.KEY_STATE]),
+            h(t.yes_no(k[r.ROTATION_ENABLED])),
+            h(t.number(k["rotation_period_days"])),
+            h(t.when(k["last_rotation_at"]))
+            + (
+                f' <span class="muted">{h(k["last_rotation_type"])}</span>'
+                if k["last_rotation_type"]
+                else ""
+            ),
+            h(t.when(k[r.NEXT_ROTATION_DUE])),
+            h(t.number(k["days_overdue"])),
+            h(k["not_applicable_reason"] or k["note"], 600),
+        )
+        for k in report.rotation.iter_rows(named=True)
+    ]
+    headers = ("status", "key", "manager", "spec / origin", "state", "enabled", "period (days)",
+               "last rotation", "next due", "days overdue", "note")  # fmt: skip
+    return (
+        '<section id="rotation"><h2>Key rotation</h2>'
+        '<p class="muted">Overdue means rotation is on and the next rotation is more than '
+        "2 days late. Keys that cannot rotate automatically are listed as NOT_APPLICABLE with "
+        "the reason.</p>"
+        + _table(headers, rows, numeric=(6, 9), nowrap=(0, 2, 4, 5))
+        + "</section>"
+    )
+
+
+def _change_details(c: dict[str, Any]) -> str:
+    if c["change_kind"] == r.CHANGE_GRANT:
+        fields = [("grant", c["grant_id"]), ("grantee", c["grantee_principal"]),
+                  ("retiring", c["retiring_principal"]),
+                  ("operations", t.listed(c["grant_operations"], 12)),
+                  ("constraints", c["grant_constraints"])]  # fmt: skip
+    else:
+        fields = [
+            ("principals +", t.listed(c["principals_added"], 8)),
+            ("principals −", t.listed(c["principals_removed"], 8)),
+            ("actions +", t.listed(c["actions_added"], 8)),
+            ("actions −", t.listed(c["actions_removed"], 8)),
+            ("conditions +", t.listed(c["conditions_added"], 8, 200)),
+            ("conditions −", t.listed(c["conditions_removed"], 8, 200)),
+            ("outside accounts +", t.listed(c["outside_accounts_added"])),
+            ("open to anyone", t.listed(c["public_actions"])),
+            ("previous", f"{t.when(c['previous_event_time'])} by {c['previous_actor']}"
+             if c["previous_event_id"] else "no earlier policy known"),
+        ]  # fmt: skip
+    shown = [(label, value) for label, value in fields if value not in (None, t.MISSING)]
+    return "".join(f"<div><span class=\"muted\">{escape(label)}:</span> {h(value, 600)}</div>"
+                   for label, value in shown)  # fmt: skip
+
+
+def _policy(report: DailyReport) -> str:
+    rows = [
+        (
+            h(t.when(c[s.EVENT_TIME], seconds=True)),
+            h(c[s.EVENT_NAME]),
+            h(c[s.KEY_ARN]),
+            h(c[s.ACTOR]),
+            h("yes" if c["succeeded"] else f"no ({c[s.ERROR_CODE]})"),
+            h(c["summary"], 1000),
+            _change_details(c),
+        )
+        for c in report.policy_changes.iter_rows(named=True)
+    ]
+    headers = ("time", "event", "key", "actor", "succeeded", "what changed", "details")
+    return (
+        '<section id="policy"><h2>Key policy and grant changes</h2>'
+        + _table(headers, rows, nowrap=(1,))
+        + "</section>"
+    )
+
+
+def _inventory(report: DailyReport) -> str:
+    rows = [
+        (
+            _key_cell(k[s.KEY_ARN], k[r.ALIASES]),
+            h(f"{k[s.ACCOUNT_ID] or t.MISSING} / {k[s.AWS_REGION] or t.MISSING}"),
+            h(k[r.KEY_STATE])
+            + (
+                f'<br><span class="muted">deletion {h(t.when(k[r.DELETION_DATE]))}</span>'
+                if k[r.PENDING_DELETION]
+                else ""
+            ),
+            h(t.when(k["first_seen"])),
+            h(t.when(k["last_used"])),
+            h(t.listed(k["policy_principals"], 4))
+            if k["policy_known"]
+            else '<span class="muted">not in the lake</span>',
+            h(t.listed(k["policy_outside_accounts"])),
+            h(t.listed(k["policy_public_actions"])),
+            h(t.number(k["active_grants"]))
+            + (
+                f'<br><span class="muted">outside: {h(t.listed(k["outside_grantees"]))}</span>'
+                if k["outside_grantees"]
+                else ""
+            ),
+            h(k[r.ROTATION_STATUS]),
+            h(t.number(k["alerts_on_day"])),
+        )
+        for k in report.keys.iter_rows(named=True)
+    ]
+    headers = ("key", "account / region", "state", "first seen", "last used", "policy allows",
+               "outside accounts", "open to anyone", "active grants", "rotation",
+               "alerts")  # fmt: skip
+    return (
+        '<section id="inventory"><h2>Key inventory</h2>'
+        '<p class="muted">Every key seen in the lake up to this day, with its last known key '
+        "policy (from CloudTrail) and the grants created and not retired since the lake began.</p>"
+        + _table(headers, rows, numeric=(8, 10))
+        + "</section>"
+    )
+
+
+def render(report: DailyReport) -> str:
+    """The complete HTML document."""
+    first = report.lake_first_day.isoformat() if report.lake_first_day else "—"
+    notes = "".join(f'<p class="muted">{h(note, 1000)}</p>' for note in report.notes)
+    nav = "".join(
+        f'<a href="#{anchor}">{escape(label)}</a>'
+        for anchor, label in (
+            ("alerts", "Alerts"),
+            ("charts", "Charts"),
+            ("details", "Alert details"),
+            ("usage", "Usage"),
+            ("rotation", "Rotation"),
+            ("policy", "Policies and grants"),
+            ("inventory", "Inventory"),
+        )
+    )
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>keytrail · KMS key report {report.day.isoformat()}</title>"
+        f"<style>{_CSS}</style></head><body>"
+        f"<header><h1>KMS key report — {report.day.isoformat()} (UTC)</h1>"
+        f'<p class="meta">Generated {escape(t.when(report.generated_at))} by keytrail from '
+        f"AWS CloudTrail. Lake history from {escape(first)}. Every value taken from a record "
+        f"is shown as text.</p>{notes}<nav>{nav}</nav></header><main>"
+        + _headline(report)
+        + _alerts(report)
+        + _charts(report)
+        + _alert_details(report)
+        + _usage(report)
+        + _rotation(report)
+        + _policy(report)
+        + _inventory(report)
+        + "</main><footer>keytrail · report files: key_usage, key_usage_by_actor, rotation, "
+        "policy_changes and keys (.parquet and .csv), summary.json, report.md</footer>"
+        "</body></html>\n"
+    )

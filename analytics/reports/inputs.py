@@ -1,0 +1,166 @@
+"""Reading what the day's reports need out of the lake, narrowly.
+
+The reports look at three horizons: the report day (every event, for the usage summary and the
+evidence of alerts), the baseline window (hourly features, for the charts), and the lake's whole
+history up to the day (management events and per-key first/last use, for rotation, policies and
+the inventory — a key's policy may have been set a year ago). The whole-history reads project a
+few columns and filter to KMS configuration events before collecting, so they stay cheap next to
+ingest; the cryptographic calls contribute only per-key aggregates.
+
+This module does the I/O; everything it returns is plain frames handed to pure builders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from analytics import features
+from analytics import schema as s
+from analytics.adapters.lake import LocalLake
+from analytics.detect import read_alerts
+from analytics.detectors._common import DATA_PLANE_EVENTS
+from analytics.identity import KMS_SOURCE
+from analytics.reports._records import REPORT_EVENTS
+from analytics.reports.keyfacts import WALK_COLUMNS
+
+_ASYMMETRIC_OPS = ("Sign", "Verify", "GetPublicKey", "DeriveSharedSecret")
+_HMAC_OPS = ("GenerateMac", "VerifyMac")
+_SYMMETRIC_OPS = ("GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+                  "GenerateDataKeyPairWithoutPlaintext", "ReEncrypt")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything the daily report builders read, already out of the lake."""
+
+    day: dt.date
+    day_events: pl.DataFrame
+    management_events: pl.DataFrame
+    key_activity: pl.DataFrame
+    prior_pairs: pl.DataFrame
+    alerts: pl.DataFrame
+    hourly_features: pl.DataFrame
+    lake_first_day: dt.date | None
+    org_accounts: frozenset[str]
+
+
+def _empty_events() -> pl.DataFrame:
+    frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _scan(lake: LocalLake, days: list[dt.date]) -> pl.LazyFrame:
+    files = [str(path) for day in days for path in lake.partition_files(day)]
+    if not files:
+        return _empty_events().lazy()
+    return pl.scan_parquet(files, hive_partitioning=False)
+
+
+def key_activity(history: pl.LazyFrame) -> pl.LazyFrame:
+    """Per key: first and last event, last successful cryptographic use, and what its use says
+    about it (operations only asymmetric/HMAC/symmetric keys serve, ``alias/aws/…`` references,
+    custom key store IDs)."""
+    kms = history.filter(
+        (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.KEY_ARN).str.contains(":key/")
+    )
+    ok = pl.col(s.ERROR_CODE).is_null() | (pl.col(s.ERROR_CODE) == "")
+    name = pl.col(s.EVENT_NAME)
+    per_key = kms.group_by(s.KEY_ARN).agg(
+        pl.col(s.EVENT_TIME).min().alias("first_seen"),
+        pl.col(s.EVENT_TIME).max().alias("last_seen"),
+        pl.col(s.EVENT_TIME).filter(ok & name.is_in(DATA_PLANE_EVENTS)).max().alias("last_used"),
+        (ok & name.is_in(_ASYMMETRIC_OPS)).any().alias("asymmetric_ops"),
+        (ok & name.is_in(_HMAC_OPS)).any().alias("hmac_ops"),
+        (ok & name.is_in(_SYMMETRIC_OPS)).any().alias("symmetric_ops"),
+    )
+    # Literal `contains` first: the regex runs only on the few rows that can match.
+    aws_alias = (
+        kms.filter(pl.col(s.REQUEST_PARAMETERS).str.contains("alias/aws/", literal=True))
+        .select(
+            s.KEY_ARN,
+            pl.col(s.REQUEST_PARAMETERS)
+            .str.extract(r'"keyId"\s*:\s*"(?:arn:[^"]*:)?(alias/aws/[A-Za-z0-9/_-]+)"', 1)
+            .alias("aws_alias"),
+        )
+        .drop_nulls("aws_alias")
+        .group_by(s.KEY_ARN)
+        .agg(pl.col("aws_alias").min())
+    )
+    store = (
+        kms.filter(pl.col(s.ADDITIONAL_EVENT_DATA).str.contains("customKeyStoreId", literal=True))
+        .select(
+            s.KEY_ARN,
+            pl.col(s.ADDITIONAL_EVENT_DATA)
+            .str.json_path_match("$.customKeyStoreId")
+            .alias("custom_key_store_id"),
+        )
+        .drop_nulls("custom_key_store_id")
+        .group_by(s.KEY_ARN)
+        .agg(pl.col("custom_key_store_id").min())
+    )
+    return (
+        per_key.join(aws_alias, on=s.KEY_ARN, how="left")
+        .join(store, on=s.KEY_ARN, how="left")
+        .sort(s.KEY_ARN)
+    )
+
+
+def org_accounts_of(activity: pl.DataFrame, configured: frozenset[str]) -> frozenset[str]:
+    """The configured organisation, else (as detection does) the accounts owning keys seen."""
+    if configured:
+        return configured
+    owners = activity.get_column(s.KEY_ARN).str.split(":").list.get(4, null_on_oob=True)
+    return frozenset(str(a) for a in owners.drop_nulls().unique().to_list())
+
+
+def load(
+    lake: LocalLake,
+    day: dt.date,
+    window_days: int = 30,
+    org_accounts: frozenset[str] = frozenset(),
+) -> ReportInputs:
+    """Read the report inputs of ``day`` (the day's events must exist)."""
+    all_days = [d for d in lake.event_dates() if d <= day]
+    day_files = lake.partition_files(day)
+    day_events = (
+        pl.read_parquet(day_files, hive_partitioning=False) if day_files else _empty_events()
+    )
+    history = _scan(lake, all_days)
+    before = _scan(lake, [d for d in all_days if d < day])
+    management = (
+        history.filter(
+            (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.EVENT_NAME).is_in(REPORT_EVENTS)
+        )
+        .select(WALK_COLUMNS)
+        .collect()
+    )
+    activity = key_activity(history.select(
+        s.EVENT_SOURCE, s.EVENT_NAME, s.EVENT_TIME, s.KEY_ARN, s.ERROR_CODE,
+        s.REQUEST_PARAMETERS, s.ADDITIONAL_EVENT_DATA,
+    )).collect()  # fmt: skip
+    prior_pairs = (
+        before.filter(pl.col(s.EVENT_SOURCE) == KMS_SOURCE)
+        .select(s.KEY_ARN, pl.col(s.ACTOR).fill_null("(unidentified)"))
+        .drop_nulls(s.KEY_ARN)
+        .unique()
+        .collect()
+    )
+    first = day - dt.timedelta(days=window_days)
+    window = [d for d in all_days if d >= first]
+    features.ensure_days(lake, window)
+    hourly = features.scan(lake, first, day).collect()
+    return ReportInputs(
+        day=day,
+        day_events=day_events,
+        management_events=management,
+        key_activity=activity,
+        prior_pairs=prior_pairs,
+        alerts=read_alerts(lake, day),
+        hourly_features=hourly,
+        lake_first_day=all_days[0] if all_days else None,
+        org_accounts=org_accounts_of(activity, org_accounts),
+    )

@@ -1,0 +1,233 @@
+"""``report.md``: the day's report as Markdown, to paste into a ticket.
+
+Markdown has no escaping of its own for untrusted text, and tickets render it with different
+engines (GitHub, GitLab, Jira's Markdown mode), so :func:`md` is conservative: it turns line
+breaks into spaces (a newline would end a table row or start a heading), backslash-escapes the
+characters that make emphasis, code, links, tables, headings and strikethrough
+(`` \\ ` * _ [ ] | ~ # ``),
+and writes ``<``, ``>`` and ``&`` as HTML entities so no engine sees a tag. A user agent of
+``<script>`` arrives in the ticket as the text ``<script>``; a role named ``a|b`` stays in its
+table cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import polars as pl
+
+from analytics import schema as s
+from analytics.reports import schemas as r
+from analytics.reports import text as t
+from analytics.reports.bands import hours_above
+from analytics.reports.daily import DailyReport
+
+MAX_TABLE_ROWS = 50
+_ESCAPED = "\\`*_[]|~#"
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md(value: Any, limit: int = t.DISPLAY_LIMIT) -> str:
+    """Display text of a record value, safe anywhere inline in Markdown (tables included)."""
+    text = t.one_line(value, limit)
+    out = []
+    for ch in text:
+        if ch in _ENTITIES:
+            out.append(_ENTITIES[ch])
+        elif ch in _ESCAPED:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A pipe table from already-escaped cells."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    body = ["| " + " | ".join(row) + " |" for row in rows]
+    if not body:
+        body = ["| " + " | ".join(["none", *[""] * (len(headers) - 1)]) + " |"]
+    return [*lines, *body, ""]
+
+
+def _key(key: Any, aliases: Sequence[str] | None) -> str:
+    return md(key) + (f" ({md(t.listed(aliases))})" if aliases else "")
+
+
+def _alerts(report: DailyReport) -> list[str]:
+    active = report.active_alerts
+    lines = [f"## Alerts ({active.height:,})", ""]
+    if active.is_empty():
+        lines += ["No alerts for this day.", ""]
+    for a in active.iter_rows(named=True):
+        lines += [
+            f"### {md(str(a[s.SEVERITY]).upper())} · {md(a[s.TITLE])}",
+            "",
+            md(a[s.REASON], 2000),
+            "",
+        ]
+        facts = [
+            ("Detector", a[s.DETECTOR]),
+            ("Window", t.window(a[s.WINDOW_START], a[s.WINDOW_END])),
+            ("Key", a[s.KEY_ARN]),
+            ("Actor", a[s.ACTOR]),
+            ("Via service", a[s.INVOKED_BY]),
+            (
+                "Account / region",
+                f"{a[s.ACCOUNT_ID] or t.MISSING} / {a[s.AWS_REGION] or t.MISSING}",
+            ),
+            ("Pattern", a[s.OBSERVED_PATTERN]),
+            ("Baseline", a[s.BASELINE]),
+            ("MITRE ATT&CK", t.listed(a[s.MITRE])),
+            ("Evidence events", t.number(a[s.EVIDENCE_COUNT])),
+            ("Alert ID", a[s.ALERT_ID]),
+        ]
+        lines += [f"- **{md(label)}:** {md(value)}" for label, value in facts if value is not None]
+        for feature in a[s.TOP_FEATURES] or []:
+            lines.append(f"- **Driver:** {md(feature.get('text') or feature.get('name'))}")
+        lines.append("")
+        evidence = report.evidence.filter(pl.col(s.ALERT_ID) == a[s.ALERT_ID])
+        if not evidence.is_empty():
+            lines += _table(
+                ("time", "event", "principal", "source", "user agent", "error"),
+                (
+                    (
+                        md(t.when(e[s.EVENT_TIME], seconds=True)),
+                        md(e[s.EVENT_NAME]),
+                        md(e[s.PRINCIPAL_ARN] or e[s.ACTOR]),
+                        md(e["source"]),
+                        md(e[s.USER_AGENT]),
+                        md(e[s.ERROR_CODE]),
+                    )
+                    for e in evidence.iter_rows(named=True)
+                ),
+            )
+    suppressed = report.alerts.filter(pl.col(s.SUPPRESSED_BY).is_not_null())
+    if not suppressed.is_empty():
+        lines += [f"### Suppressed ({suppressed.height:,})", ""]
+        lines += _table(
+            ("severity", "detector", "key", "actor", "suppressed by"),
+            (
+                (
+                    md(a[s.SEVERITY]),
+                    md(a[s.DETECTOR]),
+                    md(a[s.KEY_ARN]),
+                    md(a[s.ACTOR]),
+                    md(a[s.SUPPRESSED_BY]),
+                )
+                for a in suppressed.iter_rows(named=True)
+            ),
+        )
+    return lines
+
+
+def _charts(report: DailyReport) -> list[str]:
+    keys = list(dict.fromkeys(report.bands.get_column(s.KEY_ARN).to_list()))
+    lines = ["## Alerted keys against their usual hourly range", ""]
+    if not keys:
+        return [*lines, "No alert names a key.", ""]
+    for key in keys:
+        rows = report.bands.filter(pl.col(s.KEY_ARN) == key)
+        total = int(rows.select(pl.col("calls").sum()).item() or 0)
+        days = int(rows.select(pl.col("history_days").max()).item() or 0)
+        above = hours_above(report.bands, key)
+        if not days:
+            detail = "no history before this day to compare with"
+        elif above:
+            detail = "above the usual range (10th–90th percentile over {} day(s)) at {}".format(
+                days,
+                ", ".join(
+                    f"{hour:02d}:00 {calls:,} calls vs ≤{t.number(high)}"
+                    for hour, calls, _low, high in above
+                ),
+            )
+        else:
+            detail = f"within the usual range every hour ({days} day(s) of history)"
+        lines.append(f"- {md(key)}: {total:,} calls; {md(detail, 2000)}")
+    return [*lines, ""]
+
+
+def render(report: DailyReport) -> str:
+    """The complete Markdown document."""
+    first = report.lake_first_day.isoformat() if report.lake_first_day else t.MISSING
+    lines = [
+        f"# KMS key report — {report.day.isoformat()} (UTC)",
+        "",
+        f"Generated {md(t.when(report.generated_at))} by keytrail from AWS CloudTrail; lake "
+        f"history from {first}.",
+        "",
+    ]
+    lines += [md(note, 1000) for note in report.notes]
+    lines += ["## Headline", ""]
+    lines += _table(
+        ("figure", "value"),
+        ((md(t.HEADLINE_LABELS.get(k, k)), t.number(v)) for k, v in report.headline.items()),
+    )
+    lines += _alerts(report)
+    lines += _charts(report)
+    usage = report.key_usage
+    lines += ["## Key usage", ""]
+    lines += _table(
+        ("key", "calls", "errors", "operations", "top actors", "new actors", "alerts"),
+        (
+            (
+                _key(k[s.KEY_ARN], k[r.ALIASES]),
+                t.number(k[r.CALLS]),
+                t.number(k[r.ERRORS]),
+                md(t.counted(k["calls_by_operation"])),
+                md(t.counted(k["top_actors"])),
+                md(t.listed(k["new_actors"])),
+                t.number(k[r.ALERTS]),
+            )
+            for k in usage.head(MAX_TABLE_ROWS).iter_rows(named=True)
+        ),
+    )
+    if usage.height > MAX_TABLE_ROWS:
+        lines += [f"{usage.height - MAX_TABLE_ROWS:,} more keys in key\\_usage.csv.", ""]
+    lines += ["## Key rotation", ""]
+    lines += _table(
+        ("status", "key", "state", "enabled", "last rotation", "next due", "note"),
+        (
+            (
+                md(k[r.ROTATION_STATUS]),
+                _key(k[s.KEY_ARN], k[r.ALIASES]),
+                md(k[r.KEY_STATE]),
+                t.yes_no(k[r.ROTATION_ENABLED]),
+                md(t.when(k["last_rotation_at"])),
+                md(t.when(k[r.NEXT_ROTATION_DUE])),
+                md(k["not_applicable_reason"] or k["note"], 600),
+            )
+            for k in report.rotation.iter_rows(named=True)
+        ),
+    )
+    lines += ["## Key policy and grant changes", ""]
+    lines += _table(
+        ("time", "event", "key", "actor", "succeeded", "what changed"),
+        (
+            (
+                md(t.when(c[s.EVENT_TIME], seconds=True)),
+                md(c[s.EVENT_NAME]),
+                md(c[s.KEY_ARN]),
+                md(c[s.ACTOR]),
+                md("yes" if c["succeeded"] else f"no ({c[s.ERROR_CODE]})"),
+                md(c["summary"], 1000),
+            )
+            for c in report.policy_changes.iter_rows(named=True)
+        ),
+    )
+    lines += ["## Key inventory", ""]
+    lines += _table(
+        ("key", "account / region", "state", "last used", "policy allows", "outside accounts",
+         "active grants", "rotation"),
+        (
+            (_key(k[s.KEY_ARN], k[r.ALIASES]),
+             md(f"{k[s.ACCOUNT_ID] or t.MISSING} / {k[s.AWS_REGION] or t.MISSING}"),
+             md(k[r.KEY_STATE]), md(t.when(k["last_used"])),
+             md(t.listed(k["policy_principals"], 4)) if k["policy_known"] else "not in the lake",
+             md(t.listed(k["policy_outside_accounts"])), t.number(k["active_grants"]),
+             md(k[r.ROTATION_STATUS]))
+            for k in report.keys.iter_rows(named=True)
+        ),
+    )  # fmt: skip
+    return "\n".join(lines).rstrip("\n") + "\n"

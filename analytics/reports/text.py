@@ -1,0 +1,98 @@
+"""Turning report values into display text, shared by the HTML and Markdown renderers.
+
+Formatting lives here once so the two documents say the same thing in the same words; escaping
+does not — each renderer escapes for its own syntax, after formatting, so nothing formatted here
+may be trusted as markup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MISSING = "—"
+DISPLAY_LIMIT = 300
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+
+HEADLINE_LABELS: dict[str, str] = {
+    "kms_calls": "KMS calls",
+    "failed_calls": "failed calls",
+    "keys_used": "keys used",
+    "actors": "actors",
+    "new_key_actor_pairs": "new key–actor pairs",
+    "alerts": "alerts",
+    "suppressed_alerts": "suppressed alerts",
+    "policy_changes": "key policy changes",
+    "grant_changes": "grant changes",
+    "failed_changes": "denied policy/grant calls",
+    "keys_in_inventory": "keys known",
+    "rotation_overdue": "rotation overdue",
+    "rotation_disabled": "rotation disabled",
+    "keys_pending_deletion": "keys pending deletion",
+}
+
+
+def clean(value: Any, limit: int = DISPLAY_LIMIT) -> str:
+    """A value as one line of display text: controls made visible, clipped to ``limit``."""
+    if value is None:
+        return MISSING
+    text = _CONTROL.sub("\ufffd", str(value))
+    if len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+    return text
+
+
+def one_line(value: Any, limit: int = DISPLAY_LIMIT) -> str:
+    """Like :func:`clean`, with line breaks turned into spaces (for table cells)."""
+    return clean(value, limit).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def when(value: dt.datetime | dt.date | None, seconds: bool = False) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, dt.datetime):
+        moment = value.astimezone(dt.UTC) if value.tzinfo else value
+        return moment.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " UTC"
+    return value.isoformat()
+
+
+def window(start: dt.datetime | None, end: dt.datetime | None) -> str:
+    if start is None:
+        return MISSING
+    if end is None or end == start:
+        return when(start, seconds=True)
+    same_day = start.date() == end.date()
+    return f"{when(start)} – {end:%H:%M} UTC" if same_day else f"{when(start)} – {when(end)}"
+
+
+def number(value: Any) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    return str(value)
+
+
+def yes_no(value: bool | None) -> str:
+    return MISSING if value is None else ("yes" if value else "no")
+
+
+def counted(items: Iterable[Mapping[str, Any]] | None, limit: int = 3) -> str:
+    """``Decrypt ×120, Encrypt ×3 (+2 more)`` from a list of {name, count}."""
+    entries = list(items or [])
+    shown = ", ".join(f"{clean(e['name'], 120)} ×{e['count']:,}" for e in entries[:limit])
+    more = len(entries) - limit
+    return f"{shown} (+{more} more)" if more > 0 else (shown or MISSING)
+
+
+def listed(items: Iterable[Any] | None, limit: int = 5, width: int = 120) -> str:
+    entries = [clean(item, width) for item in (items or [])]
+    shown = ", ".join(entries[:limit])
+    more = len(entries) - limit
+    return f"{shown} (+{more} more)" if more > 0 else (shown or MISSING)

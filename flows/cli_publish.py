@@ -1,0 +1,325 @@
+"""``keytrail report`` and ``keytrail export``: the publishing end of the nightly run.
+
+Registered on the main app by :func:`register` (``flows.cli`` calls it), kept in its own module
+so the publishing options — sinks, tokens, inventory credentials — stay out of the ingest and
+detection commands. Helpers of the main CLI (``plain``, ``_fail``) are imported inside the
+commands, because ``flows.cli`` imports this module while it is itself being imported.
+
+Exit codes of ``export``: 0 every pending alert was delivered (or none was pending); 1 some
+alerts were not delivered — the destination rejected individual findings or kept failing with
+throttling/5xx — and a rerun will send just those; 2 bad usage, or the destination refused
+(a 4xx such as a bad token or malformed request): fix it, then rerun.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from analytics.export.sinks import Sink
+
+HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+
+
+class SinkName(enum.StrEnum):
+    OCSF_FILE = "ocsf-file"
+    S3 = "s3"
+    SPLUNK_HEC = "splunk-hec"
+    SECURITYHUB = "securityhub"
+
+
+def _fail(message: str) -> typer.Exit:
+    from flows.cli import _fail as fail
+
+    return fail(message)
+
+
+def _plain(text: str) -> str:
+    from flows.cli import plain
+
+    return plain(text)
+
+
+def _day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--date"
+        ) from None
+
+
+def report_command(
+    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    date: Annotated[str, typer.Option(help="Day to report on (UTC), YYYY-MM-DD.")],
+    inventory: Annotated[
+        bool,
+        typer.Option(
+            "--inventory",
+            help="Also ask the KMS API (ListKeys, DescribeKey, GetKeyRotationStatus, "
+            "ListKeyRotations) for the credentials' account; needs AWS credentials.",
+        ),
+    ] = False,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(help="Region for --inventory (repeatable; default: regions of keys seen)."),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="KMS endpoint for --inventory, e.g. http://127.0.0.1:5000.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="keytrail.toml (organisation accounts).")
+    ] = None,
+    top_actors: Annotated[int, typer.Option(min=1, help="Actors listed per key.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+) -> None:
+    """Write the day's reports: key usage, rotation, policy and grant audit, key inventory,
+    report.html and report.md, under LAKE/reports/D/.
+
+    Example:
+
+        [bold]keytrail report --lake ./lake --date 2026-11-28 --inventory --region eu-west-1[/]
+    """
+    from analytics import reports
+    from analytics.adapters.lake import LocalLake
+    from analytics.config import ConfigError
+    from analytics.config import load as load_config
+
+    day = _day(date)
+    local = LocalLake(lake)
+    if not local.partition_files(day):
+        raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    window = settings.baseline_window_days
+    inputs = reports.load(local, day, window, frozenset(settings.org_accounts))
+    snapshots: list[Any] = []
+    notes: list[str] = []
+    if inventory:
+        snapshots, notes = _inventory(inputs.key_activity, region or [], endpoint_url)
+    report = reports.build(
+        inputs,
+        dt.datetime.now(dt.UTC).replace(microsecond=0),
+        snapshots,
+        top_actors=top_actors,
+        window_days=window,
+        notes=notes,
+    )
+    files = reports.write(local, report)
+    summary = {**report.summary(), "files": {name: str(path) for name, path in files.items()}}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    out = Console()
+    table = Table(title=f"report {day}", show_header=False, box=None)
+    from analytics.reports.text import HEADLINE_LABELS
+
+    for name, value in report.headline.items():
+        table.add_row(HEADLINE_LABELS.get(name, name), f"{value:,}")
+    out.print(table)
+    for note in notes:
+        out.print(f"[yellow]note:[/] {_plain(note)}", highlight=False)
+    out.print(f"wrote {len(files)} files to {_plain(str(reports.report_dir(local, day)))}")
+
+
+def _inventory(
+    activity: Any, regions: list[str], endpoint_url: str | None
+) -> tuple[list[Any], list[str]]:
+    from analytics.adapters.kms_inventory import InventoryError, snapshot
+
+    wanted = set(regions)
+    if not wanted:
+        arns = activity.get_column("key_arn").to_list() if activity.height else []
+        wanted = {arn.split(":")[3] for arn in arns if arn.count(":") >= 5}
+    if not wanted:
+        raise _fail("--inventory: no region to ask; give --region")
+    try:
+        result = snapshot(sorted(wanted), endpoint_url=endpoint_url)
+    except InventoryError as exc:
+        raise _fail(str(exc)) from None
+    notes = [f"KMS inventory: {error}" for error in result.errors]
+    notes.insert(0, f"KMS inventory of {', '.join(sorted(wanted))}: {len(result.keys)} key(s)")
+    return result.keys, notes
+
+
+def _hec_token(block: str | None) -> str:
+    """The HEC token from a Prefect Secret block, else from the environment. Never printed."""
+    if block:
+        try:
+            from prefect.blocks.system import Secret
+        except ImportError:
+            raise _fail("--hec-token-block needs Prefect installed") from None
+        try:
+            secret: Any = Secret.load(block)
+            value = secret.get()
+        except Exception as exc:  # any failure to load must stop the export, token-free
+            raise _fail(
+                f"cannot load the Prefect Secret block {block!r} ({type(exc).__name__})"
+            ) from None
+        if not isinstance(value, str) or not value:
+            raise _fail(f"the Prefect Secret block {block!r} holds no token string")
+        return value
+    token = os.environ.get(HEC_TOKEN_ENV, "")
+    if not token:
+        raise _fail(f"no HEC token: set {HEC_TOKEN_ENV} or give --hec-token-block NAME")
+    return token
+
+
+def _region(region: str | None) -> str:
+    found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not found:
+        raise _fail("--region is needed for Security Hub (or set AWS_REGION)")
+    return found
+
+
+def _sink(
+    sink: SinkName,
+    lake: Path,
+    day: dt.date,
+    output: Path | None,
+    s3_uri: str | None,
+    hec_url: str | None,
+    hec_token_block: str | None,
+    hec_index: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    max_attempts: int = 6,
+) -> Sink:
+    from analytics.adapters.lake import LocalLake
+    from analytics.adapters.securityhub import SecurityHub
+    from analytics.export import (
+        HecSink,
+        OcsfFileSink,
+        RetryPolicy,
+        S3Sink,
+        SecurityHubSink,
+        default_ocsf_path,
+    )
+    from analytics.export.hec import collector_url
+
+    if sink is SinkName.OCSF_FILE:
+        return OcsfFileSink(output or default_ocsf_path(LocalLake(lake), day))
+    if sink is SinkName.S3:
+        if not s3_uri or not s3_uri.startswith("s3://"):
+            raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
+        return S3Sink(s3_uri, endpoint_url=endpoint_url, region=region)
+    if sink is SinkName.SPLUNK_HEC:
+        if not hec_url:
+            raise _fail("--sink splunk-hec needs --hec-url https://splunk:8088")
+        try:
+            collector_url(hec_url)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        policy = RetryPolicy(attempts=max_attempts)
+        return HecSink(hec_url, _hec_token(hec_token_block), index=hec_index, policy=policy)
+    return SecurityHubSink(SecurityHub(_region(region), endpoint_url))
+
+
+def export_command(
+    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    date: Annotated[str, typer.Option(help="Day whose alerts to export (UTC), YYYY-MM-DD.")],
+    sink: Annotated[SinkName, typer.Option(help="Where the alerts go.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(help="ocsf-file: file to write (default: beside the day's alerts)."),
+    ] = None,
+    s3_uri: Annotated[
+        str | None, typer.Option(help="s3: where to write, s3://bucket or s3://bucket/prefix.")
+    ] = None,
+    hec_url: Annotated[
+        str | None, typer.Option(help="splunk-hec: collector base URL, e.g. https://splunk:8088.")
+    ] = None,
+    hec_token_block: Annotated[
+        str | None,
+        typer.Option(
+            help=f"splunk-hec: Prefect Secret block holding the token (else ${HEC_TOKEN_ENV})."
+        ),
+    ] = None,
+    hec_index: Annotated[str | None, typer.Option(help="splunk-hec: index to write to.")] = None,
+    region: Annotated[
+        str | None, typer.Option(help="securityhub/s3: AWS region (default: AWS_REGION).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="securityhub/s3: endpoint, e.g. http://127.0.0.1:5000.")
+    ] = None,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="splunk-hec: tries per batch on throttling, 5xx, timeouts.")
+    ] = 6,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+) -> None:
+    """Send the day's alerts to a SIEM, each alert once (suppressed alerts are not exported).
+
+    A ledger per sink under LAKE/_state/exports/ remembers what was delivered, so a rerun sends
+    only what is new or failed. Formats: OCSF Detection Finding (class 2004) for ocsf-file, s3
+    and splunk-hec; ASFF for securityhub.
+
+    Examples:
+
+        [bold]keytrail export --lake ./lake --date 2026-11-28 --sink ocsf-file[/]
+
+        [bold]export KEYTRAIL_HEC_TOKEN=…[/]
+
+        [bold]keytrail export --lake ./lake --date 2026-11-28 --sink splunk-hec \\
+        --hec-url https://splunk:8088[/]
+    """
+    from analytics.adapters.lake import LocalLake
+    from analytics.detect import alerts_path
+    from analytics.export import SinkError, export
+
+    day = _day(date)
+    local = LocalLake(lake)
+    if not Path(alerts_path(local, day)).exists():
+        raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
+    target = _sink(sink, lake, day, output, s3_uri, hec_url, hec_token_block, hec_index, region,
+                   endpoint_url, max_attempts)  # fmt: skip
+    try:
+        result = export(local, day, target)
+    except SinkError as exc:
+        partial = exc.result.to_dict() if exc.result else {}
+        if as_json:
+            typer.echo(json.dumps({**partial, "error": str(exc), "retryable": exc.retryable},
+                                  indent=2))  # fmt: skip
+        else:
+            from flows.cli import console
+
+            console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
+            if partial.get("sent"):
+                console.print(f"{partial['sent']} alert(s) were delivered before the error")
+        raise typer.Exit(EXIT_INCOMPLETE if exc.retryable else EXIT_USAGE) from None
+    summary = result.to_dict()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        out = Console()
+        out.print(
+            f"{_plain(result.sink)} → {_plain(result.destination)}: sent {result.sent}, "
+            f"already sent {result.already_sent}, suppressed (not exported) {result.suppressed}, "
+            f"failed {len(result.failed)}",
+            highlight=False,
+        )
+        for failure in result.failed[:20]:
+            out.print(
+                f"[red]failed[/] {_plain(failure['alert_id'])}: {_plain(failure['reason'])}",
+                highlight=False,
+            )
+    if result.failed:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and ``export`` to the ``keytrail`` app."""
+    app.command("report")(report_command)
+    app.command("export")(export_command)

@@ -1,0 +1,114 @@
+"""Session fixtures for the publishing tests: the hand-written fixture lake (goldens) and a
+generated lake with real detections (browser and screenshot)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics import reports
+from analytics.adapters.lake import LocalLake
+from analytics.reports.daily import DailyReport
+from tests.publish import fixture
+from tests.publish.helpers import HEC_OK
+
+GENERATED_DAY = dt.date(2026, 11, 14)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the publishing tests on one xdist worker: their session lakes are built once."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.xdist_group("publish"))
+
+
+@dataclass(frozen=True)
+class BuiltReport:
+    lake: LocalLake
+    report: DailyReport
+    files: dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def fixture_lake(tmp_path_factory: pytest.TempPathFactory) -> LocalLake:
+    """The hand-written trail, ingested, with the hand-written alerts of the report day."""
+    return fixture.build_lake(tmp_path_factory.mktemp("fixture"))
+
+
+@pytest.fixture(scope="session")
+def fixture_report(fixture_lake: LocalLake) -> BuiltReport:
+    """Every report of the fixture's report day, written, with ``generated_at`` pinned."""
+    report, files = reports.run(fixture_lake, fixture.DAY, generated_at=fixture.GENERATED_AT)
+    return BuiltReport(fixture_lake, report, files)
+
+
+@pytest.fixture(scope="session")
+def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
+    """A generated organisation (15 days), ingested and scored by the real detectors."""
+    from analytics.adapters.sources import LocalSource
+    from analytics.detect import run as detect
+    from analytics.generator import generate_tree
+    from analytics.ingest import IngestOptions, ingest
+
+    root = tmp_path_factory.mktemp("generated")
+    generate_tree(root / "trail", days=15, events_per_day=2000, seed=7, workers=1)
+    lake = LocalLake(root / "lake")
+    ingest(LocalSource(root / "trail"), lake, IngestOptions(workers=1))
+    detect(lake, GENERATED_DAY, today=GENERATED_DAY + dt.timedelta(days=1))
+    report, files = reports.run(
+        lake, GENERATED_DAY, generated_at=dt.datetime(2026, 11, 15, 6, 0, tzinfo=dt.UTC)
+    )
+    return BuiltReport(lake, report, files)
+
+
+@dataclass
+class Listener:
+    """A scripted HEC: answers with ``responses`` in turn (the last one repeats)."""
+
+    responses: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=lambda: [HEC_OK])
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    def next_response(self) -> tuple[int, bytes, dict[str, str]]:
+        return self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    state = Listener()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            state.requests.append(
+                {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length)}
+            )
+            status, body, headers = state.next_response()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,221 @@
+"""``report.html`` in a real browser: headless Chromium driven over the DevTools protocol.
+
+Checks what only a browser can: the page loads offline with no console errors (a blocked fetch,
+a CSP violation or a script error would all be reported), record values containing markup are
+rendered as text, and the charts are there. The screenshot of the generated organisation's report
+under ``docs/`` is refreshed with ``KEYTRAIL_UPDATE_GOLDEN=1``.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.publish import fixture as f
+from tests.publish.conftest import BuiltReport
+from tests.publish.helpers import UPDATE
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "report-screenshot.png"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="headless Chromium (/usr/bin/chromium, Debian package 'chromium') is not installed",
+)
+
+
+class Browser:
+    """A headless Chromium and one page, over the DevTools websocket (no extra packages)."""
+
+    def __init__(self, profile: Path) -> None:
+        self.process = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
+             "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.url = self._devtools_url()
+        from websockets.sync.client import connect
+
+        self.socket = connect(self.url, max_size=None, open_timeout=20)
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        for domain in ("Page", "Runtime", "Log"):
+            self.call(f"{domain}.enable", session=True)
+
+    def _devtools_url(self) -> str:
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            if match:
+                return match.group(1)
+            if not line and self.process.poll() is not None:
+                break
+        raise RuntimeError("Chromium did not open its DevTools endpoint")
+
+    def call(self, method: str, params: dict[str, Any] | None = None, session: bool = False,
+             timeout: float = 20.0) -> dict[str, Any]:  # fmt: skip
+        message: dict[str, Any] = {"id": next(self.ids), "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = self.session
+        self.socket.send(json.dumps(message))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = json.loads(self.socket.recv(timeout=timeout))
+            if reply.get("id") == message["id"]:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return dict(reply.get("result", {}))
+            self.events.append(reply)
+        raise TimeoutError(method)
+
+    def wait_for(self, method: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        if any(e.get("method") == method for e in self.events):
+            return
+        while time.monotonic() < deadline:
+            event = json.loads(self.socket.recv(timeout=timeout))
+            self.events.append(event)
+            if event.get("method") == method:
+                return
+        raise TimeoutError(method)
+
+    def open(self, page: Path) -> None:
+        self.events.clear()
+        self.call("Page.navigate", {"url": page.resolve().as_uri()}, session=True)
+        self.wait_for("Page.loadEventFired")
+        time.sleep(0.3)  # let late console messages (CSP reports) arrive
+        self.call("Runtime.evaluate", {"expression": "1"}, session=True)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True},
+                           session=True)  # fmt: skip
+        return result["result"].get("value")
+
+    def problems(self) -> list[str]:
+        """Console errors, uncaught exceptions and error log entries since the last open()."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(f"uncaught: {params['exceptionDetails'].get('text')}")
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                found.append(f"console.{params['type']}: {params.get('args')}")
+            elif method == "Log.entryAdded" and params["entry"].get("level") in (
+                "error",
+                "warning",
+            ):
+                found.append(f"log {params['entry']['level']}: {params['entry'].get('text')}")
+        return found
+
+    def screenshot(self, width: int, height: int) -> bytes:
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                  session=True)  # fmt: skip
+        data = self.call("Page.captureScreenshot", {"format": "png"}, session=True)["data"]
+        return base64.b64decode(data)
+
+    def close(self) -> None:
+        try:
+            self.socket.close()
+        finally:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    session = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _offline_copy(report: BuiltReport, tmp_path: Path) -> Path:
+    """The page alone in an empty folder: it must need nothing beside it."""
+    page = tmp_path / "report.html"
+    shutil.copyfile(report.files["report.html"], page)
+    return page
+
+
+def test_fixture_report_opens_without_console_errors(
+    browser: Browser, fixture_report: BuiltReport, tmp_path: Path
+) -> None:
+    browser.open(_offline_copy(fixture_report, tmp_path))
+    assert browser.problems() == []
+    assert browser.evaluate("document.title") == "keytrail · KMS key report 2026-11-09"
+
+
+def test_script_user_agent_is_shown_as_text(
+    browser: Browser, fixture_report: BuiltReport, tmp_path: Path
+) -> None:
+    browser.open(_offline_copy(fixture_report, tmp_path))
+    assert browser.evaluate("document.querySelectorAll('script').length") == 0
+    cells = browser.evaluate(
+        "[...document.querySelectorAll('td')].map(td => td.textContent)"
+        f".filter(text => text === {json.dumps(f.SCRIPT_AGENT)}).length"
+    )
+    assert cells >= 1
+    assert f.SCRIPT_AGENT in browser.evaluate("document.body.innerText")
+
+
+def test_the_console_check_would_notice_a_blocked_script(browser: Browser, tmp_path: Path) -> None:
+    """Negative control: the same policy, a page that breaks it, and the check must see it."""
+    page = tmp_path / "bad.html"
+    page.write_text(
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'\"></head><body><script>console.log(1)</script>"
+        "<p>x</p></body></html>"
+    )
+    browser.open(page)
+    assert any("Content Security Policy" in problem for problem in browser.problems())
+
+
+def test_charts_are_inline_svg(
+    browser: Browser, fixture_report: BuiltReport, tmp_path: Path
+) -> None:
+    browser.open(_offline_copy(fixture_report, tmp_path))
+    assert browser.evaluate("document.querySelectorAll('#charts svg.chart').length") == 2
+    assert browser.evaluate("document.querySelectorAll('svg .bar.over').length") > 0
+
+
+def test_generated_report_opens_cleanly_and_matches_the_docs_screenshot(
+    browser: Browser, generated_report: BuiltReport, tmp_path: Path
+) -> None:
+    browser.open(_offline_copy(generated_report, tmp_path))
+    assert browser.problems() == []
+    assert browser.evaluate("document.querySelectorAll('article.alert').length") == (
+        generated_report.report.active_alerts.height
+    )
+    image = browser.screenshot(1280, 2000)
+    assert image.startswith(b"\x89PNG\r\n\x1a\n")
+    if UPDATE:
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(image)
+    assert SCREENSHOT.exists(), f"{SCREENSHOT} is missing: run with KEYTRAIL_UPDATE_GOLDEN=1"
+    width, height = (
+        int.from_bytes(SCREENSHOT.read_bytes()[16:20]),
+        int.from_bytes(SCREENSHOT.read_bytes()[20:24]),
+    )
+    assert (width, height) == (1280, 2000)

@@ -1,0 +1,98 @@
+"""Values from records are data, never markup: HTML, Markdown and CSV escaping."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import polars as pl
+import pytest
+
+from analytics.reports import csv_safe
+from analytics.reports.markdown import md
+from tests.publish import fixture
+from tests.publish.conftest import BuiltReport
+
+
+def test_html_shows_a_script_user_agent_as_text(fixture_report: BuiltReport) -> None:
+    page = fixture_report.files["report.html"].read_text("utf-8")
+    assert "&lt;script&gt;alert(&quot;kt&quot;)&lt;/script&gt;" in page
+    assert "<script" not in page.lower()
+
+
+def test_html_forbids_scripts_and_remote_loads(fixture_report: BuiltReport) -> None:
+    page = fixture_report.files["report.html"].read_text("utf-8")
+    assert "default-src 'none'" in page
+    assert not re.search(r"""(src|href)=["']https?:""", page)
+    assert "@import" not in page and "url(" not in page
+
+
+def test_html_escapes_every_record_string(fixture_report: BuiltReport) -> None:
+    page = fixture_report.files["report.html"].read_text("utf-8")
+    # The hostile reason and user agents appear only escaped.
+    assert "[used](http://x)" in page  # brackets are harmless in HTML, the text is kept
+    assert "burst|agent `tick`" in page
+    assert 'alert("kt")' not in page  # quotes are escaped too (attributes cannot be broken)
+
+
+def test_markdown_escapes_pipes_backticks_brackets_and_newlines(
+    fixture_report: BuiltReport,
+) -> None:
+    text = fixture_report.files["report.md"].read_text("utf-8")
+    assert '&lt;script&gt;alert("kt")&lt;/script&gt;' in text
+    assert "<script" not in text
+    assert r"burst\|agent \`tick\` \[x\](http://evil.example) second line" in text
+    assert r"root \| should \`never\` be \[used\](http://x)" in text
+    # Every table row keeps its column count: no escaped pipe ends a cell early.
+    for block in text.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        if rows:
+            widths = {len(re.split(r"(?<!\\)\|", row)) for row in rows}
+            assert len(widths) == 1, block
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("a|b", r"a\|b"),
+        ("`code`", r"\`code\`"),
+        ("[x](http://e)", r"\[x\](http://e)"),
+        ("line1\nline2\r\nline3", "line1 line2 line3"),
+        ("<b>&", "&lt;b&gt;&amp;"),
+        ("*bold* _it_ ~s~", r"\*bold\* \_it\_ \~s\~"),
+        ("back\\slash", "back\\\\slash"),
+        (None, "—"),
+    ],
+)
+def test_md_escape(raw: str | None, escaped: str) -> None:
+    assert md(raw) == escaped
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_neutralises_formula_cells(lead: str) -> None:
+    assert csv_safe.neutralise(f"{lead}cmd") == f"'{lead}cmd"
+    assert csv_safe.neutralise(f"x{lead}cmd") == f"x{lead}cmd"
+
+
+def test_csv_keeps_numbers_as_numbers() -> None:
+    text = csv_safe.to_csv(pl.DataFrame({"name": ["-1", "ok"], "count": [-1, 2]}))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows == [["name", "count"], ["'-1", "-1"], ["ok", "2"]]
+
+
+def test_report_csv_neutralises_a_formula_user_agent(fixture_report: BuiltReport) -> None:
+    rows = list(csv.DictReader(io.StringIO(fixture_report.files["policy_changes.csv"].read_text())))
+    denied = next(row for row in rows if row["error_code"] == "AccessDenied")
+    assert denied["user_agent"] == "'" + fixture.FORMULA_AGENT
+    for row in rows:
+        for value in row.values():
+            assert not value.startswith(csv_safe.FORMULA_TRIGGERS), value
+
+
+def test_csv_neutralises_record_values_in_nested_cells() -> None:
+    frame = pl.DataFrame(
+        {"top_actors": [[{"name": "=cmd|' /C calc'!A0", "count": 3}]], "aliases": [["@SUM(1)"]]}
+    )
+    rows = list(csv.reader(io.StringIO(csv_safe.to_csv(frame))))
+    assert rows[1] == ["'=cmd|' /C calc'!A0 (3)", "'@SUM(1)"]
