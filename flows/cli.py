@@ -375,6 +375,7 @@ def demo_command(
     """
     import shutil
 
+    from analytics import reports
     from analytics.adapters.sources import LocalSource
     from analytics.detect import run
 
@@ -391,8 +392,10 @@ def demo_command(
     day = max(local.event_dates())
     result = run(local, day)
     _print_alerts(result.alerts, result.summary)
+    _, files = reports.run(local, day)
+    active = result.summary["alerts"]
     Console().print(
-        f"\nlake: {plain(str(lake.resolve()))}\n"
-        f"alerts: {plain(str(lake.resolve() / 'alerts' / f'event_date={day}' / 'alerts.parquet'))}",
+        f"\n{active} alert(s) for {day}; report: {plain(str(files['report.html'].resolve()))}",
         highlight=False,
+        soft_wrap=True,
     )
