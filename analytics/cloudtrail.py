@@ -171,16 +171,17 @@ def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
     """
     if not objects:
         return identity.conform(s.EVENT_SCHEMA.empty_table())
-    columns: dict[str, list[object]] = {}
+    try:  # one pass over every record of the batch: per-object overhead is paid once
+        columns = _columns([r for obj in objects for r in obj.records])
+    except UnicodeDecodeError:  # rare: find the object with invalid UTF-8 and repair it
+        for index, obj in enumerate(objects):
+            try:
+                _columns(obj.records)
+            except UnicodeDecodeError:
+                objects[index] = _repaired(obj)
+        columns = _columns([r for obj in objects for r in obj.records])
     sources: list[object] = []
-    for index, obj in enumerate(objects):
-        try:
-            object_columns = _columns(obj.records)
-        except UnicodeDecodeError:
-            objects[index] = obj = _repaired(obj)
-            object_columns = _columns(obj.records)
-        for name, values in object_columns.items():
-            columns.setdefault(name, []).extend(values)
+    for obj in objects:
         sources.extend([obj.source_object] * len(obj.records))
     columns["sourceObject"] = sources
     try:
