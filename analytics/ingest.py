@@ -16,6 +16,8 @@ most ``2 × workers`` chunks are in flight, so memory stays bounded whatever the
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
 import gc
 import multiprocessing
@@ -27,14 +29,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, safe_name, write_bytes_atomic, write_parquet_atomic
+from analytics.adapters.lake import PARQUET_OPTIONS, LocalLake, safe_name, write_bytes_atomic
 from analytics.adapters.sources import ObjectFetchError, ObjectRef, Source
 from analytics.cloudtrail import BadRecord, DecodedObject, decode_object, normalise_objects
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject
@@ -48,8 +53,9 @@ class IngestOptions:
     selection: Selection = field(default_factory=Selection)
     workers: int = os.cpu_count() or 1
     max_object_bytes: int = DEFAULT_MAX_DECOMPRESSED
-    flush_events: int = 250_000
-    chunk_bytes: int = 8 * 1024 * 1024
+    flush_events: int = 25_000
+    checkpoint_events: int = 1_000_000
+    chunk_bytes: int = 2 * 1024 * 1024
     fetch_threads: int = 8
 
 
@@ -150,9 +156,10 @@ def _read_chunk(
         outcome.events, outcome.dates = counts.get(outcome.ref.key, (0, []))
         outcome.bad_records = item.bad_records
         outcome.notes = item.notes
-    return _ChunkResult(
-        [o for o, _ in results], table if table.num_rows else None, sum(r.size for r in refs)
-    )
+    outcomes = [o for o, _ in results]
+    del results, decoded, by_key  # the decoded documents and records: most of the memory
+    _trim_heap()
+    return _ChunkResult(outcomes, table if table.num_rows else None, sum(r.size for r in refs))
 
 
 def _chunks(
@@ -215,7 +222,13 @@ def _bounded_ordered_map(
 
 
 class _Committer:
-    """Buffers decoded events and commits them to the lake: data first, then state."""
+    """Buffers decoded events and commits them to the lake: data first, then state.
+
+    Each flush appends one sorted row group per day to an open Parquet writer (hidden, not yet
+    part of the lake), so the parent holds only one small buffer at a time. A checkpoint closes
+    the writers, renames their files into place, and only then records the objects they came
+    from in the state; a crash before that loses nothing but work, which the rerun repeats.
+    """
 
     def __init__(self, lake: LocalLake, selection: Selection, summary: IngestSummary) -> None:
         self.lake = lake
@@ -231,6 +244,9 @@ class _Committer:
         self.seen: dict[dt.date, pl.Series] = {}
         self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
         self.dates_written: set[dt.date] = set()
+        self.writers: dict[dt.date, tuple[pq.ParquetWriter, Path, Path]] = {}
+        self.pending: list[_Outcome] = []
+        self.uncommitted_rows = 0
 
     def add(self, result: _ChunkResult) -> None:
         self.outcomes.extend(result.outcomes)
@@ -248,39 +264,82 @@ class _Committer:
         return self.seen[day]
 
     def flush(self) -> None:
+        """Write the buffer into the open day files (not yet visible in the lake)."""
         if self.tables:
             self._write_events(pa.concat_tables(self.tables))
-        self._write_quarantine()
-        self._write_state()
+        self.pending.extend(self.outcomes)
+        self.uncommitted_rows += self.rows
         self.tables, self.outcomes, self.rows = [], [], 0
 
+    def checkpoint(self) -> None:
+        """Make everything flushed so far part of the lake, then record it in the state."""
+        self.flush()
+        for writer, tmp, final in self.writers.values():
+            writer.close()
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        self.writers = {}
+        self.outcomes = self.pending
+        self._write_quarantine()
+        self._write_state()
+        self.outcomes, self.pending, self.uncommitted_rows = [], [], 0
+
+    def _writer(self, day: dt.date) -> pq.ParquetWriter:
+        if day not in self.writers:
+            self.sequence += 1
+            name = f"part-{self.run_id}-{self.sequence:05d}.parquet"
+            final = self.lake.partition_dir(day) / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.with_name(f".tmp-{uuid.uuid4().hex}-{name}.partial")
+            writer = pq.ParquetWriter(tmp, s.EVENT_SCHEMA, **PARQUET_OPTIONS)
+            self.writers[day] = (writer, tmp, final)
+        return self.writers[day][0]
+
+    def abandon(self) -> None:
+        """After a failure: close and delete the files that never became part of the lake."""
+        for writer, tmp, _ in self.writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+            tmp.unlink(missing_ok=True)
+        self.writers = {}
+
     def _write_events(self, table: pa.Table) -> None:
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        self.summary.events_read += frame.height
+        """Filter, de-duplicate and write one buffer of events.
+
+        Decisions are taken on the small key columns with Polars; the wide Arrow table is
+        filtered once per day and sorted once, so a flush costs about two copies of the buffer.
+        """
+        self.summary.events_read += table.num_rows
+        keys = pl.from_arrow(table.select([s.EVENT_ID, s.EVENT_DATE]))
+        assert isinstance(keys, pl.DataFrame)
+        keep = pl.col(s.EVENT_ID).is_first_distinct()
         if self.selection.start is not None or self.selection.end is not None:
             in_range = self._in_range(pl.col(s.EVENT_DATE))
-            before = frame.height
-            frame = frame.filter(in_range)
-            self.summary.events_outside_range += before - frame.height
-        unique = frame.unique(subset=[s.EVENT_ID], keep="first", maintain_order=True)
-        self.summary.duplicate_events_dropped += frame.height - unique.height
-        for (day,), part in sorted(unique.partition_by(s.EVENT_DATE, as_dict=True).items()):
-            assert isinstance(day, dt.date)
-            seen = self._seen_ids(day)
-            new = part.filter(~pl.col(s.EVENT_ID).is_in(seen.implode()))
-            self.summary.duplicate_events_dropped += part.height - new.height
-            if new.height == 0:
+            outside = keys.select((~in_range).sum()).item()
+            self.summary.events_outside_range += int(outside)
+            keep = keep & in_range
+        for day in sorted(keys.get_column(s.EVENT_DATE).unique().to_list()):
+            if not self.selection.covers(day):
                 continue
-            self.sequence += 1
-            target = (
-                self.lake.partition_dir(day) / f"part-{self.run_id}-{self.sequence:05d}.parquet"
-            )
-            ordered = new.sort(s.EVENT_TIME, maintain_order=True)
-            write_parquet_atomic(ordered.to_arrow().cast(s.EVENT_SCHEMA), target)
-            self.seen[day] = pl.concat([seen, new.get_column(s.EVENT_ID)])
-            self.summary.events_written += new.height
+            seen = self._seen_ids(day)
+            on_day = pl.col(s.EVENT_DATE) == day
+            wanted = keys.select(keep & on_day & ~pl.col(s.EVENT_ID).is_in(seen.implode()))
+            candidates = int(keys.select(on_day.sum()).item())
+            new = table.filter(wanted.to_series().to_arrow())
+            self.summary.duplicate_events_dropped += candidates - new.num_rows
+            if new.num_rows == 0:
+                continue
+            ordered = new.take(pc.sort_indices(new, [(s.EVENT_TIME, "ascending")]))
+            del new
+            self._writer(day).write_table(ordered.cast(s.EVENT_SCHEMA))
+            added = pl.from_arrow(ordered.column(s.EVENT_ID))
+            assert isinstance(added, pl.Series)
+            self.seen[day] = pl.concat([seen, added.rename(s.EVENT_ID)])
+            self.summary.events_written += ordered.num_rows
             self.dates_written.add(day)
+        pa.default_memory_pool().release_unused()
+        _trim_heap()
 
     def _in_range(self, column: pl.Expr) -> pl.Expr:
         condition = pl.lit(True)
@@ -353,6 +412,15 @@ class _Committer:
             self.lake.write_state(pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA))
 
 
+def _trim_heap() -> None:
+    """Give freed heap back to the OS (glibc keeps it otherwise: unpickled results are large)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to do
+        return
+    libc.malloc_trim(0)
+
+
 def needs_reading(ref: ObjectRef, previous: dict[str, Any] | None, selection: Selection) -> bool:
     """Whether an object must be (re)read: new, changed, or holding dates a run left out."""
     if previous is None or previous[s.OBJ_ETAG] != ref.etag:
@@ -412,18 +480,24 @@ def ingest(
         fetch_threads=options.fetch_threads,
     )
     chunks = _chunks(to_read, options.chunk_bytes)
-    for result in _bounded_ordered_map(read_chunk, chunks, options.workers):
-        _tally(summary, result.outcomes)
-        summary.bytes_read += result.bytes_read
-        committer.add(result)
-        state.objects_done += len(result.outcomes)
-        state.events_done += result.table.num_rows if result.table is not None else 0
-        state.bytes_done += result.bytes_read
-        if progress:
-            progress(state)
-        if committer.rows >= options.flush_events:
-            committer.flush()
-    committer.flush()
+    try:
+        for result in _bounded_ordered_map(read_chunk, chunks, options.workers):
+            _tally(summary, result.outcomes)
+            summary.bytes_read += result.bytes_read
+            committer.add(result)
+            state.objects_done += len(result.outcomes)
+            state.events_done += result.table.num_rows if result.table is not None else 0
+            state.bytes_done += result.bytes_read
+            if progress:
+                progress(state)
+            if committer.rows >= options.flush_events:
+                committer.flush()
+            if committer.uncommitted_rows >= options.checkpoint_events:
+                committer.checkpoint()
+        committer.checkpoint()
+    except BaseException:
+        committer.abandon()
+        raise
     summary.dates_written = [d.isoformat() for d in sorted(committer.dates_written)]
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary

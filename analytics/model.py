@@ -16,14 +16,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from sklearn.ensemble import IsolationForest
 
 from analytics import schema as s
 from analytics.baselines import PAIR, Baselines
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 DETECTOR_ID = "KMS.UnusualKeyUsage"
 MODEL_FEATURES: tuple[str, ...] = (
@@ -177,6 +179,8 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
 
 
 def _fit(train: np.ndarray[Any, Any], settings: ModelSettings) -> IsolationForest:
+    from sklearn.ensemble import IsolationForest  # heavy: loaded only when a model is fitted
+
     forest = IsolationForest(
         n_estimators=settings.n_estimators,
         max_samples=min(settings.max_samples, len(train)),

@@ -102,9 +102,12 @@ def ingest_command(
         bool, typer.Option("--strict", help="Exit 1 if any object or record was quarantined.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
-    flush_events: Annotated[
-        int, typer.Option(min=1, hidden=True, help="Events buffered between commits.")
-    ] = IngestOptions.flush_events,
+    checkpoint_events: Annotated[
+        int, typer.Option(min=1, hidden=True, help="Events written between commits.")
+    ] = IngestOptions.checkpoint_events,
+    chunk_kb: Annotated[
+        int, typer.Option(min=1, hidden=True, help="Compressed KiB decoded per worker task.")
+    ] = IngestOptions.chunk_bytes // 1024,
 ) -> None:
     """Read CloudTrail log files into the lake, exactly once.
 
@@ -123,7 +126,9 @@ def ingest_command(
         selection=selection,
         workers=workers,
         max_object_bytes=max_object_mb * 1024 * 1024,
-        flush_events=flush_events,
+        flush_events=min(IngestOptions.flush_events, checkpoint_events),
+        checkpoint_events=checkpoint_events,
+        chunk_bytes=chunk_kb * 1024,
     )
     try:
         trail = open_source(source, endpoint_url=endpoint_url)

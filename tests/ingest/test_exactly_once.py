@@ -104,7 +104,7 @@ def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
     _tree(tree, days=6, files_per_day=20, per_file=150)  # 18,000 events in 120 objects
     lake = tmp_path / "lake"
     args = [*KEYTRAIL, "ingest", str(tree), "--lake", str(lake), "--workers", "2",
-            "--flush-events", "1500", "--json"]  # fmt: skip
+            "--checkpoint-events", "1500", "--chunk-kb", "64", "--json"]  # fmt: skip
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
