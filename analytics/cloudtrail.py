@@ -93,6 +93,8 @@ class _RawDocument(msgspec.Struct, gc=False):
 _DOCUMENT = msgspec.json.Decoder(_Document, strict=False)
 _RAW_DOCUMENT = msgspec.json.Decoder(_RawDocument)
 _RECORD = msgspec.json.Decoder(_Record, strict=False)
+DOCUMENT_DECODER = _DOCUMENT
+"""The typed decoder of a whole ``{"Records": [...]}`` document (the benchmark's floor uses it)."""
 
 
 @dataclass(frozen=True)
