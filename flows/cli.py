@@ -205,9 +205,11 @@ def _print_ingest_summary(summary: IngestSummary, lake: Path) -> None:
 
 
 def _register_extensions() -> None:
+    from flows.cli_orchestrate import register as register_orchestrate
     from flows.cli_publish import register as register_publish
 
     register_publish(app)
+    register_orchestrate(app)
 
 
 _register_extensions()
@@ -372,35 +374,13 @@ def demo_command(
     ] = Path("demo-lake"),
     samples: Annotated[Path, typer.Option(help="Trail tree to read.")] = SAMPLES,
 ) -> None:
-    """Ingest the embedded sample trail into a fresh lake and score its last day.
+    """Run the nightly flow over the embedded sample trail into a fresh lake.
 
-    Needs no AWS credentials and no server. Example:
+    Uses Prefect's temporary local API: no AWS credentials and no server are needed. Prints
+    the path of the last day's report.html and the alert count. Example:
 
         [bold]keytrail demo[/]
     """
-    import shutil
+    from flows.cli_orchestrate import run_demo
 
-    from analytics import reports
-    from analytics.adapters.sources import LocalSource
-    from analytics.detect import run
-
-    if not samples.is_dir():
-        raise _fail(f"sample trail {samples} not found")
-    marker = lake / "_state" / "objects.parquet"
-    if lake.exists():
-        if not marker.exists() and any(lake.iterdir()):
-            raise _fail(f"{lake} exists and is not a keytrail lake; choose another --lake")
-        shutil.rmtree(lake)
-    local = LocalLake(lake)
-    summary = _run_ingest(LocalSource(samples), local, IngestOptions(), show_progress=True)
-    _print_ingest_summary(summary, lake)
-    day = max(local.event_dates())
-    result = run(local, day)
-    _print_alerts(result.alerts, result.summary)
-    _, files = reports.run(local, day)
-    active = result.summary["alerts"]
-    Console().print(
-        f"\n{active} alert(s) for {day}; report: {plain(str(files['report.html'].resolve()))}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    run_demo(lake, samples)

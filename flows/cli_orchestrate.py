@@ -1,0 +1,422 @@
+"""``keytrail run`` and ``keytrail serve``: the Prefect flows on the command line.
+
+Registered on the main app by :func:`register`. Prefect is imported inside the commands, never
+at module import, so ``keytrail ingest`` and friends start as fast as before. The main CLI's
+helpers (``plain``, ``_fail``) are imported inside functions too, because ``flows.cli`` imports
+this module while it is itself being imported.
+
+``run`` needs no server: without ``PREFECT_API_URL`` Prefect starts a temporary local API for the
+run (8-14 s). ``serve`` needs one, because only a server schedules.
+
+Exit codes of ``run``: 0 the run completed; 1 a stage failed (the message names it and why);
+2 bad usage, or the lake is locked by another run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, check_unlocked
+
+EXIT_STAGE_FAILED = 1
+EXIT_USAGE = 2
+_TTL_HOURS = DEFAULT_TTL.total_seconds() / 3600
+
+
+class TaskRunnerName(enum.StrEnum):
+    THREAD = "thread"
+    DASK = "dask"
+
+
+def _fail(message: str) -> typer.Exit:
+    from flows.cli import _fail as fail
+
+    return fail(message)
+
+
+def _plain(text: str) -> str:
+    from flows.cli import plain
+
+    return plain(text)
+
+
+def _quiet_prefect_defaults() -> None:
+    """Defaults for a Prefect started by this process (set before Prefect is imported).
+
+    Analytics off: with no DNS the telemetry calls fail noisily and slow the temporary server's
+    start (reference/measurements-2026-11.md §6). ``setdefault``: the user's choice wins.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _day(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
+        ) from None
+
+
+def _check_settings(config: Path | None, sinks: list[str]) -> None:
+    """Refuse bad configuration before a Prefect server is started for nothing."""
+    from analytics.config import ConfigError
+    from analytics.config import load as load_config
+    from flows.tasks import SinkSpec
+
+    try:
+        load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    for text in sinks:
+        try:
+            SinkSpec.parse(text)
+        except ValueError as exc:
+            raise _fail(f"--sink {text}: {exc}") from None
+
+
+def _check_lake(lake: Path, ttl_hours: float) -> None:
+    try:
+        check_unlocked(lake, dt.timedelta(hours=ttl_hours))
+    except LakeLocked as exc:
+        raise _fail(str(exc)) from None
+
+
+SINK_HELP = (
+    "Where alerts go (repeatable): ocsf-file or ocsf-file=PATH, s3=s3://bucket/prefix, "
+    "splunk-hec=https://splunk:8088 (token: $KEYTRAIL_HEC_TOKEN or --hec-token-block), "
+    "securityhub or securityhub=REGION. Default: ocsf-file."
+)
+
+
+def run_command(
+    source: Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")],
+    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    date: Annotated[
+        str | None, typer.Option(help="Day to run the nightly flow for (default: yesterday, UTC).")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Backfill: first day (UTC, inclusive); needs --end.")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Backfill: last day (UTC, inclusive).")] = None,
+    config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
+    sink: Annotated[list[str] | None, typer.Option(help=SINK_HELP)] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint for the trail and AWS sinks.")
+    ] = None,
+    ingest_from: Annotated[
+        str | None,
+        typer.Option(help="Nightly: also ingest from this day (a first run filling its window)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Recompute days that already completed.")
+    ] = False,
+    task_runner: Annotated[
+        TaskRunnerName, typer.Option(help="Where partitions are read: thread or dask.")
+    ] = TaskRunnerName.THREAD,
+    dask_address: Annotated[
+        str | None, typer.Option(help="dask: scheduler address, e.g. tcp://10.0.0.5:8786.")
+    ] = None,
+    dask_workers: Annotated[
+        int | None, typer.Option(min=1, help="dask: local cluster size (default: cores).")
+    ] = None,
+    inventory_region: Annotated[
+        list[str] | None,
+        typer.Option(help="Also describe the KMS keys of this region in the report (repeatable)."),
+    ] = None,
+    hec_token_block: Annotated[
+        str | None, typer.Option(help="splunk-hec: Prefect Secret block holding the token.")
+    ] = None,
+    lock_ttl_hours: Annotated[
+        float, typer.Option(min=0.01, help="A lock whose heartbeat is older is stale.")
+    ] = _TTL_HOURS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result object.")] = False,
+) -> None:
+    """Run the nightly flow for a day, or the backfill flow over --start..--end, under Prefect.
+
+    Ingest (fanned out per account, region and delivery day) → features → baselines → detect →
+    publish → export. Days that already completed with the same inputs are skipped unless
+    --force. Needs no Prefect server (a temporary local API is started when PREFECT_API_URL is
+    unset).
+
+    Examples:
+
+        [bold]keytrail run --source s3://trail/prefix --lake ./lake[/]
+
+        [bold]keytrail run --source ./trail --lake ./lake --start 2026-11-01 --end 2026-11-28[/]
+
+        [bold]keytrail run --source ./trail --lake ./lake --date 2026-11-28 --task-runner dask[/]
+    """
+    day = _day(date, "--date")
+    first, last = _day(start, "--start"), _day(end, "--end")
+    since = _day(ingest_from, "--ingest-from")
+    if day and (first or last):
+        raise _fail("give either --date or --start/--end, not both")
+    if (first is None) != (last is None):
+        raise _fail("--start and --end go together")
+    if first and last and first > last:
+        raise _fail("--start is after --end")
+    if since and first:
+        raise _fail("--ingest-from is for a nightly run; a backfill ingests its whole range")
+    if dask_address and task_runner is not TaskRunnerName.DASK:
+        raise _fail("--dask-address needs --task-runner dask")
+    sinks = list(sink or [])
+    _check_settings(config, sinks)
+    _check_lake(lake, lock_ttl_hours)
+    _quiet_prefect_defaults()
+    from flows.nightly import make_task_runner
+
+    runner = make_task_runner(task_runner.value, dask_address, dask_workers)
+    common: dict[str, Any] = {
+        "source": source,
+        "lake": str(lake),
+        "config": str(config) if config else None,
+        "sinks": sinks or None,
+        "endpoint_url": endpoint_url,
+        "force": force,
+        "inventory_regions": list(inventory_region or []) or None,
+        "hec_token_block": hec_token_block,
+        "lock_ttl_hours": lock_ttl_hours,
+    }
+    if first and last:
+        from flows.backfill import backfill
+
+        result = _call(backfill.with_options(task_runner=runner), start=first, end=last, **common)
+    else:
+        from flows.nightly import nightly
+
+        result = _call(nightly.with_options(task_runner=runner), date=day, ingest_from=since,
+                       **common)  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        print_result(result)
+
+
+def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
+    """Run a flow; turn its failure into the CLI's message and exit code."""
+    from flows.nightly import StageFailed
+
+    try:
+        result: dict[str, Any] = flow(**parameters)
+    except LakeLocked as exc:
+        raise _fail(str(exc)) from None
+    except StageFailed as exc:
+        from flows.cli import console
+
+        console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
+        raise typer.Exit(EXIT_STAGE_FAILED) from None
+    return result
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """One line per day: alerts, report path and exports; plus what ingest did."""
+    out = Console()
+    ingest = result.get("ingest")
+    if ingest:
+        out.print(
+            f"ingest {_plain(str(ingest['source']))}: {ingest['objects_seen']:,} log objects, "
+            f"{ingest['objects_ingested']:,} read, {ingest['objects_skipped']:,} already in the "
+            f"lake, {ingest['objects_quarantined']:,} quarantined; "
+            f"{ingest['events_written']:,} events written",
+            highlight=False,
+        )
+        for line in ingest.get("quarantined", [])[:20]:
+            out.print(f"[yellow]quarantined[/] {_plain(line)}", highlight=False)
+    for day in result.get("days", []):
+        if day.get("empty"):
+            out.print(f"[bold]{day['date']}[/]: no events; left incomplete", highlight=False)
+            continue
+        state = " (unchanged since the last run)" if day.get("skipped") else ""
+        out.print(
+            f"[bold]{day['date']}[/]: {day.get('alerts', 0)} alert(s), "
+            f"{day.get('suppressed', 0)} suppressed{state}",
+            highlight=False,
+        )
+        if day.get("report_html"):
+            out.print(f"  report: {_plain(str(day['report_html']))}", highlight=False)
+        for export in day.get("exports", []):
+            out.print(
+                f"  {_plain(str(export['sink']))} → {_plain(str(export['destination']))}: "
+                f"sent {export['sent']}, already sent {export['already_sent']}",
+                highlight=False,
+            )
+
+
+def serve_command(
+    source: Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")],
+    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
+    cron: Annotated[
+        str,
+        typer.Option(envvar="KEYTRAIL_NIGHTLY_CRON", help="When to run, cron syntax, in UTC."),
+    ] = "30 2 * * *",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly",
+    sink: Annotated[list[str] | None, typer.Option(help=SINK_HELP)] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint for the trail and AWS sinks.")
+    ] = None,
+    task_runner: Annotated[
+        TaskRunnerName, typer.Option(help="Where partitions are read: thread or dask.")
+    ] = TaskRunnerName.THREAD,
+    dask_address: Annotated[
+        str | None, typer.Option(help="dask: scheduler address, e.g. tcp://10.0.0.5:8786.")
+    ] = None,
+    dask_workers: Annotated[
+        int | None, typer.Option(min=1, help="dask: local cluster size (default: cores).")
+    ] = None,
+    inventory_region: Annotated[
+        list[str] | None,
+        typer.Option(help="Also describe the KMS keys of this region in the report (repeatable)."),
+    ] = None,
+    hec_token_block: Annotated[
+        str | None, typer.Option(help="splunk-hec: Prefect Secret block holding the token.")
+    ] = None,
+) -> None:
+    """Run the nightly flow on a schedule, against the Prefect server PREFECT_API_URL names.
+
+    Registers the deployment keytrail-nightly/NAME with the cron schedule (UTC) and runs its
+    flow runs in this process until interrupted. Needs a Prefect server (`prefect server
+    start`) or a Prefect Cloud workspace: only a server schedules. See docs/deploy.md.
+
+    Example:
+
+        [bold]PREFECT_API_URL=http://127.0.0.1:4200/api keytrail serve --source s3://trail \\
+        --lake /var/lib/keytrail/lake --cron "30 2 * * *"[/]
+    """
+    if dask_address and task_runner is not TaskRunnerName.DASK:
+        raise _fail("--dask-address needs --task-runner dask")
+    sinks = list(sink or [])
+    _check_settings(config, sinks)
+    _quiet_prefect_defaults()
+    from prefect.schedules import Cron
+
+    try:
+        schedule = Cron(cron, timezone="UTC")
+    except ValueError as exc:
+        raise _fail(f"--cron {cron!r}: {exc}") from None
+    require_server()
+    from flows.nightly import make_task_runner, nightly
+
+    runner = make_task_runner(task_runner.value, dask_address, dask_workers)
+    parameters: dict[str, Any] = {
+        "source": source,
+        "lake": str(lake.resolve()),
+        "config": str(config.resolve()) if config else None,
+        "sinks": sinks or None,
+        "endpoint_url": endpoint_url,
+        "inventory_regions": list(inventory_region or []) or None,
+        "hec_token_block": hec_token_block,
+    }
+    nightly.with_options(task_runner=runner).serve(
+        name=name,
+        schedules=[schedule],
+        parameters={k: v for k, v in parameters.items() if v is not None},
+        description=f"keytrail nightly: {source} → {lake}, at {cron} UTC",
+        tags=["keytrail"],
+    )
+
+
+def require_server() -> str:
+    """The URL of a Prefect server that answers, or a clear refusal."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise _fail(
+            "keytrail serve schedules runs through a Prefect server, and PREFECT_API_URL names "
+            "none. Start one (prefect server start) and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api, or log in to Prefect Cloud (prefect "
+            "cloud login). To run once without a server: keytrail run."
+        )
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        raise _fail(
+            f"no Prefect server answers at PREFECT_API_URL={url} ({problem}); start it "
+            f"(prefect server start) or fix the URL"
+        )
+    return str(url)
+
+
+def sample_days(samples: Path) -> tuple[dt.date, dt.date]:
+    """First and last event day of a generated trail: from its labels.json, else its folders."""
+    labels = samples / "labels.json"
+    if labels.exists():
+        info = json.loads(labels.read_text())
+        first = dt.date.fromisoformat(info["start"])
+        return first, first + dt.timedelta(days=int(info["days"]) - 1)
+    from analytics.adapters.sources import LocalSource
+    from analytics.layout import Kind, classify
+
+    delivered = set()
+    for ref in LocalSource(samples).list_objects(None):
+        kind, name = classify(ref.key)
+        if kind is Kind.LOG and name is not None:
+            delivered.add(name.delivered)
+    if not delivered:
+        raise ValueError(f"no CloudTrail log files under {samples}")
+    # The last folder holds late deliveries of the day before it.
+    return min(delivered), max(min(delivered), max(delivered) - dt.timedelta(days=1))
+
+
+def run_demo(lake: Path, samples: Path, ephemeral: bool = True) -> dict[str, Any]:
+    """``keytrail demo``: the nightly flow over a sample trail into a fresh lake.
+
+    Ingests the whole sample (so the last day has a baseline window), scores its last day,
+    writes the reports and the OCSF file, then prints the report's path and the alert count.
+    ``ephemeral``: use Prefect's temporary local API even if PREFECT_API_URL is set, so the
+    demo never depends on a server being up.
+    """
+    import shutil
+
+    if not samples.is_dir():
+        raise _fail(f"sample trail {samples} not found")
+    if lake.exists():
+        if not (lake / "_state" / "objects.parquet").exists() and any(lake.iterdir()):
+            raise _fail(f"{lake} exists and is not a keytrail lake; choose another --lake")
+        _check_lake(lake, _TTL_HOURS)
+        shutil.rmtree(lake)
+    first, last = sample_days(samples)
+    _quiet_prefect_defaults()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.nightly import nightly
+
+    # The flow's own log lines carry the counts; one "Finished" line per partition does not help
+    # someone trying the tool (the Prefect UI still shows every task run's state).
+    logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
+    parameters = {"source": str(samples), "lake": str(lake), "date": last, "ingest_from": first,
+                  "sinks": ["ocsf-file"]}  # fmt: skip
+    if ephemeral:
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):
+            result = _call(nightly, **parameters)
+    else:
+        result = _call(nightly, **parameters)
+    print_result(result)
+    day = result["days"][0]
+    Console().print(
+        f"\n[bold]{day.get('alerts', 0)} alert(s)[/] on {day['date']}\n"
+        f"report: {_plain(str(Path(day['report_html']).resolve()))}",
+        highlight=False,
+    )
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` and ``serve`` to the ``keytrail`` app."""
+    app.command("run")(run_command)
+    app.command("serve")(serve_command)

@@ -1,0 +1,717 @@
+"""The Prefect tasks of the nightly and backfill flows: thin wrappers of ``analytics`` functions.
+
+Each task is one step a run can be watched, retried or blamed at; what it computes lives in
+``analytics`` and is tested there without Prefect. Retries are set only where the outside world
+can fail transiently — listing and fetching the trail, sending alerts — never on lake writes or
+computation, where a retry repeats the same error and hides it for a while.
+
+Ingest fans out over (account, region, delivery day) partitions of the trail:
+
+* :func:`plan_ingest` finds the partitions and which objects are already in the lake. An S3 trail
+  in the native layout is planned by its folders (the listing of each folder is left to the
+  partition's task, because for a large organisation the listing is itself thousands of calls);
+  a local tree, or a bucket in another layout, is listed here once and cut into partitions.
+* :func:`read_partition` — the expensive part, and the only one sent to the task runner (threads
+  by default, Dask workers with ``--task-runner dask``) — lists, fetches, decodes and normalises
+  one partition into Arrow tables. It never touches the lake, so it may run anywhere the trail
+  can be read.
+* :class:`CommitSession` is the single writer, fed wave by wave by :func:`commit_ingest` and
+  closed by :func:`finish_ingest`, in the flow's own process under the lake lock. It
+  de-duplicates and writes in partition order, which is the trail's key order — the order plain
+  ``keytrail ingest`` commits in — so both produce the same rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gc
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+
+from analytics import schema as s
+from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.sources import LocalSource, ObjectRef, Source, SourceError
+from analytics.config import Config
+from analytics.ingest import IngestOptions, IngestSummary, list_log_objects, needs_reading
+from analytics.layout import Kind, Selection, classify
+
+if TYPE_CHECKING:
+    import polars as pl
+    from prefect import Task
+    from prefect.client.schemas.objects import State, TaskRun
+
+    from analytics.detect import DetectionResult
+    from analytics.export.sinks import Sink
+
+HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
+SINK_KINDS = ("ocsf-file", "s3", "splunk-hec", "securityhub")
+PIECE_BYTES = 8 * 1024 * 1024
+"""Compressed bytes one read task takes from a pre-listed partition (~40k events)."""
+_S3_DAY_PREFIX = re.compile(
+    r"(?:^|/)(?P<account>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"
+    r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/$"
+)
+
+
+# --- values passed between tasks ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One (account, region, delivery day) slice of a trail: the unit of the ingest fan-out.
+
+    Either ``prefix`` is set (an S3 folder the task lists itself) or ``refs`` holds the objects
+    to read, already listed, filtered and in key order.
+    """
+
+    account: str
+    region: str
+    delivered: dt.date
+    prefix: str | None = None
+    refs: tuple[ObjectRef, ...] = ()
+    piece: int = 0  # 1, 2, … when a large partition is read by several tasks
+
+    @property
+    def name(self) -> str:
+        name = f"{self.account}/{self.region}/{self.delivered.isoformat()}"
+        return f"{name}#{self.piece}" if self.piece else name
+
+
+@dataclass
+class ListingCounts:
+    """What a listing found, in :class:`~analytics.ingest.IngestSummary`'s terms."""
+
+    objects_seen: int = 0
+    objects_skipped: int = 0
+    digests_skipped: int = 0
+    insights_skipped: int = 0
+    other_files_skipped: int = 0
+
+    def add_to(self, summary: IngestSummary) -> None:
+        for item in dataclasses.fields(self):
+            name = item.name
+            setattr(summary, name, getattr(summary, name) + getattr(self, name))
+
+
+@dataclass
+class IngestPlan:
+    partitions: list[Partition]
+    counts: ListingCounts
+    # Lake state rows of the objects under each S3 folder partition, so its task can tell new
+    # objects from ingested ones without reading the lake.
+    known: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def known_for(self, partition: Partition) -> dict[str, dict[str, Any]]:
+        return self.known.get(partition.prefix or "", {})
+
+
+@dataclass
+class PartitionRead:
+    """A partition decoded: chunk results in key order, plus what its listing found."""
+
+    partition: Partition
+    chunks: list[Any]
+    counts: ListingCounts
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """A sink named on the command line or in a deployment's parameters.
+
+    ``ocsf-file[=PATH]``, ``s3=s3://bucket/prefix``, ``splunk-hec=URL``, ``securityhub[=REGION]``.
+    """
+
+    kind: str
+    target: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SinkSpec:
+        kind, _, target = text.partition("=")
+        kind = kind.strip()
+        if kind not in SINK_KINDS:
+            raise ValueError(f"unknown sink {kind!r}; expected one of {', '.join(SINK_KINDS)}")
+        spec = cls(kind, target.strip() or None)
+        if kind == "s3" and not (spec.target or "").startswith("s3://"):
+            raise ValueError("sink s3 needs a target: s3=s3://bucket[/prefix]")
+        if kind == "splunk-hec" and not spec.target:
+            raise ValueError("sink splunk-hec needs a target: splunk-hec=https://splunk:8088")
+        return spec
+
+    def __str__(self) -> str:
+        return self.kind if self.target is None else f"{self.kind}={self.target}"
+
+
+class ExportFailed(RuntimeError):
+    """A sink refused or kept failing; ``retryable`` as in :class:`analytics.export.SinkError`."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PartitionFailed(RuntimeError):
+    """Objects of a partition could not be fetched; the task is retried, then the stage fails."""
+
+
+# --- retry conditions ---------------------------------------------------------------------------
+
+
+def _failure(state: State) -> BaseException | None:
+    try:
+        state.result()
+    except BaseException as exc:  # the state's own exception, re-raised by result()
+        return exc
+    return None
+
+
+def _retry_unless_source_error(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
+    """Retry listing and fetching, but not a :class:`SourceError`: botocore has already retried
+    throttling and 5xx answers, and what is left (no bucket, access denied) needs a human."""
+    return not isinstance(_failure(state), SourceError)
+
+
+def _retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
+    exc = _failure(state)
+    return isinstance(exc, ExportFailed) and exc.retryable
+
+
+# --- stand-ins for public hooks of analytics.ingest and the S3 adapter --------------------------
+#
+# analytics.ingest has no public API yet for "decode these objects" and "commit decoded tables",
+# nor S3Source for "the delivery-day folders"; until they have, _read_objects, CommitSession and
+# _s3_day_prefixes reach their internals, and nothing else in flows does. Each prefers the
+# public name once it exists, so adding the hooks needs no change here.
+
+
+def _read_objects(source: Source, refs: Sequence[ObjectRef], options: IngestOptions) -> list[Any]:
+    """Fetch and decode ``refs`` in this process, chunk by chunk, in key order (no lake)."""
+    from analytics import ingest as engine
+
+    public = getattr(engine, "read_objects", None)
+    if public is not None:
+        return list(public(source, refs, options))
+    return [
+        engine._read_chunk(chunk, source, options.max_object_bytes, options.fetch_threads)
+        for chunk in engine._chunks(list(refs), options.chunk_bytes)
+    ]
+
+
+class CommitSession:
+    """The single writer of one ingest stage, fed wave by wave, committed when closed.
+
+    Stand-in for a public committer of :mod:`analytics.ingest` (proposed: ``open_commit(lake,
+    options, summary)`` returning an object with ``add(chunk)``, ``close() -> IngestSummary``
+    and ``abandon()``); until then it drives the module's private committer exactly as
+    ``ingest()`` does, so files and state come out the same.
+    """
+
+    def __init__(self, lake: LocalLake, options: IngestOptions, summary: IngestSummary) -> None:
+        from analytics import ingest as engine
+
+        self.options = options
+        self.summary = summary
+        lake.root.mkdir(parents=True, exist_ok=True)
+        public = getattr(engine, "open_commit", None)
+        if public is not None:
+            self._public: Any = public(lake, options, summary)
+            return
+        self._public = None
+        lake.remove_stale_temporaries()  # safe: the caller holds the lake lock
+        self._committer = engine._Committer(lake, options.selection, summary)
+        self._tally = engine._tally
+
+    def add(self, chunk: Any) -> None:
+        if self._public is not None:
+            self._public.add(chunk)
+            return
+        committer = self._committer
+        self._tally(self.summary, chunk.outcomes)
+        self.summary.bytes_read += chunk.bytes_read
+        committer.add(chunk)
+        if committer.rows >= self.options.flush_events:
+            committer.flush()
+        checkpoint_events = getattr(self.options, "checkpoint_events", None)
+        if checkpoint_events is not None and committer.uncommitted_rows >= checkpoint_events:
+            committer.checkpoint()
+
+    def close(self) -> IngestSummary:
+        """Make everything added part of the lake, then record it in the state."""
+        if self._public is not None:
+            summary: IngestSummary = self._public.close()
+            return summary
+        committer = self._committer
+        getattr(committer, "checkpoint", committer.flush)()
+        self.summary.dates_written = [d.isoformat() for d in sorted(committer.dates_written)]
+        return self.summary
+
+    def abandon(self) -> None:
+        """After a failure: drop what was never made part of the lake."""
+        target = self._public if self._public is not None else self._committer
+        abandon = getattr(target, "abandon", None)
+        if abandon is not None:
+            abandon()
+
+
+def _s3_day_prefixes(source: Source, days: list[dt.date]) -> list[str] | None:
+    """The delivery-day folders of an S3 trail in the native layout, or None."""
+    public = getattr(source, "day_prefixes", None) or getattr(source, "_day_prefixes", None)
+    if public is None:
+        return None
+    prefixes: list[str] | None = public(days)
+    return prefixes
+
+
+def _list_prefix(source: Source, prefix: str) -> list[ObjectRef]:
+    """Every object under one S3 folder, keyed exactly as a listing of the whole bucket keys it."""
+    narrowed: Source = dataclasses.replace(source, prefix=prefix)  # type: ignore[type-var]
+    return list(narrowed.list_objects(None))
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+def _partition_of(ref: ObjectRef) -> tuple[str, str, dt.date] | None:
+    _, name = classify(ref.key)
+    return None if name is None else (name.account, name.region, name.delivered)
+
+
+def partitions_of(refs: Sequence[ObjectRef], piece_bytes: int = PIECE_BYTES) -> list[Partition]:
+    """Cut key-ordered refs into runs of one (account, region, delivery day), and a run larger
+    than ``piece_bytes`` (compressed) into pieces, each a task of its own.
+
+    Runs rather than groups: a tree whose keys interleave partitions (a flat folder sorted by
+    name does not, the native layout does not, but an odd one might) still commits in key
+    order. Pieces: one busy account-region can hold most of an organisation's events, and as
+    a single task it would leave every other worker idle while it is decoded.
+    """
+    runs: list[tuple[tuple[str, str, dt.date], list[ObjectRef]]] = []
+    for ref in refs:
+        key = _partition_of(ref)
+        if key is None:
+            continue
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(ref)
+        else:
+            runs.append((key, [ref]))
+    partitions: list[Partition] = []
+    for key, run in runs:
+        pieces: list[list[ObjectRef]] = [[]]
+        size = 0
+        for ref in run:
+            if size >= piece_bytes:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(ref)
+            size += ref.size
+        numbered = len(pieces) > 1
+        for index, piece in enumerate(pieces, start=1):
+            partitions.append(Partition(*key, refs=tuple(piece), piece=index if numbered else 0))
+    return partitions
+
+
+def _state_by_folder(lake: LocalLake) -> dict[str, dict[str, dict[str, Any]]]:
+    by_folder: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in lake.read_state().to_pylist():
+        key = row[s.OBJ_KEY]
+        by_folder.setdefault(key.rsplit("/", 1)[0] + "/", {})[key] = row
+    return by_folder
+
+
+@task(name="plan-ingest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=_retry_unless_source_error)  # fmt: skip
+def plan_ingest(source: Source, lake: LocalLake, selection: Selection) -> IngestPlan:
+    """Find the partitions to read and, where the listing is cheap, the objects in them."""
+    days = selection.delivery_days()
+    folders = None
+    if days is not None and not isinstance(source, LocalSource):
+        folders = _s3_day_prefixes(source, days)
+    if folders is not None:
+        state = _state_by_folder(lake)
+        prefix_root = f"s3://{getattr(source, 'bucket', '')}/"
+        partitions = []
+        known = {}
+        for folder in sorted(folders):
+            match = _S3_DAY_PREFIX.search(folder)
+            if match is None:
+                continue
+            day = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
+            partitions.append(Partition(match["account"], match["region"], day, prefix=folder))
+            known[folder] = state.get(prefix_root + folder, {})
+        return IngestPlan(partitions, ListingCounts(), known)
+    state_rows = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
+    listing = IngestSummary()
+    refs = list_log_objects(source, selection, listing)
+    pending = [ref for ref in refs if needs_reading(ref, state_rows.get(ref.key), selection)]
+    counts = ListingCounts(
+        objects_seen=len(refs),
+        objects_skipped=len(refs) - len(pending),
+        digests_skipped=listing.digests_skipped,
+        insights_skipped=listing.insights_skipped,
+        other_files_skipped=listing.other_files_skipped,
+    )
+    return IngestPlan(partitions_of(pending), counts)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger (shipped to the Prefect API), or a plain one when a task's function is
+    called outside a run, as the tests do."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("keytrail.flows")
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Decoding allocates millions of short-lived, acyclic objects; the cyclic collector's passes
+    over them cost about a quarter of the decode time (``analytics.ingest`` turns it off in its
+    worker processes for the same reason). Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@task(name="read-partition", cache_policy=NO_CACHE, task_run_name="read-{partition.name}",
+      retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=_retry_unless_source_error)  # fmt: skip
+def read_partition(
+    source: Source,
+    partition: Partition,
+    options: IngestOptions,
+    known: dict[str, dict[str, Any]],
+) -> PartitionRead:
+    """List (if an S3 folder), fetch and decode one partition; raises if an object can't be read.
+
+    A quarantined object is an outcome, not an error. An object that cannot be *fetched*
+    (permission, vanished, network) fails the task so Prefect retries it; if it still fails,
+    the ingest stage fails with the reason after committing every other partition.
+    """
+    started = time.perf_counter()
+    counts = ListingCounts()
+    if partition.prefix is not None:
+        wanted: list[ObjectRef] = []
+        for ref in _list_prefix(source, partition.prefix):
+            kind, name = classify(ref.key)
+            if kind is Kind.DIGEST:
+                counts.digests_skipped += 1
+            elif kind is Kind.INSIGHT:
+                counts.insights_skipped += 1
+            elif kind is Kind.OTHER or name is None:
+                counts.other_files_skipped += 1
+            elif options.selection.wants(name):
+                wanted.append(ref)
+        wanted.sort(key=lambda r: r.key)
+        refs = [r for r in wanted if needs_reading(r, known.get(r.key), options.selection)]
+        counts.objects_seen = len(wanted)
+        counts.objects_skipped = len(wanted) - len(refs)
+    else:
+        refs = list(partition.refs)
+    with _gc_paused():
+        chunks = _read_objects(source, refs, options)
+    failed = [o.reason or o.ref.key for c in chunks for o in c.outcomes if o.status == "failed"]
+    if failed:
+        raise PartitionFailed(
+            f"{len(failed)} object(s) of {partition.name} could not be read; first: {failed[0]}"
+        )
+    seconds = round(time.perf_counter() - started, 3)
+    events = sum(c.table.num_rows for c in chunks if c.table is not None)
+    _logger().info("read %s: %d object(s), %d event(s) in %.2f s",
+                          partition.name, len(refs), events, seconds)  # fmt: skip
+    return PartitionRead(partition, chunks, counts, seconds)
+
+
+class Wave:
+    """The partitions read in one wave, in plan order.
+
+    A plain class on purpose: Prefect walks lists and dataclasses passed to a task (looking
+    for futures) and would visit every decoded object of the wave; an opaque object is passed
+    as it is.
+    """
+
+    def __init__(self, reads: list[PartitionRead]) -> None:
+        self.reads = reads
+
+
+@task(name="commit-ingest", cache_policy=NO_CACHE)
+def commit_ingest(session: CommitSession, wave: Wave) -> int:
+    """Add a wave of partitions to the run's single writer, in plan (= key) order.
+
+    Returns the events added. Buffers are flushed to hidden files as they fill; nothing is
+    visible in the lake until :func:`finish_ingest`.
+    """
+    added = 0
+    for read in wave.reads:
+        for chunk in read.chunks:
+            session.add(chunk)
+            added += chunk.table.num_rows if chunk.table is not None else 0
+        read.counts.add_to(session.summary)
+    return added
+
+
+@task(name="finish-ingest", cache_policy=NO_CACHE)
+def finish_ingest(session: CommitSession) -> IngestSummary:
+    """Rename the stage's files into the lake, then record their objects in the state."""
+    return session.close()
+
+
+# --- features, baselines, detection -------------------------------------------------------------
+
+
+def window_days(day: dt.date, config: Config) -> list[dt.date]:
+    """The scored day and the baseline window before it, oldest first."""
+    from analytics.baselines import window
+
+    first, _ = window(day, config.baseline_window_days)
+    return [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+
+
+@task(name="features", cache_policy=NO_CACHE)
+def build_features(lake: LocalLake, day: dt.date, config: Config) -> list[dt.date]:
+    """Bring the hourly feature files of the window up to date; returns the days recomputed."""
+    from analytics import features
+
+    return features.ensure_days(lake, window_days(day, config))
+
+
+@task(name="baselines", cache_policy=NO_CACHE)
+def summarise_baselines(lake: LocalLake, day: dt.date, config: Config) -> dict[str, Any]:
+    """Baselines of ``day`` from the days before it only, summarised for the run's log."""
+    from analytics import baselines, features
+
+    days = window_days(day, config)
+    built = baselines.build(features.scan(lake, days[0], day), day, config.baseline_window_days)
+    return {
+        "window": f"{built.window_first.isoformat()}..{built.window_last.isoformat()}",
+        "history_days": built.history_days,
+        "warm": built.warm,
+        "key_actor_pairs": built.pair_profile.height,
+        "actors": built.actor_profile.height,
+        "keys": built.key_profile.height,
+    }
+
+
+@task(name="detect", cache_policy=NO_CACHE)
+def detect_day(lake: LocalLake, day: dt.date, config: Config) -> DetectionResult:
+    """Rules and the isolation forest for ``day``; writes the day's alerts file."""
+    from analytics import detect
+
+    return detect.run(lake, day, config)
+
+
+# --- publishing ---------------------------------------------------------------------------------
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_day(
+    lake: LocalLake,
+    day: dt.date,
+    config: Config,
+    inventory_regions: Sequence[str] = (),
+    endpoint_url: str | None = None,
+) -> dict[str, Any]:
+    """Write the day's reports (and ask KMS for its inventory when regions are given).
+
+    No Prefect retries: botocore already retries the KMS calls, and what is left (no
+    credentials, access denied) needs a human, not another attempt.
+    """
+    from analytics import reports
+
+    snapshots: list[Any] = []
+    notes: list[str] = []
+    if inventory_regions:
+        from analytics.adapters.kms_inventory import InventoryError, snapshot
+
+        try:
+            found = snapshot(sorted(set(inventory_regions)), endpoint_url=endpoint_url)
+        except InventoryError as exc:
+            raise RuntimeError(f"KMS inventory: {exc}") from None
+        snapshots = list(found.keys)
+        regions = ", ".join(sorted(set(inventory_regions)))
+        notes = [f"KMS inventory of {regions}: {len(found.keys)} key(s)"]
+        notes += [f"KMS inventory: {error}" for error in found.errors]
+    report, files = reports.run(
+        lake,
+        day,
+        snapshots=snapshots,
+        org_accounts=frozenset(config.org_accounts),
+        window_days=config.baseline_window_days,
+        notes=notes,
+    )
+    return {
+        "report_html": str(files["report.html"]),
+        "files": len(files),
+        "headline": dict(report.headline),
+        "notes": list(report.notes),
+    }
+
+
+def _hec_token(block: str | None) -> str:
+    """The HEC token from a Prefect Secret block, else the environment; never logged."""
+    if block:
+        from prefect.blocks.system import Secret
+
+        try:
+            secret: Any = Secret.load(block)
+            value = secret.get()
+        except Exception as exc:  # a missing or unreadable block must stop the export, token-free
+            raise ExportFailed(
+                f"cannot load the Prefect Secret block {block!r} ({type(exc).__name__})", False
+            ) from None
+        if isinstance(value, str) and value:
+            return value
+        raise ExportFailed(f"the Prefect Secret block {block!r} holds no token string", False)
+    token = os.environ.get(HEC_TOKEN_ENV, "")
+    if not token:
+        raise ExportFailed(f"no HEC token: set {HEC_TOKEN_ENV} or give a Secret block name", False)
+    return token
+
+
+def make_sink(
+    spec: SinkSpec,
+    lake: LocalLake,
+    day: dt.date,
+    endpoint_url: str | None = None,
+    hec_token_block: str | None = None,
+) -> Sink:
+    """The :mod:`analytics.export` sink a spec names."""
+    from analytics.export import HecSink, OcsfFileSink, S3Sink, SecurityHubSink, default_ocsf_path
+
+    if spec.kind == "ocsf-file":
+        return OcsfFileSink(Path(spec.target) if spec.target else default_ocsf_path(lake, day))
+    if spec.kind == "s3":
+        assert spec.target is not None
+        return S3Sink(spec.target, endpoint_url=endpoint_url)
+    if spec.kind == "splunk-hec":
+        assert spec.target is not None
+        return HecSink(spec.target, _hec_token(hec_token_block))
+    from analytics.adapters.securityhub import SecurityHub
+
+    region = spec.target or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ExportFailed("sink securityhub needs a region: securityhub=eu-west-1", False)
+    return SecurityHubSink(SecurityHub(region, endpoint_url))
+
+
+@task(name="export", cache_policy=NO_CACHE, task_run_name="export-{spec.kind}", retries=2,
+      retry_delay_seconds=[60, 300], retry_condition_fn=_retry_if_retryable)  # fmt: skip
+def export_day(
+    lake: LocalLake,
+    day: dt.date,
+    spec: SinkSpec,
+    endpoint_url: str | None = None,
+    hec_token_block: str | None = None,
+) -> dict[str, Any]:
+    """Send the day's unsuppressed alerts to one sink, each at most once (the ledger's job).
+
+    Retried only when the sink says a later try may succeed (throttling, 5xx): the sinks already
+    back off inside one try, so a Prefect retry is for outages of minutes.
+    """
+    from analytics.export import SinkError, export
+
+    sink = make_sink(spec, lake, day, endpoint_url, hec_token_block)
+    try:
+        result = export(lake, day, sink)
+    except SinkError as exc:
+        raise ExportFailed(f"{spec.kind}: {exc}", exc.retryable) from None
+    outcome = result.to_dict()
+    if result.failed:
+        first = result.failed[0]
+        raise ExportFailed(
+            f"{spec.kind}: {len(result.failed)} alert(s) not accepted; first "
+            f"{first.get(s.ALERT_ID)}: {first.get('reason')}",
+            True,
+        )
+    return outcome
+
+
+# --- completion records -------------------------------------------------------------------------
+
+
+def record_path(lake: LocalLake, day: dt.date) -> Path:
+    """``LAKE/_state/days/D.json``: written when every stage of ``day`` has finished."""
+    return lake.root / "_state" / "days" / f"{day.isoformat()}.json"
+
+
+def inputs_fingerprint(
+    lake: LocalLake, day: dt.date, config: Config, sinks: Sequence[SinkSpec],
+    inventory_regions: Sequence[str],
+) -> str:  # fmt: skip
+    """Everything a day's results depend on: the window's event files, settings and sinks.
+
+    Equal fingerprints mean a rerun would compute the same alerts and reports, so the run skips
+    the day instead of rewriting identical files under a new ``generated_at``.
+    """
+    from analytics.features import events_fingerprint
+
+    files = [path for d in window_days(day, config) for path in lake.partition_files(d)]
+    digest = hashlib.sha256()
+    digest.update(events_fingerprint(files).encode())
+    digest.update(repr(config).encode())
+    digest.update(repr(sorted(str(x) for x in sinks)).encode())
+    digest.update(repr(sorted(inventory_regions)).encode())
+    return digest.hexdigest()
+
+
+def read_record(lake: LocalLake, day: dt.date) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads(record_path(lake, day).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record
+
+
+def is_complete(lake: LocalLake, day: dt.date, fingerprint: str) -> bool:
+    record = read_record(lake, day)
+    return record is not None and record.get("fingerprint") == fingerprint
+
+
+def write_record(lake: LocalLake, day: dt.date, record: dict[str, Any]) -> None:
+    write_bytes_atomic(
+        (json.dumps(record, indent=2, default=str) + "\n").encode(), record_path(lake, day)
+    )
+
+
+def alert_rows(alerts: pl.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
+    """Active alerts as rows for the Prefect table artifact (untrusted text cut short)."""
+    import polars as pl
+
+    active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
+    rows = []
+    for alert in active.head(limit).iter_rows(named=True):
+        rows.append(
+            {
+                "date": str(alert[s.EVENT_DATE]),
+                "severity": alert[s.SEVERITY],
+                "detector": alert[s.DETECTOR],
+                "actor": _short(alert.get(s.ACTOR)),
+                "key_arn": _short(alert.get(s.KEY_ARN)),
+                "reason": _short(alert.get(s.REASON), 300),
+                "alert_id": alert[s.ALERT_ID],
+            }
+        )
+    return rows
+
+
+def _short(value: object, limit: int = 160) -> str:
+    text = "" if value is None else str(value)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,56 @@
+"""Flow tests run against Prefect's local test API, started once per test process (~9 s).
+
+PREFECT_HOME points at a temporary folder before anything imports Prefect, so the tests never
+read or write the user's ~/.prefect. Tests that run flows request ``prefect_api`` and carry
+``pytest.mark.xdist_group("prefect")``, so under ``pytest -n 2 --dist loadgroup`` they share one
+worker and one harness.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="keytrail-prefect-home-")
+atexit.register(shutil.rmtree, _HOME, True)
+os.environ["PREFECT_HOME"] = _HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "data" / "samples" / "trail"
+FIRST_DAY = "2026-11-01"
+LAST_DAY = "2026-11-14"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def short_window(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A configuration with the shortest baseline window, for tests that are not about
+    detection: a 30-day window would recompute features for 30 mostly empty days per run."""
+    path = tmp_path_factory.mktemp("config") / "keytrail.toml"
+    path.write_text("[baseline]\nwindow_days = 7\n")
+    return path
+
+
+def copy_days(days: list[str], target: Path) -> Path:
+    """A trail holding only the sample's delivery folders of ``days`` (YYYY-MM-DD)."""
+    wanted = {day.replace("-", "/") for day in days}
+    for folder in sorted(SAMPLES.glob("AWSLogs/*/CloudTrail/*/*/*/*")):
+        relative = folder.relative_to(SAMPLES)
+        if "/".join(relative.parts[-3:]) in wanted:
+            shutil.copytree(folder, target / relative)
+    return target
