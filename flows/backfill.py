@@ -93,7 +93,7 @@ def backfill(
             logger.info("backfill %s..%s: %d day(s) to do, %d already complete",
                         start, end, len(todo), len(outcomes))  # fmt: skip
             if todo:
-                ingest = ingest_stage(settings, Selection(todo[0], todo[-1]))
+                ingest = ingest_stage(settings, Selection(todo[0], todo[-1]), lock.refresh)
                 lock.refresh()
             for day in todo:
                 if not settings.lake.partition_files(day):

@@ -77,7 +77,7 @@ def root() -> None:
 
 @app.command("ingest")
 def ingest_command(
-    source: Annotated[str, typer.Argument(help="Trail folder, or s3://bucket[/prefix].")],
+    source: Annotated[str, typer.Argument(help="Trail folder, or s3://bucket/prefix.")],
     lake: Annotated[Path, typer.Option(help="Lake folder to write.")],
     start: Annotated[
         str | None, typer.Option(help="First event date (UTC, inclusive), YYYY-MM-DD.")

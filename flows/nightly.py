@@ -96,7 +96,6 @@ def make_task_runner(
 class RunSettings:
     """A run's parameters, resolved and checked once before anything is written."""
 
-    source_uri: str
     source: Source
     lake: LocalLake
     config: Config
@@ -117,6 +116,7 @@ def resolve_settings(
     hec_token_block: str | None,
     lock_ttl_hours: float,
 ) -> RunSettings:
+    """Parse the flow's plain parameters; a typo fails here, before the lake is locked."""
     try:
         settings = load_config(Path(config) if config else None)
     except ConfigError as exc:
@@ -128,7 +128,6 @@ def resolve_settings(
     if lock_ttl_hours <= 0:
         raise StageFailed("settings", "lock_ttl_hours must be positive")
     return RunSettings(
-        source_uri=source,
         source=open_source(source, endpoint_url=endpoint_url),
         lake=LocalLake(Path(lake)),
         config=settings,
@@ -195,8 +194,14 @@ def _finished_in_order(
         start = end
 
 
-def ingest_stage(settings: RunSettings, selection: Selection) -> IngestSummary:
-    """Plan, read the partitions through the task runner in waves, commit each wave in order."""
+def ingest_stage(
+    settings: RunSettings, selection: Selection, heartbeat: Callable[[], None] | None = None
+) -> IngestSummary:
+    """Plan, read the partitions through the task runner in waves, commit them in key order.
+
+    ``heartbeat`` (the lake lock's ``refresh``) is called after every commit, so a long
+    backfill's lock never looks stale to a run on another host.
+    """
     logger = get_run_logger()
     started = time.perf_counter()
     with stage("ingest"):
@@ -234,6 +239,8 @@ def ingest_stage(settings: RunSettings, selection: Selection) -> IngestSummary:
                     if reads:
                         with stage("ingest"):
                             tasks.commit_ingest(session, tasks.Wave(reads))
+                        if heartbeat is not None:
+                            heartbeat()
                 pending = upcoming
         with stage("ingest"):
             summary = tasks.finish_ingest(session)
@@ -494,7 +501,7 @@ def nightly(
     try:
         lock = hold_lake(settings, lock_command("nightly", day.isoformat()))
         try:
-            ingest = ingest_stage(settings, Selection(first, day))
+            ingest = ingest_stage(settings, Selection(first, day), lock.refresh)
             lock.refresh()
             outcome = process_day(settings, day, lock, force)
         finally:

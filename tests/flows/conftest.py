@@ -29,6 +29,26 @@ FIRST_DAY = "2026-11-01"
 LAST_DAY = "2026-11-14"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` group the flow tests again under pytest 9.
+
+    pytest-xdist 3.8 marks a test's group by writing ``nodeid@group`` to ``item._nodeid``, but
+    pytest 9 reads node IDs from ``item._id``, so the suffix is lost and every group is spread
+    over all workers — each of which would then start its own Prefect test API. Carry the
+    suffix over, for the tests of this folder only.
+    """
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest < 9 reads _nodeid itself
+        return
+    here = Path(__file__).parent
+    for item in items:
+        suffixed = getattr(item, "_nodeid", None)
+        if isinstance(suffixed, str) and "@" in suffixed and item.path.is_relative_to(here):
+            item._id = NodeId.parse(suffixed)  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
