@@ -6,7 +6,6 @@ with quarantined input); 2 bad usage or a source/lake that cannot be used.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sys
@@ -16,7 +15,6 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -35,6 +33,7 @@ from analytics.decompress import DEFAULT_MAX_DECOMPRESSED
 from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
+from flows.console import EXIT_STRICT, console, fail, parse_date, plain
 
 app = typer.Typer(
     name="keytrail",
@@ -43,31 +42,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-console = Console(stderr=True, soft_wrap=True)
-EXIT_STRICT = 1
-EXIT_USAGE = 2
-
-
-def _date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
-        ) from None
-
-
-def plain(text: str) -> str:
-    """Untrusted text (object keys, reasons) made safe for a terminal: no markup, no controls."""
-    printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    return escape(printable)
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {plain(message)}", highlight=False)
-    return typer.Exit(EXIT_USAGE)
+_date = parse_date
+_fail = fail
 
 
 @app.callback()

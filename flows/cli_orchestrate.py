@@ -26,6 +26,9 @@ import typer
 from rich.console import Console
 
 from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, check_unlocked
+from flows.console import fail as _fail
+from flows.console import parse_date as _day
+from flows.console import plain as _plain
 
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
@@ -37,18 +40,6 @@ class TaskRunnerName(enum.StrEnum):
     DASK = "dask"
 
 
-def _fail(message: str) -> typer.Exit:
-    from flows.cli import _fail as fail
-
-    return fail(message)
-
-
-def _plain(text: str) -> str:
-    from flows.cli import plain
-
-    return plain(text)
-
-
 def _quiet_prefect_defaults() -> None:
     """Defaults for a Prefect started by this process (set before Prefect is imported).
 
@@ -56,17 +47,6 @@ def _quiet_prefect_defaults() -> None:
     start (reference/measurements-2026-11.md §6). ``setdefault``: the user's choice wins.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def _day(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
-        ) from None
 
 
 def _check_settings(config: Path | None, sinks: list[str]) -> None:
@@ -213,7 +193,7 @@ def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
     except LakeLocked as exc:
         raise _fail(str(exc)) from None
     except StageFailed as exc:
-        from flows.cli import console
+        from flows.console import console
 
         console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_STAGE_FAILED) from None

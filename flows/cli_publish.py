@@ -24,6 +24,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.console import fail as _fail
+from flows.console import parse_date
+from flows.console import plain as _plain
+
 if TYPE_CHECKING:
     from analytics.export.sinks import Sink
 
@@ -39,25 +43,10 @@ class SinkName(enum.StrEnum):
     SECURITYHUB = "securityhub"
 
 
-def _fail(message: str) -> typer.Exit:
-    from flows.cli import _fail as fail
-
-    return fail(message)
-
-
-def _plain(text: str) -> str:
-    from flows.cli import plain
-
-    return plain(text)
-
-
 def _day(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--date"
-        ) from None
+    day = parse_date(value, "--date")
+    assert day is not None
+    return day
 
 
 def report_command(
@@ -293,7 +282,7 @@ def export_command(
             typer.echo(json.dumps({**partial, "error": str(exc), "retryable": exc.retryable},
                                   indent=2))  # fmt: skip
         else:
-            from flows.cli import console
+            from flows.console import console
 
             console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
             if partial.get("sent"):
