@@ -20,6 +20,7 @@ from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.alerts import DetectorInfo, assemble
 from analytics.config import Config
+from analytics.detectors._common import rule_events
 from analytics.detectors.base import DetectionContext, conform_findings
 from analytics.detectors.registry import ALL_DETECTORS
 
@@ -93,10 +94,7 @@ def run(
     timings["baselines"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    day_files = lake.partition_files(day)
-    day_events = (
-        pl.read_parquet(day_files, hive_partitioning=False) if day_files else _empty_events()
-    )
+    day_events = rule_events(_history(lake, day, day)).collect()
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
     history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []

@@ -23,6 +23,7 @@ __all__ = [
     "DATA_PLANE_EVENTS",
     "KMS_SOURCE",
     "READ_EVENTS",
+    "RULE_EVENT_COLUMNS",
     "UTC_US",
     "clip_text",
     "from_source",
@@ -30,6 +31,7 @@ __all__ = [
     "hour_text",
     "key_account",
     "per_event_findings",
+    "rule_events",
     "setting",
     "shown",
     "succeeded",
@@ -56,6 +58,37 @@ READ_EVENTS: frozenset[str] = frozenset(
 )  # fmt: skip
 """KMS calls that change nothing. Everything else is a write. Classified by name, not by the
 ``readOnly`` flag, because the flag was only verified for some operations (reference §3.9)."""
+
+RULE_EVENT_COLUMNS: tuple[str, ...] = (
+    s.EVENT_ID, s.EVENT_TIME, s.EVENT_DATE, s.EVENT_SOURCE, s.EVENT_NAME, s.AWS_REGION,
+    s.RECIPIENT_ACCOUNT_ID, s.PRINCIPAL_TYPE, s.PRINCIPAL_ACCOUNT_ID, s.ACTOR, s.INVOKED_BY,
+    s.SOURCE_IP, s.ERROR_CODE, s.ERROR_MESSAGE, s.KEY_ARN, s.KEY_ACCOUNT_ID,
+    s.REQUEST_PARAMETERS, s.RESPONSE_ELEMENTS,
+)  # fmt: skip
+"""The columns of ``DetectionContext.events``: what the rules read, and nothing more. A day of
+a large organisation is a million rows; user agents, encryption contexts and source objects
+would triple the memory the rules need without any rule looking at them."""
+
+_RULE_JSON_COLUMNS = (s.REQUEST_PARAMETERS, s.RESPONSE_ELEMENTS)
+
+
+def rule_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The view of a day's events the rules get: :data:`RULE_EVENT_COLUMNS`, with the JSON
+    fields of KMS cryptographic calls left out.
+
+    Rules read request and response JSON only of management calls (policies, grants, aliases,
+    deletions, trails); a data-plane call's request is its encryption context, which the rules
+    never parse, and dropping it halves the day's footprint. Tests build their contexts through
+    this view too, so a rule that reads anything else fails there, not in production.
+    """
+    data_plane = (
+        (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.EVENT_NAME).is_in(DATA_PLANE_EVENTS)
+    ).fill_null(False)
+    return events.select(
+        *(pl.col(name) for name in RULE_EVENT_COLUMNS if name not in _RULE_JSON_COLUMNS),
+        *(pl.when(~data_plane).then(pl.col(name)).alias(name) for name in _RULE_JSON_COLUMNS),
+    ).select(RULE_EVENT_COLUMNS)
+
 
 SHOWN_CHARS = 200
 """Longest record value quoted inside a reason: a 10 kB alias name must not make a 10 kB alert."""

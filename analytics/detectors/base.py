@@ -53,8 +53,10 @@ REQUIRED_FINDING_COLUMNS = (s.WINDOW_START, s.WINDOW_END, s.REASON, s.EVIDENCE_E
 class DetectionContext:
     """Everything a rule may look at for one target day.
 
-    ``events`` holds the target day's events (event schema); ``history`` the events of the
-    ``history_days`` before it, lazily, so a rule projects only the columns it needs.
+    ``events`` holds the target day's events in the narrow view of
+    :func:`analytics.detectors._common.rule_events` (the columns rules read; no request JSON
+    on cryptographic calls); ``history`` the events of the ``history_days`` before it, in the
+    full event schema but lazily, so a rule projects only the columns it needs.
     ``settings`` holds this detector's thresholds from ``keytrail.toml`` (defaults applied).
     """
 

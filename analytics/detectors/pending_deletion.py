@@ -71,12 +71,18 @@ def _deletion_states(ctx: DetectionContext, keys: pl.Series) -> pl.DataFrame:
 
 def detect(ctx: DetectionContext) -> pl.DataFrame:
     """Per (key, actor, hour): calls refused as pending deletion or made on a pending key."""
-    kms = ctx.events.filter(pl.col(s.EVENT_SOURCE) == KMS_SOURCE)
+    kms = ctx.events.lazy().filter(pl.col(s.EVENT_SOURCE) == KMS_SOURCE)
     is_use = pl.col(s.EVENT_NAME).is_in(DATA_PLANE_EVENTS) & pl.col(s.KEY_ARN).is_not_null()
-    candidates = kms.filter(_refused_as_pending() | is_use)
+    used_keys = kms.filter(is_use).select(pl.col(s.KEY_ARN).unique()).collect().to_series()
+    states = _deletion_states(ctx, used_keys)
+    # Only keys with a deletion on record can be "used while pending": filtering the day's
+    # million cryptographic calls down to those keys first keeps this rule's memory small.
+    ever_scheduled = states.filter(pl.col("_state") == SCHEDULE).get_column(s.KEY_ARN).unique()
+    candidates = kms.filter(
+        _refused_as_pending() | (is_use & pl.col(s.KEY_ARN).is_in(ever_scheduled.implode()))
+    ).collect()
     if candidates.is_empty():
         return empty_findings()
-    states = _deletion_states(ctx, candidates.filter(is_use).get_column(s.KEY_ARN).unique())
     candidates = (
         candidates.with_columns(pl.col(s.EVENT_TIME).alias("_use_time"))
         .sort("_use_time")

@@ -16,6 +16,7 @@ import polars as pl
 from analytics import schema as s
 from analytics.cloudtrail import parse_document
 from analytics.detectors import DetectionContext, RuleDetector, conform_findings
+from analytics.detectors._common import rule_events
 
 SAMPLES = Path(__file__).parent / "samples"
 ORG_ACCOUNTS = frozenset({"111122223333", "444455556666"})
@@ -71,7 +72,7 @@ def context(
     assert isinstance(day, dt.date)
     return DetectionContext(
         day=day,
-        events=events,
+        events=rule_events(events.lazy()).collect(),
         history=(history if history is not None else empty_events()).lazy(),
         history_days=history_days,
         org_accounts=org_accounts,
