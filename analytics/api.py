@@ -62,10 +62,12 @@ __all__ = [
     "dry_run",
     "events",
     "explain",
+    "hourly_features",
     "hourly_usage",
     "load_config",
     "model_scores",
     "open_lake",
+    "scan_events",
     "suppress",
     "suppression_candidates",
     "suppression_toml",
@@ -115,7 +117,8 @@ class Lake:
     """A keytrail lake opened for reading; get one from :func:`open_lake`.
 
     A thin, immutable handle: it holds no data and no open files, so it can be kept in a
-    notebook for hours while the nightly run adds days to the lake underneath it.
+    notebook for hours while the nightly run adds days to the lake underneath it. Code that
+    already holds a checked :class:`LocalLake` (the report) wraps it as ``Lake(local)``.
     """
 
     local: LocalLake
@@ -348,6 +351,29 @@ def _event_scan(lake: Lake, days: Iterable[dt.date]) -> pl.LazyFrame:
     return pl.scan_parquet(files, hive_partitioning=False)
 
 
+def _day_range(start: TimeLike | None, end: TimeLike | None) -> tuple[dt.date, dt.date]:
+    """Whole UTC days ``start``..``end``, both inclusive; ``None`` leaves that end open."""
+    first = _day(start) if start is not None else dt.date.min
+    last = _day(end) if end is not None else dt.date.max
+    return first, last
+
+
+def scan_events(
+    lake: Lake, start: TimeLike | None = None, end: TimeLike | None = None
+) -> pl.LazyFrame:
+    """The stored events of the days ``start``..``end``, lazily: not filtered, not sorted.
+
+    For questions over long ranges that end in an aggregate or a narrow filter (each key's first
+    and last use, every key policy ever set), where :func:`events` would collect and sort every
+    row first: select and filter on this scan, and Polars pushes both into the Parquet reader.
+    Only the days' partitions are opened. ``start``/``end`` are whole UTC days, both inclusive
+    (an instant stands for its day); ``None`` leaves that end open. Rows keep their stored
+    order, so a day read whole costs one copy and no sort (the daily report reads its day so).
+    """
+    first, last = _day_range(start, end)
+    return _event_scan(lake, [d for d in lake.event_dates() if first <= d <= last])
+
+
 def events(
     lake: Lake,
     *,
@@ -400,6 +426,21 @@ def _features(lake: Lake, first: dt.date, last: dt.date) -> pl.DataFrame:
         if frames:
             return pl.concat(frames, how="vertical_relaxed")
     return features.scan(lake.local, first, last).collect()
+
+
+def hourly_features(lake: Lake, start: TimeLike, end: TimeLike) -> pl.DataFrame:
+    """The hourly feature rows of the days ``start``..``end`` (both inclusive), as stored.
+
+    One row per (hour, key, actor) with the counts, distinct counts and distinct values of
+    ``sql/features_hourly.sql``: what the detectors, :func:`hourly_usage` and
+    :func:`baseline_band` are computed from. For questions those do not answer, and for the
+    daily report, whose charts draw the bands of several keys from one read of the window.
+    Feature files are brought up to date with the events first, as for every usage function.
+    """
+    first, last = _day_range(start, end)
+    if first > last:
+        raise ValueError(f"start {first} is after end {last}")
+    return _features(lake, first, last)
 
 
 def _hours(span: _Span) -> pl.DataFrame:
@@ -610,8 +651,7 @@ def alerts(
     suppression never hides anything from someone who asks. Sorted by day, then most severe
     first. Columns: the alert schema (``docs/lake-schema.md``).
     """
-    first = _day(start) if start is not None else dt.date.min
-    last = _day(end) if end is not None else dt.date.max
+    first, last = _day_range(start, end)
     days = [d for d in lake.alert_dates() if first <= d <= last]
     frames = [detect.read_alerts(lake.local, d) for d in days]
     if not frames:

@@ -2,8 +2,9 @@
 HTML and Markdown documents that gather them (``LAKE/reports/YYYY-MM-DD/``).
 
 Builders are pure functions over frames (:mod:`analytics.reports.daily` ``build``); reading the
-lake (:mod:`analytics.reports.inputs`) and writing files (``daily.write``) are kept apart so the
-builders can be tested on hand-made frames and the documents pinned by golden files.
+lake (:mod:`analytics.reports.inputs`, through :mod:`analytics.api` like the notebooks) and
+writing files (``daily.write``) are kept apart so the builders can be tested on hand-made frames
+and the documents pinned by golden files.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ the inventory — a key's policy may have been set a year ago). The whole-histor
 few columns and filter to KMS configuration events before collecting, so they stay cheap next to
 ingest; the cryptographic calls contribute only per-key aggregates.
 
-This module does the I/O; everything it returns is plain frames handed to pure builders.
+This module does the I/O, all of it through :mod:`analytics.api` — the functions the notebooks
+use — so the report and an analyst read the same events, alerts and hourly features the same
+way; everything it returns is plain frames handed to pure builders.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from analytics import features
+from analytics import api
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import read_alerts
 from analytics.detectors._common import DATA_PLANE_EVENTS
 from analytics.identity import KMS_SOURCE
 from analytics.reports._records import REPORT_EVENTS
@@ -45,19 +46,6 @@ class ReportInputs:
     hourly_features: pl.DataFrame
     lake_first_day: dt.date | None
     org_accounts: frozenset[str]
-
-
-def _empty_events() -> pl.DataFrame:
-    frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
-    assert isinstance(frame, pl.DataFrame)
-    return frame
-
-
-def _scan(lake: LocalLake, days: list[dt.date]) -> pl.LazyFrame:
-    files = [str(path) for day in days for path in lake.partition_files(day)]
-    if not files:
-        return _empty_events().lazy()
-    return pl.scan_parquet(files, hive_partitioning=False)
 
 
 def key_activity(history: pl.LazyFrame) -> pl.LazyFrame:
@@ -124,13 +112,11 @@ def load(
     org_accounts: frozenset[str] = frozenset(),
 ) -> ReportInputs:
     """Read the report inputs of ``day`` (the day's events must exist)."""
-    all_days = [d for d in lake.event_dates() if d <= day]
-    day_files = lake.partition_files(day)
-    day_events = (
-        pl.read_parquet(day_files, hive_partitioning=False) if day_files else _empty_events()
-    )
-    history = _scan(lake, all_days)
-    before = _scan(lake, [d for d in all_days if d < day])
+    lake_api = api.Lake(lake)
+    all_days = [d for d in lake_api.event_dates() if d <= day]
+    day_events = api.scan_events(lake_api, day, day).collect()
+    history = api.scan_events(lake_api, end=day)
+    before = api.scan_events(lake_api, end=day - dt.timedelta(days=1))
     management = (
         history.filter(
             (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.EVENT_NAME).is_in(REPORT_EVENTS)
@@ -149,18 +135,14 @@ def load(
         .unique()
         .collect()
     )
-    first = day - dt.timedelta(days=window_days)
-    window = [d for d in all_days if d >= first]
-    features.ensure_days(lake, window)
-    hourly = features.scan(lake, first, day).collect()
     return ReportInputs(
         day=day,
         day_events=day_events,
         management_events=management,
         key_activity=activity,
         prior_pairs=prior_pairs,
-        alerts=read_alerts(lake, day),
-        hourly_features=hourly,
+        alerts=api.alerts(lake_api, day, day, include_suppressed=True),
+        hourly_features=api.hourly_features(lake_api, day - dt.timedelta(days=window_days), day),
         lake_first_day=all_days[0] if all_days else None,
         org_accounts=org_accounts_of(activity, org_accounts),
     )
