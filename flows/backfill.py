@@ -26,7 +26,7 @@ from flows.nightly import (
     StageFailed,
     current_flow_run_id,
     default_task_runner,
-    hold_lake,
+    held,
     ingest_stage,
     lock_command,
     process_day,
@@ -63,6 +63,7 @@ def backfill(
     inventory_regions: list[str] | None = None,
     hec_token_block: str | None = None,
     lock_ttl_hours: float = DEFAULT_TTL.total_seconds() / 3600,
+    lake_kms_key: str | None = None,
 ) -> dict[str, Any]:
     """Ingest ``start``..``end`` and score each day in order, skipping completed days."""
     if start > end:
@@ -70,16 +71,15 @@ def backfill(
     if (end - start).days >= MAX_DAYS:
         raise StageFailed("settings", f"at most {MAX_DAYS} days per backfill")
     settings = resolve_settings(source, lake, config, sinks, endpoint_url, inventory_regions,
-                                hec_token_block, lock_ttl_hours)  # fmt: skip
+                                hec_token_block, lock_ttl_hours, lake_kms_key)  # fmt: skip
     logger = get_run_logger()
     title = (
-        f"keytrail backfill {start}..{end} — {settings.source.describe()} → {settings.lake.root}"
+        f"keytrail backfill {start}..{end} — {settings.source.describe()} → {settings.lake_name}"
     )
     ingest: IngestSummary | None = None
     outcomes: list[dict[str, Any]] = []
     try:
-        lock = hold_lake(settings, lock_command("backfill", f"{start}..{end}"))
-        try:
+        with held(settings, lock_command("backfill", f"{start}..{end}")) as lock:
             todo = []
             for day in days_between(start, end):
                 fingerprint = tasks.inputs_fingerprint(
@@ -103,8 +103,6 @@ def backfill(
                     continue
                 outcomes.append(process_day(settings, day, lock, force))
                 lock.refresh()
-        finally:
-            lock.release()
     except Exception as exc:
         publish_artifacts("backfill", title, ingest, _by_date(outcomes), str(exc))
         raise
@@ -115,7 +113,7 @@ def backfill(
         "start": start.isoformat(),
         "end": end.isoformat(),
         "source": settings.source.describe(),
-        "lake": str(settings.lake.root),
+        "lake": settings.lake_name,
         "ingest": ingest.to_dict() if ingest else None,
         "days": [result_of(outcome) for outcome in ordered],
     }

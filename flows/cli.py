@@ -34,6 +34,7 @@ from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain
+from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, quarantine_location
 
 app = typer.Typer(
     name="keytrail",
@@ -54,7 +55,7 @@ def root() -> None:
 @app.command("ingest")
 def ingest_command(
     source: Annotated[str, typer.Argument(help="Trail folder, or s3://bucket/prefix.")],
-    lake: Annotated[Path, typer.Option(help="Lake folder to write.")],
+    lake: LakeOption,
     start: Annotated[
         str | None, typer.Option(help="First event date (UTC, inclusive), YYYY-MM-DD.")
     ] = None,
@@ -78,6 +79,7 @@ def ingest_command(
         bool, typer.Option("--strict", help="Exit 1 if any object or record was quarantined.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    lake_kms_key: LakeKmsKeyOption = None,
     checkpoint_events: Annotated[
         int, typer.Option(min=1, hidden=True, help="Events written between commits.")
     ] = IngestOptions.checkpoint_events,
@@ -108,7 +110,9 @@ def ingest_command(
     )
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
-        summary = _run_ingest(trail, LocalLake(lake), options, show_progress=not as_json)
+        with command_lake(lake, f"keytrail ingest {source}", endpoint_url=endpoint_url,
+                          kms_key_id=lake_kms_key) as local:  # fmt: skip
+            summary = _run_ingest(trail, local, options, show_progress=not as_json)
     except SourceError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -148,7 +152,7 @@ def _run_ingest(
         return ingest(source, lake, options, progress=update)
 
 
-def _print_ingest_summary(summary: IngestSummary, lake: Path) -> None:
+def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
     out = Console()
     title = plain(f"ingest {summary.source} → {lake}")
     table = Table(title=title, show_header=False, box=None)
@@ -177,7 +181,7 @@ def _print_ingest_summary(summary: IngestSummary, lake: Path) -> None:
         out.print(f"[red]failed[/] {plain(line)}", highlight=False, soft_wrap=True)
     hidden = len(summary.quarantined) + len(summary.failed) - 40
     if hidden > 0:
-        out.print(f"… and {hidden} more; see {lake / 'quarantine'} and --json")
+        out.print(f"… and {hidden} more; see {plain(quarantine_location(lake))} and --json")
 
 
 def _register_extensions() -> None:
@@ -246,13 +250,14 @@ def _load_config(path: Path | None) -> Config:
 
 @app.command("detect")
 def detect_command(
-    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    lake: LakeOption,
     date: Annotated[str, typer.Option(help="Day to score (UTC), YYYY-MM-DD.")],
     config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would fire; write nothing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    lake_kms_key: LakeKmsKeyOption = None,
 ) -> None:
     """Score one day: rule detectors and the isolation forest, against baselines of the days before.
 
@@ -267,10 +272,11 @@ def detect_command(
     day = _date(date, "--date")
     assert day is not None
     settings = _load_config(config)
-    local = LocalLake(lake)
-    if not local.partition_files(day):
-        raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
-    result = run(local, day, settings, dry_run=dry_run)
+    with command_lake(lake, f"keytrail detect {day}", kms_key_id=lake_kms_key,
+                      writes=not dry_run) as local:  # fmt: skip
+        if not local.partition_files(day):
+            raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
+        result = run(local, day, settings, dry_run=dry_run)
     summary = result.summary
     for expired in summary["expired_suppressions"]:
         console.print(
@@ -312,7 +318,12 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object]) -> None:
 
 @app.command("evaluate")
 def evaluate_command(
-    lake: Annotated[Path, typer.Option(help="Lake with alerts for the labelled days.")],
+    lake: Annotated[
+        str,
+        typer.Option(
+            help="Lake with alerts for the labelled days: a folder or s3://bucket/prefix."
+        ),
+    ],
     labels: Annotated[Path, typer.Option(help="labels.json written by keytrail generate.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -324,7 +335,8 @@ def evaluate_command(
     """
     from analytics.evaluate import evaluate, load_labels
 
-    report = evaluate(LocalLake(lake), load_labels(labels))
+    with command_lake(lake, "keytrail evaluate", writes=False) as local:
+        report = evaluate(local, load_labels(labels))
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return

@@ -29,6 +29,7 @@ from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, check_unlocked
 from flows.console import fail as _fail
 from flows.console import parse_date as _day
 from flows.console import plain as _plain
+from flows.lake_access import LakeKmsKeyOption, LakeOption, is_remote
 
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
@@ -66,7 +67,11 @@ def _check_settings(config: Path | None, sinks: list[str]) -> None:
             raise _fail(f"--sink {text}: {exc}") from None
 
 
-def _check_lake(lake: Path, ttl_hours: float) -> None:
+def _check_lake(lake: str | Path, ttl_hours: float) -> None:
+    """Refuse at once if a live run holds a local lake (an S3 lake is checked when locked)."""
+    if is_remote(lake):
+        return
+    lake = Path(lake)
     try:
         check_unlocked(lake, dt.timedelta(hours=ttl_hours))
     except LakeLocked as exc:
@@ -82,7 +87,7 @@ SINK_HELP = (
 
 def run_command(
     source: Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")],
-    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    lake: LakeOption,
     date: Annotated[
         str | None, typer.Option(help="Day to run the nightly flow for (default: yesterday, UTC).")
     ] = None,
@@ -122,6 +127,7 @@ def run_command(
         float, typer.Option(min=0.01, help="A lock whose heartbeat is older is stale.")
     ] = _TTL_HOURS,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result object.")] = False,
+    lake_kms_key: LakeKmsKeyOption = None,
 ) -> None:
     """Run the nightly flow for a day, or the backfill flow over --start..--end, under Prefect.
 
@@ -160,7 +166,7 @@ def run_command(
     runner = make_task_runner(task_runner.value, dask_address, dask_workers)
     common: dict[str, Any] = {
         "source": source,
-        "lake": str(lake),
+        "lake": lake,
         "config": str(config) if config else None,
         "sinks": sinks or None,
         "endpoint_url": endpoint_url,
@@ -168,6 +174,7 @@ def run_command(
         "inventory_regions": list(inventory_region or []) or None,
         "hec_token_block": hec_token_block,
         "lock_ttl_hours": lock_ttl_hours,
+        "lake_kms_key": lake_kms_key,
     }
     if first and last:
         from flows.backfill import backfill
@@ -236,7 +243,7 @@ def print_result(result: dict[str, Any]) -> None:
 
 def serve_command(
     source: Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")],
-    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    lake: LakeOption,
     config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
     cron: Annotated[
         str,
@@ -263,6 +270,7 @@ def serve_command(
     hec_token_block: Annotated[
         str | None, typer.Option(help="splunk-hec: Prefect Secret block holding the token.")
     ] = None,
+    lake_kms_key: LakeKmsKeyOption = None,
 ) -> None:
     """Run the nightly flow on a schedule, against the Prefect server PREFECT_API_URL names.
 
@@ -292,12 +300,13 @@ def serve_command(
     runner = make_task_runner(task_runner.value, dask_address, dask_workers)
     parameters: dict[str, Any] = {
         "source": source,
-        "lake": str(lake.resolve()),
+        "lake": lake if is_remote(lake) else str(Path(lake).resolve()),
         "config": str(config.resolve()) if config else None,
         "sinks": sinks or None,
         "endpoint_url": endpoint_url,
         "inventory_regions": list(inventory_region or []) or None,
         "hec_token_block": hec_token_block,
+        "lake_kms_key": lake_kms_key,
     }
     nightly.with_options(task_runner=runner).serve(
         name=name,

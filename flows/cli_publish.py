@@ -27,8 +27,10 @@ from rich.table import Table
 from flows.console import fail as _fail
 from flows.console import parse_date
 from flows.console import plain as _plain
+from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, shown_path
 
 if TYPE_CHECKING:
+    from analytics.adapters.lake import LocalLake
     from analytics.export.sinks import Sink
 
 HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -50,7 +52,7 @@ def _day(value: str) -> dt.date:
 
 
 def report_command(
-    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    lake: LakeOption,
     date: Annotated[str, typer.Option(help="Day to report on (UTC), YYYY-MM-DD.")],
     inventory: Annotated[
         bool,
@@ -72,6 +74,7 @@ def report_command(
     ] = None,
     top_actors: Annotated[int, typer.Option(min=1, help="Actors listed per key.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    lake_kms_key: LakeKmsKeyOption = None,
 ) -> None:
     """Write the day's reports: key usage, rotation, policy and grant audit, key inventory,
     report.html and report.md, under LAKE/reports/D/.
@@ -80,35 +83,21 @@ def report_command(
 
         [bold]keytrail report --lake ./lake --date 2026-11-28 --inventory --region eu-west-1[/]
     """
-    from analytics import reports
-    from analytics.adapters.lake import LocalLake
     from analytics.config import ConfigError
     from analytics.config import load as load_config
 
     day = _day(date)
-    local = LocalLake(lake)
-    if not local.partition_files(day):
-        raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
     try:
         settings = load_config(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    window = settings.baseline_window_days
-    inputs = reports.load(local, day, window, frozenset(settings.org_accounts))
-    snapshots: list[Any] = []
-    notes: list[str] = []
-    if inventory:
-        snapshots, notes = _inventory(inputs.key_activity, region or [], endpoint_url)
-    report = reports.build(
-        inputs,
-        dt.datetime.now(dt.UTC).replace(microsecond=0),
-        snapshots,
-        top_actors=top_actors,
-        window_days=window,
-        notes=notes,
-    )
-    files = reports.write(local, report)
-    summary = {**report.summary(), "files": {name: str(path) for name, path in files.items()}}
+    with command_lake(lake, f"keytrail report {day}", kms_key_id=lake_kms_key) as local:
+        report, files = _write_report(local, day, settings, inventory, region or [],
+                                      endpoint_url, top_actors)  # fmt: skip
+        shown = {name: shown_path(lake, local, path) for name, path in files.items()}
+        folder = shown_path(lake, local, _report_dir(local, day))
+    notes = report.notes
+    summary = {**report.summary(), "files": shown}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -121,7 +110,43 @@ def report_command(
     out.print(table)
     for note in notes:
         out.print(f"[yellow]note:[/] {_plain(note)}", highlight=False)
-    out.print(f"wrote {len(files)} files to {_plain(str(reports.report_dir(local, day)))}")
+    out.print(f"wrote {len(files)} files to {_plain(folder)}")
+
+
+def _report_dir(local: Any, day: dt.date) -> Path:
+    from analytics import reports
+
+    return Path(reports.report_dir(local, day))
+
+
+def _write_report(
+    local: Any,
+    day: dt.date,
+    settings: Any,
+    inventory: bool,
+    regions: list[str],
+    endpoint_url: str | None,
+    top_actors: int,
+) -> tuple[Any, dict[str, Path]]:
+    from analytics import reports
+
+    if not local.partition_files(day):
+        raise _fail(f"no events for {day} in the lake; run keytrail ingest first")
+    window = settings.baseline_window_days
+    inputs = reports.load(local, day, window, frozenset(settings.org_accounts))
+    snapshots: list[Any] = []
+    notes: list[str] = []
+    if inventory:
+        snapshots, notes = _inventory(inputs.key_activity, regions, endpoint_url)
+    report = reports.build(
+        inputs,
+        dt.datetime.now(dt.UTC).replace(microsecond=0),
+        snapshots,
+        top_actors=top_actors,
+        window_days=window,
+        notes=notes,
+    )
+    return report, reports.write(local, report)
 
 
 def _inventory(
@@ -176,7 +201,7 @@ def _region(region: str | None) -> str:
 
 def _sink(
     sink: SinkName,
-    lake: Path,
+    lake: LocalLake,
     day: dt.date,
     output: Path | None,
     s3_uri: str | None,
@@ -187,7 +212,6 @@ def _sink(
     endpoint_url: str | None,
     max_attempts: int = 6,
 ) -> Sink:
-    from analytics.adapters.lake import LocalLake
     from analytics.adapters.securityhub import SecurityHub
     from analytics.export import (
         HecSink,
@@ -200,7 +224,7 @@ def _sink(
     from analytics.export.hec import collector_url
 
     if sink is SinkName.OCSF_FILE:
-        return OcsfFileSink(output or default_ocsf_path(LocalLake(lake), day))
+        return OcsfFileSink(output or default_ocsf_path(lake, day))
     if sink is SinkName.S3:
         if not s3_uri or not s3_uri.startswith("s3://"):
             raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
@@ -218,7 +242,7 @@ def _sink(
 
 
 def export_command(
-    lake: Annotated[Path, typer.Option(help="Lake folder.")],
+    lake: LakeOption,
     date: Annotated[str, typer.Option(help="Day whose alerts to export (UTC), YYYY-MM-DD.")],
     sink: Annotated[SinkName, typer.Option(help="Where the alerts go.")],
     output: Annotated[
@@ -248,6 +272,7 @@ def export_command(
         int, typer.Option(min=1, help="splunk-hec: tries per batch on throttling, 5xx, timeouts.")
     ] = 6,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    lake_kms_key: LakeKmsKeyOption = None,
 ) -> None:
     """Send the day's alerts to a SIEM, each alert once (suppressed alerts are not exported).
 
@@ -264,18 +289,17 @@ def export_command(
         [bold]keytrail export --lake ./lake --date 2026-11-28 --sink splunk-hec \\
         --hec-url https://splunk:8088[/]
     """
-    from analytics.adapters.lake import LocalLake
     from analytics.detect import alerts_path
     from analytics.export import SinkError, export
 
     day = _day(date)
-    local = LocalLake(lake)
-    if not Path(alerts_path(local, day)).exists():
-        raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
-    target = _sink(sink, lake, day, output, s3_uri, hec_url, hec_token_block, hec_index, region,
-                   endpoint_url, max_attempts)  # fmt: skip
     try:
-        result = export(local, day, target)
+        with command_lake(lake, f"keytrail export {day}", kms_key_id=lake_kms_key) as local:
+            if not Path(alerts_path(local, day)).exists():
+                raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
+            target = _sink(sink, local, day, output, s3_uri, hec_url, hec_token_block,
+                           hec_index, region, endpoint_url, max_attempts)  # fmt: skip
+            result = export(local, day, target)
     except SinkError as exc:
         partial = exc.result.to_dict() if exc.result else {}
         if as_json:

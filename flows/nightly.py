@@ -42,6 +42,7 @@ from analytics.config import load as load_config
 from analytics.ingest import IngestOptions, IngestSummary
 from analytics.layout import Selection
 from flows import tasks
+from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
 
 NIGHTLY_CRON = "30 2 * * *"
 """02:30 UTC: CloudTrail delivers most events within 15 minutes, so by then yesterday's late
@@ -104,6 +105,18 @@ class RunSettings:
     inventory_regions: tuple[str, ...] = ()
     hec_token_block: str | None = None
     lock_ttl: dt.timedelta = DEFAULT_TTL
+    remote: str | None = None
+    """``s3://bucket/prefix`` when the lake is in S3 (``lake`` is then its local mirror)."""
+    lake_kms_key: str | None = None
+
+    @property
+    def lake_name(self) -> str:
+        """The lake as the user named it."""
+        return self.remote or str(self.lake.root)
+
+    def shown(self, path: str) -> str:
+        """A file of the working lake as the user finds it (in the bucket for an S3 lake)."""
+        return shown_path(self.remote, self.lake, Path(path)) if self.remote else path
 
 
 def resolve_settings(
@@ -115,6 +128,7 @@ def resolve_settings(
     inventory_regions: Sequence[str] | None,
     hec_token_block: str | None,
     lock_ttl_hours: float,
+    lake_kms_key: str | None = None,
 ) -> RunSettings:
     """Parse the flow's plain parameters; a typo fails here, before the lake is locked."""
     try:
@@ -127,9 +141,21 @@ def resolve_settings(
         raise StageFailed("settings", str(exc)) from None
     if lock_ttl_hours <= 0:
         raise StageFailed("settings", "lock_ttl_hours must be positive")
+    remote = lake if is_remote(lake) else None
+    if remote:
+        from analytics.adapters.s3_lake import LakeSyncError, S3LakeUri, default_mirror_root
+
+        try:
+            root = default_mirror_root(S3LakeUri.parse(remote))
+        except LakeSyncError as exc:
+            raise StageFailed("settings", str(exc)) from None
+    else:
+        root = Path(lake)
     return RunSettings(
         source=open_source(source, endpoint_url=endpoint_url),
-        lake=LocalLake(Path(lake)),
+        lake=LocalLake(root),
+        remote=remote,
+        lake_kms_key=lake_kms_key,
         config=settings,
         sinks=specs,
         endpoint_url=endpoint_url,
@@ -269,7 +295,7 @@ def ingest_stage(
 
 
 def process_day(
-    settings: RunSettings, day: dt.date, lock: LakeLock, force: bool = False
+    settings: RunSettings, day: dt.date, lock: HeldLake, force: bool = False
 ) -> dict[str, Any]:
     """Features → baselines → detect → publish → export for one day, then its completion record.
 
@@ -341,7 +367,7 @@ def process_day(
         "events_scored": summary["events_scored"],
         "history_days": baselines["history_days"],
         "model_note": summary.get("model_note"),
-        "report_html": published["report_html"],
+        "report_html": settings.shown(published["report_html"]),
         "exports": exports,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -450,16 +476,47 @@ def lock_command(kind: str, detail: str) -> str:
     return f"keytrail {kind} {detail} (flow run {flow_run.name or flow_run.id})"
 
 
-def hold_lake(settings: RunSettings, command: str) -> LakeLock:
-    """Take the lake lock, logging a stale lock this run recovered from."""
-    settings.lake.root.mkdir(parents=True, exist_ok=True)
-    lock = LakeLock(settings.lake.root, command, settings.lock_ttl)
-    lock.acquire()
+def hold_lake(settings: RunSettings, command: str) -> HeldLake:
+    """Take the lake lock, logging a stale lock this run recovered from.
+
+    For an S3 lake: take the bucket's lock, pull the mirror, then lock the mirror as well (two
+    runs on one machine share it); :meth:`HeldLake.release` pushes and lets go of both.
+    """
+    logger = get_run_logger()
+    remote = None
+    if settings.remote:
+        with stage("lake"):
+            remote = RemoteLake.open(settings.remote, command, endpoint_url=settings.endpoint_url,
+                                     kms_key_id=settings.lake_kms_key, ttl=settings.lock_ttl,
+                                     writes=True, log=logger.info)  # fmt: skip
+    try:
+        settings.lake.root.mkdir(parents=True, exist_ok=True)
+        lock = LakeLock(settings.lake.root, command, settings.lock_ttl)
+        lock.acquire()
+    except BaseException:
+        if remote is not None:
+            remote.close(push=False, log=logger.info)
+        raise
     if lock.recovered is not None:
         holder, reason = lock.recovered
         who = holder.describe() if holder else "an unknown run"
-        get_run_logger().warning("recovered a stale lock left by %s: %s", who, reason)
-    return lock
+        logger.warning("recovered a stale lock left by %s: %s", who, reason)
+    return HeldLake(lock, remote)
+
+
+@contextmanager
+def held(settings: RunSettings, command: str) -> Iterator[HeldLake]:
+    """:func:`hold_lake` for a block: released (and an S3 lake pushed) however it ends."""
+    lock = hold_lake(settings, command)
+    error: BaseException | None = None
+    try:
+        yield lock
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        with stage("lake"):
+            lock.release(error, get_run_logger().info)
 
 
 def _nightly_run_name() -> str:
@@ -483,6 +540,7 @@ def nightly(
     inventory_regions: list[str] | None = None,
     hec_token_block: str | None = None,
     lock_ttl_hours: float = DEFAULT_TTL.total_seconds() / 3600,
+    lake_kms_key: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline for ``date`` (default: yesterday, UTC).
 
@@ -494,18 +552,15 @@ def nightly(
     if first > day:
         raise StageFailed("settings", f"ingest_from {first} is after the scored day {day}")
     settings = resolve_settings(source, lake, config, sinks, endpoint_url, inventory_regions,
-                                hec_token_block, lock_ttl_hours)  # fmt: skip
-    title = f"keytrail nightly {day} — {settings.source.describe()} → {settings.lake.root}"
+                                hec_token_block, lock_ttl_hours, lake_kms_key)  # fmt: skip
+    title = f"keytrail nightly {day} — {settings.source.describe()} → {settings.lake_name}"
     ingest: IngestSummary | None = None
     outcome: dict[str, Any] | None = None
     try:
-        lock = hold_lake(settings, lock_command("nightly", day.isoformat()))
-        try:
+        with held(settings, lock_command("nightly", day.isoformat())) as lock:
             ingest = ingest_stage(settings, Selection(first, day), lock.refresh)
             lock.refresh()
             outcome = process_day(settings, day, lock, force)
-        finally:
-            lock.release()
     except Exception as exc:
         publish_artifacts("nightly", title, ingest, [outcome] if outcome else [], str(exc))
         raise
@@ -514,7 +569,7 @@ def nightly(
         "flow_run_id": current_flow_run_id(),
         "date": day.isoformat(),
         "source": settings.source.describe(),
-        "lake": str(settings.lake.root),
+        "lake": settings.lake_name,
         "ingest": ingest.to_dict() if ingest else None,
         "days": [result_of(outcome)],
     }

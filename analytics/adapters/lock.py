@@ -99,9 +99,16 @@ class LockHolder:
 class LakeLocked(RuntimeError):
     """Another run holds the lake. The message names it and says what to do."""
 
-    def __init__(self, lake_root: Path, holder: LockHolder | None, detail: str = "") -> None:
+    def __init__(
+        self,
+        lake_root: Path | str,
+        holder: LockHolder | None,
+        detail: str = "",
+        lock_location: str | None = None,
+    ) -> None:
         self.lake_root = lake_root
         self.holder = holder
+        where = lock_location or str(lock_path(Path(lake_root)))
         who = holder.describe() if holder else "another run"
         message = f"lake {lake_root} is locked by {who}"
         if detail:
@@ -109,7 +116,7 @@ class LakeLocked(RuntimeError):
         message += (
             f". Wait for that run to finish; if it is gone, the next run recovers the lock by "
             f"itself once its process has exited (same host) or its heartbeat is older than the "
-            f"lock TTL, or delete {lock_path(lake_root)} by hand."
+            f"lock TTL, or delete {where} by hand."
         )
         super().__init__(message)
 

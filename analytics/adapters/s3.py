@@ -9,6 +9,7 @@ environment, profile or instance role and are never logged.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,13 +30,18 @@ _RETRIES = Config(
     connect_timeout=10,
     read_timeout=60,
 )
-_clients: dict[tuple[str | None, str | None], Any] = {}
+_clients: dict[tuple[str | None, ...], Any] = {}
 _clients_lock = threading.Lock()
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3Client:
-    """One client per process and endpoint (boto3 clients are thread-safe, sessions are not)."""
-    cache_key = (endpoint_url, region)
+    """One client per process and endpoint (boto3 clients are thread-safe, sessions are not).
+
+    Without ``endpoint_url`` boto3 reads ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``, so
+    those are part of the cache key too.
+    """
+    cache_key = (endpoint_url, region, os.environ.get("AWS_ENDPOINT_URL_S3"),
+                 os.environ.get("AWS_ENDPOINT_URL"))  # fmt: skip
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
