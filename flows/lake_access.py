@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +43,24 @@ LakeOption = Annotated[str, typer.Option("--lake", help=LAKE_HELP)]
 LakeKmsKeyOption = Annotated[
     str | None, typer.Option("--lake-kms-key", envvar=LAKE_KMS_KEY_ENV, help=LAKE_KMS_KEY_HELP)
 ]
+
+
+class _Every:
+    """A sync progress callback that logs a running count every ``seconds`` (a first pull of a
+    large lake takes minutes; silence would look like a hang)."""
+
+    def __init__(self, log: Log, verb: str, seconds: float = 10.0) -> None:
+        self.log, self.verb, self.seconds = log, verb, seconds
+        self.objects = self.bytes = 0
+        self.last = time.monotonic()
+
+    def __call__(self, _relative: str, size: int) -> None:
+        self.objects += 1
+        self.bytes += size
+        now = time.monotonic()
+        if now - self.last >= self.seconds:
+            self.last = now
+            self.log(f"{self.verb} {self.objects:,} object(s), {self.bytes / 1e6:,.1f} MB so far")
 
 
 def is_remote(lake: str | Path) -> bool:
@@ -83,7 +102,7 @@ class RemoteLake:
                 who = holder.describe() if holder else "an unknown run"
                 log(f"recovered a stale lock on {mirror.uri} left by {who}: {reason}")
         try:
-            stats = mirror.pull()
+            stats = mirror.pull(_Every(log, f"pulling {mirror.uri}:"))
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -109,7 +128,7 @@ class RemoteLake:
         """Push (if ``push``), then release the lock whatever happened."""
         try:
             if push:
-                stats = self.mirror.push()
+                stats = self.mirror.push(_Every(log, f"pushing to {self.mirror.uri}:"))
                 log(
                     f"pushed to {self.mirror.uri}: {stats.transferred} object(s) "
                     f"({stats.bytes:,} bytes) uploaded with SSE-KMS, {stats.deleted} deleted"

@@ -28,9 +28,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -53,6 +54,7 @@ MANIFEST_NAME = ".keytrail-mirror.json"
 STATE_FOLDER = "_state"
 _PUT_LIMIT = 64 * 1024 * 1024  # above this, boto3's managed (multipart) upload
 _REMOTE_REFRESH_EVERY = dt.timedelta(minutes=1)
+_TRANSFER_THREADS = 8
 
 Progress = Callable[[str, int], None]
 """Called with (what, bytes) after each object moved, for progress bars."""
@@ -141,21 +143,43 @@ class SyncStats:
     bytes: int = 0
     unsafe_keys: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "transferred": self.transferred,
-            "deleted": self.deleted,
-            "unchanged": self.unchanged,
-            "bytes": self.bytes,
-            "unsafe_keys": list(self.unsafe_keys),
-        }
-
 
 @dataclass(frozen=True)
 class _Entry:
+    """A mirror file as last synced. Lake writes replace files by rename, so a rewritten file
+    has a new inode even when its size and (coarse) mtime look the same."""
+
     etag: str
     size: int
     mtime_ns: int
+    ino: int = -1
+
+    @classmethod
+    def of(cls, etag: str, stat: os.stat_result) -> _Entry:
+        return cls(etag, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+    def matches(self, stat: os.stat_result) -> bool:
+        return (self.size, self.mtime_ns, self.ino) == (stat.st_size, stat.st_mtime_ns,
+                                                        stat.st_ino)  # fmt: skip
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _in_parallel(work: Callable[[_T], _R], items: list[_T]) -> Iterator[_R]:
+    """``work`` over ``items`` on a few threads (S3 latency, not CPU, is the limit); results as
+    they finish. The first error stops the rest and is raised."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=min(_TRANSFER_THREADS, len(items))) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 class S3LakeMirror:
@@ -183,7 +207,9 @@ class S3LakeMirror:
         try:
             raw = json.loads(self._manifest_path.read_text())
             return {
-                str(k): _Entry(str(v["etag"]), int(v["size"]), int(v["mtime_ns"]))
+                str(k): _Entry(
+                    str(v["etag"]), int(v["size"]), int(v["mtime_ns"]), int(v.get("ino", -1))
+                )
                 for k, v in raw.items()
             }
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
@@ -191,7 +217,7 @@ class S3LakeMirror:
 
     def _save_manifest(self, manifest: dict[str, _Entry]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        data = {k: {"etag": e.etag, "size": e.size, "mtime_ns": e.mtime_ns}
+        data = {k: {"etag": e.etag, "size": e.size, "mtime_ns": e.mtime_ns, "ino": e.ino}
                 for k, e in sorted(manifest.items())}  # fmt: skip
         tmp = self._manifest_path.with_name(f"{MANIFEST_NAME}.{uuid.uuid4().hex}.tmp")
         tmp.write_text(json.dumps(data, indent=0))
@@ -233,21 +259,32 @@ class S3LakeMirror:
         remote, stats.unsafe_keys = self._remote_objects()
         manifest = self._load_manifest()
         local = dict(self._local_files())
+        wanted = []
         for relative, (etag, size) in sorted(remote.items()):
             known, here = manifest.get(relative), local.get(relative)
             if (
                 known is not None
                 and here is not None
                 and known.etag == etag
-                and (here.st_size, here.st_mtime_ns) == (known.size, known.mtime_ns)
+                and known.matches(here)
             ):
                 stats.unchanged += 1
-                continue
-            manifest[relative] = self._download(relative, etag)
-            stats.transferred += 1
-            stats.bytes += size
-            if progress:
-                progress(relative, size)
+            else:
+                wanted.append((relative, etag, size))
+
+        def download(item: tuple[str, str, int]) -> tuple[str, _Entry, int]:
+            relative, etag, size = item
+            return relative, self._download(relative, etag), size
+
+        try:
+            for relative, entry, size in _in_parallel(download, wanted):
+                manifest[relative] = entry
+                stats.transferred += 1
+                stats.bytes += size
+                if progress:
+                    progress(relative, size)
+        finally:
+            self._save_manifest(manifest)
         for relative in sorted(set(local) - set(remote)):
             (self.root / relative).unlink(missing_ok=True)
             manifest.pop(relative, None)
@@ -271,8 +308,7 @@ class S3LakeMirror:
             raise LakeSyncError(explain(exc, self.uri.bucket, key, "GetObject")) from None
         finally:
             tmp.unlink(missing_ok=True)
-        stat = final.stat()
-        return _Entry(etag, stat.st_size, stat.st_mtime_ns)
+        return _Entry.of(etag, final.stat())
 
     # --- push -----------------------------------------------------------------------------------
 
@@ -280,25 +316,36 @@ class S3LakeMirror:
         return sse_kms(self.kms_key_id)
 
     def push(self, progress: Progress | None = None) -> SyncStats:
-        """Upload what changed in the mirror since the last sync, then delete what it removed."""
+        """Upload what changed in the mirror since the last sync, then delete what it removed.
+
+        Data first, ``_state/`` second (see the module docstring); within each, in parallel.
+        """
         stats = SyncStats()
         manifest = self._load_manifest()
         local = dict(self._local_files())
-        for relative in sorted(local, key=_push_order):
-            here, known = local[relative], manifest.get(relative)
-            if known is not None and (here.st_size, here.st_mtime_ns) == (
-                known.size,
-                known.mtime_ns,
-            ):
+        changed = []
+        for relative, here in sorted(local.items()):
+            known = manifest.get(relative)
+            if known is not None and known.matches(here):
                 stats.unchanged += 1
-                continue
-            etag = self._upload(relative, here.st_size)
-            manifest[relative] = _Entry(etag, here.st_size, here.st_mtime_ns)
-            self._save_manifest(manifest)  # a push cut short does not re-upload what it sent
-            stats.transferred += 1
-            stats.bytes += here.st_size
-            if progress:
-                progress(relative, here.st_size)
+            else:
+                changed.append((relative, here))
+
+        def upload(item: tuple[str, os.stat_result]) -> tuple[str, _Entry]:
+            relative, here = item
+            return relative, _Entry.of(self._upload(relative, here.st_size), here)
+
+        try:
+            for last in (False, True):
+                phase = [item for item in changed if _push_order(item[0])[0] == int(last)]
+                for relative, entry in _in_parallel(upload, phase):
+                    manifest[relative] = entry
+                    stats.transferred += 1
+                    stats.bytes += entry.size
+                    if progress:
+                        progress(relative, entry.size)
+        finally:  # a push cut short does not upload again what it already sent
+            self._save_manifest(manifest)
         for relative in sorted(set(manifest) - set(local)):
             key = self.uri.key(relative)
             try:

@@ -253,3 +253,23 @@ def _no_real_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("KEYTRAIL_CACHE_DIR", str(tmp_path / "cache"))
     yield
     assert not os.environ.get("AWS_PROFILE")
+
+
+def test_a_file_replaced_with_the_same_size_and_mtime_is_still_pushed(
+    client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Lake writes rename a new file into place; coarse clocks must not hide the rewrite."""
+    mirror = S3LakeMirror(S3LakeUri.parse(f"s3://{bucket}/same"), tmp_path / "m", client)
+    target = tmp_path / "m" / "alerts" / "alerts.parquet"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"first")
+    assert mirror.push().transferred == 1
+    before = target.stat()
+    replacement = target.with_name(".tmp-new")
+    replacement.write_bytes(b"again")  # same size
+    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(replacement, target)
+    assert mirror.push().transferred == 1
+    body = client.get_object(Bucket=bucket, Key="same/alerts/alerts.parquet")["Body"].read()
+    assert body == b"again"
+    assert mirror.push().transferred == 0
