@@ -165,17 +165,29 @@ class Lake:
         return dates
 
 
-def open_lake(path: str | Path) -> Lake:
-    """Open the lake at ``path`` (a folder written by ``keytrail ingest`` or ``keytrail demo``).
+def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
+    """Open the lake at ``path``: a folder written by ``keytrail ingest`` or ``keytrail demo``,
+    or an ``s3://bucket/prefix`` lake.
+
+    An S3 lake is read through the same local mirror the commands use (under
+    ``KEYTRAIL_CACHE_DIR``): opening it downloads what changed since the last time, takes no
+    lock and never writes to the bucket. Call ``open_lake`` again to see a newer night.
 
     Fails early with a message that says what to run, rather than letting every later query
     return an empty frame that looks like a quiet day.
     """
     text = str(path)
     if text.startswith("s3://"):
-        raise LakeError(
-            f"{text}: the API reads local lakes; copy it first (aws s3 sync {text} ./lake)"
-        )
+        from analytics.adapters.s3_lake import LakeSyncError, open_mirror
+
+        try:
+            mirror = open_mirror(text, endpoint_url=endpoint_url)
+            mirror.pull()
+        except LakeSyncError as exc:
+            raise LakeError(str(exc)) from None
+        path = mirror.root
+        if not mirror.root.is_dir():
+            raise LakeError(f"{text} holds no keytrail lake (the prefix is empty)")
     root = Path(path).expanduser()
     if not root.is_dir():
         raise LakeError(

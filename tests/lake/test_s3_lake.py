@@ -273,3 +273,17 @@ def test_a_file_replaced_with_the_same_size_and_mtime_is_still_pushed(
     body = client.get_object(Bucket=bucket, Key="same/alerts/alerts.parquet")["Body"].read()
     assert body == b"again"
     assert mirror.push().transferred == 0
+
+
+def test_the_analyst_api_opens_an_s3_lake_read_only(
+    env: dict[str, str], s3: Any, bucket: str, trail: Path
+) -> None:
+    from analytics import api
+
+    keytrail("ingest", trail, "--lake", f"s3://{bucket}/lake", "--start", LAST, "--end", LAST,
+             "--workers", "1")  # fmt: skip
+    before = {k: v["ETag"] for k, v in objects(s3, bucket, "lake/").items()}
+    lake = api.open_lake(f"s3://{bucket}/lake")
+    assert lake.last_day == dt.date.fromisoformat(LAST)
+    assert api.events(lake, start=LAST, end=LAST).height > 0
+    assert {k: v["ETag"] for k, v in objects(s3, bucket, "lake/").items()} == before

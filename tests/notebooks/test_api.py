@@ -43,9 +43,12 @@ def test_open_lake_refuses_a_folder_that_is_not_a_lake(tmp_path: Path) -> None:
         api.open_lake(tmp_path)
 
 
-def test_open_lake_refuses_s3_with_the_copy_command() -> None:
-    with pytest.raises(api.LakeError, match="aws s3 sync"):
-        api.open_lake("s3://bucket/lake")
+def test_open_lake_names_an_s3_bucket_it_cannot_read(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYTRAIL_CACHE_DIR", str(tmp_path))
+    with pytest.raises(api.LakeError, match="'no-such-lake-bucket' does not exist"):
+        api.open_lake("s3://no-such-lake-bucket/lake", endpoint_url=s3_endpoint)
 
 
 def test_lake_knows_its_days(lake: api.Lake) -> None:
