@@ -44,16 +44,13 @@ _JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
 
 
 def _frame(columns: dict[str, list[object]]) -> pl.DataFrame:
-    arrays: dict[str, pa.Array] = {}
-    for name in _STRING_INPUTS:
-        arrays[name] = pa.array(columns[name], pa.string())
-    for name in _BOOL_INPUTS:
-        arrays[name] = pa.array(columns[name], pa.bool_())
-    for name in _JSON_INPUTS:
-        arrays[name] = pa.array(columns[name], pa.string())
-    arrays[s.SOURCE_OBJECT] = pa.array(columns["sourceObject"], pa.string())
-    frame = pl.from_arrow(pa.table(arrays))
-    assert isinstance(frame, pl.DataFrame)
+    # Polars builds a string column from Python strings about twice as fast as pa.array does,
+    # and this conversion is most of the ingest's per-event cost after the decode itself.
+    series = [pl.Series(name, columns[name], dtype=pl.String)
+              for name in (*_STRING_INPUTS, *_JSON_INPUTS)]  # fmt: skip
+    series += [pl.Series(name, columns[name], dtype=pl.Boolean) for name in _BOOL_INPUTS]
+    series.append(pl.Series(s.SOURCE_OBJECT, columns["sourceObject"], dtype=pl.String))
+    frame = pl.DataFrame(series)
     # A JSON field present as a literal null is no value at all.
     return frame.with_columns(
         pl.when(pl.col(name) != "null").then(pl.col(name)).alias(name) for name in _JSON_INPUTS
