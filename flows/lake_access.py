@@ -30,7 +30,7 @@ LAKE_HELP = (
 )
 LAKE_KMS_KEY_HELP = (
     "KMS key (ID, ARN or alias) that encrypts what keytrail writes to an s3:// lake; "
-    "default: the bucket's aws/s3 key."
+    "default: the AWS managed key aws/s3."
 )
 
 if TYPE_CHECKING:  # boto3 is imported only when a lake is in S3
