@@ -186,8 +186,8 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
         except LakeSyncError as exc:
             raise LakeError(str(exc)) from None
         path = mirror.root
-        if not mirror.root.is_dir():
-            raise LakeError(f"{text} holds no keytrail lake (the prefix is empty)")
+        if not ((path / "events").is_dir() or (path / "_state").is_dir()):
+            raise LakeError(f"{text} is not a keytrail lake (it has neither events/ nor _state/)")
     root = Path(path).expanduser()
     if not root.is_dir():
         raise LakeError(

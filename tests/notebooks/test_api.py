@@ -7,6 +7,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import boto3
 import polars as pl
 import pytest
 
@@ -49,6 +50,9 @@ def test_open_lake_names_an_s3_bucket_it_cannot_read(
     monkeypatch.setenv("KEYTRAIL_CACHE_DIR", str(tmp_path))
     with pytest.raises(api.LakeError, match="'no-such-lake-bucket' does not exist"):
         api.open_lake("s3://no-such-lake-bucket/lake", endpoint_url=s3_endpoint)
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="empty-lake-bucket")
+    with pytest.raises(api.LakeError, match=r"s3://empty-lake-bucket/lake is not a keytrail"):
+        api.open_lake("s3://empty-lake-bucket/lake", endpoint_url=s3_endpoint)
 
 
 def test_lake_knows_its_days(lake: api.Lake) -> None:
