@@ -169,9 +169,9 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
     """Open the lake at ``path``: a folder written by ``keytrail ingest`` or ``keytrail demo``,
     or an ``s3://bucket/prefix`` lake.
 
-    An S3 lake is read through the same local mirror the commands use (under
-    ``KEYTRAIL_CACHE_DIR``): opening it downloads what changed since the last time, takes no
-    lock and never writes to the bucket. Call ``open_lake`` again to see a newer night.
+    An S3 lake is read through a local read-only mirror (under ``KEYTRAIL_CACHE_DIR``, apart
+    from the one a writing run uses): opening it downloads what changed since the last time,
+    takes no lock and never writes to the bucket. Call ``open_lake`` again to see a newer night.
 
     Fails early with a message that says what to run, rather than letting every later query
     return an empty frame that looks like a quiet day.
@@ -181,7 +181,7 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
         from analytics.adapters.s3_lake import LakeSyncError, open_mirror
 
         try:
-            mirror = open_mirror(text, endpoint_url=endpoint_url)
+            mirror = open_mirror(text, endpoint_url=endpoint_url, read_only=True)
             mirror.pull()
         except LakeSyncError as exc:
             raise LakeError(str(exc)) from None

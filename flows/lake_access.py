@@ -93,7 +93,8 @@ class RemoteLake:
         """Lock (if ``writes``) and pull; raises ``LakeLocked`` or ``LakeSyncError``."""
         from analytics.adapters.s3_lake import S3LakeLock, open_mirror
 
-        mirror = open_mirror(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id)
+        mirror = open_mirror(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
+                             read_only=not writes)  # fmt: skip
         lock = S3LakeLock(mirror.uri, mirror.client, command, ttl, kms_key_id) if writes else None
         if lock is not None:
             lock.acquire()

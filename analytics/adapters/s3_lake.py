@@ -95,18 +95,22 @@ class S3LakeUri:
         return f"{SCHEME}{self.bucket}/{self.prefix}".rstrip("/")
 
 
-def default_mirror_root(uri: S3LakeUri, cache_dir: Path | None = None) -> Path:
+def default_mirror_root(
+    uri: S3LakeUri, cache_dir: Path | None = None, *, read_only: bool = False
+) -> Path:
     """Where the mirror of ``uri`` lives: ``KEYTRAIL_CACHE_DIR`` or ``~/.cache/keytrail``.
 
     The folder name is a digest of the URI (plus the bucket name, for people looking), so no
-    bucket or prefix text ever becomes a path of its own.
+    bucket or prefix text ever becomes a path of its own. Readers (a notebook, ``evaluate``,
+    ``detect --dry-run``) get a mirror of their own: a pull makes its folder equal to the
+    bucket, which in the writer's mirror would delete files the writer has not pushed yet.
     """
     base = cache_dir or Path(
         os.environ.get("KEYTRAIL_CACHE_DIR") or Path.home() / ".cache" / "keytrail"
     )
     digest = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
     safe_bucket = "".join(c if c.isalnum() or c in "-." else "_" for c in uri.bucket)[:63]
-    return base / "lakes" / f"{safe_bucket}-{digest}"
+    return base / "lakes" / f"{safe_bucket}-{digest}{'-read' if read_only else ''}"
 
 
 def safe_relative(key: str, prefix: str) -> str | None:
@@ -570,8 +574,10 @@ def open_mirror(
     endpoint_url: str | None = None,
     kms_key_id: str | None = None,
     cache_dir: Path | None = None,
+    read_only: bool = False,
 ) -> S3LakeMirror:
-    """The mirror of the S3 lake ``text`` (``s3://bucket/prefix``), with its client."""
+    """The mirror of the S3 lake ``text`` (``s3://bucket/prefix``), with its client; see
+    :func:`default_mirror_root` for why readers and writers never share one."""
     uri = S3LakeUri.parse(text)
-    return S3LakeMirror(uri, default_mirror_root(uri, cache_dir), s3_client(endpoint_url),
-                        kms_key_id)  # fmt: skip
+    root = default_mirror_root(uri, cache_dir, read_only=read_only)
+    return S3LakeMirror(uri, root, s3_client(endpoint_url), kms_key_id)

@@ -287,3 +287,21 @@ def test_the_analyst_api_opens_an_s3_lake_read_only(
     assert lake.last_day == dt.date.fromisoformat(LAST)
     assert api.events(lake, start=LAST, end=LAST).height > 0
     assert {k: v["ETag"] for k, v in objects(s3, bucket, "lake/").items()} == before
+
+
+def test_a_reader_never_pulls_into_the_mirror_a_writer_is_using(
+    env: dict[str, str], s3: Any, bucket: str
+) -> None:
+    """A notebook opened during the nightly run must not delete the run's unpushed files."""
+    from analytics import api
+    from analytics.adapters.s3_lake import default_mirror_root
+
+    s3.put_object(Bucket=bucket, Key="busy/_state/objects.parquet", Body=b"state")
+    uri = S3LakeUri.parse(f"s3://{bucket}/busy")
+    writer_root = default_mirror_root(uri)
+    unpushed = writer_root / "events" / "event_date=2026-11-14" / "part-new.parquet"
+    unpushed.parent.mkdir(parents=True)
+    unpushed.write_bytes(b"written by a run that has not pushed yet")
+    lake = api.open_lake(f"s3://{bucket}/busy")
+    assert lake.root != writer_root and (lake.root / "_state" / "objects.parquet").exists()
+    assert unpushed.exists()
