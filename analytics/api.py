@@ -38,6 +38,7 @@ from typing import Any, Final
 import polars as pl
 
 from analytics import alerts as alert_rows
+from analytics import bands as band_data
 from analytics import baselines as bl
 from analytics import config as cfg
 from analytics import detect, features, model
@@ -45,7 +46,6 @@ from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.baselines import Baselines
 from analytics.config import Config
-from analytics.reports import bands as band_data
 
 __all__ = [
     "AlertNotFound",
@@ -576,7 +576,7 @@ def baseline_band(
 
     The band of every day comes from the ``window_days`` before it (10th–90th percentile and
     median of the calls in that hour, silent days counted as zero, weekdays against weekdays
-    once there are enough) — built by :mod:`analytics.reports.bands`, the code that draws the
+    once there are enough) — built by :mod:`analytics.bands`, the code that draws the
     HTML report's charts, so a notebook and the report never disagree about what "usual" is.
     ``start``/``end`` are days; they default to the lake's last day.
 

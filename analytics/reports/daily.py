@@ -18,11 +18,11 @@ from typing import Any
 
 import polars as pl
 
+from analytics import bands as band_data
 from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
 from analytics.adapters.lake import LocalLake, write_bytes_atomic, write_parquet_atomic
 from analytics.identity import KMS_SOURCE
-from analytics.reports import bands as band_data
 from analytics.reports import csv_safe, inventory, key_usage, policy_audit, rotation
 from analytics.reports import schemas as r
 from analytics.reports.inputs import ReportInputs

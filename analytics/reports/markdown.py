@@ -18,9 +18,9 @@ from typing import Any
 import polars as pl
 
 from analytics import schema as s
+from analytics.bands import hours_above
 from analytics.reports import schemas as r
 from analytics.reports import text as t
-from analytics.reports.bands import hours_above
 from analytics.reports.daily import DailyReport
 
 MAX_TABLE_ROWS = 50

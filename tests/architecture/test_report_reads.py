@@ -88,6 +88,14 @@ def test_report_inputs_use_the_api() -> None:
 
 @pytest.mark.parametrize("first", ["analytics.api", "analytics.reports", "analytics.reports.html"])
 def test_api_and_reports_import_in_either_order(first: str) -> None:
-    """api builds its bands with analytics.reports.bands, and the reports read through api."""
+    """The reports read through api; api must never need the reports package to import."""
     code = f"import {first}; from analytics import api, reports; print(api.events, reports.load)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
+
+
+def test_the_api_does_not_import_the_reports_package() -> None:
+    """The band code both use lives in analytics.bands, so there is no import cycle."""
+    code = "import sys, analytics.api; print('analytics.reports' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True,
+                         text=True)  # fmt: skip
+    assert out.stdout.strip() == "False"

@@ -15,7 +15,7 @@ from analytics import api
 from analytics.adapters.lake import LocalLake
 from analytics.config import ConfigError
 from analytics.detect import alerts_path
-from analytics.reports import bands
+from analytics import bands
 
 pytestmark = pytest.mark.xdist_group("notebooks")
 
