@@ -509,7 +509,9 @@ def render_lake_schema() -> str:
         "",
         "In Python, `analytics.api` answers the common questions with the same definitions the "
         "detectors use (`api.events`, `api.hourly_usage`, `api.baseline_band`, `api.alerts`, "
-        "`api.explain`); the notebooks in `notebooks/` show it in use.",
+        "`api.explain`); the notebooks in `notebooks/` and the daily HTML report are built on "
+        "it. `api.open_lake` also opens an `s3://bucket/prefix` lake, through a read-only "
+        "local mirror.",
         "",
         "Values that came from CloudTrail records (user agents, error messages, JSON text, "
         "reasons built from them) are attacker-influenced: escape them wherever they are shown.",
