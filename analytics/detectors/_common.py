@@ -35,6 +35,7 @@ __all__ = [
     "setting",
     "shown",
     "succeeded",
+    "unseen_today",
 ]
 
 CLOUDTRAIL_SOURCE = "cloudtrail.amazonaws.com"
@@ -115,6 +116,26 @@ def history_of(ctx: DetectionContext, predicate: pl.Expr, columns: Sequence[str]
     materialises the other columns of 30 days of events.
     """
     return ctx.history.filter(predicate).select(list(columns))
+
+
+def unseen_today(ctx: DetectionContext, predicate: pl.Expr, pair: Sequence[str]) -> pl.DataFrame:
+    """The day's events matching ``predicate`` whose ``pair`` of columns never appears among the
+    history's events matching it, sorted by time: the shared core of the first-seen rules.
+
+    The history is read only for the keys seen today (``pair`` starts with the key ARN), and
+    only the pair's columns, so 30 days of events are never materialised.
+    """
+    today = ctx.events.filter(predicate)
+    if today.is_empty():
+        return today
+    keys = today.get_column(s.KEY_ARN).unique()
+    seen = (
+        history_of(ctx, predicate, pair)
+        .filter(pl.col(s.KEY_ARN).is_in(keys.implode()))
+        .unique()
+        .collect()
+    )
+    return today.join(seen, on=list(pair), how="anti").sort(s.EVENT_TIME, s.EVENT_ID)
 
 
 def shown(value: pl.Expr, fallback: str = "unknown", limit: int = SHOWN_CHARS) -> pl.Expr:

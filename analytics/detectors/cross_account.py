@@ -25,9 +25,9 @@ import polars as pl
 from analytics import schema as s
 from analytics.detectors._common import (
     KMS_SOURCE,
-    history_of,
     setting,
     shown,
+    unseen_today,
 )
 from analytics.detectors.base import DetectionContext, RuleDetector, empty_findings
 
@@ -51,21 +51,12 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
     """Per never-seen (key, calling account) pair: the day's calls, first to last."""
     if ctx.history_days < setting(ctx, DEFAULTS, "warmup_days", int):
         return empty_findings()
-    calls = ctx.events.filter(_cross_account_call())
-    if calls.is_empty():
+    unseen = unseen_today(ctx, _cross_account_call(), _PAIR)
+    if unseen.is_empty():
         return empty_findings()
-    keys = calls.get_column(s.KEY_ARN).unique()
-    seen = (
-        history_of(ctx, _cross_account_call(), _PAIR)
-        .filter(pl.col(s.KEY_ARN).is_in(keys.implode()))
-        .unique()
-        .collect()
-    )
     org = sorted(ctx.org_accounts)
     new_pairs = (
-        calls.join(seen, on=_PAIR, how="anti")
-        .sort(s.EVENT_TIME, s.EVENT_ID)
-        .group_by(_PAIR)
+        unseen.group_by(_PAIR)
         .agg(
             pl.col(s.EVENT_TIME).min().alias(s.WINDOW_START),
             pl.col(s.EVENT_TIME).max().alias(s.WINDOW_END),

@@ -38,10 +38,10 @@ from analytics.detectors._common import (
     DATA_PLANE_EVENTS,
     KMS_SOURCE,
     from_source,
-    history_of,
     setting,
     shown,
     succeeded,
+    unseen_today,
 )
 from analytics.detectors.base import DetectionContext, RuleDetector, empty_findings
 
@@ -65,21 +65,12 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
     """Per never-seen (key, actor) pair: the day's uses, first to last."""
     if ctx.history_days < setting(ctx, DEFAULTS, "warmup_days", int):
         return empty_findings()
-    uses = ctx.events.filter(_key_use())
-    if uses.is_empty():
+    unseen = unseen_today(ctx, _key_use(), _PAIR)
+    if unseen.is_empty():
         return empty_findings()
-    keys = uses.get_column(s.KEY_ARN).unique()
-    seen = (
-        history_of(ctx, _key_use(), _PAIR)
-        .filter(pl.col(s.KEY_ARN).is_in(keys.implode()))
-        .unique()
-        .collect()
-    )
     org = sorted(ctx.org_accounts)
     new_pairs = (
-        uses.join(seen, on=_PAIR, how="anti")
-        .sort(s.EVENT_TIME, s.EVENT_ID)
-        .group_by(_PAIR)
+        unseen.group_by(_PAIR)
         .agg(
             pl.col(s.EVENT_TIME).min().alias(s.WINDOW_START),
             pl.col(s.EVENT_TIME).max().alias(s.WINDOW_END),
