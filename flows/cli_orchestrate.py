@@ -84,9 +84,33 @@ SINK_HELP = (
     "securityhub or securityhub=REGION. Default: ocsf-file."
 )
 
+# Options shared by `run` and `serve`, declared once so their help texts cannot drift.
+SourceOption = Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")]
+ConfigOption = Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")]
+SinkOption = Annotated[list[str] | None, typer.Option(help=SINK_HELP)]
+EndpointOption = Annotated[
+    str | None, typer.Option(help="S3-compatible endpoint for the trail and AWS sinks.")
+]
+TaskRunnerOption = Annotated[
+    TaskRunnerName, typer.Option(help="Where partitions are read: thread or dask.")
+]
+DaskAddressOption = Annotated[
+    str | None, typer.Option(help="dask: scheduler address, e.g. tcp://10.0.0.5:8786.")
+]
+DaskWorkersOption = Annotated[
+    int | None, typer.Option(min=1, help="dask: local cluster size (default: cores).")
+]
+InventoryRegionOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Also describe the KMS keys of this region in the report (repeatable)."),
+]
+HecTokenBlockOption = Annotated[
+    str | None, typer.Option(help="splunk-hec: Prefect Secret block holding the token.")
+]
+
 
 def run_command(
-    source: Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")],
+    source: SourceOption,
     lake: LakeOption,
     date: Annotated[
         str | None, typer.Option(help="Day to run the nightly flow for (default: yesterday, UTC).")
@@ -95,11 +119,9 @@ def run_command(
         str | None, typer.Option(help="Backfill: first day (UTC, inclusive); needs --end.")
     ] = None,
     end: Annotated[str | None, typer.Option(help="Backfill: last day (UTC, inclusive).")] = None,
-    config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
-    sink: Annotated[list[str] | None, typer.Option(help=SINK_HELP)] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3-compatible endpoint for the trail and AWS sinks.")
-    ] = None,
+    config: ConfigOption = None,
+    sink: SinkOption = None,
+    endpoint_url: EndpointOption = None,
     ingest_from: Annotated[
         str | None,
         typer.Option(help="Nightly: also ingest from this day (a first run filling its window)."),
@@ -107,22 +129,11 @@ def run_command(
     force: Annotated[
         bool, typer.Option("--force", help="Recompute days that already completed.")
     ] = False,
-    task_runner: Annotated[
-        TaskRunnerName, typer.Option(help="Where partitions are read: thread or dask.")
-    ] = TaskRunnerName.THREAD,
-    dask_address: Annotated[
-        str | None, typer.Option(help="dask: scheduler address, e.g. tcp://10.0.0.5:8786.")
-    ] = None,
-    dask_workers: Annotated[
-        int | None, typer.Option(min=1, help="dask: local cluster size (default: cores).")
-    ] = None,
-    inventory_region: Annotated[
-        list[str] | None,
-        typer.Option(help="Also describe the KMS keys of this region in the report (repeatable)."),
-    ] = None,
-    hec_token_block: Annotated[
-        str | None, typer.Option(help="splunk-hec: Prefect Secret block holding the token.")
-    ] = None,
+    task_runner: TaskRunnerOption = TaskRunnerName.THREAD,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
+    inventory_region: InventoryRegionOption = None,
+    hec_token_block: HecTokenBlockOption = None,
     lock_ttl_hours: Annotated[
         float, typer.Option(min=0.01, help="A lock whose heartbeat is older is stale.")
     ] = _TTL_HOURS,
@@ -242,34 +253,21 @@ def print_result(result: dict[str, Any]) -> None:
 
 
 def serve_command(
-    source: Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")],
+    source: SourceOption,
     lake: LakeOption,
-    config: Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")] = None,
+    config: ConfigOption = None,
     cron: Annotated[
         str,
         typer.Option(envvar="KEYTRAIL_NIGHTLY_CRON", help="When to run, cron syntax, in UTC."),
     ] = "30 2 * * *",
     name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly",
-    sink: Annotated[list[str] | None, typer.Option(help=SINK_HELP)] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3-compatible endpoint for the trail and AWS sinks.")
-    ] = None,
-    task_runner: Annotated[
-        TaskRunnerName, typer.Option(help="Where partitions are read: thread or dask.")
-    ] = TaskRunnerName.THREAD,
-    dask_address: Annotated[
-        str | None, typer.Option(help="dask: scheduler address, e.g. tcp://10.0.0.5:8786.")
-    ] = None,
-    dask_workers: Annotated[
-        int | None, typer.Option(min=1, help="dask: local cluster size (default: cores).")
-    ] = None,
-    inventory_region: Annotated[
-        list[str] | None,
-        typer.Option(help="Also describe the KMS keys of this region in the report (repeatable)."),
-    ] = None,
-    hec_token_block: Annotated[
-        str | None, typer.Option(help="splunk-hec: Prefect Secret block holding the token.")
-    ] = None,
+    sink: SinkOption = None,
+    endpoint_url: EndpointOption = None,
+    task_runner: TaskRunnerOption = TaskRunnerName.THREAD,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
+    inventory_region: InventoryRegionOption = None,
+    hec_token_block: HecTokenBlockOption = None,
     lake_kms_key: LakeKmsKeyOption = None,
 ) -> None:
     """Run the nightly flow on a schedule, against the Prefect server PREFECT_API_URL names.
