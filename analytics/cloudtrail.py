@@ -2,9 +2,10 @@
 
 Decoding uses typed msgspec structs that name only the fields keytrail keeps, so the rest of a
 record is skipped without allocating Python objects. JSON-valued fields (requestParameters,
-responseElements, …) are captured as raw JSON text. The per-record Python work is a single pass
-that copies struct attributes into column lists; every normalisation rule (actor, key ARN,
-source IP versus service name, dates) then runs vectorised in :mod:`analytics.identity`.
+responseElements, …) are captured as raw JSON bytes and handed to Arrow in one buffer per column,
+never as Python strings. The per-record Python work is a single pass that copies the scalar
+struct attributes into columns; every normalisation rule (actor, key ARN, source IP versus
+service name, dates) then runs vectorised in :mod:`analytics.identity`.
 
 A record that cannot be decoded on its own, or that lacks ``eventID`` or ``eventTime``, is set
 aside as a :class:`BadRecord` and the rest of its object is kept.
@@ -13,9 +14,13 @@ aside as a :class:`BadRecord` and the rest of its object is kept.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import TypeAlias
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 
 from analytics import identity
@@ -209,9 +214,7 @@ def _repaired(obj: DecodedObject) -> DecodedObject:
     return fixed
 
 
-def _set_aside(
-    objects: list[DecodedObject], columns: dict[str, list[object]], rows: list[int]
-) -> None:
+def _set_aside(objects: list[DecodedObject], columns: dict[str, Column], rows: list[int]) -> None:
     """Record each row lacking required fields as a bad record of the object it came from."""
     offsets = []
     total = 0
@@ -256,7 +259,7 @@ def _is_utf8(doc: bytes) -> bool:
     return True
 
 
-def _missing_reason(columns: dict[str, list[object]], row: int) -> str:
+def _missing_reason(columns: dict[str, Column], row: int) -> str:
     if not columns["eventID"][row]:
         return "record has no eventID"
     event_time = columns["eventTime"][row]
@@ -301,38 +304,40 @@ def _describe_shape_error(doc: bytes, exc: msgspec.ValidationError) -> str:
     return f"JSON top level is {type(top).__name__}, not an object with Records"
 
 
-_COLUMN_NAMES = (
+_JSON_FIELDS = ("requestParameters", "responseElements", "additionalEventData",
+                "serviceEventDetails")  # fmt: skip
+_VALUE_COLUMNS = (
     "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
     "eventCategory", "awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent",
     "errorCode", "errorMessage", "readOnly", "managementEvent", "sharedEventID", "requestID",
-    "vpcEndpointId", "requestParameters", "responseElements", "additionalEventData",
-    "serviceEventDetails", "resourceKeyArn", "requestKeyId", "encryptionContext", "uiType",
-    "uiPrincipalId", "uiArn", "uiAccountId", "uiUserName", "uiInvokedBy", "uiIdentityProvider",
-    "uiIssuerArn", "uiOnBehalfOfUserId",
+    "vpcEndpointId", "resourceKeyArn", "uiType", "uiPrincipalId", "uiArn", "uiAccountId",
+    "uiUserName", "uiInvokedBy", "uiIdentityProvider", "uiIssuerArn", "uiOnBehalfOfUserId",
 )  # fmt: skip
+_COLUMN_NAMES = (*_VALUE_COLUMNS, *_JSON_FIELDS, "requestKeyId", "encryptionContext")
+
+Column: TypeAlias = Sequence[object] | pa.Array
+"""A raw input column: Python values, or Arrow text for the JSON-valued fields."""
 
 
-def _columns(records: list[_Record]) -> dict[str, list[object]]:
-    """Copy struct attributes into column lists: the one per-record loop of the ingest path.
+def _columns(records: list[_Record]) -> dict[str, Column]:
+    """Copy struct attributes into columns: the per-record step of the ingest path.
 
-    One pass builds a tuple per record and ``zip`` transposes them in C, which is about twice
-    as fast as one comprehension per column. Raw JSON fields become text here
-    (``str(raw, "utf-8")`` validates UTF-8 in C and raises ``UnicodeDecodeError`` for the slow,
-    repairing path); a literal ``null`` is nulled later, vectorised.
+    One comprehension builds a tuple of the scalar fields per record and ``zip`` transposes
+    them in C (CPython's specialised attribute loads make this faster than ``attrgetter``).
+    JSON-valued fields never become Python strings: their raw bytes are joined into one Arrow
+    buffer and validated as UTF-8 there (invalid UTF-8 raises ``UnicodeDecodeError`` for the
+    slow, repairing path); a literal ``null`` is nulled later, vectorised.
     """
     if not records:
         return {name: [] for name in _COLUMN_NAMES}
-    empty, none_params = _EMPTY_IDENTITY, _NO_KMS_PARAMS
+    empty = _EMPTY_IDENTITY
     rows = [
         (
             r.eventID, r.eventTime, r.eventVersion, r.eventSource, r.eventName, r.eventType,
             r.eventCategory, r.awsRegion, r.recipientAccountId, r.sourceIPAddress, r.userAgent,
             r.errorCode, r.errorMessage, r.readOnly, r.managementEvent, r.sharedEventID,
-            r.requestID, r.vpcEndpointId, str(r.requestParameters, "utf-8") or None,
-            str(r.responseElements, "utf-8") or None, str(r.additionalEventData, "utf-8") or None,
-            str(r.serviceEventDetails, "utf-8") or None,
+            r.requestID, r.vpcEndpointId,
             _resource_key_arn(r.resources) if r.resources else None,
-            *(_kms_params(r.requestParameters) if r.eventSource == _KMS else none_params),
             (u := r.userIdentity or empty).type, u.principalId, u.arn, u.accountId,
             u.userName, u.invokedBy, u.identityProvider,
             c.sessionIssuer.arn if (c := u.sessionContext) and c.sessionIssuer else None,
@@ -340,7 +345,31 @@ def _columns(records: list[_Record]) -> dict[str, list[object]]:
         )
         for r in records
     ]  # fmt: skip
-    return dict(zip(_COLUMN_NAMES, map(list, zip(*rows, strict=True)), strict=True))
+    columns: dict[str, Column] = dict(zip(_VALUE_COLUMNS, zip(*rows, strict=True), strict=True))
+    for name in _JSON_FIELDS:
+        columns[name] = _json_text(list(map(attrgetter(name), records)))
+    columns["requestKeyId"], columns["encryptionContext"] = _kms_columns(
+        records, columns["eventSource"]
+    )
+    return columns
+
+
+def _json_text(raws: Sequence[msgspec.Raw | bytes]) -> pa.Array:
+    """Raw JSON values as one Arrow text array (an absent field is null), built without copies
+    into Python strings: one join, one offsets array, one UTF-8 validation."""
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    offsets = np.zeros(len(raws) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    present = lengths > 0
+    validity = None if present.all() else pa.py_buffer(np.packbits(present, bitorder="little"))
+    data = pa.py_buffer(b"".join(raws))
+    binary = pa.Array.from_buffers(
+        pa.large_binary(), len(raws), [validity, pa.py_buffer(offsets), data]
+    )
+    try:
+        return binary.cast(pa.large_string())
+    except pa.ArrowInvalid as exc:
+        raise UnicodeDecodeError("utf-8", b"", 0, 1, f"JSON field: {exc}") from None
 
 
 class _KmsParams(msgspec.Struct, gc=False):
@@ -350,21 +379,46 @@ class _KmsParams(msgspec.Struct, gc=False):
 
 _KMS = "kms.amazonaws.com"
 _KMS_PARAMS = msgspec.json.Decoder(_KmsParams)
-_NO_KMS_PARAMS: tuple[str | None, str | None] = (None, None)
+_KMS_PARAMS_LIST = msgspec.json.Decoder(list[_KmsParams | None])
+_NO_KMS_PARAMS: tuple[str | None, bytes] = (None, b"")
+_JSON_NULL = b"null"
 
 
-def _kms_params(raw: msgspec.Raw) -> tuple[str | None, str | None]:
-    """``keyId`` and the encryption context (as JSON text, objects only) of a KMS request."""
+def _kms_columns(records: list[_Record], sources: Column) -> tuple[list[str | None], pa.Array]:
+    """``keyId`` and the encryption context (JSON text, objects only) of each KMS request.
+
+    The request parameters of a batch's KMS events are decoded in one call; only if one of them
+    does not fit (a ``keyId`` that is not a string, say) is the batch decoded record by record,
+    so that one odd record keeps its event and loses only these two values.
+    """
+    key_ids: list[str | None] = [None] * len(records)
+    contexts: list[msgspec.Raw | bytes] = [b""] * len(records)
+    picked = [i for i, source in enumerate(sources) if source == _KMS]
+    if picked:
+        raws = [records[i].requestParameters for i in picked]
+        try:
+            batch = b"[" + b",".join([raw or _JSON_NULL for raw in raws]) + b"]"
+            decoded = [(p.keyId, p.encryptionContext) if p else _NO_KMS_PARAMS
+                       for p in _KMS_PARAMS_LIST.decode(batch)]  # fmt: skip
+        except msgspec.DecodeError:
+            decoded = [_kms_params(raw) for raw in raws]
+        for i, (key_id, context) in zip(picked, decoded, strict=True):
+            key_ids[i] = key_id
+            if bytes(memoryview(context)[:1]) == b"{":
+                contexts[i] = context
+    return key_ids, _json_text(contexts)
+
+
+def _kms_params(raw: msgspec.Raw) -> tuple[str | None, msgspec.Raw | bytes]:
+    """``keyId`` and the raw encryption context of one KMS request (the per-record fallback)."""
     view = bytes(memoryview(raw)[:4])
-    if not view or view == b"null":
+    if not view or view == _JSON_NULL:
         return _NO_KMS_PARAMS
     try:
         params = _KMS_PARAMS.decode(raw)
     except msgspec.DecodeError:  # e.g. a keyId that is not a string: keep the record, not these
         return _NO_KMS_PARAMS
-    context = params.encryptionContext
-    text = str(context, "utf-8") if bytes(memoryview(context)[:1]) == b"{" else None
-    return params.keyId, text
+    return params.keyId, params.encryptionContext
 
 
 _EMPTY_IDENTITY = _UserIdentity()

@@ -16,6 +16,8 @@ CloudTrail's quirks are handled here once, so detectors read clean columns:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import polars as pl
 import pyarrow as pa
 
@@ -43,18 +45,25 @@ _JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
                 "serviceEventDetails")  # fmt: skip
 
 
-def _frame(columns: dict[str, list[object]]) -> pl.DataFrame:
+def _frame(columns: Mapping[str, Sequence[object] | pa.Array]) -> pl.DataFrame:
     # Polars builds a string column from Python strings about twice as fast as pa.array does,
     # and this conversion is most of the ingest's per-event cost after the decode itself.
-    series = [pl.Series(name, columns[name], dtype=pl.String)
+    # JSON-valued columns arrive as Arrow text already and are taken over without a copy.
+    series = [_series(name, columns[name], pl.String)
               for name in (*_STRING_INPUTS, *_JSON_INPUTS)]  # fmt: skip
-    series += [pl.Series(name, columns[name], dtype=pl.Boolean) for name in _BOOL_INPUTS]
-    series.append(pl.Series(s.SOURCE_OBJECT, columns["sourceObject"], dtype=pl.String))
+    series += [_series(name, columns[name], pl.Boolean) for name in _BOOL_INPUTS]
+    series.append(_series(s.SOURCE_OBJECT, columns["sourceObject"], pl.String))
     frame = pl.DataFrame(series)
     # A JSON field present as a literal null is no value at all.
     return frame.with_columns(
         pl.when(pl.col(name) != "null").then(pl.col(name)).alias(name) for name in _JSON_INPUTS
     )
+
+
+def _series(name: str, values: Sequence[object] | pa.Array, dtype: type[pl.DataType]) -> pl.Series:
+    if isinstance(values, pa.Array):
+        return pl.Series(name, values).cast(dtype)
+    return pl.Series(name, values, dtype=dtype)
 
 
 def _partition(region: pl.Expr) -> pl.Expr:
@@ -171,7 +180,7 @@ def _is_ip(value: pl.Expr) -> pl.Expr:
     return value.str.contains(_IPV4) | value.str.contains(_IPV6)
 
 
-def normalise(columns: dict[str, list[object]]) -> pa.Table:
+def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     """Build the event-schema table from the raw column lists of :mod:`analytics.cloudtrail`.
 
     Rows are never dropped here; rows lacking required fields keep nulls and are found by

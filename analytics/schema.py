@@ -96,6 +96,11 @@ is lost; they are attacker-influenced and must be escaped wherever they are show
 """
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+UNIQUE_PER_EVENT_COLUMNS: tuple[str, ...] = (
+    EVENT_ID, EVENT_TIME, REQUEST_ID, SHARED_EVENT_ID, REQUEST_PARAMETERS, RESPONSE_ELEMENTS,
+    ENCRYPTION_CONTEXT, ADDITIONAL_EVENT_DATA, SERVICE_EVENT_DETAILS,
+)  # fmt: skip
+"""Event columns whose values rarely repeat: stored without a Parquet dictionary."""
 
 # --- source object state (LAKE/_state/objects.parquet) -------------------------------------
 

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from analytics import schema as s
-from analytics.cloudtrail import parse_document, parse_object
+from analytics.cloudtrail import decode_document, normalise_objects, parse_document, parse_object
 from analytics.decompress import RejectedObject
 from tests import trail
 from tests.trail import ACCOUNT, KEY_ARN, KEY_ID, REGION, ROLE_ARN, assumed_role, kms_record
@@ -238,6 +238,33 @@ def test_invalid_utf8_is_replaced_and_the_record_kept() -> None:
     assert parsed.events.num_rows == 1
     assert parsed.events.column(s.USER_AGENT)[0].as_py() == "ab\ufffd\ufffd"
     assert parsed.notes == ["invalid UTF-8 replaced with U+FFFD"]
+
+
+@pytest.mark.parametrize("field", ["encryptionContext", "other"])
+def test_invalid_utf8_inside_a_json_field_is_repaired_in_that_object_only(field: str) -> None:
+    request = {"keyId": KEY_ID, "encryptionContext": {"k": "v"}, "other": "v"}
+    request[field] = {"k": "PLACEHOLDER"} if field == "encryptionContext" else "PLACEHOLDER"
+    bad = trail.document([kms_record(request=request)]).replace(b"PLACEHOLDER", b"ab\xff")
+    good = trail.document([kms_record(seed="good", request={"keyId": KEY_ID})])
+    decoded = [decode_document(good, "good"), decode_document(bad, "bad")]
+    table = normalise_objects(decoded)
+    assert table.num_rows == 2
+    by_object = {r[s.SOURCE_OBJECT]: r for r in table.to_pylist()}
+    assert "ab\ufffd" in by_object["bad"][s.REQUEST_PARAMETERS]
+    assert by_object["bad"][s.KEY_ARN] == KEY_ARN
+    assert [d.notes for d in decoded] == [[], ["invalid UTF-8 replaced with U+FFFD"]]
+
+
+def test_kms_parameters_of_an_odd_shape_cost_only_that_record_its_key_id() -> None:
+    odd = kms_record(seed="odd", key_arn=None, request={"keyId": 42, "encryptionContext": {}})
+    text = kms_record(seed="text", key_arn=None)
+    text["requestParameters"] = "not an object"
+    fine = kms_record(seed="fine", key_arn=None, request={"keyId": KEY_ID, "encryptionContext": []})
+    got = {r[s.EVENT_ID]: r for r in rows(odd, text, fine)}
+    assert got[odd["eventID"]][s.KEY_ARN] is None
+    assert got[text["eventID"]][s.REQUEST_PARAMETERS] == '"not an object"'
+    assert got[fine["eventID"]][s.KEY_ARN] == KEY_ARN
+    assert got[fine["eventID"]][s.ENCRYPTION_CONTEXT] is None  # a list is not a context
 
 
 @pytest.mark.parametrize(
