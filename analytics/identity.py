@@ -29,7 +29,7 @@ AWS_INTERNAL = "AWS Internal"
 _IPV4 = r"^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$"
 _IPV6 = r"^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]+)?$|^::ffff:[0-9.]+$"
 _ASSUMED_ROLE_ARN = r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/(.*)$"
-_KEY_OR_ALIAS_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(?:key|alias)/"
+_KEY_OR_ALIAS_ARN_ACCOUNT = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:(\d{12}):(?:key|alias)/"
 _UNRESOLVED_ALIAS = "alias/"
 
 _STRING_INPUTS = (
@@ -81,8 +81,9 @@ def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
     c = frame_cols
     ptype, arn, account = c["uiType"], c["uiArn"], c["uiAccountId"]
     invoked_by, issuer = c["uiInvokedBy"], c["uiIssuerArn"]
-    role_from_session = arn.str.replace(_ASSUMED_ROLE_ARN, "arn:$1:iam::$2:role/$3")
-    role_from_session = pl.when(arn.str.contains(_ASSUMED_ROLE_ARN)).then(role_from_session)
+    # One regex pass: the replacement differs from the ARN exactly when the pattern matched.
+    rewritten = arn.str.replace(_ASSUMED_ROLE_ARN, "arn:$1:iam::$2:role/$3")
+    role_from_session = pl.when(rewritten != arn).then(rewritten)
     who_given = pl.coalesce(c["uiUserName"], c["uiPrincipalId"])
     who = pl.coalesce(who_given, pl.lit(""))
     provider = pl.coalesce(c["uiIdentityProvider"], pl.lit("unknown"))
@@ -217,9 +218,7 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
         c["readOnly"].alias(s.READ_ONLY),
         c["managementEvent"].alias(s.MANAGEMENT_EVENT),
         key_arn.alias(s.KEY_ARN),
-        pl.when(key_arn.str.contains(_KEY_OR_ALIAS_ARN))
-        .then(key_arn.str.split(":").list.get(4, null_on_oob=True))
-        .alias(s.KEY_ACCOUNT_ID),
+        key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
         c["requestParameters"].alias(s.REQUEST_PARAMETERS),
         c["responseElements"].alias(s.RESPONSE_ELEMENTS),
         c["encryptionContext"].alias(s.ENCRYPTION_CONTEXT),

@@ -22,10 +22,13 @@ import pyarrow.parquet as pq
 from analytics import schema as s
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
-# Event files: dictionary-encode only the columns that repeat. Trying a dictionary on a column
-# that is unique per event (IDs, times, JSON payloads) costs a third of the write for nothing.
+# Event files, the bulk of every ingest's writing: dictionary-encode only the columns that
+# repeat (trying a dictionary on IDs, times and JSON payloads costs a third of the write for
+# nothing), and zstd level 1, which on CloudTrail columns is 20% faster than level 3 and no
+# larger.
 EVENT_PARQUET_OPTIONS = {
     **PARQUET_OPTIONS,
+    "compression_level": 1,
     "use_dictionary": [c for c in s.EVENT_COLUMNS if c not in s.UNIQUE_PER_EVENT_COLUMNS],
 }
 _TMP_PREFIX = ".tmp-"
