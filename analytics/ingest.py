@@ -159,10 +159,7 @@ def _read_chunk(
         outcome.notes = item.notes
     outcomes = [o for o, _ in results]
     del results, decoded, by_key  # the decoded documents and records: most of the memory
-    # The next chunk reuses the freed heap; returning it to the OS after every chunk only to
-    # fault it back in cost a tenth of the ingest. Trim only after an unusually large chunk.
-    if _resident_bytes() > _WORKER_RESIDENT_BOUND:
-        _trim_heap()
+    _trim_heap_if_large()
     return _ChunkResult(outcomes, table if table.num_rows else None, sum(r.size for r in refs))
 
 
@@ -341,8 +338,7 @@ class _Committer:
             seen.add(fresh.get_column(s.EVENT_ID))
             self.summary.events_written += ordered.num_rows
             self.dates_written.add(day)
-        pa.default_memory_pool().release_unused()
-        _trim_heap()
+        _trim_heap_if_large()
 
     def _in_range(self, column: pl.Expr) -> pl.Expr:
         condition = pl.lit(True)
@@ -415,7 +411,19 @@ class _Committer:
             self.lake.write_state(pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA))
 
 
-_WORKER_RESIDENT_BOUND = 384 * 1024 * 1024
+_RESIDENT_BOUND = 320 * 1024 * 1024
+
+
+def _trim_heap_if_large() -> None:
+    """Give freed memory back to the OS, but only once this process holds more than a bound.
+
+    The next chunk or flush reuses the freed heap; returning it after every one only to fault
+    it back in cost a tenth of the ingest, while the bound keeps one unusually large chunk from
+    pinning its memory for the rest of the run.
+    """
+    if _resident_bytes() > _RESIDENT_BOUND:
+        pa.default_memory_pool().release_unused()
+        _trim_heap()
 
 
 def _resident_bytes() -> int:
