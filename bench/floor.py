@@ -17,7 +17,7 @@ from analytics.cloudtrail import DOCUMENT_DECODER
 
 
 def _one(path: str) -> tuple[int, int]:
-    data = igzip.decompress(Path(path).read_bytes())
+    data: bytes = igzip.decompress(Path(path).read_bytes())  # type: ignore[no-untyped-call]
     return len(DOCUMENT_DECODER.decode(data).Records), len(data)
 
 

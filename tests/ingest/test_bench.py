@@ -1,0 +1,31 @@
+"""``make bench`` end to end on a tiny tree: it runs, every contender reads the same events,
+and the figures it prints are the ones it writes down. (Nothing here looks at the times.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_bench_runs_every_contender_on_the_same_events(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "bench", "--cache", str(tmp_path), "--events", "3000",
+            "--rounds", "2", "--detect-days", "8", "--detect-events-per-day", "1500"]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    ingest = results["ingest"]
+    assert len(ingest["rounds"]) == 2
+    assert ingest["events_written"] == ingest["events"] > 2000
+    for one_round in ingest["rounds"]:
+        assert int(one_round["peer"]["output"]) == ingest["events"]
+        assert one_round["floor"]["output"].split()[0] == str(ingest["events"])
+    assert f"{ingest['ingest_vs_floor']:.2f} (" in run.stdout
+    assert f"{ingest['ingest_vs_duckdb_tuned']:.2f}× (" in run.stdout
+    detect = results["detect"]["summary"]
+    assert detect["history_days"] == 7  # the last day of the 8-day lake, scored on the 7 before
+    assert "rules" in detect["timings"] and "model" in detect["timings"]
