@@ -25,7 +25,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -55,6 +55,7 @@ class IngestOptions:
     workers: int = os.cpu_count() or 1
     max_object_bytes: int = DEFAULT_MAX_DECOMPRESSED
     flush_events: int = 25_000
+    flush_bytes: int = 256 * 1024 * 1024
     checkpoint_events: int = 1_000_000
     chunk_bytes: int = 2 * 1024 * 1024
     fetch_threads: int = 8
@@ -109,7 +110,9 @@ class _Outcome:
 
 
 @dataclass
-class _ChunkResult:
+class ChunkResult:
+    """What decoding one chunk of objects gave: an outcome per object and their events."""
+
     outcomes: list[_Outcome]
     table: pa.Table | None
     bytes_read: int
@@ -131,7 +134,7 @@ def _decode_one(
 
 def _read_chunk(
     refs: list[ObjectRef], source: Source, max_bytes: int, fetch_threads: int
-) -> _ChunkResult:
+) -> ChunkResult:
     """Worker entry point: fetch and decode a chunk of objects, then normalise them together."""
     if fetch_threads > 1 and len(refs) > 1 and source.remote:
         with ThreadPoolExecutor(min(fetch_threads, len(refs))) as pool:
@@ -160,7 +163,7 @@ def _read_chunk(
     outcomes = [o for o, _ in results]
     del results, decoded, by_key  # the decoded documents and records: most of the memory
     _trim_heap_if_large()
-    return _ChunkResult(outcomes, table if table.num_rows else None, sum(r.size for r in refs))
+    return ChunkResult(outcomes, table if table.num_rows else None, sum(r.size for r in refs))
 
 
 def _chunks(
@@ -189,8 +192,8 @@ def _init_worker() -> None:
 
 
 def _bounded_ordered_map(
-    func: Callable[[list[ObjectRef]], _ChunkResult], chunks: list[list[ObjectRef]], workers: int
-) -> Iterator[_ChunkResult]:
+    func: Callable[[list[ObjectRef]], ChunkResult], chunks: list[list[ObjectRef]], workers: int
+) -> Iterator[ChunkResult]:
     """``map`` over worker processes, in order, with at most ``2 × workers`` chunks in flight."""
     if workers <= 1 or len(chunks) <= 1:
         yield from map(func, chunks)
@@ -242,6 +245,7 @@ class _Committer:
         self.tables: list[pa.Table] = []
         self.outcomes: list[_Outcome] = []
         self.rows = 0
+        self.nbytes = 0
         self.seen: dict[dt.date, SeenIds] = {}
         self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
         self.dates_written: set[dt.date] = set()
@@ -249,11 +253,12 @@ class _Committer:
         self.pending: list[_Outcome] = []
         self.uncommitted_rows = 0
 
-    def add(self, result: _ChunkResult) -> None:
+    def add(self, result: ChunkResult) -> None:
         self.outcomes.extend(result.outcomes)
         if result.table is not None:
             self.tables.append(result.table)
             self.rows += result.table.num_rows
+            self.nbytes += result.table.nbytes
 
     def _seen_ids(self, day: dt.date) -> SeenIds:
         if day not in self.seen:
@@ -268,7 +273,7 @@ class _Committer:
             self._write_events(pa.concat_tables(self.tables))
         self.pending.extend(self.outcomes)
         self.uncommitted_rows += self.rows
-        self.tables, self.outcomes, self.rows = [], [], 0
+        self.tables, self.outcomes, self.rows, self.nbytes = [], [], 0, 0
 
     def checkpoint(self) -> None:
         """Make everything flushed so far part of the lake, then record it in the state."""
@@ -473,6 +478,58 @@ def list_log_objects(
     return sorted(wanted, key=lambda r: r.key)
 
 
+def read_objects(
+    source: Source, refs: Sequence[ObjectRef], options: IngestOptions
+) -> Iterator[ChunkResult]:
+    """Fetch and decode ``refs`` in this process, chunk by chunk, in key order; no lake involved.
+
+    The nightly flow's partition tasks use this, so they can run wherever the trail is readable.
+    """
+    for chunk in _chunks(list(refs), options.chunk_bytes):
+        yield _read_chunk(chunk, source, options.max_object_bytes, options.fetch_threads)
+
+
+class IngestCommit:
+    """The single writer of one ingest: fed decoded chunks in key order, committed when closed.
+
+    It buffers events, flushes them to hidden day files as the buffer fills (by events or by
+    bytes), makes them part of the lake at each checkpoint and at :meth:`close`, and records
+    their objects in the state only after that. :func:`ingest` and the nightly flow both write
+    through it, so they produce the same files and state. The caller holds the lake lock.
+    """
+
+    def __init__(self, lake: LocalLake, options: IngestOptions, summary: IngestSummary) -> None:
+        lake.root.mkdir(parents=True, exist_ok=True)
+        lake.remove_stale_temporaries()
+        self.options = options
+        self.summary = summary
+        self._committer = _Committer(lake, options.selection, summary)
+
+    def previous(self, key: str) -> dict[str, Any] | None:
+        """The state row of object ``key`` from earlier runs, if any."""
+        return self._committer.state.get(key)
+
+    def add(self, chunk: ChunkResult) -> None:
+        committer, options = self._committer, self.options
+        _tally(self.summary, chunk.outcomes)
+        self.summary.bytes_read += chunk.bytes_read
+        committer.add(chunk)
+        if committer.rows >= options.flush_events or committer.nbytes >= options.flush_bytes:
+            committer.flush()
+        if committer.uncommitted_rows >= options.checkpoint_events:
+            committer.checkpoint()
+
+    def close(self) -> IngestSummary:
+        """Make everything added part of the lake, then record it in the state."""
+        self._committer.checkpoint()
+        self.summary.dates_written = [d.isoformat() for d in sorted(self._committer.dates_written)]
+        return self.summary
+
+    def abandon(self) -> None:
+        """After a failure: drop the files that never became part of the lake."""
+        self._committer.abandon()
+
+
 def ingest(
     source: Source,
     lake: LocalLake,
@@ -482,15 +539,11 @@ def ingest(
     """Read every wanted, not-yet-ingested object of ``source`` into ``lake``."""
     started = time.perf_counter()
     summary = IngestSummary(source=source.describe())
-    lake.root.mkdir(parents=True, exist_ok=True)
-    lake.remove_stale_temporaries()
+    commit = IngestCommit(lake, options, summary)
     candidates = list_log_objects(source, options.selection, summary)
     summary.objects_seen = len(candidates)
-    committer = _Committer(lake, options.selection, summary)
     to_read = [
-        ref
-        for ref in candidates
-        if needs_reading(ref, committer.state.get(ref.key), options.selection)
+        ref for ref in candidates if needs_reading(ref, commit.previous(ref.key), options.selection)
     ]
     summary.objects_skipped = len(candidates) - len(to_read)
     state = Progress(objects_total=len(to_read))
@@ -505,23 +558,16 @@ def ingest(
     chunks = _chunks(to_read, options.chunk_bytes)
     try:
         for result in _bounded_ordered_map(read_chunk, chunks, options.workers):
-            _tally(summary, result.outcomes)
-            summary.bytes_read += result.bytes_read
-            committer.add(result)
+            commit.add(result)
             state.objects_done += len(result.outcomes)
             state.events_done += result.table.num_rows if result.table is not None else 0
             state.bytes_done += result.bytes_read
             if progress:
                 progress(state)
-            if committer.rows >= options.flush_events:
-                committer.flush()
-            if committer.uncommitted_rows >= options.checkpoint_events:
-                committer.checkpoint()
-        committer.checkpoint()
+        commit.close()
     except BaseException:
-        committer.abandon()
+        commit.abandon()
         raise
-    summary.dates_written = [d.isoformat() for d in sorted(committer.dates_written)]
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 

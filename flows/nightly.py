@@ -39,7 +39,7 @@ from analytics.adapters.lock import DEFAULT_TTL, LakeLock, LakeLocked, LockLost
 from analytics.adapters.sources import Source, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
-from analytics.ingest import IngestOptions, IngestSummary
+from analytics.ingest import IngestCommit, IngestOptions, IngestSummary
 from analytics.layout import Selection
 from flows import tasks
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
@@ -241,7 +241,7 @@ def ingest_stage(
     logger.info("ingest: %d partition(s) to read in %d wave(s) from %s",
                 len(plan.partitions), len(waves), settings.source.describe())  # fmt: skip
     source_name = settings.source.describe()
-    session = tasks.CommitSession(settings.lake, options, IngestSummary(source=source_name))
+    session = IngestCommit(settings.lake, options, IngestSummary(source=source_name))
     failures: list[str] = []
 
     def submit(wave: list[tasks.Partition]) -> list[tuple[tasks.Partition, PrefectFuture[Any]]]:

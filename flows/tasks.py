@@ -15,8 +15,9 @@ Ingest fans out over (account, region, delivery day) partitions of the trail:
   by default, Dask workers with ``--task-runner dask``) — lists, fetches, decodes and normalises
   one partition into Arrow tables. It never touches the lake, so it may run anywhere the trail
   can be read.
-* :class:`CommitSession` is the single writer, fed wave by wave by :func:`commit_ingest` and
-  closed by :func:`finish_ingest`, in the flow's own process under the lake lock. It
+* :class:`analytics.ingest.IngestCommit` is the single writer, fed wave by wave by
+  :func:`commit_ingest` and closed by :func:`finish_ingest`, in the flow's own process under the
+  lake lock. It
   de-duplicates and writes in partition order, which is the trail's key order — the order plain
   ``keytrail ingest`` commits in — so both produce the same rows.
 """
@@ -44,9 +45,16 @@ from prefect.exceptions import MissingContextError
 
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_bytes_atomic
-from analytics.adapters.sources import LocalSource, ObjectRef, Source, SourceError
+from analytics.adapters.sources import ObjectRef, Source, SourceError
 from analytics.config import Config
-from analytics.ingest import IngestOptions, IngestSummary, list_log_objects, needs_reading
+from analytics.ingest import (
+    IngestCommit,
+    IngestOptions,
+    IngestSummary,
+    list_log_objects,
+    needs_reading,
+    read_objects,
+)
 from analytics.layout import Kind, Selection, classify
 
 if TYPE_CHECKING:
@@ -190,92 +198,6 @@ def _retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State) -
     return isinstance(exc, ExportFailed) and exc.retryable
 
 
-# --- stand-ins for public hooks of analytics.ingest and the S3 adapter --------------------------
-#
-# analytics.ingest has no public API yet for "decode these objects" and "commit decoded tables",
-# nor S3Source for "the delivery-day folders"; until they have, _read_objects, CommitSession and
-# _s3_day_prefixes reach their internals, and nothing else in flows does. Each prefers the
-# public name once it exists, so adding the hooks needs no change here.
-
-
-def _read_objects(source: Source, refs: Sequence[ObjectRef], options: IngestOptions) -> list[Any]:
-    """Fetch and decode ``refs`` in this process, chunk by chunk, in key order (no lake)."""
-    from analytics import ingest as engine
-
-    public = getattr(engine, "read_objects", None)
-    if public is not None:
-        return list(public(source, refs, options))
-    return [
-        engine._read_chunk(chunk, source, options.max_object_bytes, options.fetch_threads)
-        for chunk in engine._chunks(list(refs), options.chunk_bytes)
-    ]
-
-
-class CommitSession:
-    """The single writer of one ingest stage, fed wave by wave, committed when closed.
-
-    Stand-in for a public committer of :mod:`analytics.ingest` (proposed: ``open_commit(lake,
-    options, summary)`` returning an object with ``add(chunk)``, ``close() -> IngestSummary``
-    and ``abandon()``); until then it drives the module's private committer exactly as
-    ``ingest()`` does, so files and state come out the same.
-    """
-
-    def __init__(self, lake: LocalLake, options: IngestOptions, summary: IngestSummary) -> None:
-        from analytics import ingest as engine
-
-        self.options = options
-        self.summary = summary
-        lake.root.mkdir(parents=True, exist_ok=True)
-        public = getattr(engine, "open_commit", None)
-        if public is not None:
-            self._public: Any = public(lake, options, summary)
-            return
-        self._public = None
-        lake.remove_stale_temporaries()  # safe: the caller holds the lake lock
-        self._committer = engine._Committer(lake, options.selection, summary)
-        self._tally = engine._tally
-
-    def add(self, chunk: Any) -> None:
-        if self._public is not None:
-            self._public.add(chunk)
-            return
-        committer = self._committer
-        self._tally(self.summary, chunk.outcomes)
-        self.summary.bytes_read += chunk.bytes_read
-        committer.add(chunk)
-        if committer.rows >= self.options.flush_events:
-            committer.flush()
-        checkpoint_events = getattr(self.options, "checkpoint_events", None)
-        if checkpoint_events is not None and committer.uncommitted_rows >= checkpoint_events:
-            committer.checkpoint()
-
-    def close(self) -> IngestSummary:
-        """Make everything added part of the lake, then record it in the state."""
-        if self._public is not None:
-            summary: IngestSummary = self._public.close()
-            return summary
-        committer = self._committer
-        getattr(committer, "checkpoint", committer.flush)()
-        self.summary.dates_written = [d.isoformat() for d in sorted(committer.dates_written)]
-        return self.summary
-
-    def abandon(self) -> None:
-        """After a failure: drop what was never made part of the lake."""
-        target = self._public if self._public is not None else self._committer
-        abandon = getattr(target, "abandon", None)
-        if abandon is not None:
-            abandon()
-
-
-def _s3_day_prefixes(source: Source, days: list[dt.date]) -> list[str] | None:
-    """The delivery-day folders of an S3 trail in the native layout, or None."""
-    public = getattr(source, "day_prefixes", None) or getattr(source, "_day_prefixes", None)
-    if public is None:
-        return None
-    prefixes: list[str] | None = public(days)
-    return prefixes
-
-
 def _list_prefix(source: Source, prefix: str) -> list[ObjectRef]:
     """Every object under one S3 folder, keyed exactly as a listing of the whole bucket keys it."""
     narrowed: Source = dataclasses.replace(source, prefix=prefix)  # type: ignore[type-var]
@@ -337,9 +259,7 @@ def _state_by_folder(lake: LocalLake) -> dict[str, dict[str, dict[str, Any]]]:
 def plan_ingest(source: Source, lake: LocalLake, selection: Selection) -> IngestPlan:
     """Find the partitions to read and, where the listing is cheap, the objects in them."""
     days = selection.delivery_days()
-    folders = None
-    if days is not None and not isinstance(source, LocalSource):
-        folders = _s3_day_prefixes(source, days)
+    folders = source.day_prefixes(days) if days is not None else None
     if folders is not None:
         state = _state_by_folder(lake)
         prefix_root = f"s3://{getattr(source, 'bucket', '')}/"
@@ -426,7 +346,7 @@ def read_partition(
     else:
         refs = list(partition.refs)
     with _gc_paused():
-        chunks = _read_objects(source, refs, options)
+        chunks = list(read_objects(source, refs, options))
     failed = [o.reason or o.ref.key for c in chunks for o in c.outcomes if o.status == "failed"]
     if failed:
         raise PartitionFailed(
@@ -452,7 +372,7 @@ class Wave:
 
 
 @task(name="commit-ingest", cache_policy=NO_CACHE)
-def commit_ingest(session: CommitSession, wave: Wave) -> int:
+def commit_ingest(session: IngestCommit, wave: Wave) -> int:
     """Add a wave of partitions to the run's single writer, in plan (= key) order.
 
     Returns the events added. Buffers are flushed to hidden files as they fill; nothing is
@@ -468,7 +388,7 @@ def commit_ingest(session: CommitSession, wave: Wave) -> int:
 
 
 @task(name="finish-ingest", cache_policy=NO_CACHE)
-def finish_ingest(session: CommitSession) -> IngestSummary:
+def finish_ingest(session: IngestCommit) -> IngestSummary:
     """Rename the stage's files into the lake, then record their objects in the state."""
     return session.close()
 

@@ -129,7 +129,7 @@ class S3Source:
             found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
         return found
 
-    def _day_prefixes(self, days: list[dt.date]) -> list[str] | None:
+    def day_prefixes(self, days: list[dt.date]) -> list[str] | None:
         """Delivery-day folders under ``<prefix>AWSLogs/``, or None if the layout is unusual.
 
         Listing only the wanted days keeps a nightly run from listing years of a bucket.
@@ -152,7 +152,7 @@ class S3Source:
         return prefixes
 
     def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
-        prefixes = self._day_prefixes(delivery_days) if delivery_days else None
+        prefixes = self.day_prefixes(delivery_days) if delivery_days else None
         for prefix in prefixes if prefixes is not None else [self.prefix]:
             for page in self._list(prefix):
                 for item in page.get("Contents", []):

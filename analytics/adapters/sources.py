@@ -49,6 +49,11 @@ class Source(Protocol):
         """Every object under the source (narrowed to those delivery days when possible)."""
         ...
 
+    def day_prefixes(self, days: list[dt.date]) -> list[str] | None:
+        """The delivery-day folders of ``days`` in the native layout (so that each can be listed
+        on its own), or None when the source is not planned by folder."""
+        ...
+
     def fetch(self, ref: ObjectRef) -> bytes:
         """The bytes of one object; raises :class:`ObjectFetchError`."""
         ...
@@ -66,6 +71,9 @@ class LocalSource:
 
     def describe(self) -> str:
         return str(self.root)
+
+    def day_prefixes(self, days: list[dt.date]) -> list[str] | None:
+        return None  # a local walk is cheap: the tree is listed once and cut into partitions
 
     def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
         if not self.root.is_dir():

@@ -13,7 +13,7 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.lock import LakeLock
 from analytics.adapters.s3 import S3Source
 from analytics.adapters.sources import LocalSource, ObjectFetchError, ObjectRef
-from analytics.ingest import IngestOptions, IngestSummary, ingest
+from analytics.ingest import IngestCommit, IngestOptions, IngestSummary, ingest
 from analytics.layout import Selection
 from flows import tasks
 from tests.conftest import upload
@@ -28,7 +28,7 @@ def _fan_out(source: Any, lake: LocalLake, selection: Selection) -> IngestSummar
     """The nightly flow's ingest stage with the task functions called directly."""
     plan = tasks.plan_ingest.fn(source, lake, selection)
     options = IngestOptions(selection=selection, workers=1)
-    session = tasks.CommitSession(lake, options, IngestSummary(source=source.describe()))
+    session = IngestCommit(lake, options, IngestSummary(source=source.describe()))
     reads = [
         tasks.read_partition.fn(source, part, options, plan.known_for(part))
         for part in plan.partitions

@@ -120,3 +120,33 @@ def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
     assert rerun["objects_skipped"] + rerun["objects_ingested"] == 120
     assert_frame_equal(lake_events(lake), _clean_run(tree, tmp_path))
     assert not list(lake.rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize("limit", ["flush_events", "flush_bytes", "checkpoint_events"])
+def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str) -> None:
+    """Flushing after every chunk (by events or by bytes) or checkpointing after every chunk
+    writes more, smaller files, and exactly the rows of a run with the default buffers."""
+    from analytics.adapters.lake import LocalLake
+    from analytics.adapters.sources import LocalSource
+    from analytics.ingest import IngestOptions, ingest
+
+    tree = tmp_path / "trail"
+    _tree(tree, days=2, files_per_day=6)
+    limits = (
+        {"flush_events": 1, "checkpoint_events": 1} if limit == "checkpoint_events" else {limit: 1}
+    )
+    options = IngestOptions(workers=1, chunk_bytes=1, **limits)
+    summary = ingest(LocalSource(tree), LocalLake(tmp_path / "lake"), options)
+    assert summary.events_written == 2 * 6 * 30
+    day_files = list((tmp_path / "lake" / "events").glob("event_date=2026-11-02/*.parquet"))
+    clean = _clean_run(tree, tmp_path)
+    assert_frame_equal(lake_events(tmp_path / "lake"), clean)
+    clean_files = list((tmp_path / "clean-lake" / "events").glob("event_date=2026-11-02/*.parquet"))
+    import pyarrow.parquet as pq
+
+    def pieces(files: list[Path]) -> int:  # a flush writes a row group, a checkpoint a file
+        return sum(pq.ParquetFile(f).num_row_groups for f in files)
+
+    assert pieces(day_files) > pieces(clean_files) == 1
+    if limit == "checkpoint_events":
+        assert len(day_files) > len(clean_files)
