@@ -17,9 +17,9 @@ Ingest fans out over (account, region, delivery day) partitions of the trail:
   can be read.
 * :class:`analytics.ingest.IngestCommit` is the single writer, fed wave by wave by
   :func:`commit_ingest` and closed by :func:`finish_ingest`, in the flow's own process under the
-  lake lock. It
-  de-duplicates and writes in partition order, which is the trail's key order — the order plain
-  ``keytrail ingest`` commits in — so both produce the same rows.
+  lake lock. It de-duplicates and writes in partition order, which is the trail's key order —
+  the order plain ``keytrail ingest`` commits in, through the same writer — so both produce the
+  same rows.
 """
 
 from __future__ import annotations
