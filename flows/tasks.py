@@ -198,12 +198,6 @@ def _retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State) -
     return isinstance(exc, ExportFailed) and exc.retryable
 
 
-def _list_prefix(source: Source, prefix: str) -> list[ObjectRef]:
-    """Every object under one S3 folder, keyed exactly as a listing of the whole bucket keys it."""
-    narrowed: Source = dataclasses.replace(source, prefix=prefix)  # type: ignore[type-var]
-    return list(narrowed.list_objects(None))
-
-
 # --- ingest -------------------------------------------------------------------------------------
 
 
@@ -262,7 +256,6 @@ def plan_ingest(source: Source, lake: LocalLake, selection: Selection) -> Ingest
     folders = source.day_prefixes(days) if days is not None else None
     if folders is not None:
         state = _state_by_folder(lake)
-        prefix_root = f"s3://{getattr(source, 'bucket', '')}/"
         partitions = []
         known = {}
         for folder in sorted(folders):
@@ -271,7 +264,7 @@ def plan_ingest(source: Source, lake: LocalLake, selection: Selection) -> Ingest
                 continue
             day = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
             partitions.append(Partition(match["account"], match["region"], day, prefix=folder))
-            known[folder] = state.get(prefix_root + folder, {})
+            known[folder] = state.get(source.folder_key(folder), {})
         return IngestPlan(partitions, ListingCounts(), known)
     state_rows = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
     listing = IngestSummary()
@@ -329,7 +322,7 @@ def read_partition(
     counts = ListingCounts()
     if partition.prefix is not None:
         wanted: list[ObjectRef] = []
-        for ref in _list_prefix(source, partition.prefix):
+        for ref in source.list_folder(partition.prefix):
             kind, name = classify(ref.key)
             if kind is Kind.DIGEST:
                 counts.digests_skipped += 1

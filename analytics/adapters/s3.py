@@ -154,14 +154,20 @@ class S3Source:
     def list_objects(self, delivery_days: list[dt.date] | None) -> Iterator[ObjectRef]:
         prefixes = self.day_prefixes(delivery_days) if delivery_days else None
         for prefix in prefixes if prefixes is not None else [self.prefix]:
-            for page in self._list(prefix):
-                for item in page.get("Contents", []):
-                    yield ObjectRef(
-                        f"s3://{self.bucket}/{item['Key']}",
-                        int(item["Size"]),
-                        str(item.get("ETag", "")).strip('"'),
-                        item.get("LastModified"),
-                    )
+            yield from self.list_folder(prefix)
+
+    def list_folder(self, folder: str) -> Iterator[ObjectRef]:
+        for page in self._list(folder):
+            for item in page.get("Contents", []):
+                yield ObjectRef(
+                    f"s3://{self.bucket}/{item['Key']}",
+                    int(item["Size"]),
+                    str(item.get("ETag", "")).strip('"'),
+                    item.get("LastModified"),
+                )
+
+    def folder_key(self, folder: str) -> str:
+        return f"s3://{self.bucket}/{folder}"
 
     def fetch(self, ref: ObjectRef) -> bytes:
         key = ref.key.removeprefix(f"s3://{self.bucket}/")

@@ -54,6 +54,14 @@ class Source(Protocol):
         on its own), or None when the source is not planned by folder."""
         ...
 
+    def list_folder(self, folder: str) -> Iterator[ObjectRef]:
+        """Every object in one folder of :meth:`day_prefixes`, keyed as ``list_objects`` keys it."""
+        ...
+
+    def folder_key(self, folder: str) -> str:
+        """The key prefix of the objects in ``folder``, as the lake's state records them."""
+        ...
+
     def fetch(self, ref: ObjectRef) -> bytes:
         """The bytes of one object; raises :class:`ObjectFetchError`."""
         ...
@@ -79,6 +87,14 @@ class LocalSource:
         if not self.root.is_dir():
             raise SourceError(f"source folder {self.root} does not exist or is not a folder")
         yield from self._walk(os.path.abspath(self.root), "")
+
+    def list_folder(self, folder: str) -> Iterator[ObjectRef]:
+        if folder.startswith("/") or ".." in folder.split("/"):
+            raise SourceError(f"{folder}: folder leaves the source folder")
+        yield from self._walk(os.path.join(os.path.abspath(self.root), folder), folder)
+
+    def folder_key(self, folder: str) -> str:
+        return folder
 
     def _walk(self, folder: str, relative: str) -> Iterator[ObjectRef]:
         """A sorted, recursive scandir walk (symlinks are not followed out of the tree)."""

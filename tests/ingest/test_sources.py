@@ -159,3 +159,42 @@ def test_day_prefix_listing_finds_org_trails(s3: Any, bucket: str, s3_endpoint: 
     keys = [r.key for r in source.list_objects(selection.delivery_days())]
     assert len([k for k in keys if "/CloudTrail/" in k]) == 2
     assert all(f"/AWSLogs/{ORG}/" in k for k in keys)
+
+
+def _folder_listing(source: Any, days: list[dt.date]) -> dict[str, list[str]]:
+    folders = source.day_prefixes(days)
+    assert folders is not None
+    return {
+        source.folder_key(folder): [r.key for r in source.list_folder(folder)] for folder in folders
+    }
+
+
+def test_day_folders_list_what_the_whole_listing_lists(s3: Any, bucket: str, s3_endpoint: str,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """The nightly flow plans an S3 trail folder by folder: each folder must list the objects,
+    and key them, exactly as one listing of the bucket would, under the key prefix the state
+    records for them."""
+    upload(s3, bucket, _objects("org"))
+    source = S3Source(bucket, endpoint_url=s3_endpoint)
+    days = [dt.date(2026, 11, 1), dt.date(2026, 11, 2)]
+    by_folder = _folder_listing(source, days)
+    everything = sorted(r.key for r in source.list_objects(days))
+    assert sorted(k for keys in by_folder.values() for k in keys) == everything
+    for prefix, keys in by_folder.items():
+        assert all(k.startswith(prefix) and "/" not in k[len(prefix) :] for k in keys)
+
+
+def test_a_local_tree_is_not_planned_by_folder_but_lists_one_if_asked(tmp_path: Path) -> None:
+    from analytics.adapters.sources import LocalSource, SourceError
+
+    trail.write_tree(tmp_path, trail.small_trail(days=1, files_per_day=2))
+    source = LocalSource(tmp_path)
+    assert source.day_prefixes([dt.date(2026, 11, 2)]) is None
+    everything = [r.key for r in source.list_objects(None)]
+    folder = everything[0].rsplit("/", 1)[0] + "/"
+    assert [r.key for r in source.list_folder(folder)] == [
+        k for k in everything if k.startswith(folder)
+    ]
+    assert source.folder_key(folder) == folder
+    with pytest.raises(SourceError, match="leaves the source folder"):
+        list(source.list_folder("../"))
