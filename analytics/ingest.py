@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import polars as pl
@@ -460,22 +460,38 @@ def needs_reading(ref: ObjectRef, previous: dict[str, Any] | None, selection: Se
     return not wanted <= written
 
 
+class SkipTally(Protocol):
+    """Where :func:`select_log_objects` counts what it skips (an :class:`IngestSummary`, say)."""
+
+    digests_skipped: int
+    insights_skipped: int
+    other_files_skipped: int
+
+
+def select_log_objects(
+    refs: Iterable[ObjectRef], selection: Selection, tally: SkipTally
+) -> list[ObjectRef]:
+    """The CloudTrail log files among ``refs`` that ``selection`` wants, sorted by key; digests,
+    Insights files and anything else are counted in ``tally`` and left out."""
+    wanted: list[ObjectRef] = []
+    for ref in refs:
+        kind, name = classify(ref.key)
+        if kind is Kind.DIGEST:
+            tally.digests_skipped += 1
+        elif kind is Kind.INSIGHT:
+            tally.insights_skipped += 1
+        elif kind is Kind.OTHER or name is None:
+            tally.other_files_skipped += 1
+        elif selection.wants(name):
+            wanted.append(ref)
+    return sorted(wanted, key=lambda r: r.key)
+
+
 def list_log_objects(
     source: Source, selection: Selection, summary: IngestSummary
 ) -> list[ObjectRef]:
     """The CloudTrail log files of ``source`` that ``selection`` wants, sorted by key."""
-    wanted: list[ObjectRef] = []
-    for ref in source.list_objects(selection.delivery_days()):
-        kind, name = classify(ref.key)
-        if kind is Kind.DIGEST:
-            summary.digests_skipped += 1
-        elif kind is Kind.INSIGHT:
-            summary.insights_skipped += 1
-        elif kind is Kind.OTHER or name is None:
-            summary.other_files_skipped += 1
-        elif selection.wants(name):
-            wanted.append(ref)
-    return sorted(wanted, key=lambda r: r.key)
+    return select_log_objects(source.list_objects(selection.delivery_days()), selection, summary)
 
 
 def read_objects(

@@ -54,8 +54,9 @@ from analytics.ingest import (
     list_log_objects,
     needs_reading,
     read_objects,
+    select_log_objects,
 )
-from analytics.layout import Kind, Selection, classify
+from analytics.layout import Selection, classify
 
 if TYPE_CHECKING:
     import polars as pl
@@ -321,18 +322,8 @@ def read_partition(
     started = time.perf_counter()
     counts = ListingCounts()
     if partition.prefix is not None:
-        wanted: list[ObjectRef] = []
-        for ref in source.list_folder(partition.prefix):
-            kind, name = classify(ref.key)
-            if kind is Kind.DIGEST:
-                counts.digests_skipped += 1
-            elif kind is Kind.INSIGHT:
-                counts.insights_skipped += 1
-            elif kind is Kind.OTHER or name is None:
-                counts.other_files_skipped += 1
-            elif options.selection.wants(name):
-                wanted.append(ref)
-        wanted.sort(key=lambda r: r.key)
+        listed = source.list_folder(partition.prefix)
+        wanted = select_log_objects(listed, options.selection, counts)
         refs = [r for r in wanted if needs_reading(r, known.get(r.key), options.selection)]
         counts.objects_seen = len(wanted)
         counts.objects_skipped = len(wanted) - len(refs)
