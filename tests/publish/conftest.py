@@ -71,14 +71,28 @@ def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
 
 @dataclass
 class Listener:
-    """A scripted HEC: answers with ``responses`` in turn (the last one repeats)."""
+    """A scripted HEC: answers with ``responses`` in turn (the last one repeats). With
+    ``max_body`` set it refuses larger requests with 413, as HEC's ``max_content_length`` does,
+    without using up a scripted response."""
 
     responses: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=lambda: [HEC_OK])
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    max_body: int | None = None
 
     def next_response(self) -> tuple[int, bytes, dict[str, str]]:
         return self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+
+    def answer(self, length: int) -> tuple[int, bytes, dict[str, str]]:
+        if self.max_body is not None and length > self.max_body:
+            text = f"Content-Length of {length} too large (maximum is {self.max_body})"
+            return 413, b'{"text":"%s","code":27}' % text.encode(), {}
+        return self.next_response()
+
+    @property
+    def delivered(self) -> list[bytes]:
+        """Bodies of the requests the listener accepted."""
+        return [r["body"] for r in self.requests if 200 <= r["status"] < 300]
 
 
 @pytest.fixture
@@ -88,10 +102,10 @@ def listener() -> Iterator[Listener]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
-            state.requests.append(
-                {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length)}
-            )
-            status, body, headers = state.next_response()
+            payload = self.rfile.read(length)
+            status, body, headers = state.answer(length)
+            state.requests.append({"path": self.path, "headers": dict(self.headers),
+                                   "body": payload, "status": status})  # fmt: skip
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
