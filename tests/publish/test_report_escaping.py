@@ -96,3 +96,33 @@ def test_csv_neutralises_record_values_in_nested_cells() -> None:
     )
     rows = list(csv.reader(io.StringIO(csv_safe.to_csv(frame))))
     assert rows[1] == ["'=cmd|' /C calc'!A0 (3)", "'@SUM(1)"]
+
+
+HOSTILE_ROWS = [
+    ["arn:aws:iam::111122223333:role/x\r=1+1", "StringEquals\n@SUM(1)", 3],
+    ["ok\r\n+cmd", "a\n\r-2", 4],
+    ["plain", "", 5],
+]
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_csv_a_bare_carriage_return_cannot_start_a_row_or_a_formula() -> None:
+    rows = _csv_rows(csv_safe.rows_to_csv(["actor", "condition", "count"], HOSTILE_ROWS))
+    assert len(rows) == 1 + len(HOSTILE_ROWS)
+    assert all(len(row) == 3 for row in rows)
+    assert rows[1][0] == "arn:aws:iam::111122223333:role/x\r'=1+1"
+    for row in rows[1:]:
+        for value in row[:2]:
+            for line in re.split(r"[\r\n]", value):
+                assert not line.startswith(csv_safe.FORMULA_TRIGGERS), repr(value)
+
+
+def test_csv_cells_show_invisible_characters_and_are_bounded() -> None:
+    text = csv_safe.to_csv(pl.DataFrame({"agent": ["a\u202egnp.exe\x1b[31m", "x" * 100_000]}))
+    rows = _csv_rows(text)
+    assert rows[1] == ["a\\u202egnp.exe\\x1b[31m"]
+    assert rows[2][0].endswith("…[clipped, 100000 bytes]")
+    assert len(rows[2][0].encode()) <= 32_000
