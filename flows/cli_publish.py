@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from flows.console import fail as _fail
-from flows.console import parse_date
+from flows.console import parse_date, terminal
 from flows.console import plain as _plain
 from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, shown_path
 
@@ -101,7 +100,7 @@ def report_command(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    out = Console()
+    out = terminal()
     table = Table(title=f"report {day}", show_header=False, box=None)
     from analytics.reports.text import HEADLINE_LABELS
 
@@ -316,7 +315,7 @@ def export_command(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        out = Console()
+        out = terminal()
         out.print(
             f"{_plain(result.sink)} → {_plain(result.destination)}: sent {result.sent}, "
             f"already sent {result.already_sent}, suppressed (not exported) {result.suppressed}, "
