@@ -44,6 +44,7 @@ TYPE_UID = CLASS_UID * 100 + ACTIVITY_CREATE
 STATUS_NEW = 1
 PRODUCT_NAME = "keytrail"
 BASELINE_DETECTORS = frozenset({"KMS.UnusualKeyUsage"})
+UNTITLED = "keytrail alert"  # an alert with neither title nor detector still gets a title
 AWS_ACCOUNT_TYPE_ID = 10  # OCSF account.type_id "AWS Account"
 
 REQUIRED_FIELDS: tuple[str, ...] = (
@@ -288,7 +289,7 @@ def finding(
         },
         "finding_info": {
             "uid": alert.get(s.ALERT_ID),
-            "title": alert.get(s.TITLE),
+            "title": alert.get(s.TITLE) or alert.get(s.DETECTOR) or UNTITLED,
             "desc": alert.get(s.REASON),
             "types": [alert.get(s.DETECTOR)],
             "analytic": {

@@ -69,7 +69,7 @@ def cell(value: Any) -> str | int | float:
         return ""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
-    return neutralise(clip(visible(_text(value), keep_breaks=True), CSV_CELL_BYTES))
+    return clip(neutralise(visible(_text(value), keep_breaks=True)), CSV_CELL_BYTES)
 
 
 def _field(value: str | int | float) -> str:

@@ -36,7 +36,7 @@ _LIST_NUMBER = re.compile(r"\d{1,9}(?=[.)](?:\s|$))")
 def md(value: Any, limit: int = t.DISPLAY_LIMIT) -> str:
     """Display text of a record value, safe anywhere in Markdown: inline, in a table cell or at
     the start of a line."""
-    text = t.one_line(value, limit)
+    text = t.one_line(value, limit).replace("\t", " ").strip(" ")  # no indented code block
     escaped = "".join("\\" + ch if ch in _ESCAPED else ch for ch in text)
     escaped = _AUTOLINK.sub(lambda m: "\\" + m.group(0), _ENTITY.sub("\\\\&", escaped))
     if escaped[:1] in ("-", "+", "="):  # a list item, a rule, a heading underline

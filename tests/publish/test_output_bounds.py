@@ -7,6 +7,7 @@ on that alert — the first alert of the day, ahead of the critical one.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,20 @@ def test_what_a_split_batch_delivered_is_recorded_before_a_later_refusal(
     first_half = {e["fields"]["alert_id"] for e in _events(listener.delivered)}
     assert len(first_half) == 2
     assert Ledger(hostile_lake, "splunk-hec").sent(sink.destination) == first_half
+
+
+def test_operations_doc_states_the_bounds_in_force() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text("utf-8")
+    section = doc.split("## Output bounds", 1)[1].split("\n## ", 1)[0]
+    stated = {
+        b.MAX_FINDING_BYTES, b.USER_AGENT_BYTES, b.NAME_BYTES, b.IDENTIFIER_BYTES, b.TEXT_BYTES,
+        b.MAX_EVIDENCE_EVENTS, b.MAX_RELATED_EVENTS, b.ASFF_RELATED_IDS, b.ASFF_TITLE_BYTES,
+        b.ASFF_DESCRIPTION_BYTES, b.ASFF_GENERATOR_ID_BYTES, b.ASFF_PRODUCT_FIELD_BYTES,
+        b.ASFF_PRODUCT_FIELD_KEY_BYTES, b.ASFF_RECOMMENDATION_BYTES, b.DISPLAY_CHARS,
+        b.CSV_CELL_BYTES, b.TERMINAL_BYTES,
+    }  # fmt: skip
+    for value in sorted(stated):
+        assert re.search(rf"\b{value:,}\b", section), (
+            f"{value:,} is not in the Output bounds section"
+        )
+    assert b.CLIP_MARKER.format(size=1048576) in section
