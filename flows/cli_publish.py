@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from flows.console import fail as _fail
@@ -310,6 +311,7 @@ def export_command(
             console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
             if partial.get("sent"):
                 console.print(f"{partial['sent']} alert(s) were delivered before the error")
+            _print_failed(console, partial.get("failed") or [])
         raise typer.Exit(EXIT_INCOMPLETE if exc.retryable else EXIT_USAGE) from None
     summary = result.to_dict()
     if as_json:
@@ -322,13 +324,20 @@ def export_command(
             f"failed {len(result.failed)}",
             highlight=False,
         )
-        for failure in result.failed[:20]:
-            out.print(
-                f"[red]failed[/] {_plain(failure['alert_id'])}: {_plain(failure['reason'])}",
-                highlight=False,
-            )
+        _print_failed(out, result.failed)
     if result.failed:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _print_failed(out: Console, failed: list[dict[str, str]], shown: int = 20) -> None:
+    """The alerts a destination refused one by one (each with its reason), the first ``shown``."""
+    for failure in failed[:shown]:
+        out.print(
+            f"[red]failed[/] {_plain(failure['alert_id'])}: {_plain(failure['reason'])}",
+            highlight=False,
+        )
+    if len(failed) > shown:
+        out.print(f"… and {len(failed) - shown} more (--json lists them all)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

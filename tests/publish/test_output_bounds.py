@@ -20,6 +20,7 @@ from analytics.export import HecSink, OcsfFileSink, RetryPolicy, SinkError, expo
 from analytics.export import bounds as b
 from analytics.export.idempotency import Ledger
 from analytics.export.sinks import _day_events, prepare
+from flows.cli_publish import HEC_TOKEN_ENV
 from tests.publish import fixture as f
 from tests.publish.conftest import Listener
 from tests.publish.helpers import (
@@ -30,6 +31,7 @@ from tests.publish.helpers import (
     copy_lake,
     stuff_lake,
 )
+from tests.publish.test_cli_publish import _run
 
 MARKER = "…[clipped, 1048576 bytes]"
 HEC_LIMIT = 1_000_000  # Splunk's default max_content_length
@@ -155,3 +157,18 @@ def test_operations_doc_states_the_bounds_in_force() -> None:
             f"{value:,} is not in the Output bounds section"
         )
     assert b.CLIP_MARKER.format(size=1048576) in section
+
+
+def test_cli_export_delivers_the_rest_names_the_refused_event_and_exits_1(
+    listener: Listener, hostile_lake: LocalLake
+) -> None:
+    sizes = _event_sizes(hostile_lake)
+    largest = max(sizes, key=sizes.__getitem__)
+    listener.max_body = sizes[largest] - 1
+    result = _run("export", "--lake", hostile_lake.root, "--date", f.DAY.isoformat(), "--sink",
+                  "splunk-hec", "--hec-url", listener.url, env={HEC_TOKEN_ENV: HEC_TOKEN})  # fmt: skip
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "sent 4," in output and "failed 1" in output
+    assert f"failed {largest}: Splunk HEC refused the event as too large" in output
+    assert HEC_TOKEN not in result.output
