@@ -247,21 +247,10 @@ class HecSink:
         return text.replace(self.token, "***") if self.token else text
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]:
-        out: list[list[ExportItem]] = []
-        sized = [(item, len(hec.encode(hec.envelope(item.finding, index=self.index))) + 1)
-                 for item in items]  # fmt: skip
-        current: list[ExportItem] = []
-        size = 0
-        for item, length in sized:
-            if current and (len(current) >= self.max_events
-                            or size + length > hec.MAX_BATCH_BYTES):  # fmt: skip
-                out.append(current)
-                current, size = [], 0
-            current.append(item)
-            size += length
-        if current:
-            out.append(current)
-        return out
+        return hec.batches(items, self._size, self.max_events)
+
+    def _size(self, item: ExportItem) -> int:
+        return len(hec.encode(hec.envelope(item.finding, index=self.index)))
 
     def _post(self, payload: bytes) -> None:
         url = self.destination
