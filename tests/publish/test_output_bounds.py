@@ -172,3 +172,20 @@ def test_cli_export_delivers_the_rest_names_the_refused_event_and_exits_1(
     assert "sent 4," in output and "failed 1" in output
     assert f"failed {largest}: Splunk HEC refused the event as too large" in output
     assert HEC_TOKEN not in result.output
+
+
+@pytest.mark.parametrize("char", ["A", "é", "€", "🔑"])
+@pytest.mark.parametrize("limit", [64, 65, 66, 67, 100])
+def test_clip_cuts_by_bytes_at_a_code_point_boundary(char: str, limit: int) -> None:
+    value = char * 1000
+    clipped = b.clip(value, limit)
+    size = len(value.encode())
+    assert len(clipped.encode()) <= limit
+    head, marker = clipped.split("…", 1)
+    assert marker == f"[clipped, {size} bytes]"
+    assert head and set(head) == {char}
+
+
+def test_clip_keeps_a_value_within_its_limit_and_replaces_lone_surrogates() -> None:
+    assert b.clip("é" * 32, 64) == "é" * 32
+    assert b.clip("a\ud800b", 64) == "a\ufffdb"
