@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flows.console import fail as _fail
-from flows.console import parse_date
+from flows.console import parse_date, terminal
 from flows.console import plain as _plain
 from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, shown_path
 
@@ -101,7 +101,7 @@ def report_command(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
-    out = Console()
+    out = terminal()
     table = Table(title=f"report {day}", show_header=False, box=None)
     from analytics.reports.text import HEADLINE_LABELS
 
@@ -311,25 +311,33 @@ def export_command(
             console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
             if partial.get("sent"):
                 console.print(f"{partial['sent']} alert(s) were delivered before the error")
+            _print_failed(console, partial.get("failed") or [])
         raise typer.Exit(EXIT_INCOMPLETE if exc.retryable else EXIT_USAGE) from None
     summary = result.to_dict()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        out = Console()
+        out = terminal()
         out.print(
             f"{_plain(result.sink)} → {_plain(result.destination)}: sent {result.sent}, "
             f"already sent {result.already_sent}, suppressed (not exported) {result.suppressed}, "
             f"failed {len(result.failed)}",
             highlight=False,
         )
-        for failure in result.failed[:20]:
-            out.print(
-                f"[red]failed[/] {_plain(failure['alert_id'])}: {_plain(failure['reason'])}",
-                highlight=False,
-            )
+        _print_failed(out, result.failed)
     if result.failed:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _print_failed(out: Console, failed: list[dict[str, str]], shown: int = 20) -> None:
+    """The alerts a destination refused one by one (each with its reason), the first ``shown``."""
+    for failure in failed[:shown]:
+        out.print(
+            f"[red]failed[/] {_plain(failure['alert_id'])}: {_plain(failure['reason'])}",
+            highlight=False,
+        )
+    if len(failed) > shown:
+        out.print(f"… and {len(failed) - shown} more (--json lists them all)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

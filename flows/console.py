@@ -1,16 +1,39 @@
-"""Terminal helpers shared by every ``keytrail`` command: safe text, errors, exit codes, dates."""
+"""Terminal helpers shared by every ``keytrail`` command: safe text, errors, exit codes, dates.
+
+Record strings reach the terminal in error messages, object keys and alert reasons, and a
+terminal obeys what they carry: ANSI escapes recolour or rewrite the screen, bidi overrides
+reorder it, rich markup (``[bold]``) and emoji codes (``:skull:``) are interpreted by rich.
+:func:`plain` makes such text inert, and :func:`terminal` makes consoles that do not expand emoji
+codes, so markup written by keytrail is the only styling a line gets.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import IO
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(stderr=True, soft_wrap=True)
+from analytics.export.bounds import TERMINAL_BYTES, clip, visible
+
 EXIT_STRICT = 1
 EXIT_USAGE = 2
+
+
+def terminal(
+    stderr: bool = False,
+    file: IO[str] | None = None,
+    force_terminal: bool | None = None,
+    width: int | None = None,
+) -> Console:
+    """A rich console for keytrail's output: soft-wrapped, no emoji codes expanded."""
+    return Console(stderr=stderr, file=file, force_terminal=force_terminal, width=width,
+                   soft_wrap=True, emoji=False)  # fmt: skip
+
+
+console = terminal(stderr=True)
 
 
 def parse_date(value: str | None, option: str) -> dt.date | None:
@@ -26,9 +49,13 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 
 
 def plain(text: str) -> str:
-    """Untrusted text (object keys, reasons) made safe for a terminal: no markup, no controls."""
-    printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    return escape(printable)
+    """Untrusted text (object keys, reasons) made safe for a terminal: clipped, controls, ANSI
+    escapes and bidi characters shown as escapes (``\\x1b``, ``\\u202e``), rich markup escaped.
+    Trailing backslashes are shown as ``\\x5c``: left as they are they would escape the markup
+    tag that follows them in the caller's line."""
+    shown = visible(clip(text, TERMINAL_BYTES))
+    bare = shown.rstrip("\\")
+    return escape(bare) + "\\x5c" * (len(shown) - len(bare))
 
 
 def fail(message: str) -> typer.Exit:

@@ -7,8 +7,9 @@ that owns the key goes into the resource and ``ProductFields``. ``Id`` is the al
 ``alert_id``: re-importing the same alert updates the finding instead of adding another.
 
 Times come from the alert's window, not the clock, so an export is reproducible; text fields are
-clipped to the API's limits (Title 256, Description 1024 characters) because one oversized
-field fails the whole finding.
+clipped to the API's limits in UTF-8 bytes (Title 256, Description 1024, a product field 2048 —
+:mod:`analytics.export.bounds`) because one oversized field fails the whole finding, and the
+finding as a whole is kept under 64 KiB.
 """
 
 from __future__ import annotations
@@ -18,12 +19,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from analytics import schema as s
+from analytics.export import bounds as b
+from analytics.export import ocsf
 
 SCHEMA_VERSION = "2018-10-08"
-MAX_TITLE = 256
-MAX_DESCRIPTION = 1024
-MAX_PRODUCT_FIELD = 2048
-MAX_RECOMMENDATION = 512
+FIELD_BYTES: dict[str, int] = {
+    "Title": b.ASFF_TITLE_BYTES,
+    "Description": b.ASFF_DESCRIPTION_BYTES,
+    "GeneratorId": b.ASFF_GENERATOR_ID_BYTES,
+    "Text": b.ASFF_RECOMMENDATION_BYTES,
+}
+"""Byte limits of ASFF attributes by name; product fields and the rest get the default."""
+ESSENTIAL: tuple[str, ...] = (
+    "SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "Types", "CreatedAt",
+    "UpdatedAt", "Severity", "Title", "Description", "Resources",
+)  # fmt: skip
+"""The attributes BatchImportFindings requires: all a finding keeps if nothing else fits."""
 
 _LABELS = {"info": "INFORMATIONAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH",
            "critical": "CRITICAL"}  # fmt: skip
@@ -48,8 +59,7 @@ def product_arn(account_id: str, region: str) -> str:
 
 
 def _clip(text: Any, limit: int) -> str:
-    value = "" if text is None else str(text)
-    return value if len(value) <= limit else value[: limit - 1] + "…"
+    return b.clip("" if text is None else text, limit)
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -89,15 +99,21 @@ def finding(alert: Mapping[str, Any], *, account_id: str, region: str) -> dict[s
         "keytrail/baseline": alert.get(s.BASELINE),
         "keytrail/score": None if alert.get(s.SCORE) is None else f"{alert[s.SCORE]:.4f}",
         "keytrail/mitre_attack": ",".join(alert.get(s.MITRE) or []) or None,
-        "keytrail/evidence_count": str(alert.get(s.EVIDENCE_COUNT)),
-        "keytrail/evidence_event_ids": ",".join((alert.get(s.EVIDENCE_EVENT_IDS) or [])[:20]),
+        "keytrail/evidence_count": str(ocsf.evidence_total(alert)),
+        "keytrail/evidence_event_ids": ",".join(
+            (alert.get(s.EVIDENCE_EVENT_IDS) or [])[: b.ASFF_RELATED_IDS]
+        ),
     }
-    product_fields = {k: _clip(v, MAX_PRODUCT_FIELD) for k, v in fields.items() if v}
+    product_fields = {
+        _clip(k, b.ASFF_PRODUCT_FIELD_KEY_BYTES): _clip(v, b.ASFF_PRODUCT_FIELD_BYTES)
+        for k, v in fields.items()
+        if v
+    }
     result: dict[str, Any] = {
         "SchemaVersion": SCHEMA_VERSION,
         "Id": alert.get(s.ALERT_ID),
         "ProductArn": product_arn(account_id, region),
-        "GeneratorId": f"keytrail/{alert.get(s.DETECTOR)}",
+        "GeneratorId": _clip(f"keytrail/{alert.get(s.DETECTOR)}", b.ASFF_GENERATOR_ID_BYTES),
         "AwsAccountId": account_id,
         "Types": [finding_type],
         "FirstObservedAt": _iso(alert.get(s.WINDOW_START)),
@@ -109,8 +125,8 @@ def finding(alert: Mapping[str, Any], *, account_id: str, region: str) -> dict[s
             "Normalized": _NORMALIZED[label],
             "Original": str(alert.get(s.SEVERITY)),
         },
-        "Title": _clip(alert.get(s.TITLE), MAX_TITLE),
-        "Description": _clip(alert.get(s.REASON), MAX_DESCRIPTION),
+        "Title": _clip(alert.get(s.TITLE), b.ASFF_TITLE_BYTES),
+        "Description": _clip(alert.get(s.REASON), b.ASFF_DESCRIPTION_BYTES),
         "Resources": [resource],
         "ProductFields": product_fields,
         "RecordState": "ACTIVE",
@@ -119,6 +135,6 @@ def finding(alert: Mapping[str, Any], *, account_id: str, region: str) -> dict[s
     }
     if alert.get(s.RUNBOOK):
         result["Remediation"] = {
-            "Recommendation": {"Text": _clip(alert[s.RUNBOOK], MAX_RECOMMENDATION)}
+            "Recommendation": {"Text": _clip(alert[s.RUNBOOK], b.ASFF_RECOMMENDATION_BYTES)}
         }
-    return {k: v for k, v in result.items() if v is not None}
+    return b.fit({k: v for k, v in result.items() if v is not None}, FIELD_BYTES, ESSENTIAL)

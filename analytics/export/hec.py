@@ -10,8 +10,8 @@ parsing the event. Batches are bounded by count and by bytes, below HEC's defaul
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -21,6 +21,7 @@ SOURCE = "keytrail"
 MAX_BATCH_EVENTS = 100
 MAX_BATCH_BYTES = 800_000
 EVENT_PATH = "/services/collector/event"
+T = TypeVar("T")
 
 
 def envelope(
@@ -57,22 +58,24 @@ def encode(event: Mapping[str, Any]) -> bytes:
 
 
 def batches(
-    events: Iterable[Mapping[str, Any]],
+    items: Iterable[T],
+    size: Callable[[T], int],
     max_events: int = MAX_BATCH_EVENTS,
     max_bytes: int = MAX_BATCH_BYTES,
-) -> list[list[Mapping[str, Any]]]:
-    """Split events into batches of at most ``max_events`` and about ``max_bytes`` (a single
-    event larger than that still goes, alone)."""
-    out: list[list[Mapping[str, Any]]] = []
-    current: list[Mapping[str, Any]] = []
-    size = 0
-    for event in events:
-        length = len(encode(event)) + 1
-        if current and (len(current) >= max_events or size + length > max_bytes):
+) -> list[list[T]]:
+    """Split items into batches of at most ``max_events`` and about ``max_bytes`` by ``size``
+    (an item larger than that still goes, alone; a collector that refuses it with 413 makes the
+    sink split further)."""
+    out: list[list[T]] = []
+    current: list[T] = []
+    total = 0
+    for item in items:
+        length = size(item) + 1
+        if current and (len(current) >= max_events or total + length > max_bytes):
             out.append(current)
-            current, size = [], 0
-        current.append(event)
-        size += length
+            current, total = [], 0
+        current.append(item)
+        total += length
     if current:
         out.append(current)
     return out

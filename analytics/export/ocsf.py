@@ -13,7 +13,11 @@ object. The mapping:
   1.5.0): what was observed, by which feature, against which baseline;
 * the CloudTrail events that prove the alert become ``evidences`` (actor, API call, source,
   user agent, key) and ``finding_info.related_events``;
-* what OCSF has no place for (score, runbook, feature contributions) goes under ``unmapped``.
+* what OCSF has no place for (score, runbook, feature contributions) goes under ``unmapped``;
+* every string is clipped to the limit of its kind of field and the whole finding serialises to
+  under 64 KiB (:mod:`analytics.export.bounds`): one stuffed user agent cannot make a finding a
+  SIEM refuses. At most :data:`~analytics.export.bounds.MAX_RELATED_EVENTS` evidence event IDs
+  are listed; ``related_events_count`` keeps the full count.
 
 :func:`missing_required` checks a finding against the fields the class requires; tests run it on
 every exported line.
@@ -28,6 +32,7 @@ from typing import Any
 import orjson
 
 from analytics import schema as s
+from analytics.export import bounds as b
 
 OCSF_VERSION = "1.5.0"
 CLASS_UID = 2004
@@ -39,6 +44,7 @@ TYPE_UID = CLASS_UID * 100 + ACTIVITY_CREATE
 STATUS_NEW = 1
 PRODUCT_NAME = "keytrail"
 BASELINE_DETECTORS = frozenset({"KMS.UnusualKeyUsage"})
+UNTITLED = "keytrail alert"  # an alert with neither title nor detector still gets a title
 AWS_ACCOUNT_TYPE_ID = 10  # OCSF account.type_id "AWS Account"
 
 REQUIRED_FIELDS: tuple[str, ...] = (
@@ -47,6 +53,16 @@ REQUIRED_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 """Fields class 2004 requires (``finding_info.title`` is recommended by OCSF; keytrail always
 sets it, and downstream consoles need it to show anything useful)."""
+
+FIELD_BYTES: dict[str, int] = {
+    **dict.fromkeys(("user_agent",), b.USER_AGENT_BYTES),
+    **dict.fromkeys(("message", "desc", "value", "baseline", "error_message", "text"),
+                    b.TEXT_BYTES),
+    **dict.fromkeys(("name", "operation", "error", "type", "event_code", "detector", "severity",
+                     "region", "observed_pattern", "observation_parameter", "title"),
+                    b.NAME_BYTES),
+}  # fmt: skip
+"""The byte limit of each OCSF attribute by name; any other string gets the default limit."""
 
 _SEVERITY_NAMES = ("Informational", "Low", "Medium", "High", "Critical")
 _OBSERVATION_TYPES = {
@@ -233,6 +249,7 @@ def finding(
     model = alert.get(s.DETECTOR) in BASELINE_DETECTORS
     key = _key_resource(alert)
     region = alert.get(s.AWS_REGION)
+    evidence_ids = list(alert.get(s.EVIDENCE_EVENT_IDS) or [])
     result: dict[str, Any] = {
         "activity_id": ACTIVITY_CREATE,
         "activity_name": "Create",
@@ -272,7 +289,7 @@ def finding(
         },
         "finding_info": {
             "uid": alert.get(s.ALERT_ID),
-            "title": alert.get(s.TITLE),
+            "title": alert.get(s.TITLE) or alert.get(s.DETECTOR) or UNTITLED,
             "desc": alert.get(s.REASON),
             "types": [alert.get(s.DETECTOR)],
             "analytic": {
@@ -287,12 +304,13 @@ def finding(
             "attacks": [{"technique": {"uid": t}} for t in alert.get(s.MITRE) or []],
             "related_events": [
                 {"uid": event_id, "type": "AWS CloudTrail event"}
-                for event_id in alert.get(s.EVIDENCE_EVENT_IDS) or []
+                for event_id in evidence_ids[: b.MAX_RELATED_EVENTS]
             ],
-            "related_events_count": alert.get(s.EVIDENCE_COUNT),
+            "related_events_count": evidence_total(alert),
         },
         "resources": [key] if key else None,
-        "evidences": [_evidence(e) for e in events] or [_alert_evidence(alert)],
+        "evidences": [_evidence(e) for e in events[: b.MAX_EVIDENCE_EVENTS]]
+        or [_alert_evidence(alert)],
         "remediation": {"desc": alert.get(s.RUNBOOK)} if alert.get(s.RUNBOOK) else None,
         "unmapped": {
             "keytrail": {
@@ -310,7 +328,17 @@ def finding(
     }
     if is_baseline_driven(alert):
         result["anomaly_analyses"] = _anomaly_analyses(alert)
-    return _compact(result)
+    return b.fit(_compact(result), FIELD_BYTES, (*REQUIRED_FIELDS, "message", "count"))
+
+
+def evidence_total(alert: Mapping[str, Any]) -> int | None:
+    """The full number of the alert's evidence events, never fewer than the IDs it lists (the
+    exports list only the first few)."""
+    count = alert.get(s.EVIDENCE_COUNT)
+    listed = len(alert.get(s.EVIDENCE_EVENT_IDS) or [])
+    if count is None or count < listed:
+        return listed or count
+    return int(count)
 
 
 def _date_text(value: Any) -> str | None:

@@ -14,10 +14,11 @@ sending the next — so "a rerun sends nothing twice" is one piece of code, not 
   holds: consumers that ingest each new object once (Security Lake, Splunk's SQS-based S3
   input) get each alert once, and a retried upload overwrites the same object.
 * ``splunk-hec`` — HTTP Event Collector, batched, retried with exponential backoff on
-  throttling (429), 5xx and network errors, honouring ``Retry-After``; any other 4xx stops the
-  export with HEC's own explanation. The token is sent only in the ``Authorization`` header, never
-  logged, never in an error message, and redirects are refused so it cannot follow one to another
-  host.
+  throttling (429), 5xx and network errors, honouring ``Retry-After``; a batch refused as too
+  large (413) is split and sent in halves, and an event refused on its own is reported as failed
+  while the rest are delivered; any other 4xx stops the export with HEC's own explanation. The
+  token is sent only in the ``Authorization`` header, never logged, never in an error message,
+  and redirects are refused so it cannot follow one to another host.
 * ``securityhub`` — ``BatchImportFindings`` in ASFF, 100 findings per call; findings the API
   rejects are reported by ID and not recorded, so the next run tries them again.
 """
@@ -45,21 +46,27 @@ from analytics.adapters.lake import LocalLake, write_bytes_atomic
 from analytics.adapters.securityhub import MAX_BATCH, SecurityHub, SecurityHubError
 from analytics.detect import alerts_path, read_alerts
 from analytics.export import asff, hec, ocsf
+from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.export.idempotency import Ledger
 
-MAX_EVIDENCE_EVENTS = 5
 OCSF_FILE_NAME = "alerts.ocsf.jsonl"
 
 
 class SinkError(RuntimeError):
     """An export stopped. ``retryable``: a later run may succeed (throttled, server down);
     otherwise the destination refused and something must be fixed first. ``result`` holds what
-    was delivered before the stop."""
+    was delivered before the stop; ``partial`` what the failing batch got delivered before it
+    stopped (recorded in the ledger, so a rerun does not send it again)."""
 
     def __init__(self, message: str, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.result: ExportResult | None = None
+        self.partial: BatchOutcome | None = None
+
+
+class _TooLarge(Exception):
+    """The collector refused a request as too large (413): send less at a time."""
 
 
 class _Transient(Exception):
@@ -240,21 +247,10 @@ class HecSink:
         return text.replace(self.token, "***") if self.token else text
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]:
-        out: list[list[ExportItem]] = []
-        sized = [(item, len(hec.encode(hec.envelope(item.finding, index=self.index))) + 1)
-                 for item in items]  # fmt: skip
-        current: list[ExportItem] = []
-        size = 0
-        for item, length in sized:
-            if current and (len(current) >= self.max_events
-                            or size + length > hec.MAX_BATCH_BYTES):  # fmt: skip
-                out.append(current)
-                current, size = [], 0
-            current.append(item)
-            size += length
-        if current:
-            out.append(current)
-        return out
+        return hec.batches(items, self._size, self.max_events)
+
+    def _size(self, item: ExportItem) -> int:
+        return len(hec.encode(hec.envelope(item.finding, index=self.index)))
 
     def _post(self, payload: bytes) -> None:
         url = self.destination
@@ -277,6 +273,8 @@ class HecSink:
         if 200 <= status < 300:
             return
         detail = self._detail(text)
+        if status == 413:
+            raise _TooLarge(detail)
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}{detail}", _retry_after(headers))
         if status in (401, 403):
@@ -304,12 +302,41 @@ class HecSink:
         return ""
 
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome:
+        """Post the batch; a batch the collector finds too large (413) is split in halves and
+        each sent on its own, down to single events — an event still refused alone is reported
+        as failed and the others are delivered all the same."""
+        outcome = BatchOutcome()
+        try:
+            self._send_part(list(batch), outcome)
+        except SinkError as exc:
+            exc.partial = outcome
+            raise
+        return outcome
+
+    def _send_part(self, batch: list[ExportItem], outcome: BatchOutcome) -> None:
         payload = hec.body(hec.envelope(item.finding, index=self.index) for item in batch)
+        try:
+            outcome.retries += self._post_retrying(payload)
+        except _TooLarge as exc:
+            if len(batch) == 1:
+                outcome.failed.append((batch[0].alert_id, self._redact(
+                    f"Splunk HEC refused the event as too large ({len(payload):,} bytes, "
+                    f"HTTP 413{exc}); raise max_content_length or lower the output bounds"
+                )))  # fmt: skip
+                return
+            half = len(batch) // 2
+            self._send_part(batch[:half], outcome)
+            self._send_part(batch[half:], outcome)
+            return
+        outcome.accepted.extend(item.alert_id for item in batch)
+
+    def _post_retrying(self, payload: bytes) -> int:
+        """Post until accepted, retrying transient failures; returns the number of retries."""
         last: _Transient | None = None
         for attempt in range(self.policy.attempts):
             try:
                 self._post(payload)
-                return BatchOutcome(accepted=[item.alert_id for item in batch], retries=attempt)
+                return attempt
             except _Transient as exc:
                 last = exc
                 if attempt + 1 < self.policy.attempts:
@@ -447,14 +474,28 @@ def deliver(
         try:
             outcome = sink.send(batch)
         except SinkError as exc:
+            if exc.partial is not None:
+                _count(exc.partial, sink, ledger, day, result, clock())
             exc.result = result
             raise
-        ledger.record(outcome.accepted, sink.destination, day, clock())
+        _count(outcome, sink, ledger, day, result, clock())
         result.batches += 1
-        result.retries += outcome.retries
-        result.sent += len(outcome.accepted)
-        result.failed.extend({s.ALERT_ID: fid, "reason": why} for fid, why in outcome.failed)
     return result
+
+
+def _count(
+    outcome: BatchOutcome,
+    sink: Sink,
+    ledger: Ledger,
+    day: dt.date,
+    result: ExportResult,
+    at: dt.datetime,
+) -> None:
+    """Record what a batch delivered in the ledger, then in the result."""
+    ledger.record(outcome.accepted, sink.destination, day, at)
+    result.retries += outcome.retries
+    result.sent += len(outcome.accepted)
+    result.failed.extend({s.ALERT_ID: fid, "reason": why} for fid, why in outcome.failed)
 
 
 def export(

@@ -22,6 +22,7 @@ from analytics import bands as band_data
 from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
 from analytics.adapters.lake import LocalLake, write_bytes_atomic, write_parquet_atomic
+from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.identity import KMS_SOURCE
 from analytics.reports import csv_safe, inventory, key_usage, policy_audit, rotation
 from analytics.reports import schemas as r
@@ -30,7 +31,7 @@ from analytics.reports.keyfacts import traits_from, walk
 from analytics.reports.tables import to_arrow
 
 MAX_CHARTS = 12
-MAX_EVIDENCE_PER_ALERT = 5
+MAX_EVIDENCE_PER_ALERT = MAX_EVIDENCE_EVENTS  # the same few in the report as in an export
 
 EVIDENCE_COLUMNS = (s.ALERT_ID, s.EVENT_ID, s.EVENT_TIME, s.EVENT_NAME, s.ACTOR, s.PRINCIPAL_ARN,
                     "source", s.USER_AGENT, s.ERROR_CODE)  # fmt: skip

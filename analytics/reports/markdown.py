@@ -1,17 +1,20 @@
 """``report.md``: the day's report as Markdown, to paste into a ticket.
 
 Markdown has no escaping of its own for untrusted text, and tickets render it with different
-engines (GitHub, GitLab, Jira's Markdown mode), so :func:`md` is conservative: it turns line
-breaks into spaces (a newline would end a table row or start a heading), backslash-escapes the
-characters that make emphasis, code, links, tables, headings and strikethrough
-(`` \\ ` * _ [ ] | ~ # ``),
-and writes ``<``, ``>`` and ``&`` as HTML entities so no engine sees a tag. A user agent of
-``<script>`` arrives in the ticket as the text ``<script>``; a role named ``a|b`` stays in its
-table cell.
+engines (GitHub, GitLab, Jira's Markdown mode), so :func:`md` is conservative: it shows
+invisible characters as escapes, turns line breaks into spaces (a newline would end a table row
+or start a heading), and backslash-escapes — CommonMark's own escaping, so the raw file reads
+as the text — the characters that make emphasis, code, links, tables, headings, tags and
+strikethrough (`` \\ ` * _ [ ] | ~ # < > ``), an ``@`` (an e-mail autolink), the ``:`` of
+``scheme://`` and the dot of ``www.`` (autolinked URLs), an ``&`` that would start an entity
+reference, and a ``-``, ``+``, ``=`` or ``1.`` that would start a list, a rule or a heading
+underline. A user agent of ``<script>`` arrives in the ticket as the text ``<script>``; a role
+named ``a|b`` stays in its table cell; ``MITRE ATT&CK`` stays as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,22 +27,22 @@ from analytics.reports import text as t
 from analytics.reports.daily import DailyReport
 
 MAX_TABLE_ROWS = 50
-_ESCAPED = "\\`*_[]|~#"
-_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_ESCAPED = frozenset("\\`*_[]|~#<>@")
+_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+_AUTOLINK = re.compile(r"(?<=[0-9A-Za-z]):(?=//)|(?<=\bwww)\.", re.IGNORECASE)
+_LIST_NUMBER = re.compile(r"\d{1,9}(?=[.)](?:\s|$))")
 
 
 def md(value: Any, limit: int = t.DISPLAY_LIMIT) -> str:
-    """Display text of a record value, safe anywhere inline in Markdown (tables included)."""
-    text = t.one_line(value, limit)
-    out = []
-    for ch in text:
-        if ch in _ENTITIES:
-            out.append(_ENTITIES[ch])
-        elif ch in _ESCAPED:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
+    """Display text of a record value, safe anywhere in Markdown: inline, in a table cell or at
+    the start of a line."""
+    text = t.one_line(value, limit).replace("\t", " ").strip(" ")  # no indented code block
+    escaped = "".join("\\" + ch if ch in _ESCAPED else ch for ch in text)
+    escaped = _AUTOLINK.sub(lambda m: "\\" + m.group(0), _ENTITY.sub("\\\\&", escaped))
+    if escaped[:1] in ("-", "+", "="):  # a list item, a rule, a heading underline
+        return "\\" + escaped
+    number = _LIST_NUMBER.match(escaped)  # an ordered list item
+    return escaped[: number.end()] + "\\" + escaped[number.end() :] if number else escaped
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

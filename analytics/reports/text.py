@@ -2,19 +2,22 @@
 
 Formatting lives here once so the two documents say the same thing in the same words; escaping
 does not — each renderer escapes for its own syntax, after formatting, so nothing formatted here
-may be trusted as markup.
+may be trusted as markup. What is done here for both is making record text *visible*: bidi
+overrides, zero-width and other format characters, controls and ANSI escapes are written as
+``\u202e``-style escapes (:func:`analytics.export.bounds.visible`), so a key name cannot
+reorder or hide the text around it, and long values are clipped with a note of how much.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from analytics.export.bounds import DISPLAY_CHARS, visible
+
 MISSING = "—"
-DISPLAY_LIMIT = 300
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+DISPLAY_LIMIT = DISPLAY_CHARS
 
 HEADLINE_LABELS: dict[str, str] = {
     "kms_calls": "KMS calls",
@@ -35,13 +38,15 @@ HEADLINE_LABELS: dict[str, str] = {
 
 
 def clean(value: Any, limit: int = DISPLAY_LIMIT) -> str:
-    """A value as one line of display text: controls made visible, clipped to ``limit``."""
+    """A value as display text: invisible characters shown as escapes (line breaks and tabs
+    kept), clipped to ``limit`` characters of the original with a note of how many more."""
     if value is None:
         return MISSING
-    text = _CONTROL.sub("\ufffd", str(value))
+    text = str(value)
+    shown = visible(text[:limit], keep_breaks=True)
     if len(text) > limit:
-        text = f"{text[:limit]}… ({len(text) - limit:,} more characters)"
-    return text
+        shown = f"{shown}… ({len(text) - limit:,} more characters)"
+    return shown
 
 
 def one_line(value: Any, limit: int = DISPLAY_LIMIT) -> str:

@@ -3,8 +3,10 @@ generated lake with real detections (browser and screenshot)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis.errors import InvalidArgument
 
 from analytics import reports
 from analytics.adapters.lake import LocalLake
@@ -20,6 +24,25 @@ from tests.publish import fixture
 from tests.publish.helpers import HEC_OK
 
 GENERATED_DAY = dt.date(2026, 11, 14)
+FUZZ_PROFILE = "fuzz"
+
+
+def _hypothesis_profiles() -> None:
+    """Register the heavier ``fuzz`` profile unless another conftest already did, and load the
+    one named by ``HYPOTHESIS_PROFILE`` if it exists (the property tests of the writers run a
+    few seconds by default; ``HYPOTHESIS_PROFILE=fuzz`` runs them for minutes)."""
+    try:
+        settings.get_profile(FUZZ_PROFILE)
+    except InvalidArgument:
+        settings.register_profile(FUZZ_PROFILE, max_examples=2_000, deadline=None)
+    wanted = os.environ.get("HYPOTHESIS_PROFILE")
+    if wanted:
+        # A profile another suite registers later is loaded there, not here.
+        with contextlib.suppress(InvalidArgument):
+            settings.load_profile(wanted)
+
+
+_hypothesis_profiles()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -71,14 +94,28 @@ def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
 
 @dataclass
 class Listener:
-    """A scripted HEC: answers with ``responses`` in turn (the last one repeats)."""
+    """A scripted HEC: answers with ``responses`` in turn (the last one repeats). With
+    ``max_body`` set it refuses larger requests with 413, as HEC's ``max_content_length`` does,
+    without using up a scripted response."""
 
     responses: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=lambda: [HEC_OK])
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    max_body: int | None = None
 
     def next_response(self) -> tuple[int, bytes, dict[str, str]]:
         return self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+
+    def answer(self, length: int) -> tuple[int, bytes, dict[str, str]]:
+        if self.max_body is not None and length > self.max_body:
+            text = f"Content-Length of {length} too large (maximum is {self.max_body})"
+            return 413, b'{"text":"%s","code":27}' % text.encode(), {}
+        return self.next_response()
+
+    @property
+    def delivered(self) -> list[bytes]:
+        """Bodies of the requests the listener accepted."""
+        return [r["body"] for r in self.requests if 200 <= r["status"] < 300]
 
 
 @pytest.fixture
@@ -88,10 +125,10 @@ def listener() -> Iterator[Listener]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
-            state.requests.append(
-                {"path": self.path, "headers": dict(self.headers), "body": self.rfile.read(length)}
-            )
-            status, body, headers = state.next_response()
+            payload = self.rfile.read(length)
+            status, body, headers = state.answer(length)
+            state.requests.append({"path": self.path, "headers": dict(self.headers),
+                                   "body": payload, "status": status})  # fmt: skip
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analytics import features
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake import LocalLake, write_parquet_atomic
+from analytics.detect import alerts_path, read_alerts
 from analytics.reports import inputs as report_inputs
 from analytics.reports._records import REPORT_EVENTS
 from analytics.reports.inputs import ReportInputs
@@ -101,3 +104,38 @@ def copy_lake(lake: LocalLake, target: Path) -> LocalLake:
     """A private copy of a session lake, for tests that write into it (ledgers, reports)."""
     shutil.copytree(lake.root, target)
     return LocalLake(target)
+
+
+MEGABYTE_AGENT = "Boto3/1.35 " + "A" * (1024 * 1024 - 11)  # a 1 MiB user agent, ASCII
+ROOT_ALERT_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+
+
+def stuff_lake(lake: LocalLake, day: dt.date, event_id: str, user_agent: str,
+               extra_evidence: int = 0) -> None:  # fmt: skip
+    """Give one event of ``day`` a hostile ``user_agent`` in place, as a stuffed record would
+    arrive; the root alert quotes it in its reason (as the root-usage rule does) and gets
+    ``extra_evidence`` more evidence event IDs."""
+    for path in lake.partition_files(day):
+        table = pq.read_table(path)
+        ids = table.column(s.EVENT_ID).to_pylist()
+        if event_id not in ids:
+            continue
+        agents = [user_agent if i == event_id else a
+                  for i, a in zip(ids, table.column(s.USER_AGENT).to_pylist(), strict=True)]  # fmt: skip
+        column = table.schema.get_field_index(s.USER_AGENT)
+        table = table.set_column(column, table.schema.field(column),
+                                 pa.array(agents, table.schema.field(column).type))  # fmt: skip
+        write_parquet_atomic(table, path)
+    root = pl.col(s.ALERT_ID) == ROOT_ALERT_ID
+    more = [f"{n:08x}-0000-4000-8000-{n:012x}" for n in range(extra_evidence)]
+    alerts = read_alerts(lake, day).with_columns(
+        pl.when(root)
+        .then(pl.col(s.EVIDENCE_EVENT_IDS).list.concat(pl.lit(more, dtype=pl.List(pl.String))))
+        .otherwise(pl.col(s.EVIDENCE_EVENT_IDS))
+        .alias(s.EVIDENCE_EVENT_IDS),
+        pl.when(root)
+        .then(pl.lit(f"The root user called KMS with user agent {user_agent}"))
+        .otherwise(pl.col(s.REASON))
+        .alias(s.REASON),
+    )
+    write_parquet_atomic(alerts.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, day))

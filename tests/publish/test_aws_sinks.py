@@ -23,7 +23,7 @@ from analytics.export.idempotency import Ledger
 from analytics.reports import rotation
 from analytics.reports.keyfacts import History
 from tests.publish import fixture as f
-from tests.publish.helpers import copy_lake
+from tests.publish.helpers import ROOT_ALERT_ID, copy_lake, stuff_lake
 
 MOTO_ACCOUNT = "123456789012"
 
@@ -129,6 +129,21 @@ def test_failed_findings_are_reported_and_retried_next_run(
     monkeypatch.setattr(sink_module.asff, "finding", real)
     again = export(lake, f.DAY, SecurityHubSink(hub))
     assert (again.sent, again.already_sent) == (1, 4)
+
+
+def test_security_hub_takes_every_finding_of_a_stuffed_day_bounded_in_bytes(
+    lake: LocalLake, hub: SecurityHub
+) -> None:
+    stuff_lake(lake, f.DAY, f.event_id("d-root"), "ü" * (512 * 1024), extra_evidence=10_000)
+    result = export(lake, f.DAY, SecurityHubSink(hub))
+    assert (result.sent, result.failed) == (5, [])
+    root = next(iter(hub.get_findings([ROOT_ALERT_ID])))
+    assert len(orjson.dumps(root)) < 64 * 1024
+    description = root["Description"]
+    assert description.endswith("…[clipped, 1048617 bytes]")
+    assert len(description.encode()) <= 1024  # Security Hub's limit, in bytes not characters
+    ids = root["ProductFields"]["keytrail/evidence_event_ids"].split(",")
+    assert len(ids) == 20 and root["ProductFields"]["keytrail/evidence_count"] == "10001"
 
 
 def test_security_hub_batches_hold_at_most_100_findings(hub: SecurityHub) -> None:

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from analytics.reports import csv_safe
+from analytics.reports.html import h
 from analytics.reports.markdown import md
 from tests.publish import fixture
 from tests.publish.conftest import BuiltReport
@@ -40,10 +41,10 @@ def test_markdown_escapes_pipes_backticks_brackets_and_newlines(
     fixture_report: BuiltReport,
 ) -> None:
     text = fixture_report.files["report.md"].read_text("utf-8")
-    assert '&lt;script&gt;alert("kt")&lt;/script&gt;' in text
-    assert "<script" not in text
-    assert r"burst\|agent \`tick\` \[x\](http://evil.example) second line" in text
-    assert r"root \| should \`never\` be \[used\](http://x)" in text
+    assert r'\<script\>alert("kt")\</script\>' in text
+    assert not re.search(r"(?<!\\)<", text)  # every < is escaped
+    assert r"burst\|agent \`tick\` \[x\](http\://evil.example) second line" in text
+    assert r"root \| should \`never\` be \[used\](http\://x)" in text
     # Every table row keeps its column count: no escaped pipe ends a cell early.
     for block in text.split("\n\n"):
         rows = [line for line in block.splitlines() if line.startswith("|")]
@@ -57,9 +58,20 @@ def test_markdown_escapes_pipes_backticks_brackets_and_newlines(
     [
         ("a|b", r"a\|b"),
         ("`code`", r"\`code\`"),
-        ("[x](http://e)", r"\[x\](http://e)"),
+        ("[x](http://e)", r"\[x\](http\://e)"),
         ("line1\nline2\r\nline3", "line1 line2 line3"),
-        ("<b>&", "&lt;b&gt;&amp;"),
+        ("<b>&", r"\<b\>&"),
+        ("MITRE ATT&CK", "MITRE ATT&CK"),
+        ("&amp; &#60;", r"\&amp; &\#60;"),
+        (
+            "<https://evil.example> www.evil.example a@evil.example",
+            r"\<https\://evil.example\> www\.evil.example a\@evil.example",
+        ),
+        ("# heading", r"\# heading"),
+        ("- item", r"\- item"),
+        ("1. item", r"1\. item"),
+        ("=1+1", r"\=1+1"),
+        ("gnp\u202eexe\u2066\u200f\x1b[31m", r"gnp\\u202eexe\\u2066\\u200f\\x1b\[31m"),
         ("*bold* _it_ ~s~", r"\*bold\* \_it\_ \~s\~"),
         ("back\\slash", "back\\\\slash"),
         (None, "—"),
@@ -67,6 +79,27 @@ def test_markdown_escapes_pipes_backticks_brackets_and_newlines(
 )
 def test_md_escape(raw: str | None, escaped: str) -> None:
     assert md(raw) == escaped
+
+
+def test_markdown_report_writes_ampersands_as_text_not_entities(
+    fixture_report: BuiltReport,
+) -> None:
+    text = fixture_report.files["report.md"].read_text("utf-8")
+    assert "**MITRE ATT&CK:**" in text
+    assert "&amp;" not in text and "&lt;" not in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("report\u202egnp.exe", "report\\u202egnp.exe"),
+        ("a\u2066b\u2069c\u200e\u200f\u061c", "a\\u2066b\\u2069c\\u200e\\u200f\\u061c"),
+        ("\x1b[31mred\x07\x85", "\\x1b[31mred\\x07\\x85"),
+        ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
+    ],
+)
+def test_html_shows_invisible_characters_as_escapes(raw: str, shown: str) -> None:
+    assert h(raw) == shown
 
 
 @pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
@@ -96,3 +129,33 @@ def test_csv_neutralises_record_values_in_nested_cells() -> None:
     )
     rows = list(csv.reader(io.StringIO(csv_safe.to_csv(frame))))
     assert rows[1] == ["'=cmd|' /C calc'!A0 (3)", "'@SUM(1)"]
+
+
+HOSTILE_ROWS = [
+    ["arn:aws:iam::111122223333:role/x\r=1+1", "StringEquals\n@SUM(1)", 3],
+    ["ok\r\n+cmd", "a\n\r-2", 4],
+    ["plain", "", 5],
+]
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_csv_a_bare_carriage_return_cannot_start_a_row_or_a_formula() -> None:
+    rows = _csv_rows(csv_safe.rows_to_csv(["actor", "condition", "count"], HOSTILE_ROWS))
+    assert len(rows) == 1 + len(HOSTILE_ROWS)
+    assert all(len(row) == 3 for row in rows)
+    assert rows[1][0] == "arn:aws:iam::111122223333:role/x\r'=1+1"
+    for row in rows[1:]:
+        for value in row[:2]:
+            for line in re.split(r"[\r\n]", value):
+                assert not line.startswith(csv_safe.FORMULA_TRIGGERS), repr(value)
+
+
+def test_csv_cells_show_invisible_characters_and_are_bounded() -> None:
+    text = csv_safe.to_csv(pl.DataFrame({"agent": ["a\u202egnp.exe\x1b[31m", "x" * 100_000]}))
+    rows = _csv_rows(text)
+    assert rows[1] == ["a\\u202egnp.exe\\x1b[31m"]
+    assert rows[2][0].endswith("…[clipped, 100000 bytes]")
+    assert len(rows[2][0].encode()) <= 32_000
