@@ -25,12 +25,19 @@ from analytics import schema as s
 CONTENT_COLUMNS = (
     s.EVENT_TIME, s.EVENT_SOURCE, s.EVENT_NAME, s.EVENT_TYPE, s.AWS_REGION,
     s.RECIPIENT_ACCOUNT_ID, s.PRINCIPAL_ARN, s.SOURCE_IP, s.SOURCE_SERVICE, s.USER_AGENT,
-    s.ERROR_CODE, s.REQUEST_PARAMETERS, s.REQUEST_ID, s.KEY_ARN,
+    s.ERROR_CODE, s.REQUEST_PARAMETERS, s.REQUEST_ID,
 )  # fmt: skip
 """What "the same event" means: two records under one eventID are a redelivery when these stored
 columns are equal, and a clash otherwise. They are the record's own facts as CloudTrail states
-them (time, call, caller, origin, outcome, request); the object it came in is left out (a
-redelivery arrives in another object), and so are columns only derived from these."""
+them (time, call, caller, origin, outcome, request, as delivered); the object it came in is left
+out (a redelivery arrives in another object), and so is whatever keytrail derives (actor, key
+ARN), so that a rule changed between two runs can never make a redelivery look like a clash.
+``sourceIPAddress`` is hashed as delivered, whichever of the two columns it was filed in."""
+_CONTENT = [
+    pl.coalesce(s.SOURCE_IP, s.SOURCE_SERVICE) if name == s.SOURCE_IP else pl.col(name)
+    for name in CONTENT_COLUMNS
+    if name != s.SOURCE_SERVICE
+]
 
 HOLDER = "holder_object"
 HOLDER_EVENT = "holder_event_name"
@@ -47,8 +54,8 @@ def content_hashes(table: pa.Table | pl.DataFrame) -> pl.Series:
         frame = pl.from_arrow(table.select(list(CONTENT_COLUMNS)).cast(_CONTENT_SCHEMA))
         assert isinstance(frame, pl.DataFrame)
     else:
-        frame = table.select(CONTENT_COLUMNS)
-    return frame.hash_rows().alias(CONTENT)
+        frame = table
+    return frame.select(_CONTENT).hash_rows().alias(CONTENT)
 
 
 DetailsLoader = Callable[[], pl.DataFrame]
