@@ -555,7 +555,7 @@ def _kms_columns(records: list[_Record], sources: Column) -> tuple[list[str | No
             batch = b"[" + b",".join([raw or _JSON_NULL for raw in raws]) + b"]"
             decoded = [(p.keyId, p.encryptionContext) if p else _NO_KMS_PARAMS
                        for p in _KMS_PARAMS_LIST.decode(batch)]  # fmt: skip
-        except msgspec.DecodeError:
+        except Exception:  # DecodeError, or anything else: sort it out record by record
             decoded = [_kms_params(raw) for raw in raws]
         for i, (key_id, context) in zip(picked, decoded, strict=True):
             key_ids[i] = key_id
@@ -571,7 +571,7 @@ def _kms_params(raw: msgspec.Raw) -> tuple[str | None, msgspec.Raw | bytes]:
         return _NO_KMS_PARAMS
     try:
         params = _KMS_PARAMS.decode(raw)
-    except msgspec.DecodeError:  # e.g. a keyId that is not a string: keep the record, not these
+    except Exception:  # e.g. a keyId that is not a string: keep the record, not these values
         return _NO_KMS_PARAMS
     return params.keyId, params.encryptionContext
 
