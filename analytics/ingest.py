@@ -6,12 +6,15 @@ How exactly-once holds:
   killed at any moment has committed a prefix of what a clean run would commit.
 * Events are de-duplicated on ``eventID`` within each flush and against every ``eventID``
   already in the day's partition, so rereading an object (rerun, overlapping range, the same
-  events delivered under another name, a crash between data and state) adds nothing.
+  events delivered under another name, a crash between data and state) adds nothing. A repeat
+  is dropped only if its content is the same; an eventID reused for other content is a clash,
+  quarantined with a reason rather than silently dropped.
 * Data files are renamed into place before ``_state/objects.parquet`` records the objects they
   came from; the state is only an optimisation that lets the next run skip unchanged objects.
 
 Decoding runs in worker processes (``workers``); the parent only de-duplicates and writes, and at
 most ``2 × workers`` chunks are in flight, so memory stays bounded whatever the number of objects.
+A worker reports every failure of an object as that object's outcome, and dies with its parent.
 """
 
 from __future__ import annotations
