@@ -7,13 +7,19 @@ never as Python strings. The per-record Python work is a single pass that copies
 struct attributes into columns; every normalisation rule (actor, key ARN, source IP versus
 service name, dates) then runs vectorised in :mod:`analytics.identity`.
 
-A record that cannot be decoded on its own, or that lacks ``eventID`` or ``eventTime``, is set
-aside as a :class:`BadRecord` and the rest of its object is kept.
+A record that cannot be decoded on its own, that lacks ``eventID`` or ``eventTime``, or whose
+``eventTime`` is implausible (see :data:`EARLIEST_EVENT_TIME` and :data:`LATEST_AFTER_DELIVERY`)
+is set aside as a :class:`BadRecord` and the rest of its object is kept. Every string of a record
+is attacker-controlled, so no decoder failure of any kind may escape as anything but a
+:class:`RejectedObject` (whole object) or a :class:`BadRecord` (one record): see
+:func:`failure_reason` and :func:`normalise_each`.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -21,6 +27,7 @@ from typing import TypeAlias
 
 import msgspec
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from analytics import identity
@@ -28,6 +35,14 @@ from analytics import schema as s
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, to_json_bytes
 
 _NO_JSON = msgspec.Raw(b"")
+
+EARLIEST_EVENT_TIME = dt.datetime(2013, 11, 1, tzinfo=dt.UTC)
+"""No genuine CloudTrail record is older than the service (launched November 2013)."""
+LATEST_AFTER_DELIVERY = dt.timedelta(hours=24)
+"""How far an ``eventTime`` may lie after its object was delivered (S3 LastModified, or the local
+file's mtime; the clock when neither is known). CloudTrail writes an event minutes after it
+happens, so a later one is a forged or corrupt time; within this bound it is kept and noted."""
+_MAX_REASON = 300
 
 
 class _SessionIssuer(msgspec.Struct, gc=False):
@@ -104,9 +119,12 @@ DOCUMENT_DECODER = _DOCUMENT
 
 @dataclass(frozen=True)
 class BadRecord:
-    """One record refused on its own; ``raw`` is its JSON text (possibly truncated)."""
+    """One record refused on its own; ``raw`` is its JSON text (possibly truncated).
 
-    index: int
+    ``index`` is its position in ``Records``; None for a record refused after normalisation
+    (an eventID clash), whose ``raw`` is then the event as it would have been stored."""
+
+    index: int | None
     reason: str
     raw: str
 
@@ -132,37 +150,55 @@ class DecodedObject:
     records: list[_Record]
     bad_records: list[BadRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    delivered: dt.datetime | None = None
+    """When the object was delivered, which bounds its plausible event times (None: now)."""
 
     def positions(self) -> list[int]:
         """The index in the document of each decoded record (bad ones are skipped)."""
         if not self.bad_records:
             return list(range(len(self.records)))
-        refused = {b.index for b in self.bad_records}
+        refused = {b.index for b in self.bad_records if b.index is not None}
         total = len(self.records) + len(refused)
         return [i for i in range(total) if i not in refused]
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A one-line reason for an unexpected decoder failure (type and first words of the message).
+
+    The message may quote attacker-controlled input, so it is cut to one short line.
+    """
+    message = " ".join(str(exc).split())
+    if isinstance(exc, RecursionError):
+        return f"nested too deeply to decode ({message})"[:_MAX_REASON]
+    return f"cannot decode ({type(exc).__name__}: {message})"[:_MAX_REASON]
+
+
 def decode_object(
-    data: bytes, source_object: str, max_bytes: int = DEFAULT_MAX_DECOMPRESSED
+    data: bytes,
+    source_object: str,
+    max_bytes: int = DEFAULT_MAX_DECOMPRESSED,
+    delivered: dt.datetime | None = None,
 ) -> DecodedObject:
     """Decompress and decode one object; raises :class:`RejectedObject` if it is unusable."""
-    return decode_document(to_json_bytes(data, max_bytes), source_object)
+    decoded = decode_document(to_json_bytes(data, max_bytes), source_object)
+    decoded.delivered = delivered
+    return decoded
 
 
 def decode_document(doc: bytes, source_object: str) -> DecodedObject:
-    """Decode a ``{"Records": [...]}`` document into typed records."""
-    try:
+    """Decode a ``{"Records": [...]}`` document into typed records.
+
+    Raises :class:`RejectedObject` and nothing else when the document as a whole is unusable.
+    """
+    # On any failure (DecodeError, RecursionError, …) the record-by-record path says which.
+    with contextlib.suppress(Exception):
         return DecodedObject(source_object, doc, _DOCUMENT.decode(doc).Records)
-    except msgspec.DecodeError:
-        pass
     notes = []
     if not _is_utf8(doc):
         doc = doc.decode("utf-8", errors="replace").encode("utf-8")
         notes.append(INVALID_UTF8_NOTE)
-        try:
+        with contextlib.suppress(Exception):
             return DecodedObject(source_object, doc, _DOCUMENT.decode(doc).Records, notes=notes)
-        except msgspec.DecodeError:
-            pass
     records, bad = _decode_record_by_record(doc)
     return DecodedObject(source_object, doc, records, bad, notes)
 
@@ -173,8 +209,9 @@ INVALID_UTF8_NOTE = "invalid UTF-8 replaced with U+FFFD"
 def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
     """Normalise a batch of decoded objects at once (the fixed cost is paid once per batch).
 
-    Records lacking ``eventID`` or a parseable ``eventTime`` are moved to their object's
-    ``bad_records``. Invalid UTF-8 hidden in raw JSON fields is repaired object by object.
+    Records lacking ``eventID`` or a parseable ``eventTime``, or timed implausibly, are moved to
+    their object's ``bad_records``. Invalid UTF-8 hidden in raw JSON fields is repaired object by
+    object. May raise on input nobody foresaw: :func:`normalise_each` is the safe entry point.
     """
     if not objects:
         return identity.conform(s.EVENT_SCHEMA.empty_table())
@@ -196,13 +233,118 @@ def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
     except pa.ArrowInvalid:
         if len(objects) == 1 and _is_utf8(objects[0].doc):
             raise
-        tables = [normalise_objects([_repaired(obj)]) for obj in objects]
-        return pa.concat_tables(tables)
-    missing = identity.missing_required(table)
-    if missing is None:
+        objects[:] = [_repaired(obj) for obj in objects]  # the caller sees the repaired ones
+        return pa.concat_tables([normalise_objects([obj]) for obj in objects])
+    refused = _refused_rows(objects, columns, table)
+    if refused is None:
         return identity.conform(table)
-    _set_aside(objects, columns, missing.arg_true().to_list())
-    return identity.conform(table.filter(pa.array((~missing).to_list())))
+    rows, reasons = refused
+    _set_aside(objects, rows, reasons)
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[rows] = False
+    return identity.conform(table.filter(pa.array(keep)))
+
+
+def normalise_each(objects: list[DecodedObject]) -> tuple[pa.Table, dict[str, str]]:
+    """:func:`normalise_objects`, except that an object whose normalisation raises anything is
+    refused alone: returns the events of the others and a reason per refused ``source_object``.
+
+    The batch is tried first (the common, fast case); only if it fails is each object retried
+    on its own, so one hostile object costs its neighbours a second pass, never their events.
+    """
+    before = [(obj, list(obj.bad_records), list(obj.notes)) for obj in objects]
+    try:
+        return normalise_objects(objects), {}
+    except Exception:  # undo what the failed attempt recorded, then retry object by object
+        for index, (obj, bad_records, notes) in enumerate(before):
+            obj.bad_records, obj.notes = bad_records, notes
+            objects[index] = obj
+    tables: list[pa.Table] = []
+    refused: dict[str, str] = {}
+    for index, obj in enumerate(objects):
+        single = [obj]
+        try:
+            tables.append(normalise_objects(single))
+        except Exception as exc:
+            refused[obj.source_object] = failure_reason(exc)
+        objects[index] = single[0]
+    if not tables:
+        return identity.conform(s.EVENT_SCHEMA.empty_table()), refused
+    return pa.concat_tables(tables), refused
+
+
+def _refused_rows(
+    objects: list[DecodedObject], columns: dict[str, Column], table: pa.Table
+) -> tuple[list[int], list[str]] | None:
+    """Rows to set aside, with the reason of each: required fields missing, or a time before
+    CloudTrail existed or past :data:`LATEST_AFTER_DELIVERY` after delivery. Records timed after
+    delivery but within that bound are kept and noted on their object."""
+    counts = np.fromiter((len(o.records) for o in objects), dtype=np.int64, count=len(objects))
+    now = dt.datetime.now(dt.UTC)
+    delivered = [min(o.delivered, now) if o.delivered else now for o in objects]
+    micros = np.array([_micros(d) for d in delivered], dtype=np.int64)
+    frame = pl.from_arrow(table.select([s.EVENT_ID, s.EVENT_TIME]))
+    assert isinstance(frame, pl.DataFrame)
+    times = frame.get_column(s.EVENT_TIME).dt.epoch("us")
+    delivery = pl.Series(np.repeat(micros, counts))
+    missing = identity.missing_required(table)
+    early = times < _micros(EARLIEST_EVENT_TIME)
+    late = times > delivery + int(LATEST_AFTER_DELIVERY / dt.timedelta(microseconds=1))
+    after = (times > delivery).fill_null(False) & ~late.fill_null(False)
+    if after.any():
+        _note_after_delivery(objects, counts, after)
+    bad = (early | late).fill_null(False)
+    if missing is not None:
+        bad = bad | missing
+    if not bad.any():
+        return None
+    rows = bad.arg_true().to_list()
+    reasons = []
+    for row in rows:
+        if missing is not None and missing[row]:
+            reasons.append(_missing_reason(columns, row))
+        else:
+            reasons.append(_implausible_reason(columns, row, bool(early[row]), delivered, counts))
+    return rows, reasons
+
+
+def _micros(when: dt.datetime) -> int:
+    return int((when - _EPOCH) / dt.timedelta(microseconds=1))
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _note_after_delivery(
+    objects: list[DecodedObject], counts: np.ndarray, after: pl.Series
+) -> None:
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    flags = after.to_numpy()
+    for index, obj in enumerate(objects):
+        late = int(flags[offsets[index] : offsets[index + 1]].sum())
+        if late:
+            obj.notes.append(f"{late} record(s) timed after the object was delivered")
+
+
+def _implausible_reason(
+    columns: dict[str, Column],
+    row: int,
+    early: bool,
+    delivered: list[dt.datetime],
+    counts: np.ndarray,
+) -> str:
+    raw = repr(str(columns["eventTime"][row])[:40])
+    if early:
+        return (
+            f"implausible eventTime {raw}: before CloudTrail existed "
+            f"({EARLIEST_EVENT_TIME:%Y-%m-%d})"
+        )
+    which = int(np.searchsorted(np.cumsum(counts), row, side="right"))
+    hours = int(LATEST_AFTER_DELIVERY / dt.timedelta(hours=1))
+    return (
+        f"implausible eventTime {raw}: more than {hours} h after the object was delivered "
+        f"({delivered[which]:%Y-%m-%dT%H:%M:%SZ})"
+    )
 
 
 def _repaired(obj: DecodedObject) -> DecodedObject:
@@ -211,27 +353,28 @@ def _repaired(obj: DecodedObject) -> DecodedObject:
     fixed = decode_document(obj.doc.decode("utf-8", errors="replace").encode("utf-8"),
                             obj.source_object)  # fmt: skip
     fixed.notes.insert(0, INVALID_UTF8_NOTE)
+    fixed.delivered = obj.delivered
     return fixed
 
 
-def _set_aside(objects: list[DecodedObject], columns: dict[str, Column], rows: list[int]) -> None:
-    """Record each row lacking required fields as a bad record of the object it came from."""
+def _set_aside(objects: list[DecodedObject], rows: list[int], reasons: list[str]) -> None:
+    """Record each refused row as a bad record of the object it came from."""
     offsets = []
     total = 0
     for obj in objects:
         offsets.append(total)
         total += len(obj.records)
     positions: dict[int, list[int]] = {}
-    for row in rows:
+    for row, reason in zip(rows, reasons, strict=True):
         which = bisect.bisect_right(offsets, row) - 1
         obj = objects[which]
         if which not in positions:  # before any of this object's records is set aside
             positions[which] = obj.positions()
         position = positions[which][row - offsets[which]]
         raw = _RAW_DOCUMENT.decode(obj.doc).Records[position]
-        obj.bad_records.append(BadRecord(position, _missing_reason(columns, row), _raw_text(raw)))
+        obj.bad_records.append(BadRecord(position, reason, _raw_text(raw)))
     for obj in objects:
-        obj.bad_records.sort(key=lambda b: b.index)
+        obj.bad_records.sort(key=lambda b: -1 if b.index is None else b.index)
 
 
 def parse_object(
@@ -246,9 +389,11 @@ def parse_object(
 
 def parse_document(doc: bytes, source_object: str) -> ParsedObject:
     """Parse a ``{"Records": [...]}`` JSON document into the event schema."""
-    decoded = decode_document(doc, source_object)
-    table = normalise_objects([decoded])
-    return ParsedObject(table, decoded.bad_records, decoded.notes)
+    objects = [decode_document(doc, source_object)]
+    table, refused = normalise_each(objects)
+    if refused:
+        raise RejectedObject(refused[source_object])
+    return ParsedObject(table, objects[0].bad_records, objects[0].notes)
 
 
 def _is_utf8(doc: bytes) -> bool:
@@ -279,28 +424,38 @@ def _decode_record_by_record(doc: bytes) -> tuple[list[_Record], list[BadRecord]
     except msgspec.ValidationError as exc:
         raise RejectedObject(_describe_shape_error(doc, exc)) from None
     except msgspec.DecodeError as exc:
-        raise RejectedObject(f"invalid JSON ({exc})") from None
+        raise RejectedObject(_one_line(f"invalid JSON ({exc})")) from None
+    except Exception as exc:  # RecursionError on deep nesting, or anything else msgspec raises
+        raise RejectedObject(failure_reason(exc)) from None
     records: list[_Record] = []
     bad: list[BadRecord] = []
     for index, raw in enumerate(raw_records):
         try:
             records.append(_RECORD.decode(raw))
         except msgspec.DecodeError as exc:
-            reason = f"record does not fit the CloudTrail shape ({exc})"
+            reason = _one_line(f"record does not fit the CloudTrail shape ({exc})")
             bad.append(BadRecord(index, reason, _raw_text(raw)))
+        except Exception as exc:
+            bad.append(BadRecord(index, failure_reason(exc), _raw_text(raw)))
     return records, bad
+
+
+def _one_line(reason: str) -> str:
+    return " ".join(reason.split())[:_MAX_REASON]
 
 
 def _describe_shape_error(doc: bytes, exc: msgspec.ValidationError) -> str:
     try:
         top = msgspec.json.decode(doc)
     except msgspec.DecodeError as decode_error:
-        return f"invalid JSON ({decode_error})"
+        return _one_line(f"invalid JSON ({decode_error})")
+    except Exception as other:
+        return failure_reason(other)
     if isinstance(top, dict):
         if "Records" not in top:
             keys = ", ".join(sorted(str(k) for k in top)[:5]) or "none"
             return f"JSON has no Records array (top-level keys: {keys})"
-        return f"Records is not an array of objects ({exc})"
+        return _one_line(f"Records is not an array of objects ({exc})")
     return f"JSON top level is {type(top).__name__}, not an object with Records"
 
 
@@ -400,7 +555,7 @@ def _kms_columns(records: list[_Record], sources: Column) -> tuple[list[str | No
             batch = b"[" + b",".join([raw or _JSON_NULL for raw in raws]) + b"]"
             decoded = [(p.keyId, p.encryptionContext) if p else _NO_KMS_PARAMS
                        for p in _KMS_PARAMS_LIST.decode(batch)]  # fmt: skip
-        except msgspec.DecodeError:
+        except Exception:  # DecodeError, or anything else: sort it out record by record
             decoded = [_kms_params(raw) for raw in raws]
         for i, (key_id, context) in zip(picked, decoded, strict=True):
             key_ids[i] = key_id
@@ -416,7 +571,7 @@ def _kms_params(raw: msgspec.Raw) -> tuple[str | None, msgspec.Raw | bytes]:
         return _NO_KMS_PARAMS
     try:
         params = _KMS_PARAMS.decode(raw)
-    except msgspec.DecodeError:  # e.g. a keyId that is not a string: keep the record, not these
+    except Exception:  # e.g. a keyId that is not a string: keep the record, not these values
         return _NO_KMS_PARAMS
     return params.keyId, params.encryptionContext
 

@@ -1,8 +1,10 @@
 """Turn the raw bytes of a source object into JSON text, refusing anything suspicious.
 
 The bytes are sniffed, never trusted by name: a ``.json.gz`` key may hold plain JSON and a
-``.json`` key may hold gzip. Decompression is bounded so a gzip bomb costs at most
-``max_bytes`` of memory before it is refused.
+``.json`` key may hold gzip. One bound, ``max_bytes``, applies twice: to the object as stored
+(sources read at most ``max_bytes + 1`` bytes of it, so a huge plain object is refused without
+being read whole) and to its decompressed text (so a gzip bomb costs at most ``max_bytes`` of
+memory before it is refused).
 """
 
 from __future__ import annotations
@@ -23,16 +25,25 @@ def _first_bytes(data: bytes) -> str:
     return " ".join(f"{b:02x}" for b in data[:4])
 
 
+def too_large(max_bytes: int) -> str:
+    """The reason given for an object larger than the bound as stored."""
+    return f"larger than the {max_bytes:,}-byte bound"
+
+
 def to_json_bytes(data: bytes, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> bytes:
-    """Return the JSON text held by ``data`` (gzip or plain), or raise :class:`RejectedObject`."""
+    """Return the JSON text held by ``data`` (gzip or plain), or raise :class:`RejectedObject`.
+
+    ``data`` may be the first ``max_bytes + 1`` bytes of a longer object: anything longer than
+    ``max_bytes`` is refused before it is looked at.
+    """
     if not data:
         raise RejectedObject("empty object (0 bytes)")
+    if len(data) > max_bytes:
+        raise RejectedObject(too_large(max_bytes))
     if data[:2] == GZIP_MAGIC:
         return _gunzip_bounded(data, max_bytes)
     stripped = data.lstrip(b"\xef\xbb\xbf")  # a UTF-8 BOM is harmless; anything else is not JSON
     if stripped and stripped[0] in _JSON_START:
-        if len(stripped) > max_bytes:
-            raise RejectedObject(f"larger than the {max_bytes:,}-byte bound")
         return stripped
     raise RejectedObject(f"not gzip or JSON (first bytes {_first_bytes(data)})")
 

@@ -568,7 +568,8 @@ def render_lake_schema() -> str:
         "`etag`, `quarantined_at`.",
         "- `records/<hash>.jsonl`: one line per refused record of an object that was otherwise "
         "ingested: `source_object`, `index` (position in `Records`), `reason`, `record` (its "
-        "text, truncated).",
+        "text, truncated). For an eventID clash, `index` is null and `record` is the event as "
+        "it would have been stored.",
         "",
         "What to do about them: [operations](operations.md#quarantine).",
     ]

@@ -6,12 +6,15 @@ How exactly-once holds:
   killed at any moment has committed a prefix of what a clean run would commit.
 * Events are de-duplicated on ``eventID`` within each flush and against every ``eventID``
   already in the day's partition, so rereading an object (rerun, overlapping range, the same
-  events delivered under another name, a crash between data and state) adds nothing.
+  events delivered under another name, a crash between data and state) adds nothing. A repeat
+  is dropped only if its content is the same; an eventID reused for other content is a clash,
+  quarantined with a reason rather than silently dropped.
 * Data files are renamed into place before ``_state/objects.parquet`` records the objects they
   came from; the state is only an optimisation that lets the next run skip unchanged objects.
 
 Decoding runs in worker processes (``workers``); the parent only de-duplicates and writes, and at
 most ``2 × workers`` chunks are in flight, so memory stays bounded whatever the number of objects.
+A worker reports every failure of an object as that object's outcome, and dies with its parent.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import datetime as dt
 import gc
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -40,10 +46,24 @@ import pyarrow.parquet as pq
 from analytics import schema as s
 from analytics.adapters.lake import EVENT_PARQUET_OPTIONS, LocalLake, safe_name, write_bytes_atomic
 from analytics.adapters.sources import ObjectFetchError, ObjectRef, Source
-from analytics.cloudtrail import BadRecord, DecodedObject, decode_object, normalise_objects
-from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject
+from analytics.cloudtrail import (
+    BadRecord,
+    DecodedObject,
+    decode_object,
+    failure_reason,
+    normalise_each,
+)
+from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, too_large
 from analytics.layout import Kind, Selection, classify
-from analytics.seen_ids import SeenIds
+from analytics.seen_ids import (
+    CONTENT,
+    CONTENT_COLUMNS,
+    HOLDER,
+    HOLDER_EVENT,
+    KNOWN,
+    SeenIds,
+    content_hashes,
+)
 
 ProgressCallback = Callable[["Progress"], None]
 _ROW = "__row"
@@ -87,11 +107,13 @@ class IngestSummary:
     events_read: int = 0
     events_written: int = 0
     duplicate_events_dropped: int = 0
+    event_id_clashes: int = 0
     events_outside_range: int = 0
     bytes_read: int = 0
     dates_written: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    clashes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,29 +143,63 @@ class ChunkResult:
 def _decode_one(
     source: Source, ref: ObjectRef, max_bytes: int
 ) -> tuple[_Outcome, DecodedObject | None]:
+    """Fetch and decode one object. Any failure of the decoder, foreseen or not, quarantines
+    the object with a one-line reason: hostile input must never stop a run."""
+    if ref.size > max_bytes:  # as listed: refused without fetching a byte
+        return _Outcome(ref, "quarantined", too_large(max_bytes)), None
     try:
-        data = source.fetch(ref)
+        data = source.fetch(ref, max_bytes + 1)  # one byte more tells "too large" apart
     except ObjectFetchError as exc:
         return _Outcome(ref, "failed", str(exc)), None
+    except Exception as exc:  # a source's bug is not the object's fault: retried next run
+        return _Outcome(ref, "failed", f"{ref.key}: cannot read ({failure_reason(exc)})"), None
     try:
-        decoded = decode_object(data, ref.key, max_bytes)
+        decoded = decode_object(data, ref.key, max_bytes, delivered=ref.mtime)
     except RejectedObject as exc:
         return _Outcome(ref, "quarantined", str(exc)), None
+    except Exception as exc:
+        return _Outcome(ref, "quarantined", failure_reason(exc)), None
     return _Outcome(ref, "ingested"), decoded
 
 
 def _read_chunk(
     refs: list[ObjectRef], source: Source, max_bytes: int, fetch_threads: int
 ) -> ChunkResult:
-    """Worker entry point: fetch and decode a chunk of objects, then normalise them together."""
+    """Worker entry point: fetch and decode a chunk of objects, then normalise them together.
+
+    Should anything unforeseen still escape for the chunk as a whole, each object is read again
+    on its own, so the failure is reported per object (quarantined with its reason) and the
+    chunk's good objects are kept; an exception never crosses back from a worker.
+    """
+    try:
+        return _read_chunk_once(refs, source, max_bytes, fetch_threads)
+    except Exception as exc:
+        if len(refs) == 1:
+            outcome = _Outcome(refs[0], "quarantined", failure_reason(exc))
+            return ChunkResult([outcome], None, refs[0].size)
+    results = [_read_chunk([ref], source, max_bytes, fetch_threads) for ref in refs]
+    tables = [r.table for r in results if r.table is not None]
+    return ChunkResult(
+        [o for r in results for o in r.outcomes],
+        pa.concat_tables(tables) if tables else None,
+        sum(r.bytes_read for r in results),
+    )
+
+
+def _read_chunk_once(
+    refs: list[ObjectRef], source: Source, max_bytes: int, fetch_threads: int
+) -> ChunkResult:
     if fetch_threads > 1 and len(refs) > 1 and source.remote:
         with ThreadPoolExecutor(min(fetch_threads, len(refs))) as pool:
             results = list(pool.map(lambda r: _decode_one(source, r, max_bytes), refs))
     else:
         results = [_decode_one(source, r, max_bytes) for r in refs]
     decoded = [d for _, d in results if d is not None]
-    table = normalise_objects(decoded)
-    by_key = {d.source_object: d for d in decoded}
+    table, refused = normalise_each(decoded)
+    for outcome, _ in results:
+        if outcome.ref.key in refused:
+            outcome.status, outcome.reason = "quarantined", refused[outcome.ref.key]
+    by_key = {d.source_object: d for d in decoded if d.source_object not in refused}
     if table.num_rows:
         keys_and_dates = pl.from_arrow(table.select([s.SOURCE_OBJECT, s.EVENT_DATE]))
         assert isinstance(keys_and_dates, pl.DataFrame)
@@ -183,12 +239,41 @@ def _chunks(
     return chunks
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    _exit_with_parent(parent)
     pa.set_cpu_count(1)
     pa.set_io_thread_count(2)
     # Decoding allocates millions of short-lived lists and structs that are never cyclic;
     # generational GC passes over them cost a quarter of the decode time.
     gc.disable()
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_PARENT_POLL_SECONDS = 0.2
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker die with the process that started it.
+
+    A worker whose parent was killed (SIGKILL, OOM killer) would otherwise finish its chunk, or
+    wait forever for the next one, holding memory and a core. On Linux the kernel kills it at
+    once (``PR_SET_PDEATHSIG``); everywhere, a watchdog thread exits when the parent changes.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    watchdog = threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog")
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def _bounded_ordered_map(
@@ -204,7 +289,7 @@ def _bounded_ordered_map(
     previous = os.environ.get("POLARS_MAX_THREADS")
     os.environ["POLARS_MAX_THREADS"] = "1"
     try:
-        pool = context.Pool(workers, initializer=_init_worker)
+        pool = context.Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
     finally:
         if previous is None:
             os.environ.pop("POLARS_MAX_THREADS", None)
@@ -264,7 +349,7 @@ class _Committer:
         if day not in self.seen:
             files = self.lake.partition_files(day)
             ids = pl.read_parquet(files, columns=[s.EVENT_ID]).to_series() if files else None
-            self.seen[day] = SeenIds(ids)
+            self.seen[day] = SeenIds(ids, partial(_stored_details, files))
         return self.seen[day]
 
     def flush(self) -> None:
@@ -314,13 +399,29 @@ class _Committer:
         Decisions are taken on the small key columns with Polars and end as one list of row
         numbers per day, in time order; the wide Arrow table is gathered once per day by those
         numbers (after one concatenation), so a flush costs about two copies of the buffer.
+
+        A repeated eventID is dropped (and counted) when its content (see
+        :data:`~analytics.seen_ids.CONTENT_COLUMNS`) equals that of the event already holding
+        the ID, as CloudTrail's redeliveries do; with different content it is an *eventID clash*
+        (corruption, or someone hiding an event under a known ID) and the newcomer is
+        quarantined as a record of its object, naming both objects and event names.
         """
         self.summary.events_read += table.num_rows
         table = table.combine_chunks()  # gathering rows from one chunk is 4× faster than many
-        keys = pl.from_arrow(table.select([s.EVENT_ID, s.EVENT_DATE, s.EVENT_TIME]))
+        keys = pl.from_arrow(
+            table.select([s.EVENT_ID, s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME])
+        )
         assert isinstance(keys, pl.DataFrame)
-        keys = keys.with_row_index(_ROW)
-        keep = pl.col(s.EVENT_ID).is_first_distinct()
+        first = pl.col(s.EVENT_ID).is_first_distinct()
+        other_content = pl.col(CONTENT) != pl.col(CONTENT).first().over(s.EVENT_ID)
+        keys = keys.with_columns(content_hashes(table)).with_row_index(_ROW)
+        keys = keys.with_columns(
+            first.alias(_FIRST),
+            (~first & other_content).alias(_CLASH),
+            pl.col(s.SOURCE_OBJECT).first().over(s.EVENT_ID).alias(HOLDER),
+            pl.col(s.EVENT_NAME).first().over(s.EVENT_ID).alias(HOLDER_EVENT),
+        )
+        keep = pl.col(_FIRST)
         if self.selection.start is not None or self.selection.end is not None:
             in_range = self._in_range(pl.col(s.EVENT_DATE))
             outside = keys.select((~in_range).sum()).item()
@@ -331,19 +432,58 @@ class _Committer:
                 continue
             seen = self._seen_ids(day)
             on_day = pl.col(s.EVENT_DATE) == day
+            clashes = [keys.filter(on_day & pl.col(_CLASH))]
             wanted = keys.filter(keep & on_day)
-            fresh = wanted.filter(~seen.contains(wanted.get_column(s.EVENT_ID)))
+            known = seen.lookup(wanted.get_column(s.EVENT_ID))
+            is_known = known.get_column(KNOWN)
+            differs = (known.get_column(CONTENT) != wanted.get_column(CONTENT)).fill_null(False)
+            clashes.append(
+                wanted.drop(HOLDER, HOLDER_EVENT)
+                .hstack(known.select(HOLDER, HOLDER_EVENT))
+                .filter(is_known & differs)
+            )
+            fresh = wanted.filter(~is_known)
+            clashed = pl.concat(clashes, how="diagonal_relaxed")
+            self._quarantine_clashes(table, clashed)
             candidates = int(keys.select(on_day.sum()).item())
-            self.summary.duplicate_events_dropped += candidates - fresh.height
+            self.summary.duplicate_events_dropped += candidates - fresh.height - clashed.height
             if fresh.is_empty():
                 continue
             rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
             ordered = table.take(rows.to_arrow())
             self._writer(day).write_table(ordered.cast(s.EVENT_SCHEMA))
-            seen.add(fresh.get_column(s.EVENT_ID))
+            seen.add(
+                fresh.get_column(s.EVENT_ID),
+                fresh.select(
+                    pl.col(CONTENT),
+                    pl.col(s.SOURCE_OBJECT).cast(pl.Categorical).alias(HOLDER),
+                    pl.col(s.EVENT_NAME).cast(pl.Categorical).alias(HOLDER_EVENT),
+                ),
+            )
             self.summary.events_written += ordered.num_rows
             self.dates_written.add(day)
         _trim_heap_if_large()
+
+    def _quarantine_clashes(self, table: pa.Table, clashed: pl.DataFrame) -> None:
+        """Quarantine each clashing newcomer as a record of its object, with a reason naming
+        the object (and event name) that holds the ID and its own."""
+        if clashed.is_empty():
+            return
+        outcomes = {o.ref.key: o for o in self.outcomes}
+        for row in clashed.sort(_ROW).iter_rows(named=True):
+            reason = (
+                f"eventID clash: {_quoted(row[s.EVENT_ID])} is already held by "
+                f"{_quoted(row[HOLDER_EVENT])} from {_quoted(row[HOLDER])}; this "
+                f"{_quoted(row[s.EVENT_NAME])} from {_quoted(row[s.SOURCE_OBJECT])} has "
+                "different content"
+            )
+            stored = table.slice(row[_ROW], 1).to_pylist()[0]
+            text = orjson.dumps(stored, default=str).decode()[:_MAX_CLASH_TEXT]
+            self.summary.event_id_clashes += 1
+            self.summary.clashes.append(reason)
+            outcome = outcomes.get(row[s.SOURCE_OBJECT])
+            if outcome is not None:
+                outcome.bad_records.append(BadRecord(None, reason, text))
 
     def _in_range(self, column: pl.Expr) -> pl.Expr:
         condition = pl.lit(True)
@@ -417,6 +557,26 @@ class _Committer:
 
 
 _RESIDENT_BOUND = 320 * 1024 * 1024
+_FIRST = "__first"
+_CLASH = "__clash"
+_MAX_CLASH_TEXT = 64 * 1024
+
+
+def _quoted(value: object) -> str:
+    """An attacker-controlled value, quoted and cut, so a reason stays one readable line."""
+    return repr(str(value)[:200])
+
+
+def _stored_details(files: list[Path]) -> pl.DataFrame:
+    """Content hash and holder of every event already in a day's files (for clash checks)."""
+    columns = list(dict.fromkeys([s.EVENT_ID, *CONTENT_COLUMNS, s.SOURCE_OBJECT, s.EVENT_NAME]))
+    frame = pl.read_parquet(files, columns=columns)
+    return frame.select(
+        pl.col(s.EVENT_ID),
+        content_hashes(frame),
+        pl.col(s.SOURCE_OBJECT).alias(HOLDER),
+        pl.col(s.EVENT_NAME).alias(HOLDER_EVENT),
+    )
 
 
 def _trim_heap_if_large() -> None:

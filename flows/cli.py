@@ -73,10 +73,17 @@ def ingest_command(
         int, typer.Option(min=1, help="Decoding processes (default: the core count).")
     ] = os.cpu_count() or 1,
     max_object_mb: Annotated[
-        int, typer.Option(min=1, help="Refuse objects larger than this once decompressed (MiB).")
+        int,
+        typer.Option(
+            min=1, help="Refuse objects larger than this, as stored or decompressed (MiB)."
+        ),
     ] = DEFAULT_MAX_DECOMPRESSED // (1024 * 1024),
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 if any object or record was quarantined.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 if any object or record was quarantined (eventID clashes included).",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
@@ -119,7 +126,9 @@ def ingest_command(
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         _print_ingest_summary(summary, lake)
-    if strict and (summary.objects_quarantined or summary.records_quarantined):
+    if strict and (
+        summary.objects_quarantined or summary.records_quarantined or summary.event_id_clashes
+    ):
         raise typer.Exit(EXIT_STRICT)
 
 
@@ -167,6 +176,7 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
          f"{summary.digests_skipped} / {summary.insights_skipped} / {summary.other_files_skipped}"),
         ("events written", summary.events_written),
         ("duplicate events dropped", summary.duplicate_events_dropped),
+        ("eventID clashes quarantined", summary.event_id_clashes),
         ("events outside --start/--end", summary.events_outside_range),
         ("seconds", summary.seconds),
     ]  # fmt: skip
@@ -179,7 +189,10 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
         out.print(f"[yellow]quarantined[/] {plain(line)}", highlight=False, soft_wrap=True)
     for line in summary.failed[:20]:
         out.print(f"[red]failed[/] {plain(line)}", highlight=False, soft_wrap=True)
-    hidden = len(summary.quarantined) + len(summary.failed) - 40
+    for line in summary.clashes[:20]:
+        out.print(f"[yellow]quarantined[/] {plain(line)}", highlight=False, soft_wrap=True)
+    listed = (summary.quarantined, summary.failed, summary.clashes)
+    hidden = sum(max(len(lines) - 20, 0) for lines in listed)
     if hidden > 0:
         out.print(f"… and {hidden} more; see {plain(quarantine_location(lake))} and --json")
 

@@ -277,13 +277,14 @@ def ingest_stage(
     summary.seconds = round(time.perf_counter() - started, 3)
     logger.info(
         "ingest: %d log objects listed, %d read, %d already in the lake, %d quarantined, "
-        "%d records quarantined; %d events written, %d duplicates dropped, %d outside the "
-        "range; %.1f s",
+        "%d records quarantined; %d events written, %d duplicates dropped, %d eventID clashes "
+        "quarantined, %d outside the range; %.1f s",
         summary.objects_seen, summary.objects_ingested, summary.objects_skipped,
         summary.objects_quarantined, summary.records_quarantined, summary.events_written,
-        summary.duplicate_events_dropped, summary.events_outside_range, summary.seconds,
+        summary.duplicate_events_dropped, summary.event_id_clashes, summary.events_outside_range,
+        summary.seconds,
     )  # fmt: skip
-    for line in summary.quarantined[:20]:
+    for line in [*summary.quarantined[:20], *summary.clashes[:20]]:
         logger.warning("quarantined %s", line)
     if failures:
         raise StageFailed(
@@ -403,10 +404,11 @@ def _ingest_markdown(summary: IngestSummary | None) -> list[str]:
         f"| quarantined records | {summary.records_quarantined:,} |",
         f"| events written | {summary.events_written:,} |",
         f"| duplicate events dropped | {summary.duplicate_events_dropped:,} |",
+        f"| eventID clashes quarantined | {summary.event_id_clashes:,} |",
         f"| seconds | {summary.seconds} |",
         "",
     ]
-    for line in summary.quarantined[:20]:
+    for line in [*summary.quarantined[:20], *summary.clashes[:20]]:
         lines.append(f"- quarantined: {md(line)}")
     return lines
 

@@ -169,11 +169,15 @@ class S3Source:
     def folder_key(self, folder: str) -> str:
         return f"s3://{self.bucket}/{folder}"
 
-    def fetch(self, ref: ObjectRef) -> bytes:
+    def fetch(self, ref: ObjectRef, limit: int | None = None) -> bytes:
         key = ref.key.removeprefix(f"s3://{self.bucket}/")
         try:
             response = self._client().get_object(Bucket=self.bucket, Key=key)
-            return response["Body"].read()
+            body = response["Body"]
+            try:  # past ``limit`` the rest of the body is dropped with the connection, unread
+                return body.read(limit) if limit is not None else body.read()
+            finally:
+                body.close()
         except ClientError as exc:
             raise ObjectFetchError(explain(exc, self.bucket, key, "GetObject")) from None
         except BotoCoreError as exc:

@@ -62,8 +62,9 @@ class Source(Protocol):
         """The key prefix of the objects in ``folder``, as the lake's state records them."""
         ...
 
-    def fetch(self, ref: ObjectRef) -> bytes:
-        """The bytes of one object; raises :class:`ObjectFetchError`."""
+    def fetch(self, ref: ObjectRef, limit: int | None = None) -> bytes:
+        """The bytes of one object, or only its first ``limit`` bytes (so that an object too
+        large to decode is never read whole); raises :class:`ObjectFetchError`."""
         ...
 
 
@@ -111,13 +112,13 @@ class LocalSource:
                 mtime = dt.datetime.fromtimestamp(st.st_mtime, tz=dt.UTC)
                 yield ObjectRef(name, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", mtime)
 
-    def fetch(self, ref: ObjectRef) -> bytes:
+    def fetch(self, ref: ObjectRef, limit: int | None = None) -> bytes:
         # Keys come from our own listing, but a state file or a caller could hand us anything.
         if ref.key.startswith("/") or ".." in ref.key.split("/"):
             raise ObjectFetchError(f"{ref.key}: path leaves the source folder")
         try:
             with open(os.path.join(self.root, ref.key), "rb") as handle:
-                return handle.read()
+                return handle.read(-1 if limit is None else limit)
         except OSError as exc:
             raise ObjectFetchError(f"{ref.key}: cannot read ({exc.strerror})") from None
 

@@ -103,7 +103,7 @@ def test_the_s3_fan_out_writes_what_plain_ingest_writes(
 
 
 class _Unreadable(LocalSource):
-    def fetch(self, ref: ObjectRef) -> bytes:
+    def fetch(self, ref: ObjectRef, limit: int | None = None) -> bytes:
         raise ObjectFetchError(f"{ref.key}: access denied")
 
 

@@ -135,7 +135,7 @@ def test_object_keys_never_escape_the_quarantine_folder(tmp_path: Path) -> None:
             name = "../../../../etc/111122223333_CloudTrail_eu-west-1_20261102T1005Z_abcdefghijklmnop.json.gz"
             yield ObjectRef(name, 3, "e", None)
 
-        def fetch(self, ref: object) -> bytes:
+        def fetch(self, ref: object, limit: int | None = None) -> bytes:
             return b"bad"
 
     summary = ingest(HostileSource(), lake, IngestOptions(workers=1))
