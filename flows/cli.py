@@ -34,7 +34,13 @@ from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain
-from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, quarantine_location
+from flows.lake_access import (
+    LakeKmsKeyOption,
+    LakeOption,
+    LockWaitOption,
+    command_lake,
+    quarantine_location,
+)
 
 app = typer.Typer(
     name="keytrail",
@@ -80,6 +86,7 @@ def ingest_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
     checkpoint_events: Annotated[
         int, typer.Option(min=1, hidden=True, help="Events written between commits.")
     ] = IngestOptions.checkpoint_events,
@@ -111,7 +118,7 @@ def ingest_command(
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
         with command_lake(lake, f"keytrail ingest {source}", endpoint_url=endpoint_url,
-                          kms_key_id=lake_kms_key) as local:  # fmt: skip
+                          kms_key_id=lake_kms_key, wait_seconds=wait) as local:  # fmt: skip
             summary = _run_ingest(trail, local, options, show_progress=not as_json)
     except SourceError as exc:
         raise _fail(str(exc)) from None
@@ -258,6 +265,7 @@ def detect_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
 ) -> None:
     """Score one day: rule detectors and the isolation forest, against baselines of the days before.
 
@@ -273,7 +281,7 @@ def detect_command(
     assert day is not None
     settings = _load_config(config)
     with command_lake(lake, f"keytrail detect {day}", kms_key_id=lake_kms_key,
-                      writes=not dry_run) as local:  # fmt: skip
+                      writes=not dry_run, wait_seconds=wait) as local:  # fmt: skip
         if not local.partition_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
         result = run(local, day, settings, dry_run=dry_run)
