@@ -53,6 +53,8 @@ def alerts_path(lake: LocalLake, day: dt.date) -> Any:
 
 
 def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
+    """Events of ``first``..``last``: only files readable in the event schema (the lake notes
+    the others in ``skipped_files``)."""
     files = [
         str(path)
         for offset in range((last - first).days + 1)
@@ -149,6 +151,7 @@ def run(
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
         "feature_days_recomputed": len(recomputed),
+        "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }

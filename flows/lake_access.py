@@ -286,7 +286,8 @@ def command_lake(
     wait_seconds: float = 0.0,
 ) -> Iterator[LocalLake]:
     """:func:`working_lake` for a CLI command: progress on stderr, a locked lake or an
-    unreachable S3 lake a clear usage error (exit 2)."""
+    unreachable S3 lake a clear usage error (exit 2); afterwards one stderr line per lake file
+    the command skipped as unreadable."""
     from analytics.adapters.sources import SourceError
     from flows.console import console, fail, plain
 
@@ -296,7 +297,16 @@ def command_lake(
     try:
         with working_lake(lake, command, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
                           writes=writes, wait_seconds=wait_seconds, log=log) as local:  # fmt: skip
-            yield local
+            try:
+                yield local
+            finally:
+                for path, reason in local.skipped_files().items():
+                    console.print(
+                        f"[yellow]skipped[/] {plain(shown_path(lake, local, local.root / path))}: "
+                        f"{plain(reason)}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
     except LakeLocked as exc:
         raise fail(str(exc)) from None
     except SourceError as exc:  # LakeSyncError: the bucket named in the message

@@ -1,0 +1,92 @@
+"""A stray or corrupt ``.parquet`` in an events partition is skipped with a note, never a crash.
+
+Every reader of event files lists them through ``LocalLake.partition_files``, which reads each
+file's footer once and leaves out what is not Parquet in the event schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from analytics import api
+from analytics.adapters.lake import LocalLake, event_file_problem
+from flows.cli import app
+from tests.lake.conftest import LAST_DAY
+
+JUNK = "junk.parquet"
+
+
+def _plant_junk(lake: LocalLake, day: str = LAST_DAY) -> Path:
+    path = lake.root / "events" / f"event_date={day}" / JUNK
+    path.write_bytes(os.urandom(4096))
+    return path
+
+
+def _plant_wrong_schema(lake: LocalLake, day: str = LAST_DAY) -> Path:
+    path = lake.root / "events" / f"event_date={day}" / JUNK
+    pq.write_table(pa.table({"event_id": ["x"], "colour": ["blue"]}), path)
+    return path
+
+
+PLANTERS = {"random bytes": _plant_junk, "wrong schema": _plant_wrong_schema}
+
+
+def _keytrail(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("plant", PLANTERS.values(), ids=PLANTERS.keys())
+def test_detect_report_and_export_skip_an_unusable_event_file(
+    lake_copy: LocalLake, plant: object
+) -> None:
+    assert callable(plant)
+    plant(lake_copy)
+    code, out, err = _keytrail("detect", "--lake", lake_copy.root, "--date", LAST_DAY, "--json")
+    assert code == 0, err
+    skipped = json.loads(out)["skipped_files"]
+    assert list(skipped) == [f"events/event_date={LAST_DAY}/{JUNK}"]
+    assert f"skipped {lake_copy.root}/events/event_date={LAST_DAY}/{JUNK}" in err
+    code, _, err = _keytrail("report", "--lake", lake_copy.root, "--date", LAST_DAY, "--json")
+    assert code == 0, err
+    assert JUNK in err
+    code, _, err = _keytrail(
+        "export", "--lake", lake_copy.root, "--date", LAST_DAY, "--sink", "ocsf-file"
+    )
+    assert code == 0, err
+
+
+def test_the_skipped_file_says_why(lake_copy: LocalLake) -> None:
+    junk = _plant_junk(lake_copy)
+    problem = event_file_problem(junk)
+    assert problem is not None and problem.startswith("not a readable Parquet file")
+    wrong = _plant_wrong_schema(lake_copy, "2026-11-13")
+    problem = event_file_problem(wrong)
+    assert problem is not None and "missing column(s)" in problem and "colour" in problem
+
+
+def test_the_events_beside_a_bad_file_are_all_read(
+    lake_copy: LocalLake, sample_lake: LocalLake
+) -> None:
+    _plant_junk(lake_copy)
+    before = api.scan_events(api.open_lake(sample_lake.root)).select(pl.len()).collect().item()
+    lake = api.open_lake(lake_copy.root)
+    assert api.scan_events(lake).select(pl.len()).collect().item() == before
+    assert list(lake.local.skipped_files()) == [f"events/event_date={LAST_DAY}/{JUNK}"]
+
+
+def test_a_repaired_file_is_read_again(lake_copy: LocalLake) -> None:
+    """The footer verdict is remembered per path, mtime and size: a fixed file is noticed."""
+    junk = _plant_junk(lake_copy)
+    assert event_file_problem(junk) is not None
+    good = lake_copy.partition_files(pl.Series([LAST_DAY]).str.to_date().item())[0]
+    junk.write_bytes(good.read_bytes())
+    assert event_file_problem(junk) is None
