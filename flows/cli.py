@@ -39,6 +39,7 @@ from flows.lake_access import (
     LakeOption,
     LockWaitOption,
     command_lake,
+    is_remote,
     quarantine_location,
 )
 
@@ -189,6 +190,64 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
     hidden = len(summary.quarantined) + len(summary.failed) - 40
     if hidden > 0:
         out.print(f"… and {hidden} more; see {plain(quarantine_location(lake))} and --json")
+
+
+lake_app = typer.Typer(
+    name="lake",
+    help="Look after the lake itself: integrity checks.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("check")
+def lake_check_command(
+    lake: LakeOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result object.")] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint of an s3:// lake.")
+    ] = None,
+) -> None:
+    """Check the lake's integrity, read-only (no lock taken; safe beside a running ingest).
+
+    Every event file readable and in the event schema, partition folders named by date and
+    holding their own day, no event ID twice, _state/ consistent with the event files;
+    quarantine records listed with counts. Exit 0 when clean, 1 with findings, 2 when the lake
+    cannot be used.
+
+    Example:
+
+        [bold]keytrail lake check --lake ./lake --json[/]
+    """
+    from analytics.lake_check import MAX_FINDINGS_PER_KIND, check_lake, is_lake
+
+    if not is_remote(lake) and not Path(lake).is_dir():
+        raise _fail(f"lake {lake} not found: no such folder")
+    with command_lake(lake, "keytrail lake check", endpoint_url=endpoint_url,
+                      writes=False) as local:  # fmt: skip
+        if not is_lake(local.root):
+            raise _fail(f"{lake} is not a keytrail lake (it has neither events/ nor _state/)")
+        report = check_lake(local)
+    if as_json:
+        typer.echo(json.dumps({"lake": lake, **report.to_dict()}, indent=2))
+    else:
+        out = Console()
+        verdict = "[green]clean[/]" if report.clean else "[red]findings[/]"
+        out.print(
+            f"lake {plain(lake)}: {verdict} — {report.days:,} day(s), {report.event_files:,} "
+            f"event file(s), {report.events:,} events, {report.state_objects:,} source "
+            f"object(s) in _state; quarantined: {len(report.quarantined_objects):,} object(s), "
+            f"{report.quarantined_records:,} record(s)",
+            highlight=False,
+        )
+        for finding in report.findings:
+            out.print(f"[red]✗[/] {plain(finding.describe())}", highlight=False, soft_wrap=True)
+        for kind, count in sorted(report.finding_counts.items()):
+            if count > MAX_FINDINGS_PER_KIND:
+                out.print(f"… {count - MAX_FINDINGS_PER_KIND:,} more {kind}; see --json counts")
+    if not report.clean:
+        raise typer.Exit(EXIT_STRICT)
 
 
 def _register_extensions() -> None:
