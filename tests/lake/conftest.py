@@ -35,17 +35,16 @@ def lake_copy(sample_lake: LocalLake, tmp_path: Path) -> LocalLake:
     return LocalLake(target)
 
 
-def keytrail_process(*args: object, **popen: object) -> subprocess.Popen[str]:
-    """``python -m flows …`` as its own process, the way an operator or cron starts it."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+def keytrail_process(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m flows …`` as its own process, the way an operator or cron starts it;
+    ``env`` is added to this process's environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "flows", *(str(a) for a in args)],
         cwd=REPO,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **popen,  # type: ignore[call-overload]
     )
 
 
