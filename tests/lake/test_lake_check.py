@@ -137,3 +137,11 @@ def test_the_plain_output_lists_each_finding(lake_copy: LocalLake) -> None:
     result = CliRunner().invoke(app, ["lake", "check", "--lake", str(lake_copy.root)])
     assert result.exit_code == 1
     assert "unreadable_file" in result.stdout and "junk.parquet" in result.stdout
+
+
+def test_help_has_an_example() -> None:
+    result = CliRunner().invoke(app, ["lake", "check", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output and "keytrail lake check --lake" in result.output
+    group = CliRunner().invoke(app, ["--help"])
+    assert "lake" in group.output

@@ -101,3 +101,14 @@ def test_reading_commands_take_no_lock(lake_copy: LocalLake, hold: type[Holder])
         keytrail_process("detect", "--lake", lake_copy.root, "--date", LAST_DAY, "--dry-run")
     )
     assert code == 0, err
+
+
+@pytest.mark.parametrize("command", ["ingest", "detect", "report", "export"])
+def test_writing_commands_offer_wait(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--wait" in result.output and "SECONDS" in result.output
