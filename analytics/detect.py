@@ -171,7 +171,9 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
 
 
 def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
+    """The day's alerts; none if the day was not scored or its file cannot be read (noted in
+    the lake's skipped files; rerunning detect for the day rewrites it)."""
     path = alerts_path(lake, day)
-    if not path.exists():
+    if not path.exists() or not lake.readable(path):
         return pl.DataFrame(schema=pl.from_arrow(s.ALERT_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
     return pl.read_parquet(path)

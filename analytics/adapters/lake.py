@@ -40,8 +40,9 @@ EVENT_PARQUET_OPTIONS = {
 _TMP_PREFIX = ".tmp-"
 PARTITION_PREFIX = f"{s.EVENT_DATE}="
 
-# (path, mtime_ns, size) → why the file is not a usable event file, or None if it is one.
-_EVENT_FILE_VERDICTS: dict[tuple[str, int, int], str | None] = {}
+# (path, mtime_ns, size, id of the expected schema) → why the file is not usable, or None.
+# The schemas are module constants, so their ids are stable for the process's life.
+_VERDICTS: dict[tuple[str, int, int, int], str | None] = {}
 
 
 @contextmanager
@@ -98,27 +99,35 @@ def _few(names: list[str], shown: int = 5) -> str:
     )
 
 
-def event_file_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable event file (unreadable, or not in the event schema), or None.
+def parquet_problem(
+    path: Path, expected: pa.Schema | None = None, what: str = "expected"
+) -> str | None:
+    """Why ``path`` cannot be read as Parquet (in the ``expected`` schema, if one is given), or
+    None if it can.
 
-    Reads only the Parquet footer, once per (path, mtime, size) in a process.
+    Reads only the footer, once per (path, mtime, size, schema) in a process.
     """
     try:
         stat = path.stat()
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _EVENT_FILE_VERDICTS:
-        return _EVENT_FILE_VERDICTS[key]
+    key = (str(path), stat.st_mtime_ns, stat.st_size, id(expected))
+    if key in _VERDICTS:
+        return _VERDICTS[key]
     try:
         found = pq.read_schema(path)
     except (OSError, pa.ArrowException) as exc:
         verdict: str | None = f"not a readable Parquet file ({_first_line(exc)})"
     else:
-        mismatch = schema_mismatch(found, s.EVENT_SCHEMA)
-        verdict = f"not in the event schema ({mismatch})" if mismatch else None
-    _EVENT_FILE_VERDICTS[key] = verdict
+        mismatch = schema_mismatch(found, expected) if expected is not None else None
+        verdict = f"not in the {what} schema ({mismatch})" if mismatch else None
+    _VERDICTS[key] = verdict
     return verdict
+
+
+def event_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable event file (unreadable, or not in the event schema), or None."""
+    return parquet_problem(path, s.EVENT_SCHEMA, "event")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -169,14 +178,17 @@ class LocalLake:
     def partition_files(self, day: dt.date) -> list[Path]:
         """The day's event files that can be read in the event schema; the others are left out
         and noted in :attr:`skipped`."""
-        usable = []
-        for path in self.parquet_files(day):
-            problem = event_file_problem(path)
-            if problem is None:
-                usable.append(path)
-            else:
-                self.skipped[path.relative_to(self.root).as_posix()] = problem
-        return usable
+        return [path for path in self.parquet_files(day) if self.readable(path, s.EVENT_SCHEMA)]
+
+    def readable(self, path: Path, schema: pa.Schema | None = None) -> bool:
+        """Whether a lake file can be read (in ``schema``); if not, it is noted in
+        :attr:`skipped` for the command to report, and the caller leaves it out."""
+        problem = (
+            event_file_problem(path) if schema is s.EVENT_SCHEMA else parquet_problem(path, schema)
+        )
+        if problem is not None:
+            self.skipped[path.relative_to(self.root).as_posix()] = problem
+        return problem is None
 
     def skipped_files(self) -> dict[str, str]:
         """Lake files readers left out so far (path relative to the root → reason), sorted."""

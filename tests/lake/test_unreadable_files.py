@@ -90,3 +90,37 @@ def test_a_repaired_file_is_read_again(lake_copy: LocalLake) -> None:
     good = lake_copy.partition_files(pl.Series([LAST_DAY]).str.to_date().item())[0]
     junk.write_bytes(good.read_bytes())
     assert event_file_problem(junk) is None
+
+
+def test_a_corrupt_feature_file_is_computed_again(lake_copy: LocalLake) -> None:
+    code, _, err = _keytrail("detect", "--lake", lake_copy.root, "--date", LAST_DAY)
+    assert code == 0, err
+    features = (
+        lake_copy.root / "features" / "hourly" / f"event_date={LAST_DAY}" / "features.parquet"
+    )
+    features.write_bytes(os.urandom(512))
+    code, out, err = _keytrail("detect", "--lake", lake_copy.root, "--date", LAST_DAY, "--json")
+    assert code == 0, err
+    assert json.loads(out)["feature_days_recomputed"] >= 1
+    assert pq.read_table(features).num_rows > 0
+
+
+def test_a_corrupt_alerts_file_is_skipped_by_the_readers_of_many_days(
+    lake_copy: LocalLake,
+) -> None:
+    for day in ("2026-11-13", LAST_DAY):
+        code, _, err = _keytrail("detect", "--lake", lake_copy.root, "--date", day)
+        assert code == 0, err
+    lake = api.open_lake(lake_copy.root)
+    every = api.alerts(lake, include_suppressed=True)
+    broken = lake_copy.root / "alerts" / f"event_date={LAST_DAY}" / "alerts.parquet"
+    broken.write_bytes(os.urandom(256))
+    lake = api.open_lake(lake_copy.root)
+    kept = api.alerts(lake, include_suppressed=True)
+    assert kept.height == every.filter(pl.col("event_date").cast(pl.String) != LAST_DAY).height
+    assert list(lake.local.skipped_files()) == [f"alerts/event_date={LAST_DAY}/alerts.parquet"]
+    labels = lake_copy.root.parent / "labels.json"
+    labels.write_text(json.dumps({"start": "2026-11-01", "days": 14, "scenarios": []}))
+    code, _, err = _keytrail("evaluate", "--lake", lake_copy.root, "--labels", labels)
+    assert code == 0, err
+    assert f"alerts/event_date={LAST_DAY}/alerts.parquet" in err
