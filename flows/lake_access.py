@@ -179,6 +179,16 @@ def take_local_lock(
     return lock
 
 
+def _remove_if_empty(root: Path) -> None:
+    """Undo the folders the lock created for a lake the command then wrote nothing into (a
+    mistyped --lake must not leave an empty lake behind)."""
+    for folder in (root / "_state", root):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the command wrote), or already gone
+            return
+
+
 def _should_push(error: BaseException | None) -> bool:
     if error is None:
         return True
@@ -212,14 +222,18 @@ def working_lake(
         if not writes:
             yield LocalLake(Path(lake))
             return
-        local = take_local_lock(Path(lake), command, ttl, wait_seconds, log)
+        root = Path(lake)
+        new = not root.exists()  # a first ingest locks the lake it is about to create
+        local = take_local_lock(root, command, ttl, wait_seconds, log)
         try:
             with Heartbeat(local.refresh, _heartbeat_every(ttl)) as beat:
-                yield LocalLake(Path(lake))
+                yield LocalLake(root)
             if beat.error is not None:
                 raise beat.error
         finally:
             local.release()
+            if new:
+                _remove_if_empty(root)
         return
     remote = RemoteLake.open(str(lake), command, endpoint_url=endpoint_url,
                              kms_key_id=kms_key_id, ttl=ttl, writes=writes, log=log,

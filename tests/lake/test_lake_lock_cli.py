@@ -112,3 +112,11 @@ def test_writing_commands_offer_wait(command: str) -> None:
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "--wait" in result.output and "SECONDS" in result.output
+
+
+def test_a_writing_command_on_a_mistyped_lake_leaves_no_folder_behind(tmp_path: Path) -> None:
+    code, _, err = _finish(
+        keytrail_process("detect", "--lake", tmp_path / "typo", "--date", LAST_DAY)
+    )
+    assert code == 2 and "no events for" in err
+    assert not (tmp_path / "typo").exists()
