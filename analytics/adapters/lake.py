@@ -220,9 +220,18 @@ class LocalLake:
         return removed
 
     def read_state(self) -> pa.Table:
-        if not self.state_file.exists():
+        """Which source objects were read. An unreadable state file counts as none (noted in
+        :attr:`skipped`): the state only spares re-reading objects, and ingest de-duplicates by
+        event ID, so reading everything again loses nothing and the next commit rewrites it."""
+        if not self.state_file.exists() or not self.readable(self.state_file):
             return s.OBJECT_STATE_SCHEMA.empty_table()
-        return pq.read_table(self.state_file).cast(s.OBJECT_STATE_SCHEMA)
+        try:
+            return pq.read_table(self.state_file).cast(s.OBJECT_STATE_SCHEMA)
+        except (OSError, pa.ArrowException) as exc:  # a footer that reads, pages that do not
+            self.skipped[self.state_file.relative_to(self.root).as_posix()] = (
+                f"cannot be read as the object state ({_first_line(exc)})"
+            )
+            return s.OBJECT_STATE_SCHEMA.empty_table()
 
     def write_state(self, table: pa.Table) -> None:
         write_parquet_atomic(table.cast(s.OBJECT_STATE_SCHEMA), self.state_file)

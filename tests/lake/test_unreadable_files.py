@@ -124,3 +124,26 @@ def test_a_corrupt_alerts_file_is_skipped_by_the_readers_of_many_days(
     code, _, err = _keytrail("evaluate", "--lake", lake_copy.root, "--labels", labels)
     assert code == 0, err
     assert f"alerts/event_date={LAST_DAY}/alerts.parquet" in err
+
+
+def test_ingest_rebuilds_an_unreadable_state_without_writing_an_event_twice(
+    lake_copy: LocalLake, sample_lake: LocalLake
+) -> None:
+    from tests.lake.conftest import SAMPLES
+
+    lake_copy.state_file.write_bytes(os.urandom(300))
+    code, out, err = _keytrail(
+        "ingest", SAMPLES, "--lake", lake_copy.root, "--workers", "1", "--json"
+    )
+    assert code == 0, err
+    assert "skipped" in err and "_state/objects.parquet" in err
+    summary = json.loads(out)
+    assert summary["events_written"] == 0 and summary["duplicate_events_dropped"] > 0
+    assert lake_copy.read_state().num_rows == sample_lake.read_state().num_rows
+    events = pl.scan_parquet(str(lake_copy.events_dir / "*" / "*.parquet"))
+    assert events.select(pl.len()).collect().item() == (
+        pl.scan_parquet(str(sample_lake.events_dir / "*" / "*.parquet"))
+        .select(pl.len())
+        .collect()
+        .item()
+    )
