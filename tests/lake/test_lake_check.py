@@ -145,3 +145,11 @@ def test_help_has_an_example() -> None:
     assert "Example" in result.output and "keytrail lake check --lake" in result.output
     group = CliRunner().invoke(app, ["--help"])
     assert "lake" in group.output
+
+
+def test_an_unreadable_state_file_is_found(lake_copy: LocalLake) -> None:
+    lake_copy.state_file.write_bytes(os.urandom(100))
+    found = check_lake(lake_copy)
+    assert [(f.kind, f.path) for f in found.findings] == [
+        (FindingKind.UNREADABLE_STATE, "_state/objects.parquet")
+    ]
