@@ -1,7 +1,8 @@
 """The ``keytrail`` command line. Every command works without a Prefect server.
 
 Exit codes: 0 success; 1 the work ran but found a problem the user asked to fail on (``--strict``
-with quarantined input); 2 bad usage or a source/lake that cannot be used.
+with quarantined input, ``lake check`` findings); 2 bad usage, a source/lake that cannot be used,
+or a lake another run holds.
 """
 
 from __future__ import annotations
