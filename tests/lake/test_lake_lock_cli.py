@@ -120,3 +120,20 @@ def test_a_writing_command_on_a_mistyped_lake_leaves_no_folder_behind(tmp_path: 
     )
     assert code == 2 and "no events for" in err
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_lock_left_by_a_killed_run_is_recovered_by_the_next_ingest(
+    tmp_path: Path, hold: type[Holder]
+) -> None:
+    lake = tmp_path / "lake"
+    holder = hold(lake, "keytrail ingest ./killed")
+    holder.process.kill()
+    holder.process.wait()
+    assert lock_path(lake).exists()
+    code, _, err = _finish(
+        keytrail_process("ingest", SAMPLES, "--lake", lake, "--workers", "1", "--json")
+    )
+    assert code == 0, err
+    assert "recovered a stale lock" in err and "'keytrail ingest ./killed'" in err
+    assert f"its process {holder.pid} is no longer running" in err
+    assert not lock_path(lake).exists()
