@@ -39,6 +39,9 @@ DEFAULT_TTL = dt.timedelta(hours=6)
 # A lock file is written right after it is created; an empty or unreadable one younger than
 # this is a holder still writing it, older is a holder killed in between.
 _WRITE_GRACE = dt.timedelta(seconds=30)
+# An empty lock file read just after its holder created it is re-read this often, this far apart.
+_SETTLE_READS = 10
+_SETTLE_SECONDS = 0.02
 # Breaking a stale lock takes milliseconds; a break marker older than this was left by a run
 # killed while breaking.
 _BREAK_GRACE = dt.timedelta(seconds=60)
@@ -261,16 +264,22 @@ class LakeLock:
 
     def _break_if_stale(self) -> None:
         """Remove the current lock file if it is stale; raise :class:`LakeLocked` if it is not."""
-        try:
-            raw = self.path.read_bytes()
-            mtime = dt.datetime.fromtimestamp(self.path.stat().st_mtime, dt.UTC)
-        except FileNotFoundError:
-            return  # released meanwhile: try again
+        for attempt in range(_SETTLE_READS):
+            try:
+                raw = self.path.read_bytes()
+                mtime = dt.datetime.fromtimestamp(self.path.stat().st_mtime, dt.UTC)
+            except FileNotFoundError:
+                return  # released meanwhile: try again
+            try:
+                holder: LockHolder | None = LockHolder.from_json(raw)
+            except (ValueError, KeyError, TypeError):
+                holder = None
+            if holder is not None or attempt == _SETTLE_READS - 1:
+                break
+            # A holder writes its file right after creating it: read again in a moment, so the
+            # refusal can name it rather than "another run".
+            time.sleep(_SETTLE_SECONDS)
         now = self.clock()
-        try:
-            holder: LockHolder | None = LockHolder.from_json(raw)
-        except (ValueError, KeyError, TypeError):
-            holder = None
         if holder is None:
             if now - mtime < _WRITE_GRACE:
                 raise LakeLocked(self.lake_root, None, "its lock file is being written")

@@ -223,3 +223,25 @@ def test_waiting_recovers_a_lock_left_by_a_dead_process(tmp_path: Path) -> None:
     acquire_waiting(waiter.acquire, 0, sleep=clock.sleep, monotonic=clock.monotonic)
     assert waiter.recovered is not None and "no longer running" in waiter.recovered[1]
     waiter.release()
+
+
+def test_a_lock_file_caught_being_written_is_read_again_to_name_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder creates the file, then writes it: a refusal in between still names it."""
+    from analytics.adapters import lock as lock_module
+
+    path = lock_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    holder = LockHolder(socket.gethostname(), os.getpid(), "keytrail ingest ./trail",
+                        NOW, NOW, "b" * 32, None)  # fmt: skip
+
+    def holder_finishes_writing(_seconds: float) -> None:
+        path.write_bytes(holder.to_json())
+
+    monkeypatch.setattr(lock_module.time, "sleep", holder_finishes_writing)
+    with pytest.raises(LakeLocked) as refused:
+        LakeLock(tmp_path, "keytrail detect 2026-11-28", clock=lambda: NOW).acquire()
+    assert refused.value.holder == holder
+    assert "locked by 'keytrail ingest ./trail'" in str(refused.value)
