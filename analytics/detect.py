@@ -53,6 +53,8 @@ def alerts_path(lake: LocalLake, day: dt.date) -> Any:
 
 
 def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
+    """Events of ``first``..``last``: only files readable in the event schema (the lake notes
+    the others in ``skipped_files``)."""
     files = [
         str(path)
         for offset in range((last - first).days + 1)
@@ -149,6 +151,7 @@ def run(
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
         "feature_days_recomputed": len(recomputed),
+        "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -168,7 +171,9 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
 
 
 def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
+    """The day's alerts; none if the day was not scored or its file cannot be read (noted in
+    the lake's skipped files; rerunning detect for the day rewrites it)."""
     path = alerts_path(lake, day)
-    if not path.exists():
+    if not path.exists() or not lake.readable(path):
         return pl.DataFrame(schema=pl.from_arrow(s.ALERT_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
     return pl.read_parquet(path)

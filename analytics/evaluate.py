@@ -30,7 +30,8 @@ def _time(value: str) -> dt.datetime:
 
 
 def read_all_alerts(lake: LocalLake) -> pl.DataFrame:
-    files = sorted((lake.root / "alerts").glob(f"{s.EVENT_DATE}=*/alerts.parquet"))
+    found = sorted((lake.root / "alerts").glob(f"{s.EVENT_DATE}=*/alerts.parquet"))
+    files = [path for path in found if lake.readable(path)]  # the others noted on the lake
     if not files:
         frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
         assert isinstance(frame, pl.DataFrame)

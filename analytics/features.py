@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from analytics import schema as s
 from analytics import sql
-from analytics.adapters.lake import LocalLake, write_parquet_atomic
+from analytics.adapters.lake import LocalLake, parquet_problem, write_parquet_atomic
 
 FINGERPRINT_KEY = b"keytrail.events_fingerprint"
 
@@ -70,7 +70,8 @@ def ensure_day(lake: LocalLake, day: dt.date) -> bool:
     files = lake.partition_files(day)
     target = features_path(lake, day)
     fingerprint = events_fingerprint(files)
-    if target.exists():
+    # A feature file that cannot be read is derived data: computed again, never a crash.
+    if target.exists() and parquet_problem(target) is None:
         metadata = pq.read_schema(target).metadata or {}
         if metadata.get(FINGERPRINT_KEY) == fingerprint.encode():
             return False
@@ -92,7 +93,7 @@ def scan(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
     paths = [
         features_path(lake, first + dt.timedelta(days=i)) for i in range((last - first).days + 1)
     ]
-    existing = [str(p) for p in paths if p.exists()]
+    existing = [str(p) for p in paths if p.exists() and lake.readable(p)]
     if not existing:
         empty = compute_day(
             pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first

@@ -1,7 +1,8 @@
 """The ``keytrail`` command line. Every command works without a Prefect server.
 
 Exit codes: 0 success; 1 the work ran but found a problem the user asked to fail on (``--strict``
-with quarantined input); 2 bad usage or a source/lake that cannot be used.
+with quarantined input, ``lake check`` findings); 2 bad usage, a source/lake that cannot be used,
+or a lake another run holds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain
-from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, quarantine_location
+from flows.lake_access import (
+    LakeKmsKeyOption,
+    LakeOption,
+    LockWaitOption,
+    command_lake,
+    is_remote,
+    quarantine_location,
+)
 
 app = typer.Typer(
     name="keytrail",
@@ -87,6 +95,7 @@ def ingest_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
     checkpoint_events: Annotated[
         int, typer.Option(min=1, hidden=True, help="Events written between commits.")
     ] = IngestOptions.checkpoint_events,
@@ -118,7 +127,7 @@ def ingest_command(
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
         with command_lake(lake, f"keytrail ingest {source}", endpoint_url=endpoint_url,
-                          kms_key_id=lake_kms_key) as local:  # fmt: skip
+                          kms_key_id=lake_kms_key, wait_seconds=wait) as local:  # fmt: skip
             summary = _run_ingest(trail, local, options, show_progress=not as_json)
     except SourceError as exc:
         raise _fail(str(exc)) from None
@@ -197,6 +206,64 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
         out.print(f"… and {hidden} more; see {plain(quarantine_location(lake))} and --json")
 
 
+lake_app = typer.Typer(
+    name="lake",
+    help="Look after the lake itself: integrity checks.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("check")
+def lake_check_command(
+    lake: LakeOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result object.")] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint of an s3:// lake.")
+    ] = None,
+) -> None:
+    """Check the lake's integrity, read-only (no lock taken; safe beside a running ingest).
+
+    Every event file readable and in the event schema, partition folders named by date and
+    holding their own day, no event ID twice, _state/ consistent with the event files;
+    quarantine records listed with counts. Exit 0 when clean, 1 with findings, 2 when the lake
+    cannot be used.
+
+    Example:
+
+        [bold]keytrail lake check --lake ./lake --json[/]
+    """
+    from analytics.lake_check import MAX_FINDINGS_PER_KIND, check_lake, is_lake
+
+    if not is_remote(lake) and not Path(lake).is_dir():
+        raise _fail(f"lake {lake} not found: no such folder")
+    with command_lake(lake, "keytrail lake check", endpoint_url=endpoint_url,
+                      writes=False) as local:  # fmt: skip
+        if not is_lake(local.root):
+            raise _fail(f"{lake} is not a keytrail lake (it has neither events/ nor _state/)")
+        report = check_lake(local)
+    if as_json:
+        typer.echo(json.dumps({"lake": lake, **report.to_dict()}, indent=2))
+    else:
+        out = Console()
+        verdict = "[green]clean[/]" if report.clean else "[red]findings[/]"
+        out.print(
+            f"lake {plain(lake)}: {verdict} — {report.days:,} day(s), {report.event_files:,} "
+            f"event file(s), {report.events:,} events, {report.state_objects:,} source "
+            f"object(s) in _state; quarantined: {len(report.quarantined_objects):,} object(s), "
+            f"{report.quarantined_records:,} record(s)",
+            highlight=False,
+        )
+        for finding in report.findings:
+            out.print(f"[red]✗[/] {plain(finding.describe())}", highlight=False, soft_wrap=True)
+        for kind, count in sorted(report.finding_counts.items()):
+            if count > MAX_FINDINGS_PER_KIND:
+                out.print(f"… {count - MAX_FINDINGS_PER_KIND:,} more {kind}; see --json counts")
+    if not report.clean:
+        raise typer.Exit(EXIT_STRICT)
+
+
 def _register_extensions() -> None:
     from flows.cli_orchestrate import register as register_orchestrate
     from flows.cli_publish import register as register_publish
@@ -271,6 +338,7 @@ def detect_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
 ) -> None:
     """Score one day: rule detectors and the isolation forest, against baselines of the days before.
 
@@ -286,7 +354,7 @@ def detect_command(
     assert day is not None
     settings = _load_config(config)
     with command_lake(lake, f"keytrail detect {day}", kms_key_id=lake_kms_key,
-                      writes=not dry_run) as local:  # fmt: skip
+                      writes=not dry_run, wait_seconds=wait) as local:  # fmt: skip
         if not local.partition_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
         result = run(local, day, settings, dry_run=dry_run)

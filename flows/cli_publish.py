@@ -27,7 +27,13 @@ from rich.table import Table
 from flows.console import fail as _fail
 from flows.console import parse_date, terminal
 from flows.console import plain as _plain
-from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, shown_path
+from flows.lake_access import (
+    LakeKmsKeyOption,
+    LakeOption,
+    LockWaitOption,
+    command_lake,
+    shown_path,
+)
 
 if TYPE_CHECKING:
     from analytics.adapters.lake import LocalLake
@@ -75,6 +81,7 @@ def report_command(
     top_actors: Annotated[int, typer.Option(min=1, help="Actors listed per key.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
 ) -> None:
     """Write the day's reports: key usage, rotation, policy and grant audit, key inventory,
     report.html and report.md, under LAKE/reports/D/.
@@ -91,7 +98,9 @@ def report_command(
         settings = load_config(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    with command_lake(lake, f"keytrail report {day}", kms_key_id=lake_kms_key) as local:
+    with command_lake(
+        lake, f"keytrail report {day}", kms_key_id=lake_kms_key, wait_seconds=wait
+    ) as local:
         report, files = _write_report(local, day, settings, inventory, region or [],
                                       endpoint_url, top_actors)  # fmt: skip
         shown = {name: shown_path(lake, local, path) for name, path in files.items()}
@@ -273,6 +282,7 @@ def export_command(
     ] = 6,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
 ) -> None:
     """Send the day's alerts to a SIEM, each alert once (suppressed alerts are not exported).
 
@@ -294,7 +304,9 @@ def export_command(
 
     day = _day(date)
     try:
-        with command_lake(lake, f"keytrail export {day}", kms_key_id=lake_kms_key) as local:
+        with command_lake(
+            lake, f"keytrail export {day}", kms_key_id=lake_kms_key, wait_seconds=wait
+        ) as local:
             if not Path(alerts_path(local, day)).exists():
                 raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
             target = _sink(sink, local, day, output, s3_uri, hec_url, hec_token_block,

@@ -1,8 +1,10 @@
 """Opening the lake a command names: a local folder as it is, an ``s3://`` lake through a mirror.
 
-Every command and flow goes through :func:`working_lake` or :class:`HeldLake`, so an S3 lake is
-locked, pulled, worked on and pushed the same way everywhere (:mod:`analytics.adapters.s3_lake`
-says how). Pushing happens when the work ends, also after an ordinary error: every lake write is
+Every command and flow goes through :func:`working_lake` or :class:`HeldLake`, so a lake is
+locked the same way everywhere: a command that writes holds the lake's lock for its whole run
+(a local lake's ``_state/lock.json``; for an S3 lake the bucket's lock and its mirror's), readers
+take none. An S3 lake is pulled, worked on and pushed (:mod:`analytics.adapters.s3_lake` says
+how). Pushing happens when the work ends, also after an ordinary error: every lake write is
 atomic, so whatever the mirror holds is a consistent lake, and an ingest's committed progress is
 worth keeping. It does not happen when the run lost its lock or the sync itself failed.
 """
@@ -21,12 +23,23 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from analytics.adapters.lake import LocalLake
-from analytics.adapters.lock import DEFAULT_TTL, LakeLock, LakeLocked, LockLost
+from analytics.adapters.lock import (
+    DEFAULT_TTL,
+    Heartbeat,
+    LakeLock,
+    LakeLocked,
+    LockLost,
+    acquire_waiting,
+)
 
 LAKE_KMS_KEY_ENV = "KEYTRAIL_LAKE_KMS_KEY"
 LAKE_HELP = (
     "Lake: a folder, or s3://bucket/prefix (worked on through a local mirror under "
     "KEYTRAIL_CACHE_DIR, default ~/.cache/keytrail, and written with SSE-KMS)."
+)
+LOCK_WAIT_HELP = (
+    "Seconds to wait for another run's lock on the lake to be released; default 0: refuse at "
+    "once (exit 2) naming the run that holds it."
 )
 LAKE_KMS_KEY_HELP = (
     "KMS key (ID, ARN or alias) that encrypts what keytrail writes to an s3:// lake; "
@@ -40,6 +53,9 @@ Log = Callable[[str], None]
 _LOGGER = logging.getLogger("keytrail")
 
 LakeOption = Annotated[str, typer.Option("--lake", help=LAKE_HELP)]
+LockWaitOption = Annotated[
+    float, typer.Option("--wait", min=0, metavar="SECONDS", help=LOCK_WAIT_HELP)
+]
 LakeKmsKeyOption = Annotated[
     str | None, typer.Option("--lake-kms-key", envvar=LAKE_KMS_KEY_ENV, help=LAKE_KMS_KEY_HELP)
 ]
@@ -89,15 +105,17 @@ class RemoteLake:
         ttl: dt.timedelta,
         writes: bool,
         log: Log,
+        wait_seconds: float = 0.0,
     ) -> RemoteLake:
-        """Lock (if ``writes``) and pull; raises ``LakeLocked`` or ``LakeSyncError``."""
+        """Lock (if ``writes``, waiting up to ``wait_seconds`` for another run's lock) and pull;
+        raises ``LakeLocked`` or ``LakeSyncError``."""
         from analytics.adapters.s3_lake import S3LakeLock, open_mirror
 
         mirror = open_mirror(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
                              read_only=not writes)  # fmt: skip
         lock = S3LakeLock(mirror.uri, mirror.client, command, ttl, kms_key_id) if writes else None
         if lock is not None:
-            lock.acquire()
+            acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
             if lock.recovered is not None:
                 holder, reason = lock.recovered
                 who = holder.describe() if holder else "an unknown run"
@@ -139,6 +157,38 @@ class RemoteLake:
                 self.lock.release()
 
 
+def _waiting(log: Log) -> Callable[[LakeLocked], None]:
+    def say(refusal: LakeLocked) -> None:
+        who = refusal.holder.describe() if refusal.holder else "another run"
+        log(f"waiting for the lock on {refusal.lake_root}, held by {who}")
+
+    return say
+
+
+def take_local_lock(
+    root: Path, command: str, ttl: dt.timedelta, wait_seconds: float, log: Log
+) -> LakeLock:
+    """The local lake lock on ``root`` (a lake folder or an S3 lake's mirror), waiting up to
+    ``wait_seconds``; logs a stale lock it recovered from."""
+    lock = LakeLock(root, command, ttl)
+    acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
+    if lock.recovered is not None:
+        holder, reason = lock.recovered
+        who = holder.describe() if holder else "an unknown run"
+        log(f"recovered a stale lock on {root} left by {who}: {reason}")
+    return lock
+
+
+def _remove_if_empty(root: Path) -> None:
+    """Undo the folders the lock created for a lake the command then wrote nothing into (a
+    mistyped --lake must not leave an empty lake behind)."""
+    for folder in (root / "_state", root):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the command wrote), or already gone
+            return
+
+
 def _should_push(error: BaseException | None) -> bool:
     if error is None:
         return True
@@ -158,28 +208,54 @@ def working_lake(
     kms_key_id: str | None = None,
     ttl: dt.timedelta = DEFAULT_TTL,
     writes: bool = True,
+    wait_seconds: float = 0.0,
     log: Log | None = None,
 ) -> Iterator[LocalLake]:
-    """The lake a CLI command works on; for ``s3://`` lakes: lock, pull, work, push, unlock.
+    """The lake a CLI command works on: lock (if ``writes``), work, unlock; for ``s3://`` lakes
+    lock the bucket, pull, lock the mirror, work, push, unlock.
 
-    ``writes=False`` (read-only commands) pulls without locking and never pushes.
+    ``writes=False`` (read-only commands) takes no lock, and never pushes an S3 lake. A lake
+    another run holds raises :class:`LakeLocked` naming it, after ``wait_seconds`` of waiting.
     """
-    if not is_remote(lake):
-        yield LocalLake(Path(lake))
-        return
-    from analytics.adapters.s3_lake import Heartbeat
-
     log = log or _LOGGER.info
+    if not is_remote(lake):
+        if not writes:
+            yield LocalLake(Path(lake))
+            return
+        root = Path(lake)
+        new = not root.exists()  # a first ingest locks the lake it is about to create
+        local = take_local_lock(root, command, ttl, wait_seconds, log)
+        try:
+            with Heartbeat(local.refresh, _heartbeat_every(ttl)) as beat:
+                yield LocalLake(root)
+            if beat.error is not None:
+                raise beat.error
+        finally:
+            local.release()
+            if new:
+                _remove_if_empty(root)
+        return
     remote = RemoteLake.open(str(lake), command, endpoint_url=endpoint_url,
-                             kms_key_id=kms_key_id, ttl=ttl, writes=writes, log=log)  # fmt: skip
+                             kms_key_id=kms_key_id, ttl=ttl, writes=writes, log=log,
+                             wait_seconds=wait_seconds)  # fmt: skip
     error: BaseException | None = None
     lock = remote.lock
     try:
         if lock is not None:
-            with Heartbeat(lambda: lock.refresh(force=True), _heartbeat_every(ttl)) as beat:
-                yield LocalLake(remote.root)
-            if beat.error is not None:
-                raise beat.error
+            # Two runs on one machine share the mirror: lock it as the flows do.
+            mirror_lock = take_local_lock(remote.root, command, ttl, 0.0, log)
+
+            def beat_both() -> None:
+                lock.refresh(force=True)
+                mirror_lock.refresh()
+
+            try:
+                with Heartbeat(beat_both, _heartbeat_every(ttl)) as beat:
+                    yield LocalLake(remote.root)
+                if beat.error is not None:
+                    raise beat.error
+            finally:
+                mirror_lock.release()
         else:
             yield LocalLake(remote.root)
     except BaseException as exc:
@@ -221,9 +297,11 @@ def command_lake(
     endpoint_url: str | None = None,
     kms_key_id: str | None = None,
     writes: bool = True,
+    wait_seconds: float = 0.0,
 ) -> Iterator[LocalLake]:
-    """:func:`working_lake` for a CLI command: progress on stderr, a locked or unreachable S3
-    lake a clear usage error (exit 2)."""
+    """:func:`working_lake` for a CLI command: progress on stderr, a locked lake or an
+    unreachable S3 lake a clear usage error (exit 2); afterwards one stderr line per lake file
+    the command skipped as unreadable."""
     from analytics.adapters.sources import SourceError
     from flows.console import console, fail, plain
 
@@ -232,8 +310,17 @@ def command_lake(
 
     try:
         with working_lake(lake, command, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
-                          writes=writes, log=log) as local:  # fmt: skip
-            yield local
+                          writes=writes, wait_seconds=wait_seconds, log=log) as local:  # fmt: skip
+            try:
+                yield local
+            finally:
+                for path, reason in local.skipped_files().items():
+                    console.print(
+                        f"[yellow]skipped[/] {plain(shown_path(lake, local, local.root / path))}: "
+                        f"{plain(reason)}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
     except LakeLocked as exc:
         raise fail(str(exc)) from None
     except SourceError as exc:  # LakeSyncError: the bucket named in the message

@@ -14,6 +14,8 @@ everything it computes is in ``analytics``:
   the flow with ``<stage> failed: <reason>``; everything committed before it stays committed,
   and exactly-once ingest and the sinks' ledgers make the rerun finish the job without
   duplicates.
+* After ingest it checks the lake's integrity (:mod:`analytics.lake_check`); findings go into
+  the run's log, result and summary artifact, and never fail the run.
 * A day whose inputs have not changed since it last completed (same event files in the baseline
   window, same configuration and sinks — see ``LAKE/_state/days/``) is not recomputed: a second
   run changes nothing.
@@ -40,6 +42,7 @@ from analytics.adapters.sources import Source, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
 from analytics.ingest import IngestCommit, IngestOptions, IngestSummary
+from analytics.lake_check import check_lake
 from analytics.layout import Selection
 from flows import tasks
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
@@ -295,6 +298,30 @@ def ingest_stage(
     return summary
 
 
+def lake_check_stage(settings: RunSettings) -> dict[str, Any]:
+    """Check the lake after ingest. Reported, never failing the run: a finding is something for
+    an operator to look at, and the day's alerts are still worth computing (readers skip what
+    the check finds unreadable)."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    try:
+        report = check_lake(settings.lake)
+    except Exception as exc:  # a check that cannot run must not cost the night's alerts
+        logger.warning("lake check could not run: %s", exc)
+        return {"clean": None, "error": str(exc) or type(exc).__name__}
+    result = report.to_dict()
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    if report.clean:
+        logger.info("lake check: clean; %d day(s), %d event file(s), %d events",
+                    report.days, report.event_files, report.events)  # fmt: skip
+    else:
+        counts = sorted(report.finding_counts.items())
+        logger.warning("lake check: %s", ", ".join(f"{n} {kind}" for kind, n in counts))
+        for finding in report.findings[:20]:
+            logger.warning("lake check: %s", finding.describe())
+    return result
+
+
 def process_day(
     settings: RunSettings, day: dt.date, lock: HeldLake, force: bool = False
 ) -> dict[str, Any]:
@@ -413,6 +440,28 @@ def _ingest_markdown(summary: IngestSummary | None) -> list[str]:
     return lines
 
 
+def _lake_check_markdown(result: dict[str, Any] | None) -> list[str]:
+    if result is None:
+        return []
+    if result.get("error"):
+        return ["## Lake check", "", f"Could not run: {md(result['error'])}", ""]
+    counts = result.get("finding_counts") or {}
+    verdict = "clean" if not counts else ", ".join(f"{n} {md(k)}" for k, n in counts.items())
+    quarantine = result.get("quarantine") or {}
+    lines = [
+        "## Lake check",
+        "",
+        f"- verdict: {verdict}",
+        f"- {result.get('days', 0):,} day(s), {result.get('event_files', 0):,} event file(s), "
+        f"{result.get('events', 0):,} events",
+        f"- quarantined: {quarantine.get('objects', 0):,} object(s), "
+        f"{quarantine.get('records', 0):,} record(s)",
+    ]
+    for finding in (result.get("findings") or [])[:20]:
+        lines.append(f"- {md(finding['kind'])}: {md(finding['path'])}: {md(finding['detail'])}")
+    return [*lines, ""]
+
+
 def _day_markdown(outcome: dict[str, Any]) -> list[str]:
     state = "unchanged since the last run (skipped)" if outcome.get("skipped") else "scored"
     lines = [
@@ -439,6 +488,7 @@ def publish_artifacts(
     ingest: IngestSummary | None,
     days: list[dict[str, Any]],
     error: str | None = None,
+    lake_check: dict[str, Any] | None = None,
 ) -> None:
     """The run's Markdown summary and its alerts table, under stable keys (one history each)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -447,6 +497,7 @@ def publish_artifacts(
     if error:
         lines += [f"**Failed:** {md(error)}", ""]
     lines += _ingest_markdown(ingest)
+    lines += _lake_check_markdown(lake_check)
     for outcome in days:
         lines += _day_markdown(outcome)
     create_markdown_artifact(
@@ -558,20 +609,25 @@ def nightly(
     title = f"keytrail nightly {day} — {settings.source.describe()} → {settings.lake_name}"
     ingest: IngestSummary | None = None
     outcome: dict[str, Any] | None = None
+    integrity: dict[str, Any] | None = None
     try:
         with held(settings, lock_command("nightly", day.isoformat())) as lock:
             ingest = ingest_stage(settings, Selection(first, day), lock.refresh)
             lock.refresh()
+            integrity = lake_check_stage(settings)
+            lock.refresh()
             outcome = process_day(settings, day, lock, force)
     except Exception as exc:
-        publish_artifacts("nightly", title, ingest, [outcome] if outcome else [], str(exc))
+        publish_artifacts("nightly", title, ingest, [outcome] if outcome else [], str(exc),
+                          lake_check=integrity)  # fmt: skip
         raise
-    publish_artifacts("nightly", title, ingest, [outcome])
+    publish_artifacts("nightly", title, ingest, [outcome], lake_check=integrity)
     return {
         "flow_run_id": current_flow_run_id(),
         "date": day.isoformat(),
         "source": settings.source.describe(),
         "lake": settings.lake_name,
         "ingest": ingest.to_dict() if ingest else None,
+        "lake_check": integrity,
         "days": [result_of(outcome)],
     }

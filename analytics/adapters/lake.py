@@ -3,6 +3,12 @@
 Every file is written beside its final name as a hidden ``.tmp-…`` file, flushed, then renamed,
 so a reader or a killed writer never sees half a file; readers that scan ``*.parquet`` ignore
 the temporaries, and the next writer removes stale ones.
+
+Every reader of event files lists them through :meth:`LocalLake.partition_files`, which leaves
+out a file that is not readable Parquet in the event schema (a stray copy, a truncated upload,
+another tool's output) instead of letting one bad file stop every stage. Telling costs one
+footer read per file, remembered per (path, mtime, size) for the process's life; what was left
+out and why is kept on the lake for the command to report.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,6 +38,11 @@ EVENT_PARQUET_OPTIONS = {
     "use_dictionary": [c for c in s.EVENT_COLUMNS if c not in s.UNIQUE_PER_EVENT_COLUMNS],
 }
 _TMP_PREFIX = ".tmp-"
+PARTITION_PREFIX = f"{s.EVENT_DATE}="
+
+# (path, mtime_ns, size, id of the expected schema) → why the file is not usable, or None.
+# The schemas are module constants, so their ids are stable for the process's life.
+_VERDICTS: dict[tuple[str, int, int, int], str | None] = {}
 
 
 @contextmanager
@@ -64,11 +75,83 @@ def safe_name(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", errors="replace")).hexdigest()[:24]
 
 
+def schema_mismatch(found: pa.Schema, expected: pa.Schema) -> str | None:
+    """How ``found`` differs from ``expected`` (names and types; order and metadata aside)."""
+    missing = [name for name in expected.names if name not in found.names]
+    extra = [name for name in found.names if name not in expected.names]
+    wrong = [
+        f"{name} is {found.field(name).type}, not {expected.field(name).type}"
+        for name in expected.names
+        if name in found.names and not found.field(name).type.equals(expected.field(name).type)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {_few(missing)}")
+    if extra:
+        problems.append(f"unexpected column(s) {_few(extra)}")
+    problems.extend(wrong[:5])
+    return "; ".join(problems) or None
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (
+        f" and {len(names) - shown} more" if len(names) > shown else ""
+    )
+
+
+def parquet_problem(
+    path: Path, expected: pa.Schema | None = None, what: str = "expected"
+) -> str | None:
+    """Why ``path`` cannot be read as Parquet (in the ``expected`` schema, if one is given), or
+    None if it can.
+
+    Reads only the footer, once per (path, mtime, size, schema) in a process.
+    """
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    key = (str(path), stat.st_mtime_ns, stat.st_size, id(expected))
+    if key in _VERDICTS:
+        return _VERDICTS[key]
+    try:
+        found = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        verdict: str | None = f"not a readable Parquet file ({_first_line(exc)})"
+    else:
+        mismatch = schema_mismatch(found, expected) if expected is not None else None
+        verdict = f"not in the {what} schema ({mismatch})" if mismatch else None
+    _VERDICTS[key] = verdict
+    return verdict
+
+
+def event_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable event file (unreadable, or not in the event schema), or None."""
+    return parquet_problem(path, s.EVENT_SCHEMA, "event")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def partition_date(name: str) -> dt.date | None:
+    """The day of an ``event_date=YYYY-MM-DD`` folder name, or None if it is not one."""
+    if not name.startswith(PARTITION_PREFIX):
+        return None
+    try:
+        return dt.date.fromisoformat(name.removeprefix(PARTITION_PREFIX))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class LocalLake:
     """``LAKE/events``, ``LAKE/_state``, ``LAKE/quarantine``, ``LAKE/alerts``, ``LAKE/reports``."""
 
     root: Path
+    # Lake files left out by readers of this lake, by path relative to the root: the reason.
+    skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def events_dir(self) -> Path:
@@ -85,20 +168,45 @@ class LocalLake:
     def partition_dir(self, day: dt.date) -> Path:
         return self.events_dir / f"{s.EVENT_DATE}={day.isoformat()}"
 
-    def partition_files(self, day: dt.date) -> list[Path]:
+    def parquet_files(self, day: dt.date) -> list[Path]:
+        """Every ``*.parquet`` in the day's partition, usable or not (for ``lake check``)."""
         folder = self.partition_dir(day)
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if p.suffix == ".parquet")
+        return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and p.is_file())
+
+    def partition_files(self, day: dt.date) -> list[Path]:
+        """The day's event files that can be read in the event schema; the others are left out
+        and noted in :attr:`skipped`."""
+        return [path for path in self.parquet_files(day) if self.readable(path, s.EVENT_SCHEMA)]
+
+    def readable(self, path: Path, schema: pa.Schema | None = None) -> bool:
+        """Whether a lake file can be read (in ``schema``); if not, it is noted in
+        :attr:`skipped` for the command to report, and the caller leaves it out."""
+        problem = (
+            event_file_problem(path) if schema is s.EVENT_SCHEMA else parquet_problem(path, schema)
+        )
+        if problem is not None:
+            self.skipped[path.relative_to(self.root).as_posix()] = problem
+        return problem is None
+
+    def skipped_files(self) -> dict[str, str]:
+        """Lake files readers left out so far (path relative to the root → reason), sorted."""
+        return dict(sorted(self.skipped.items()))
 
     def event_dates(self) -> list[dt.date]:
+        """Days with a partition folder; a folder whose name is not a date is left out."""
         if not self.events_dir.is_dir():
             return []
         days = []
         for folder in self.events_dir.iterdir():
-            name = folder.name
-            if folder.is_dir() and name.startswith(f"{s.EVENT_DATE}="):
-                days.append(dt.date.fromisoformat(name.split("=", 1)[1]))
+            if not folder.is_dir():
+                continue
+            day = partition_date(folder.name)
+            if day is not None:
+                days.append(day)
+            elif folder.name.startswith(PARTITION_PREFIX):
+                self.skipped[f"events/{folder.name}"] = "partition folder name is not a date"
         return sorted(days)
 
     def remove_stale_temporaries(self) -> int:
@@ -112,9 +220,18 @@ class LocalLake:
         return removed
 
     def read_state(self) -> pa.Table:
-        if not self.state_file.exists():
+        """Which source objects were read. An unreadable state file counts as none (noted in
+        :attr:`skipped`): the state only spares re-reading objects, and ingest de-duplicates by
+        event ID, so reading everything again loses nothing and the next commit rewrites it."""
+        if not self.state_file.exists() or not self.readable(self.state_file):
             return s.OBJECT_STATE_SCHEMA.empty_table()
-        return pq.read_table(self.state_file).cast(s.OBJECT_STATE_SCHEMA)
+        try:
+            return pq.read_table(self.state_file).cast(s.OBJECT_STATE_SCHEMA)
+        except (OSError, pa.ArrowException) as exc:  # a footer that reads, pages that do not
+            self.skipped[self.state_file.relative_to(self.root).as_posix()] = (
+                f"cannot be read as the object state ({_first_line(exc)})"
+            )
+            return s.OBJECT_STATE_SCHEMA.empty_table()
 
     def write_state(self, table: pa.Table) -> None:
         write_parquet_atomic(table.cast(s.OBJECT_STATE_SCHEMA), self.state_file)

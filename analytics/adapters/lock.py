@@ -23,12 +23,14 @@ import datetime as dt
 import json
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
@@ -37,13 +39,21 @@ DEFAULT_TTL = dt.timedelta(hours=6)
 # A lock file is written right after it is created; an empty or unreadable one younger than
 # this is a holder still writing it, older is a holder killed in between.
 _WRITE_GRACE = dt.timedelta(seconds=30)
+# An empty lock file read just after its holder created it is re-read this often, this far apart.
+_SETTLE_READS = 10
+_SETTLE_SECONDS = 0.02
 # Breaking a stale lock takes milliseconds; a break marker older than this was left by a run
 # killed while breaking.
 _BREAK_GRACE = dt.timedelta(seconds=60)
 # psutil's create_time is rounded differently on some platforms; a reused pid starts much later.
 _START_TOLERANCE_SECONDS = 1.0
 
+# How often a run told to --wait looks at the lock again: a lock is held for minutes to hours,
+# so a few seconds of delay after its release costs nothing and keeps the polling cheap.
+WAIT_POLL_SECONDS = 2.0
+
 Clock = Callable[[], dt.datetime]
+T = TypeVar("T")
 
 
 def _utc_now() -> dt.datetime:
@@ -254,16 +264,22 @@ class LakeLock:
 
     def _break_if_stale(self) -> None:
         """Remove the current lock file if it is stale; raise :class:`LakeLocked` if it is not."""
-        try:
-            raw = self.path.read_bytes()
-            mtime = dt.datetime.fromtimestamp(self.path.stat().st_mtime, dt.UTC)
-        except FileNotFoundError:
-            return  # released meanwhile: try again
+        for attempt in range(_SETTLE_READS):
+            try:
+                raw = self.path.read_bytes()
+                mtime = dt.datetime.fromtimestamp(self.path.stat().st_mtime, dt.UTC)
+            except FileNotFoundError:
+                return  # released meanwhile: try again
+            try:
+                holder: LockHolder | None = LockHolder.from_json(raw)
+            except (ValueError, KeyError, TypeError):
+                holder = None
+            if holder is not None or attempt == _SETTLE_READS - 1:
+                break
+            # A holder writes its file right after creating it: read again in a moment, so the
+            # refusal can name it rather than "another run".
+            time.sleep(_SETTLE_SECONDS)
         now = self.clock()
-        try:
-            holder: LockHolder | None = LockHolder.from_json(raw)
-        except (ValueError, KeyError, TypeError):
-            holder = None
         if holder is None:
             if now - mtime < _WRITE_GRACE:
                 raise LakeLocked(self.lake_root, None, "its lock file is being written")
@@ -339,3 +355,59 @@ class LakeLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def acquire_waiting(
+    acquire: Callable[[], T],
+    wait_seconds: float,
+    *,
+    on_wait: Callable[[LakeLocked], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> T:
+    """Call ``acquire`` (a lock's ``acquire``) until it stops raising :class:`LakeLocked`, for at
+    most ``wait_seconds``; then let the last refusal through.
+
+    ``on_wait`` hears the first refusal once, so the run can say whom it is waiting for. Stale
+    locks are still recovered by ``acquire`` itself on every attempt.
+    """
+    deadline = monotonic() + max(0.0, wait_seconds)
+    told = False
+    while True:
+        try:
+            return acquire()
+        except LakeLocked as refusal:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise
+            if on_wait is not None and not told:
+                on_wait(refusal)
+                told = True
+            sleep(min(WAIT_POLL_SECONDS, remaining))
+
+
+class Heartbeat:
+    """Refresh a lock from a background thread while a long command runs."""
+
+    def __init__(self, refresh: Callable[[], None], every: dt.timedelta) -> None:
+        self._refresh = refresh
+        self._every = every.total_seconds()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="keytrail-lock", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._refresh()
+            except BaseException as exc:  # reported when the command ends
+                self.error = exc
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -539,33 +538,6 @@ class S3LakeLock:
             self.client.delete_object(Bucket=self.uri.bucket, Key=self.uri.lock_key)
         self.holder = None
         self._etag = None
-
-
-class Heartbeat:
-    """Refresh a lock from a background thread while a long CLI command runs."""
-
-    def __init__(self, refresh: Callable[[], None], every: dt.timedelta) -> None:
-        self._refresh = refresh
-        self._every = every.total_seconds()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="keytrail-lock", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            try:
-                self._refresh()
-            except BaseException as exc:  # reported when the command ends
-                self.error = exc
-                return
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def open_mirror(

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from analytics.adapters.lock import (
+    WAIT_POLL_SECONDS,
     LakeLock,
     LakeLocked,
     LockHolder,
     LockLost,
+    acquire_waiting,
     check_unlocked,
     lock_path,
     read_holder,
@@ -159,3 +161,87 @@ def test_a_killed_run_leaves_a_lock_the_next_run_recovers(tmp_path: Path) -> Non
     with LakeLock(tmp_path, "keytrail run") as lock:
         assert lock.recovered is not None
         assert f"process {holder.pid} is no longer running" in lock.recovered[1]
+
+
+class _FakeClock:
+    """``sleep`` and ``monotonic`` for acquire_waiting: time moves only when it sleeps."""
+
+    def __init__(self, on_sleep: object = None) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if callable(self.on_sleep):
+            self.on_sleep()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_waiting_takes_the_lock_once_the_holder_lets_go(tmp_path: Path) -> None:
+    holder = LakeLock(tmp_path, "keytrail ingest ./trail")
+    holder.acquire()
+    clock = _FakeClock(on_sleep=holder.release)
+    heard: list[LakeLocked] = []
+    waiter = LakeLock(tmp_path, "keytrail detect 2026-11-28")
+    taken = acquire_waiting(waiter.acquire, 60, on_wait=heard.append, sleep=clock.sleep,
+                            monotonic=clock.monotonic)  # fmt: skip
+    assert taken.command == "keytrail detect 2026-11-28"
+    assert read_holder(tmp_path) == taken
+    assert len(heard) == 1 and heard[0].holder is not None
+    assert heard[0].holder.command == "keytrail ingest ./trail"
+    assert clock.sleeps == [WAIT_POLL_SECONDS]
+    waiter.release()
+
+
+def test_waiting_gives_up_after_the_wait_naming_the_holder(tmp_path: Path) -> None:
+    with LakeLock(tmp_path, "keytrail ingest ./trail"):
+        clock = _FakeClock()
+        waiter = LakeLock(tmp_path, "keytrail detect 2026-11-28")
+        with pytest.raises(LakeLocked, match=r"locked by 'keytrail ingest \./trail'"):
+            acquire_waiting(waiter.acquire, 5, sleep=clock.sleep, monotonic=clock.monotonic)
+        assert sum(clock.sleeps) == 5 and max(clock.sleeps) <= WAIT_POLL_SECONDS
+        assert waiter.holder is None
+
+
+def test_no_wait_refuses_at_once(tmp_path: Path) -> None:
+    with LakeLock(tmp_path, "keytrail ingest ./trail"):
+        clock = _FakeClock()
+        with pytest.raises(LakeLocked):
+            acquire_waiting(LakeLock(tmp_path, "x").acquire, 0, sleep=clock.sleep,
+                            monotonic=clock.monotonic)  # fmt: skip
+        assert clock.sleeps == []
+
+
+def test_waiting_recovers_a_lock_left_by_a_dead_process(tmp_path: Path) -> None:
+    _write_holder(tmp_path, pid=_dead_pid())
+    clock = _FakeClock()
+    waiter = LakeLock(tmp_path, "keytrail ingest ./trail")
+    acquire_waiting(waiter.acquire, 0, sleep=clock.sleep, monotonic=clock.monotonic)
+    assert waiter.recovered is not None and "no longer running" in waiter.recovered[1]
+    waiter.release()
+
+
+def test_a_lock_file_caught_being_written_is_read_again_to_name_its_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder creates the file, then writes it: a refusal in between still names it."""
+    from analytics.adapters import lock as lock_module
+
+    path = lock_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    holder = LockHolder(socket.gethostname(), os.getpid(), "keytrail ingest ./trail",
+                        NOW, NOW, "b" * 32, None)  # fmt: skip
+
+    def holder_finishes_writing(_seconds: float) -> None:
+        path.write_bytes(holder.to_json())
+
+    monkeypatch.setattr(lock_module.time, "sleep", holder_finishes_writing)
+    with pytest.raises(LakeLocked) as refused:
+        LakeLock(tmp_path, "keytrail detect 2026-11-28", clock=lambda: NOW).acquire()
+    assert refused.value.holder == holder
+    assert "locked by 'keytrail ingest ./trail'" in str(refused.value)

@@ -305,3 +305,36 @@ def test_a_reader_never_pulls_into_the_mirror_a_writer_is_using(
     lake = api.open_lake(f"s3://{bucket}/busy")
     assert lake.root != writer_root and (lake.root / "_state" / "objects.parquet").exists()
     assert unpushed.exists()
+
+
+def test_a_junk_object_in_an_s3_event_partition_is_skipped_and_found_by_lake_check(
+    env: dict[str, str], s3: Any, bucket: str, trail: Path
+) -> None:
+    lake = f"s3://{bucket}/junk"
+    keytrail("ingest", trail, "--lake", lake, "--workers", "1", "--start", DAYS[0], "--end", LAST)
+    clean = CliRunner().invoke(app, ["lake", "check", "--lake", lake, "--json"])
+    assert clean.exit_code == 0, clean.output
+    junk = f"junk/events/event_date={LAST}/stray.parquet"
+    s3.put_object(Bucket=bucket, Key=junk, Body=os.urandom(1024))
+
+    result = CliRunner().invoke(app, ["detect", "--lake", lake, "--date", LAST, "--json"])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["skipped_files"]) == [
+        f"events/event_date={LAST}/stray.parquet"
+    ]
+    assert f"skipped s3://{bucket}/{junk}" in " ".join(result.stderr.split())
+
+    check = CliRunner().invoke(app, ["lake", "check", "--lake", lake, "--json"])
+    assert check.exit_code == 1, check.output
+    found = json.loads(check.stdout)
+    assert [(f["kind"], f["path"]) for f in found["findings"]] == [
+        ("unreadable_file", f"events/event_date={LAST}/stray.parquet")
+    ]
+
+
+def test_lake_check_of_an_empty_s3_prefix_is_a_usage_error(
+    env: dict[str, str], bucket: str
+) -> None:
+    result = CliRunner().invoke(app, ["lake", "check", "--lake", f"s3://{bucket}/nothing"])
+    assert result.exit_code == 2
+    assert "is not a keytrail lake" in " ".join(result.stderr.split())
