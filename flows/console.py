@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from analytics.redact import redact
+
 console = Console(stderr=True, soft_wrap=True)
 EXIT_STRICT = 1
 EXIT_USAGE = 2
@@ -26,8 +28,9 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 
 
 def plain(text: str) -> str:
-    """Untrusted text (object keys, reasons) made safe for a terminal: no markup, no controls."""
-    printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    """Untrusted text (object keys, reasons) made safe for a terminal: no markup, no controls,
+    no credentials of a URL (an endpoint named in an error message)."""
+    printable = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in redact(text))
     return escape(printable)
 
 
