@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,19 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="keytrail-prefect-home-")
 atexit.register(shutil.rmtree, _PREFECT_HOME, True)
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+# Property-based tests: a modest, reproducible run by default (the same examples on every run
+# and every CI machine), thousands of fresh examples under HYPOTHESIS_PROFILE=fuzz (make fuzz).
+hypothesis_settings.register_profile("default", max_examples=50, deadline=None, derandomize=True)
+hypothesis_settings.register_profile("fuzz", max_examples=5000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every property-based test ``fuzz``, so ``make fuzz`` (``-m fuzz``) finds them all."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.fuzz)
 
 
 def free_port() -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from analytics.redact import redact, redact_log_records
+from analytics.redact import SECRET_QUERY_NAMES, redact, redact_log_records
 
 
 @pytest.mark.parametrize(
@@ -53,3 +56,34 @@ def test_log_records_and_their_tracebacks_are_redacted(caplog: pytest.LogCapture
     assert "hunter2" not in shown
     assert "http://***@127.0.0.1:1/lake" in shown
     assert "ValueError: cannot reach https://h/c?token=***" in shown
+
+
+_URL_TEXT = st.characters(blacklist_categories=("Z", "C"), blacklist_characters="/?#\"'<>")
+
+
+@given(user=st.text(_URL_TEXT.filter(lambda c: c != "@")), password=st.text(_URL_TEXT))
+def test_no_password_survives_in_the_user_info(user: str, password: str) -> None:
+    url = f"http://{user}:{password}@minio.internal:9000/trail?list-type=2"
+    assert redact(url) == "http://***@minio.internal:9000/trail?list-type=2"
+
+
+@given(
+    name=st.sampled_from(SECRET_QUERY_NAMES).map(lambda n: n.upper() if len(n) % 2 else n),
+    value=st.text(st.characters(blacklist_categories=("Z", "C"), blacklist_characters="&;#\"'<>")),
+)
+def test_no_secret_query_value_survives(name: str, value: str) -> None:
+    url = f"https://splunk.internal:8088/services/collector?channel=1&{name}={value}#top"
+    assert (
+        redact(url) == f"https://splunk.internal:8088/services/collector?channel=1&{name}=***#top"
+    )
+
+
+def test_property_tests_are_marked_fuzz_and_reproducible_by_default(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``make fuzz`` selects ``-m fuzz``; a plain run draws the same examples every time."""
+    assert test_no_password_survives_in_the_user_info.is_hypothesis_test  # type: ignore[attr-defined]
+    marked = [item for item in request.session.items if item.get_closest_marker("fuzz")]
+    assert any(item.name == "test_no_password_survives_in_the_user_info" for item in marked)
+    if os.environ.get("HYPOTHESIS_PROFILE", "default") == "default":
+        assert settings.default.derandomize and settings.default.deadline is None
