@@ -18,6 +18,7 @@ import pytest
 from tests.ops.helpers import SECRET, TOKEN, dead_endpoint, files_containing, keytrail
 from tests.publish import fixture
 
+
 @pytest.fixture(scope="module")
 def alerts_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lake holding a day of alerts to export (the publishing tests' hand-written one)."""
