@@ -41,9 +41,9 @@ from analytics.redact import redact
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-MAX_ATTEMPTS = 8
-"""Tries per request (the first and its retries) unless the AWS configuration names its own
-``max_attempts`` (``AWS_MAX_ATTEMPTS`` or the profile), which then wins."""
+MAX_ATTEMPTS = 9
+"""Tries per request: the first and 8 retries, unless the AWS configuration names its own
+``max_attempts`` (``AWS_MAX_ATTEMPTS`` or the profile; botocore counts the first try too)."""
 CONNECT_TIMEOUT_SECONDS = 10
 _clients: dict[tuple[str | None, ...], Any] = {}
 _clients_lock = threading.Lock()
