@@ -42,7 +42,8 @@ from flows.lake_access import LakeKmsKeyOption, LakeOption, command_lake, quaran
 
 def environment_problem(error: BaseException) -> str | None:
     """A one-line explanation when ``error`` comes from the setup rather than the command: an
-    S3 endpoint that does not answer, missing AWS credentials, a Prefect API that did not start."""
+    S3 endpoint that does not answer, or missing AWS credentials. (A Prefect API that does not
+    start is the flow caller's to explain: :func:`flows.nightly.call_flow`.)"""
     if "botocore" in sys.modules:  # only then can an AWS error be behind it
         from analytics.adapters.s3 import aws_problem
 
