@@ -6,7 +6,7 @@ STAMP := $(VENV)/.keytrail-installed
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test fuzz lint format bench clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,13 @@ format: setup
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# The property-based tests (marked fuzz) with thousands of fresh examples each: minutes, not
+# seconds. make test runs the same tests with a small, fixed set of examples.
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz -n 2 --dist loadgroup
+
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf demo-lake .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf demo-lake .bench .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
@@ -25,6 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError, open_source
@@ -34,6 +36,7 @@ from analytics.decompress import DEFAULT_MAX_DECOMPRESSED
 from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
+from analytics.redact import redact_log_records
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain
 from flows.lake_access import (
     LakeKmsKeyOption,
@@ -44,7 +47,38 @@ from flows.lake_access import (
     quarantine_location,
 )
 
+
+def environment_problem(error: BaseException) -> str | None:
+    """A one-line explanation when ``error`` comes from the setup rather than the command: an
+    S3 endpoint that does not answer, or missing AWS credentials. (A Prefect API that does not
+    start is the flow caller's to explain: :func:`flows.nightly.call_flow`.)"""
+    if "botocore" in sys.modules:  # only then can an AWS error be behind it
+        from analytics.adapters.s3 import aws_problem
+
+        problem = aws_problem(error)
+        if problem is not None:
+            return str(problem)
+    return None
+
+
+class _ErrorBoundary(TyperGroup):
+    """Every command's last line of defence: a setup problem (see :func:`environment_problem`)
+    ends the command with ``error: …`` and exit 2 instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # already said what went wrong
+        except Exception as exc:
+            message = environment_problem(exc)
+            if message is None:
+                raise
+            raise _fail(message) from None
+
+
 app = typer.Typer(
+    cls=_ErrorBoundary,
     name="keytrail",
     help="Who used which AWS KMS key, is that normal, and what changed about our keys.",
     no_args_is_help=True,
@@ -58,6 +92,7 @@ _fail = fail
 @app.callback()
 def root() -> None:
     """keytrail watches AWS KMS key usage in CloudTrail: ingest, detect, report, export."""
+    redact_log_records()
 
 
 @app.command("ingest")

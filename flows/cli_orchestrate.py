@@ -6,10 +6,12 @@ helpers (``plain``, ``_fail``) are imported inside functions too, because ``flow
 this module while it is itself being imported.
 
 ``run`` needs no server: without ``PREFECT_API_URL`` Prefect starts a temporary local API for the
-run (8-14 s). ``serve`` needs one, because only a server schedules.
+run (8-14 s; given longer, and a second try, on a busy host: :func:`flows.nightly.call_flow`).
+``serve`` needs one, because only a server schedules.
 
 Exit codes of ``run``: 0 the run completed; 1 a stage failed (the message names it and why);
-2 bad usage, or the lake is locked by another run.
+2 bad usage, the lake is locked by another run, S3 cannot be reached or signed for, or the
+temporary Prefect API would not start.
 """
 
 from __future__ import annotations
@@ -204,14 +206,19 @@ def run_command(
 
 def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
     """Run a flow; turn its failure into the CLI's message and exit code."""
-    from flows.nightly import StageFailed
+    from flows.cli import environment_problem
+    from flows.nightly import PrefectUnavailable, StageFailed, call_flow
 
     try:
-        result: dict[str, Any] = flow(**parameters)
-    except LakeLocked as exc:
+        result: dict[str, Any] = call_flow(flow, **parameters)
+    except (LakeLocked, PrefectUnavailable) as exc:
         raise _fail(str(exc)) from None
     except StageFailed as exc:
         from flows.console import console
+
+        setup = environment_problem(exc)  # an unreachable S3 or no credentials: exit 2
+        if setup is not None:
+            raise _fail(f"{exc.stage} failed: {setup}") from None
 
         console.print(f"[bold red]error:[/] {_plain(str(exc))}", highlight=False)
         raise typer.Exit(EXIT_STAGE_FAILED) from None

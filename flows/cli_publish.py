@@ -315,8 +315,10 @@ def export_command(
     except SinkError as exc:
         partial = exc.result.to_dict() if exc.result else {}
         if as_json:
-            typer.echo(json.dumps({**partial, "error": str(exc), "retryable": exc.retryable},
-                                  indent=2))  # fmt: skip
+            from analytics.redact import redact
+
+            typer.echo(json.dumps({**partial, "error": redact(str(exc)),
+                                   "retryable": exc.retryable}, indent=2))  # fmt: skip
         else:
             from flows.console import console
 

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from analytics.export.bounds import TERMINAL_BYTES, clip, visible
+from analytics.redact import redact
 
 EXIT_STRICT = 1
 EXIT_USAGE = 2
@@ -49,11 +50,12 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 
 
 def plain(text: str) -> str:
-    """Untrusted text (object keys, reasons) made safe for a terminal: clipped, controls, ANSI
-    escapes and bidi characters shown as escapes (``\\x1b``, ``\\u202e``), rich markup escaped.
-    Trailing backslashes are shown as ``\\x5c``: left as they are they would escape the markup
-    tag that follows them in the caller's line."""
-    shown = visible(clip(text, TERMINAL_BYTES))
+    """Untrusted text (object keys, reasons) made safe for a terminal: credentials of a URL (an
+    endpoint named in an error message) redacted, clipped, controls, ANSI escapes and bidi
+    characters shown as escapes (``\\x1b``, ``\\u202e``), rich markup escaped. Trailing
+    backslashes are shown as ``\\x5c``: left as they are they would escape the markup tag that
+    follows them in the caller's line."""
+    shown = visible(clip(redact(text), TERMINAL_BYTES))
     bare = shown.rstrip("\\")
     return escape(bare) + "\\x5c" * (len(shown) - len(bare))
 

@@ -44,8 +44,13 @@ from analytics.config import load as load_config
 from analytics.ingest import IngestCommit, IngestOptions, IngestSummary
 from analytics.lake_check import check_lake
 from analytics.layout import Selection
+from analytics.redact import redact, redact_log_records
 from flows import tasks
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
+
+# A flow run logs through Prefect's handlers and, under a worker, without the CLI: its records are
+# redacted from the moment this module is loaded (an endpoint URL may carry a password).
+redact_log_records()
 
 NIGHTLY_CRON = "30 2 * * *"
 """02:30 UTC: CloudTrail delivers most events within 15 minutes, so by then yesterday's late
@@ -61,9 +66,75 @@ class StageFailed(RuntimeError):
     """A stage of the run failed; the message is ``<stage> failed: <reason>``."""
 
     def __init__(self, stage: str, reason: str) -> None:
+        reason = redact(reason)  # shown in the CLI, the run's state, logs and artifacts
         super().__init__(f"{stage} failed: {reason}")
         self.stage = stage
         self.reason = reason
+
+
+# --- the temporary Prefect API ----------------------------------------------------------------
+
+EPHEMERAL_STARTUP_TIMEOUT_SECONDS = 180
+"""How long a run without ``PREFECT_API_URL`` waits for the temporary Prefect API it starts.
+Prefect's default (20 s) is too short on a busy 2-core host, where the start alone takes 8-14 s
+idle; a user's own ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` always wins."""
+
+_STARTUP_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+class PrefectUnavailable(RuntimeError):
+    """The temporary Prefect API did not start, even on a second try; the message says what to
+    do (nothing of the run has started)."""
+
+
+def is_startup_timeout(error: BaseException) -> bool:
+    """Whether ``error`` is Prefect giving up on starting its temporary API server."""
+    return isinstance(error, RuntimeError) and str(error).startswith(_STARTUP_TIMEOUT)
+
+
+@contextmanager
+def patient_ephemeral_api() -> Iterator[None]:
+    """Give the temporary Prefect API :data:`EPHEMERAL_STARTUP_TIMEOUT_SECONDS` to start,
+    unless the user set Prefect's own setting (in the environment or the Prefect profile)."""
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    if "startup_timeout_seconds" in get_current_settings().server.ephemeral.model_fields_set:
+        yield
+        return
+    timeout = {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_TIMEOUT_SECONDS}
+    with temporary_settings(updates=timeout):
+        yield
+
+
+def call_flow(flow_: Callable[..., Any], **parameters: Any) -> Any:
+    """Call a flow; if Prefect's temporary API times out starting, stop it and try once more.
+
+    The time-out happens before the flow run exists, so the second try starts nothing twice. A
+    second time-out is :class:`PrefectUnavailable`, saying what to do.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    waited = EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+    for _attempt in range(2):
+        with patient_ephemeral_api():
+            waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+            try:
+                return flow_(**parameters)
+            except RuntimeError as exc:
+                if not is_startup_timeout(exc):
+                    raise
+        SubprocessASGIServer().stop()  # the half-started server: the next try starts clean
+    raise PrefectUnavailable(
+        f"Prefect's temporary API server did not start within {waited} s, twice (a busy "
+        "host?); start a Prefect server (prefect server start) and export "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api, or raise "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    )
 
 
 def yesterday_utc() -> dt.date:

@@ -1,12 +1,19 @@
-"""Shared fixtures: a real S3-compatible server (moto in server mode) on a free loopback port."""
+"""Shared fixtures: a real S3-compatible server (moto in server mode) on a free loopback port,
+and one Prefect API for the whole test session.
+
+PREFECT_HOME points at a temporary folder before anything imports Prefect, so the tests never
+read or write the user's ~/.prefect.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -16,6 +23,7 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,6 +37,24 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_SESSION_TOKEN", None)
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="keytrail-prefect-home-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, True)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+# Property-based tests: a modest, reproducible run by default (the same examples on every run
+# and every CI machine), thousands of fresh examples under HYPOTHESIS_PROFILE=fuzz (make fuzz).
+hypothesis_settings.register_profile("default", max_examples=50, deadline=None, derandomize=True)
+hypothesis_settings.register_profile("fuzz", max_examples=5000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every property-based test ``fuzz``, so ``make fuzz`` (``-m fuzz``) finds them all."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.fuzz)
 
 
 def free_port() -> int:
@@ -88,3 +114,18 @@ def bucket(s3: Any) -> str:
 def upload(s3: Any, bucket: str, objects: dict[str, bytes], prefix: str = "") -> None:
     for key, data in objects.items():
         s3.put_object(Bucket=bucket, Key=prefix + key, Body=data)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """Prefect's local test API, started once per test process; yields its URL.
+
+    Tests that use it carry ``pytest.mark.xdist_group("prefect")``, so under ``pytest -n 2
+    --dist loadgroup`` they share one worker and one API. The start-up wait is generous: on a
+    busy 2-core host the server alone takes far longer than Prefect's default 20 s.
+    """
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield str(PREFECT_API_URL.value())

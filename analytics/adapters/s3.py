@@ -2,8 +2,10 @@
 
 Throttling (SlowDown, 503) and 5xx answers are retried by botocore's adaptive retry mode with
 exponential backoff. Permanent errors are turned into messages that name the bucket, the key and,
-for access denied, the IAM permission that is missing. Credentials come from the usual AWS
-environment, profile or instance role and are never logged.
+for access denied, the IAM permission that is missing. An endpoint that cannot be reached and
+missing credentials are :class:`EndpointError` (:func:`aws_problem` finds them under any wrapper):
+a problem of the setup, not of one object. Credentials come from the usual AWS environment,
+profile or instance role and are never logged; endpoint URLs are shown redacted.
 """
 
 from __future__ import annotations
@@ -14,22 +16,35 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
 from analytics.adapters.sources import ObjectFetchError, ObjectRef, SourceError
+from analytics.redact import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_RETRIES = Config(
-    retries={"max_attempts": 8, "mode": "adaptive"},
-    max_pool_connections=32,
-    connect_timeout=10,
-    read_timeout=60,
-)
+MAX_ATTEMPTS = 9
+"""Tries per request: the first and 8 retries, unless the AWS configuration names its own
+``max_attempts`` (``AWS_MAX_ATTEMPTS`` or the profile; botocore counts the first try too)."""
+CONNECT_TIMEOUT_SECONDS = 10
 _clients: dict[tuple[str | None, ...], Any] = {}
 _clients_lock = threading.Lock()
 
@@ -45,11 +60,91 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3C
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
-            client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region, config=_RETRIES
-            )
+            core = botocore.session.get_session()
+            try:
+                client = boto3.session.Session(botocore_session=core).client(
+                    "s3", endpoint_url=endpoint_url, region_name=region, config=client_config(core)
+                )
+            except BotoCoreError as exc:  # a missing profile, an endpoint that is no URL
+                raise aws_problem(exc, endpoint_url) or SourceError(redact(str(exc))) from None
             _clients[cache_key] = client
         return client
+
+
+def client_config(core: botocore.session.Session) -> Config:
+    """Adaptive retries with backoff (throttling, 5xx, dropped connections), bounded by
+    :data:`MAX_ATTEMPTS` unless the user's AWS configuration sets ``max_attempts``."""
+    if core.get_config_variable("max_attempts") is None:
+        config = Config(retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS})
+    else:
+        config = Config(retries={"mode": "adaptive"})
+    return config.merge(
+        Config(max_pool_connections=32, connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=60)
+    )
+
+
+class EndpointError(SourceError):
+    """S3 cannot be used at all: the endpoint does not answer, or there are no credentials.
+
+    Commands stop on it with one line and exit 2: nothing in the lake or the trail is at fault,
+    and a rerun after fixing the setup picks up where this one stopped.
+    """
+
+
+def _endpoint_of(url: str | None) -> str:
+    """``scheme://host:port`` of a request URL (botocore names the whole request), redacted."""
+    if not url:
+        return "the default AWS endpoint"
+    try:
+        parts = urlsplit(url)
+        shown = f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
+    except ValueError:
+        shown = url
+    return redact(shown)
+
+
+_ENDPOINT_HINT = (
+    "check --endpoint-url (or AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3), the network and any "
+    "proxy, and that the service is up"
+)
+_CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run where an instance "
+    "or task role is available"
+)
+
+
+def aws_problem(error: BaseException, endpoint_url: str | None = None) -> EndpointError | None:
+    """The setup problem behind ``error`` (or any exception it was raised from), if there is one:
+    an unreachable endpoint or missing/broken credentials, as a one-line :class:`EndpointError`.
+
+    Other errors (access denied, a missing key, throttling that outlasted the retries) are the
+    callers' to explain; None for them.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, EndpointError):
+            return current
+        if isinstance(current, (BotoConnectionError, ConnectionClosedError, ReadTimeoutError)):
+            kwargs = getattr(current, "kwargs", {})
+            where = _endpoint_of(kwargs.get("endpoint_url") or endpoint_url)
+            if "proxy_url" in kwargs:
+                what = f"cannot reach the proxy {redact(str(kwargs['proxy_url']))}"
+            elif isinstance(current, ReadTimeoutError):
+                what = f"S3 at {where} did not answer in time"
+            elif isinstance(current, ConnectionClosedError):
+                what = f"S3 at {where} closed the connection"
+            else:
+                what = f"cannot reach S3 at {where}"
+            return EndpointError(f"{what} (after retries); {_ENDPOINT_HINT}")
+        if isinstance(current, NoCredentialsError):
+            return EndpointError(f"no AWS credentials found; {_CREDENTIALS_HINT}")
+        if isinstance(current, (PartialCredentialsError, CredentialRetrievalError,
+                                ProfileNotFound)):  # fmt: skip
+            return EndpointError(f"AWS credentials unusable: {redact(str(current))}")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -121,7 +216,10 @@ class S3Source:
         except ClientError as exc:
             raise SourceError(explain(exc, self.bucket, prefix or None, "ListObjectsV2")) from None
         except BotoCoreError as exc:
-            raise SourceError(f"s3://{self.bucket}/{prefix}: cannot list ({exc})") from None
+            problem = aws_problem(exc, self.endpoint_url)
+            raise problem or SourceError(
+                redact(f"s3://{self.bucket}/{prefix}: cannot list ({exc})")
+            ) from None
 
     def _children(self, prefix: str) -> list[str]:
         found: list[str] = []
@@ -181,4 +279,6 @@ class S3Source:
         except ClientError as exc:
             raise ObjectFetchError(explain(exc, self.bucket, key, "GetObject")) from None
         except BotoCoreError as exc:
-            raise ObjectFetchError(f"s3://{self.bucket}/{key}: cannot read ({exc})") from None
+            raise ObjectFetchError(
+                redact(f"s3://{self.bucket}/{key}: cannot read ({exc})")
+            ) from None

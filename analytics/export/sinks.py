@@ -48,6 +48,7 @@ from analytics.detect import alerts_path, read_alerts
 from analytics.export import asff, hec, ocsf
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.export.idempotency import Ledger
+from analytics.redact import redact
 
 OCSF_FILE_NAME = "alerts.ocsf.jsonl"
 
@@ -187,7 +188,7 @@ class S3Sink:
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome:
         # boto3 stays behind the S3 adapter: its client (and the client's exception classes)
         # come from there, so this module never imports the AWS SDK itself.
-        from analytics.adapters.s3 import explain, s3_client
+        from analytics.adapters.s3 import aws_problem, explain, s3_client
         from analytics.adapters.sources import SourceError
 
         try:
@@ -204,7 +205,12 @@ class S3Sink:
                 explain(exc, bucket, key, "PutObject"), retryable=int(status) >= 500
             ) from None
         except Exception as exc:  # botocore's connection and timeout errors, after its retries
-            raise SinkError(f"s3://{bucket}/{key}: upload failed ({exc})", retryable=True) from None
+            problem = aws_problem(exc, self.endpoint_url)  # no endpoint or no credentials: fix it
+            if problem is not None:
+                raise SinkError(f"s3://{bucket}/{key}: {problem}", retryable=False) from None
+            raise SinkError(
+                redact(f"s3://{bucket}/{key}: upload failed ({exc})"), retryable=True
+            ) from None
         return BatchOutcome(accepted=[item.alert_id for item in batch])
 
 
@@ -241,10 +247,12 @@ class HecSink:
 
     @property
     def destination(self) -> str:
-        return hec.collector_url(self.url)
+        """The collector as shown and recorded in the ledger: credentials in the URL masked."""
+        return redact(hec.collector_url(self.url))
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.token, "***") if self.token else text
+        text = text.replace(self.token, "***") if self.token else text
+        return redact(text)
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]:
         return hec.batches(items, self._size, self.max_events)
@@ -255,7 +263,7 @@ class HecSink:
     def _post(self, payload: bytes) -> None:
         url = self.destination
         request = urllib.request.Request(  # noqa: S310 - collector_url admits only http(s)
-            url,
+            hec.collector_url(self.url),
             data=payload,
             method="POST",
             headers={"Authorization": f"Splunk {self.token}", "Content-Type": "application/json"},

@@ -1,27 +1,16 @@
 """Flow tests run against Prefect's local test API, started once per test process (~9 s).
 
-PREFECT_HOME points at a temporary folder before anything imports Prefect, so the tests never
-read or write the user's ~/.prefect. Tests that run flows request ``prefect_api`` and carry
-``pytest.mark.xdist_group("prefect")``, so under ``pytest -n 2 --dist loadgroup`` they share one
-worker and one harness.
+The API is ``prefect_api`` of tests/conftest.py (which also keeps PREFECT_HOME out of the user's
+~/.prefect). Tests that run flows request it and carry ``pytest.mark.xdist_group("prefect")``, so
+under ``pytest -n 2 --dist loadgroup`` they share one worker and one API.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-_HOME = tempfile.mkdtemp(prefix="keytrail-prefect-home-")
-atexit.register(shutil.rmtree, _HOME, True)
-os.environ["PREFECT_HOME"] = _HOME
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples" / "trail"
@@ -31,12 +20,12 @@ LAST_DAY = "2026-11-14"
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Make ``--dist loadgroup`` group the flow tests again under pytest 9.
+    """Make ``--dist loadgroup`` group the Prefect tests again under pytest 9.
 
     pytest-xdist 3.8 marks a test's group by writing ``nodeid@group`` to ``item._nodeid``, but
     pytest 9 reads node IDs from ``item._id``, so the suffix is lost and every group is spread
     over all workers — each of which would then start its own Prefect test API. Carry the
-    suffix over, for the tests of this folder only.
+    suffix over, for the tests of this folder and the other tests of the ``prefect`` group.
     """
     try:
         from _pytest.nodeid import NodeId
@@ -45,16 +34,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     here = Path(__file__).parent
     for item in items:
         suffixed = getattr(item, "_nodeid", None)
-        if isinstance(suffixed, str) and "@" in suffixed and item.path.is_relative_to(here):
+        if not isinstance(suffixed, str) or "@" not in suffixed:
+            continue
+        if item.path.is_relative_to(here) or suffixed.endswith("@prefect"):
             item._id = NodeId.parse(suffixed)  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 @pytest.fixture(scope="session")
