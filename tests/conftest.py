@@ -23,7 +23,8 @@ from typing import Any
 
 import boto3
 import pytest
-from hypothesis import settings as hypothesis_settings
+
+from tests import fuzz_profiles
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,11 +44,9 @@ atexit.register(shutil.rmtree, _PREFECT_HOME, True)
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-# Property-based tests: a modest, reproducible run by default (the same examples on every run
-# and every CI machine), thousands of fresh examples under HYPOTHESIS_PROFILE=fuzz (make fuzz).
-hypothesis_settings.register_profile("default", max_examples=50, deadline=None, derandomize=True)
-hypothesis_settings.register_profile("fuzz", max_examples=5000, deadline=None)
-hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# Property-based tests: a modest, reproducible run by default, thousands of fresh examples under
+# HYPOTHESIS_PROFILE=fuzz (make fuzz).
+fuzz_profiles.load()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,10 +3,8 @@ generated lake with real detections (browser and screenshot)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
-from hypothesis.errors import InvalidArgument
 
 from analytics import reports
 from analytics.adapters.lake import LocalLake
@@ -24,25 +20,6 @@ from tests.publish import fixture
 from tests.publish.helpers import HEC_OK
 
 GENERATED_DAY = dt.date(2026, 11, 14)
-FUZZ_PROFILE = "fuzz"
-
-
-def _hypothesis_profiles() -> None:
-    """Register the heavier ``fuzz`` profile unless another conftest already did, and load the
-    one named by ``HYPOTHESIS_PROFILE`` if it exists (the property tests of the writers run a
-    few seconds by default; ``HYPOTHESIS_PROFILE=fuzz`` runs them for minutes)."""
-    try:
-        settings.get_profile(FUZZ_PROFILE)
-    except InvalidArgument:
-        settings.register_profile(FUZZ_PROFILE, max_examples=2_000, deadline=None)
-    wanted = os.environ.get("HYPOTHESIS_PROFILE")
-    if wanted:
-        # A profile another suite registers later is loaded there, not here.
-        with contextlib.suppress(InvalidArgument):
-            settings.load_profile(wanted)
-
-
-_hypothesis_profiles()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
 import re
 import unicodedata
 from html.parser import HTMLParser
@@ -36,12 +35,11 @@ from analytics.export import bounds as b
 from analytics.reports import csv_safe, html, markdown
 from analytics.reports.daily import DailyReport
 from flows.console import plain, terminal
+from tests.fuzz_profiles import fuzzing
 from tests.publish import fixture
-from tests.publish.conftest import FUZZ_PROFILE, BuiltReport
+from tests.publish.conftest import BuiltReport
 
-EXAMPLES = (
-    settings.default.max_examples if os.environ.get("HYPOTHESIS_PROFILE") == FUZZ_PROFILE else 25
-)
+EXAMPLES = settings.default.max_examples if fuzzing() else 25
 bounded = settings(
     max_examples=EXAMPLES,
     deadline=None,
