@@ -49,6 +49,7 @@ MITRE_TECHNIQUES: dict[str, str] = {
     "T1537": "Transfer Data to Cloud Account",
     "T1552": "Unsecured Credentials",
     "T1555": "Credentials from Password Stores",
+    "T1555.006": "Credentials from Password Stores: Cloud Secrets Management Stores",
     "T1562": "Impair Defenses",
     "T1562.008": "Impair Defenses: Disable or Modify Cloud Logs",
     "T1565": "Data Manipulation",

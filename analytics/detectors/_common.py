@@ -21,17 +21,22 @@ from analytics.identity import KMS_SOURCE
 __all__ = [
     "CLOUDTRAIL_SOURCE",
     "DATA_PLANE_EVENTS",
+    "HUMAN_PRINCIPAL_TYPES",
     "KMS_SOURCE",
     "READ_EVENTS",
     "RULE_EVENT_COLUMNS",
+    "SECRET_CONTEXT_KEYS",
+    "SECRET_SERVICES",
     "UTC_US",
     "clip_text",
     "from_source",
     "history_of",
     "hour_text",
+    "is_person",
     "key_account",
     "per_event_findings",
     "rule_events",
+    "secret_store_decrypt",
     "setting",
     "shown",
     "succeeded",
@@ -62,32 +67,61 @@ READ_EVENTS: frozenset[str] = frozenset(
 
 RULE_EVENT_COLUMNS: tuple[str, ...] = (
     s.EVENT_ID, s.EVENT_TIME, s.EVENT_DATE, s.EVENT_SOURCE, s.EVENT_NAME, s.AWS_REGION,
-    s.RECIPIENT_ACCOUNT_ID, s.PRINCIPAL_TYPE, s.PRINCIPAL_ACCOUNT_ID, s.ACTOR, s.INVOKED_BY,
-    s.SOURCE_IP, s.ERROR_CODE, s.ERROR_MESSAGE, s.KEY_ARN, s.KEY_ACCOUNT_ID,
-    s.REQUEST_PARAMETERS, s.RESPONSE_ELEMENTS,
+    s.RECIPIENT_ACCOUNT_ID, s.PRINCIPAL_TYPE, s.PRINCIPAL_ACCOUNT_ID, s.ACTOR, s.SESSION_NAME,
+    s.INVOKED_BY, s.SOURCE_IP, s.ERROR_CODE, s.ERROR_MESSAGE, s.KEY_ARN, s.KEY_ACCOUNT_ID,
+    s.REQUEST_PARAMETERS, s.RESPONSE_ELEMENTS, s.ENCRYPTION_CONTEXT,
 )  # fmt: skip
 """The columns of ``DetectionContext.events``: what the rules read, and nothing more. A day of
 a large organisation is a million rows; user agents, encryption contexts and source objects
-would triple the memory the rules need without any rule looking at them."""
+would triple the memory the rules need without any rule looking at them, so the encryption
+context and session name are kept only on the rows that need them (see :func:`rule_events`)."""
 
 _RULE_JSON_COLUMNS = (s.REQUEST_PARAMETERS, s.RESPONSE_ELEMENTS)
+_SECRET_ONLY_COLUMNS = (s.ENCRYPTION_CONTEXT, s.SESSION_NAME)
+
+SECRET_SERVICES: tuple[str, ...] = ("secretsmanager.amazonaws.com", "ssm.amazonaws.com")
+"""Services that decrypt secrets for a caller. Parameter Store also logs as "AWS Internal"
+(reference §3.3); its calls are recognised by their ``PARAMETER_ARN`` context instead."""
+
+SECRET_CONTEXT_KEYS: tuple[str, ...] = ("SecretARN", "PARAMETER_ARN")
+"""Encryption-context keys naming what Secrets Manager and Parameter Store decrypted."""
+
+
+def secret_store_decrypt() -> pl.Expr:
+    """A KMS ``Decrypt`` that opened a secret or a SecureString parameter: its encryption
+    context names one (``SecretARN``/``PARAMETER_ARN``) or a secret store made the call."""
+    context = pl.col(s.ENCRYPTION_CONTEXT)
+    names_secret = pl.any_horizontal(
+        context.str.contains(f'"{key}"', literal=True) for key in SECRET_CONTEXT_KEYS
+    )
+    return (
+        (pl.col(s.EVENT_SOURCE) == KMS_SOURCE)
+        & (pl.col(s.EVENT_NAME) == "Decrypt")
+        & (names_secret | pl.col(s.INVOKED_BY).is_in(SECRET_SERVICES))
+    ).fill_null(False)
 
 
 def rule_events(events: pl.LazyFrame) -> pl.LazyFrame:
     """The view of a day's events the rules get: :data:`RULE_EVENT_COLUMNS`, with the JSON
-    fields of KMS cryptographic calls left out.
+    fields of KMS cryptographic calls left out, and the encryption context and session name
+    kept only on decrypts of secrets and parameters.
 
     Rules read request and response JSON only of management calls (policies, grants, aliases,
-    deletions, trails); a data-plane call's request is its encryption context, which the rules
-    never parse, and dropping it halves the day's footprint. Tests build their contexts through
-    this view too, so a rule that reads anything else fails there, not in production.
+    deletions, trails); a data-plane call's request is its encryption context, and dropping it
+    halves the day's footprint. The one exception is KMS.BulkSecretDecryption, which counts the
+    secrets named in the contexts of secret-store decrypts — a small share of a day's calls.
+    Tests build their contexts through this view too, so a rule that reads anything else fails
+    there, not in production.
     """
     data_plane = (
         (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.EVENT_NAME).is_in(DATA_PLANE_EVENTS)
     ).fill_null(False)
+    kept = (*_RULE_JSON_COLUMNS, *_SECRET_ONLY_COLUMNS)
+    secret = secret_store_decrypt()
     return events.select(
-        *(pl.col(name) for name in RULE_EVENT_COLUMNS if name not in _RULE_JSON_COLUMNS),
+        *(pl.col(name) for name in RULE_EVENT_COLUMNS if name not in kept),
         *(pl.when(~data_plane).then(pl.col(name)).alias(name) for name in _RULE_JSON_COLUMNS),
+        *(pl.when(secret).then(pl.col(name)).alias(name) for name in _SECRET_ONLY_COLUMNS),
     ).select(RULE_EVENT_COLUMNS)
 
 
@@ -203,6 +237,25 @@ def per_event_findings(
         evidence_ids.list.len().cast(pl.Int64).alias(s.EVIDENCE_COUNT),
         severity.alias(s.SEVERITY),
     )
+
+
+HUMAN_PRINCIPAL_TYPES: tuple[str, ...] = ("IAMUser", "IdentityCenterUser", "SAMLUser", "Root")
+"""``userIdentity.type`` values that are people (IAM users are mostly people or their scripts)."""
+
+_SSO_ROLE = r":role/(?:[^:]*/)?AWSReservedSSO_"
+_EMAIL_SESSION = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def is_person(session_name: pl.Expr | None = None) -> pl.Expr:
+    """The caller is a person: an IAM user, an Identity Center or SAML user, the root user, an
+    ``AWSReservedSSO_`` permission-set role, or (when ``session_name`` is given) a role assumed
+    with an e-mail address as its session name — how people's federated sessions are named."""
+    person = pl.col(s.PRINCIPAL_TYPE).is_in(HUMAN_PRINCIPAL_TYPES) | pl.col(s.ACTOR).str.contains(
+        _SSO_ROLE
+    )
+    if session_name is not None:
+        person = person | session_name.str.contains(_EMAIL_SESSION)
+    return person.fill_null(False)
 
 
 def check_pattern(pattern: str) -> str:

@@ -38,6 +38,7 @@ from analytics.detectors._common import (
     DATA_PLANE_EVENTS,
     KMS_SOURCE,
     from_source,
+    is_person,
     setting,
     shown,
     succeeded,
@@ -46,8 +47,6 @@ from analytics.detectors._common import (
 from analytics.detectors.base import DetectionContext, RuleDetector, empty_findings
 
 DEFAULTS: dict[str, Any] = {"warmup_days": 14}
-HUMAN_PRINCIPAL_TYPES = ("IAMUser", "IdentityCenterUser", "SAMLUser", "Root")
-_SSO_ROLE = r":role/(?:[^:]*/)?AWSReservedSSO_"
 _PAIR = [s.KEY_ARN, s.ACTOR]
 
 
@@ -78,7 +77,7 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
             pl.col(s.EVENT_NAME).unique().sort().str.join(", ").alias("_operations"),
             pl.col(s.INVOKED_BY).drop_nulls().unique().sort().str.join(", ").alias("_services"),
             pl.col(s.INVOKED_BY).is_null().any().alias("_direct"),
-            pl.col(s.PRINCIPAL_TYPE).drop_nulls().first().alias("_type"),
+            is_person().any().alias("_human"),
             pl.col(s.PRINCIPAL_ACCOUNT_ID).drop_nulls().first().alias("_caller_account"),
             pl.col(s.KEY_ACCOUNT_ID).drop_nulls().first().alias("_key_account"),
             pl.col(s.RECIPIENT_ACCOUNT_ID).drop_nulls().first().alias("_recipient"),
@@ -87,10 +86,6 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
             pl.col(s.EVENT_ID).alias(s.EVIDENCE_EVENT_IDS),
         )
         .with_columns(
-            (
-                pl.col("_type").is_in(HUMAN_PRINCIPAL_TYPES)
-                | pl.col(s.ACTOR).str.contains(_SSO_ROLE)
-            ).alias("_human"),
             (
                 ~pl.col("_caller_account").is_in(org)
                 & (pl.col("_caller_account") != pl.col("_key_account"))

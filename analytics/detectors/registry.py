@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from analytics.detectors import (
     alias,
+    bulk_secret_decryption,
     cross_account,
     failed_decrypt,
     grants,
@@ -36,6 +37,7 @@ ALL_DETECTORS: tuple[RuleDetector, ...] = (
     cross_account.DETECTOR,
     monitoring.DETECTOR,
     new_actor.DETECTOR,
+    bulk_secret_decryption.DETECTOR,
 )
 
 _BY_ID: dict[str, RuleDetector] = {d.id: d for d in ALL_DETECTORS}

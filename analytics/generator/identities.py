@@ -133,3 +133,16 @@ def identity_center_user_id(store_id: str, login: str) -> str:
     """Identity Center user ids: the store's suffix and a uuid, stable per person."""
     h = hashlib.sha256(f"{store_id}/{login}".encode()).hexdigest()
     return f"{store_id.removeprefix('d-')}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def label_actor(identity: Identity) -> str:
+    """The ``actor`` a label names for a ``userIdentity`` block, as keytrail normalises it: the
+    role of an assumed-role session, the user ARN, ``root:<account>`` or ``service:<name>``."""
+    kind = identity.get("type")
+    if kind == "AssumedRole":
+        return str(identity["sessionContext"]["sessionIssuer"]["arn"])
+    if kind == "Root":
+        return f"root:{identity['accountId']}"
+    if kind == "AWSService":
+        return f"service:{identity['invokedBy']}"
+    return str(identity.get("arn", f"service:{identity.get('invokedBy', 'unknown')}"))

@@ -22,10 +22,20 @@ from analytics.generator.workloads import Workload
 Emitted = tuple[int, Record, str | None]
 """A record with its Unix second and the id of the scenario it belongs to (if any)."""
 
+CONSEQUENCE = "#consequence"
+"""Tag suffix of records a scenario causes but its actor does not make: the legitimate callers
+of a key the attack disabled or scheduled for deletion, failing. Labelled with the scenario (an
+incident is the cause with its consequences) and listed apart as ``consequence_event_ids``."""
+
+
+def consequence_of(scenario_id: str) -> str:
+    return scenario_id + CONSEQUENCE
+
 
 @dataclass(frozen=True)
 class KeyOutage:
-    """From ``start_epoch`` cryptographic calls on the key fail with this error."""
+    """From ``start_epoch`` cryptographic calls on the key fail with this error; the failing
+    calls are consequences of ``scenario_id`` (tagged with :func:`consequence_of`)."""
 
     key_arn: str
     start_epoch: int

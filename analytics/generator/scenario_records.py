@@ -31,6 +31,7 @@ from analytics.generator.organisation import GLOBAL_REGION, Key, Role, trail_nam
 from analytics.generator.plan import Plan, Rotation, ScenarioSpec
 from analytics.generator.randomness import access_key_id, hex_string, uuid4
 from analytics.generator.rhythm import iso_time
+from analytics.generator.scenario_secrets import emit_bulk_secret_theft, emit_ci_secret_dump
 from analytics.generator.traffic import DayTraffic
 from analytics.generator.workloads import Workload
 
@@ -196,6 +197,38 @@ def _emit_disable_then_delete(t: DayTraffic, spec: ScenarioSpec) -> None:
     app = _workload_of(t, spec)
     for second in _spread(scheduled + 3600, 3, 3600, t.rng):
         t.kms_call(app, second, "Decrypt", key, tag=spec.sid, benign_errors=False)
+
+
+def _emit_mass_key_deletion(t: DayTraffic, spec: ScenarioSpec) -> None:
+    """List the keys, then schedule each for deletion; the failures follow from the outages."""
+    role = spec.actor
+    assert isinstance(role, Role)
+    wl = _actor_workload(
+        t, role, 100_013, ip=spec.details["ip"], agent=_ATTACKER_AGENT,
+        session=spec.details["session"],
+    )  # fmt: skip
+    first = spec.keys[0]
+    t.kms_record(wl, spec.second, "ListKeys", first, {"limit": 1000}, None,
+                 resources=None, tag=spec.sid)  # fmt: skip
+    t.kms_record(wl, spec.second + 6, "ListAliases", first, {"limit": 100}, None,
+                 resources=None, tag=spec.sid)  # fmt: skip
+    for key, second in zip(spec.keys, spec.details["scheduled"], strict=True):
+        t.kms_record(wl, second - 8, "DescribeKey", key, {"keyId": key.arn}, None, tag=spec.sid)
+        response = {
+            "keyId": key.arn,
+            "deletionDate": deletion_date(t.date, 7),
+            "keyState": "PendingDeletion",
+            "pendingWindowInDays": 7,
+        }
+        t.kms_record(
+            wl,
+            second,
+            "ScheduleKeyDeletion",
+            key,
+            {"keyId": key.arn, "pendingWindowInDays": 7},
+            response,
+            tag=spec.sid,
+        )
 
 
 def _key_policy(key: Key, plan: Plan, app: Workload, *, opened_to: str | None) -> str:
@@ -667,6 +700,9 @@ _EMITTERS: dict[str, Callable[[DayTraffic, ScenarioSpec], None]] = {
     "human_3am_new_region": _emit_human_new_region,
     "root_kms_usage": _emit_root,
     "kms_monitoring_disabled": _emit_monitoring_disabled,
+    "bulk_secret_theft": emit_bulk_secret_theft,
+    "ci_role_secret_dump": emit_ci_secret_dump,
+    "mass_key_deletion": _emit_mass_key_deletion,
 }
 
 

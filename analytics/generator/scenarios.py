@@ -15,10 +15,12 @@ import random
 from collections.abc import Callable
 from datetime import date, timedelta
 
+from analytics.generator.events import JsonObject
 from analytics.generator.organisation import (
     Key,
     Organisation,
     Role,
+    User,
 )
 from analytics.generator.plan import (
     Blackout,
@@ -32,7 +34,7 @@ from analytics.generator.plan import (
 )
 from analytics.generator.randomness import hex_string, iam_unique_id, rng_for, uuid4
 from analytics.generator.rhythm import day_epoch
-from analytics.generator.workloads import Workload
+from analytics.generator.workloads import SECRETS_SERVICE, SSM_VIA, Workload
 
 MIN_DAYS_FOR_SCENARIOS = 14
 FIRST_SCENARIO_DAY = 10
@@ -63,9 +65,19 @@ def monthly_batch_days(plan_start: date, days: int, seed: int) -> tuple[int, ...
     avail = scenario_days(days)
     if avail:
         usable = [d for d in avail if (plan_start + timedelta(days=d)).day <= 28]
-        if usable:
-            dom = (plan_start + timedelta(days=usable[len(usable) // 2])).day
+        # a run whose previous month's run is in the window too, so a baseline can learn it
+        learnable = [d for d in usable if _month_earlier(plan_start, d) >= 0]
+        chosen = learnable or usable
+        if chosen:
+            dom = (plan_start + timedelta(days=chosen[len(chosen) // 2])).day
     return tuple(d for d in range(days) if (plan_start + timedelta(days=d)).day == dom)
+
+
+def _month_earlier(plan_start: date, day: int) -> int:
+    """Day index of the same day-of-month one month before ``day`` (negative: before start)."""
+    when = plan_start + timedelta(days=day)
+    year, month = (when.year, when.month - 1) if when.month > 1 else (when.year - 1, 12)
+    return (date(year, month, when.day) - plan_start).days
 
 
 class _Planner:
@@ -590,6 +602,171 @@ def _plan_decoys(p: _Planner) -> None:
     )
 
 
+def _standing_contexts(p: _Planner, via: str, account_id: str, key: str) -> list[JsonObject]:
+    """The distinct secret or parameter contexts the organisation's workloads read."""
+    seen: dict[str, JsonObject] = {}
+    for wl in p.plan.workloads:
+        if wl.via == via and wl.account_id == account_id:
+            for context in wl.contexts:
+                seen.setdefault(str(context.get(key)), context)
+    return [seen[name] for name in sorted(seen)]
+
+
+_ADMIN_SECRETS = (
+    "platform/break-glass-password", "platform/terraform-state-token", "platform/github-app-key",
+    "platform/pagerduty-api-key", "platform/datadog-api-key", "security/siem-hec-token",
+    "platform/rds-master-password", "platform/vpn-shared-secret",
+)  # fmt: skip
+_CI_SECRETS = (
+    "ci/npm-publish-token", "ci/dockerhub-password", "ci/cosign-private-key", "ci/slack-webhook",
+    "ci/sonarcloud-token", "ci/prod-deploy-ssh-key", "ci/staging-deploy-ssh-key",
+    "ci/pypi-token", "ci/maven-settings", "ci/codecov-token", "ci/sentry-auth-token",
+    "ci/snyk-token", "ci/argocd-admin-password", "ci/helm-repo-password", "ci/jira-api-token",
+    "ci/apple-signing-certificate", "ci/android-keystore", "ci/firebase-service-account",
+    "ci/terraform-cloud-token", "ci/vault-approle-secret", "ci/gpg-release-key",
+    "ci/cloudflare-api-token",
+)  # fmt: skip
+
+
+def _secret_context(p: _Planner, region: str, account_id: str, name: str) -> JsonObject:
+    return {
+        "SecretARN": f"arn:aws:secretsmanager:{region}:{account_id}:secret:{name}-"
+        f"{hex_string(p.rng, 6)}",
+        "SecretVersionId": uuid4(p.rng),
+    }
+
+
+def _plan_bulk_secret_theft(p: _Planner) -> None:
+    """Stratus Red Team's secretsmanager-batch-retrieve-secrets and
+    ssm-retrieve-securestring-parameters, run with a person's leaked access key."""
+    org = p.org
+    prod = org.account("prod").account_id
+    human = next(h for h in org.humans if isinstance(h.principal, User))
+    secrets_key = org.key("prod", "alias/secrets-manager")
+    ssm_key = org.key("prod", "alias/ssm-parameters")
+    secrets = _standing_contexts(p, SECRETS_SERVICE, prod, "SecretARN")
+    secrets += [_secret_context(p, secrets_key.region, prod, name) for name in _ADMIN_SECRETS]
+    parameters = _standing_contexts(p, SSM_VIA, prod, "PARAMETER_ARN")
+    ip = f"198.51.100.{p.rng.randrange(10, 250)}"
+    p.add(
+        ScenarioSpec(
+            sid="S12-bulk_secret_theft",
+            kind="bulk_secret_theft",
+            malicious=True,
+            day=slot_day(p.plan.days, 3),
+            second=19 * 3600 + p.rng.randrange(1800),
+            description=(
+                f"The IAM user {human.login}'s access key, used from {ip}, an address the person "
+                f"never used, listed and batch-read all {len(secrets)} Secrets Manager secrets "
+                f"and all {len(parameters)} SecureString parameters of account {prod} within "
+                "minutes; KMS logged one Decrypt per secret and parameter, invoked by the "
+                "services."
+            ),
+            actor=human.principal,
+            keys=(secrets_key, ssm_key),
+            count=len(secrets) + len(parameters),
+            details={"ip": ip, "secrets": tuple(secrets), "parameters": tuple(parameters)},
+        )
+    )
+
+
+def _plan_ci_secret_dump(p: _Planner) -> None:
+    """A CI role whose token was stolen (tj-actions/changed-files-style) dumps the CI secrets."""
+    org = p.org
+    shared = org.account("shared-services").account_id
+    role = org.role("shared-services", "github-actions-deploy")
+    key = org.key("shared-services", "alias/ci-secrets")
+    usual = _standing_contexts(p, SECRETS_SERVICE, shared, "SecretARN")
+    secrets = usual + [_secret_context(p, key.region, shared, name) for name in _CI_SECRETS]
+    ip = f"203.0.113.{p.rng.randrange(10, 250)}"
+    p.add(
+        ScenarioSpec(
+            sid="S13-ci_role_secret_dump",
+            kind="ci_role_secret_dump",
+            malicious=True,
+            day=slot_day(p.plan.days, 4),
+            second=23 * 3600 + p.rng.randrange(1200),
+            description=(
+                f"Role {role.name} in account {shared}, which reads one registry token during "
+                f"office hours, called ListSecrets and BatchGetSecretValue at night from {ip} and "
+                f"decrypted {len(secrets)} CI secrets (signing keys, deploy keys, publishing "
+                "tokens) within minutes."
+            ),
+            actor=role,
+            keys=(key,),
+            count=len(secrets),
+            details={"ip": ip, "secrets": tuple(secrets), "session": "GitHubActions"},
+        )
+    )
+
+
+def _plan_mass_key_deletion(p: _Planner) -> None:
+    """Destruction by key deletion: a stolen break-glass session schedules the deletion of
+    several production keys within minutes; every workload using them fails from then on."""
+    org, plan = p.org, p.plan
+    prod = org.account("prod").account_id
+    # keys of other scenarios and of the decoys' workloads stay alive: their labels must hold
+    tagged = {tag.wid for tag in p.tags} | p.used_workloads
+    protected = p.used_keys | {k.arn for spec in p.specs for k in spec.keys}
+    protected |= {
+        k.arn
+        for wl in plan.workloads
+        if wl.wid in tagged or wl.category in ("rampup", "monthly-batch")
+        for k in wl.keys
+    }
+    keys = tuple(
+        sorted(
+            (
+                k
+                for k in org.keys
+                if k.account_id == prod
+                and k.purpose not in ("secrets", "ssm")
+                and k.arn not in protected
+            ),
+            key=lambda k: (k.region != org.home_region, k.alias),
+        )
+    )[:4]
+    if not keys:
+        return
+    role = org.role("prod", "break-glass")
+    day = slot_day(plan.days, 6)
+    second = 17 * 3600 + p.rng.randrange(1800)
+    scheduled = [second + 90 + 25 * i + p.rng.randrange(15) for i in range(len(keys))]
+    for key, at in zip(keys, scheduled, strict=True):
+        p.outages.append(
+            KeyOutage(
+                key.arn,
+                day_epoch(plan.start, day) + at,
+                "KMSInvalidStateException",
+                f"{key.arn} is pending deletion.",
+                "S14-mass_key_deletion",
+            )
+        )
+    aliases = ", ".join(k.alias for k in keys)
+    p.add(
+        ScenarioSpec(
+            sid="S14-mass_key_deletion",
+            kind="mass_key_deletion",
+            malicious=True,
+            day=day,
+            second=second,
+            description=(
+                f"Role break-glass, assumed from an unknown address, listed the keys and "
+                f"scheduled {len(keys)} production keys ({aliases}) for deletion in 7 days "
+                "within two minutes; the workloads using them failed from then on "
+                "(KMSInvalidStateException: pending deletion)."
+            ),
+            actor=role,
+            keys=keys,
+            details={
+                "ip": f"203.0.113.{p.rng.randrange(10, 250)}",
+                "session": p.admin_human(1)[1],
+                "scheduled": tuple(scheduled),
+            },
+        )
+    )
+
+
 _PLANNERS: tuple[Callable[[_Planner], None], ...] = (
     _plan_exfiltration,
     _plan_load_test,
@@ -604,4 +781,7 @@ _PLANNERS: tuple[Callable[[_Planner], None], ...] = (
     _plan_root,
     _plan_monitoring_disabled,
     _plan_decoys,
+    _plan_bulk_secret_theft,
+    _plan_ci_secret_dump,
+    _plan_mass_key_deletion,
 )

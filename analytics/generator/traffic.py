@@ -46,7 +46,14 @@ from analytics.generator.identities import (
     web_identity_user,
 )
 from analytics.generator.organisation import BROWSER_AGENT, GLOBAL_REGION, Key, Role, User
-from analytics.generator.plan import Emitted, KeyOutage, Plan, WorkloadTag, weight_matrix
+from analytics.generator.plan import (
+    Emitted,
+    KeyOutage,
+    Plan,
+    WorkloadTag,
+    consequence_of,
+    weight_matrix,
+)
 from analytics.generator.randomness import access_key_id, hex_string, uuid4
 from analytics.generator.rhythm import day_epoch, hour_shares, iso_from_epoch, iso_time
 from analytics.generator.workloads import Workload
@@ -354,7 +361,7 @@ class DayTraffic:
             outage = self._outage(key, self.epoch0 + second)
             if outage is not None:
                 error = (outage.error_code, outage.message)
-                tag = outage.scenario_id or tag
+                tag = consequence_of(outage.scenario_id) if outage.scenario_id else tag
         if error is None and benign_errors and rng.random() < KMS_ERROR_RATE:
             error = benign_kms_error(op, key, str(ident.get("arn", wl.service or "")), rng)
         if error is not None:

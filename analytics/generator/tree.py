@@ -29,8 +29,9 @@ from analytics.generator.corruption import (
     write_bad_objects,
 )
 from analytics.generator.events import KMS
+from analytics.generator.identities import label_actor
 from analytics.generator.organisation import build_organisation, trail_name
-from analytics.generator.plan import Emitted, Plan
+from analytics.generator.plan import CONSEQUENCE, Emitted, Plan, consequence_of
 from analytics.generator.randomness import derive_seed, hex_string, np_rng_for, rng_for
 from analytics.generator.rhythm import daily_budgets, day_epoch, iso_from_epoch
 from analytics.generator.scenario_records import emit_scenarios
@@ -77,6 +78,7 @@ class _DayResult:
     events: int
     bytes_written: int
     fragments: dict[str, tuple[list[str], int, int]] = field(default_factory=dict)
+    affected: dict[str, set[str]] = field(default_factory=dict)
     bad_records: tuple[dict[str, Any], ...] = ()
     hostile_records: tuple[dict[str, Any], ...] = ()
 
@@ -144,6 +146,15 @@ def _fragments(emitted: list[Emitted]) -> dict[str, tuple[list[str], int, int]]:
     return out
 
 
+def _affected(emitted: list[Emitted]) -> dict[str, set[str]]:
+    """Per consequence tag, the actors whose calls a scenario made fail."""
+    out: dict[str, set[str]] = {}
+    for _, rec, tag in emitted:
+        if tag is not None and tag.endswith(CONSEQUENCE):
+            out.setdefault(tag, set()).add(label_actor(rec["userIdentity"]))
+    return out
+
+
 def generate_day(plan: Plan, out: Path, day: int) -> _DayResult:
     """Generate and write one day's log files (runs in a worker process)."""
     traffic = DayTraffic(
@@ -173,6 +184,7 @@ def generate_day(plan: Plan, out: Path, day: int) -> _DayResult:
         events=sum(f.records for f in files),
         bytes_written=writer.bytes_written,
         fragments=fragments,
+        affected=_affected(emitted),
         bad_records=tuple(bad),
         hostile_records=tuple(hostile),
     )
@@ -268,6 +280,7 @@ def _minute_ceil(epoch: int) -> str:
 def _labels(
     plan: Plan,
     fragments: dict[str, tuple[list[str], int, int]],
+    affected: dict[str, set[str]],
     corrupt_objects: list[dict[str, Any]],
     bad_records: list[dict[str, Any]],
     hostile_records: list[dict[str, Any]],
@@ -279,11 +292,16 @@ def _labels(
         if found is None:
             continue
         ids, first, last = found
+        caused = fragments.get(consequence_of(spec.sid))
+        if caused is not None:
+            ids, first, last = ids + caused[0], min(first, caused[1]), max(last, caused[2])
         actors: list[str] = []
         if spec.actor is not None:
             actors.append(spec.actor if isinstance(spec.actor, str) else spec.actor.arn)
         if spec.kind == "key_disabled_then_deletion" and spec.workload is not None:
             actors.append(plan.workload(spec.workload).actor)
+        hurt = sorted(affected.get(consequence_of(spec.sid), set()))
+        actors += [a for a in hurt if a not in actors]
         entry: dict[str, Any] = {
             "id": spec.sid,
             "kind": spec.kind,
@@ -298,6 +316,11 @@ def _labels(
         baseline = fragments.get(f"{spec.sid}#baseline")
         if baseline is not None:
             entry["baseline_event_ids"] = baseline[0]
+        if caused is not None:
+            # legitimate callers failing because of the attack: part of its incident, not its
+            # perpetrators (their actors are listed in "actors" and, apart, here)
+            entry["consequence_event_ids"] = caused[0]
+            entry["affected_actors"] = hurt
         scenarios.append(entry)
     return {
         "generator": "keytrail",
@@ -390,8 +413,11 @@ def generate_tree(
         digest_count, digest_bytes = _write_digests(_digest_chains(plan, out, log_files), pool)
 
     fragments: dict[str, tuple[list[str], int, int]] = {}
+    affected: dict[str, set[str]] = {}
     for r in results:
         _merge(fragments, r.fragments)
+        for tag, actors in r.affected.items():
+            affected.setdefault(tag, set()).update(actors)
     writer = TreeWriter(out)
     corrupt_objects: list[dict[str, Any]] = []
     if corrupt:
@@ -402,6 +428,7 @@ def generate_tree(
     labels = _labels(
         plan,
         fragments,
+        affected,
         corrupt_objects,
         [b for r in results for b in r.bad_records],
         [h for r in results for h in r.hostile_records],

@@ -138,6 +138,24 @@ def _hostile_day() -> list[dict[str, Any]]:
         _record(49, kms, "Decrypt", userIdentity=_role(f"x{HUGE}", account=OUTSIDE),
                 requestParameters=context_bomb)
     )  # fmt: skip
+    person = {
+        "type": "IAMUser",
+        "arn": f"arn:aws:iam::{OWNER}:user/{SCRIPT}",
+        "accountId": OWNER,
+        "userName": NEWLINES,
+        "invokedBy": SQL,
+    }
+    for n in range(50, 80):  # a bulk read of secrets and parameters named by the attacker
+        names = (
+            {"SecretARN": f"{HOSTILE}{n}", "SecretVersionId": SQL}
+            if n % 2
+            else {"PARAMETER_ARN": f"arn:aws:ssm:x:1:parameter/{NEWLINES}{HUGE}{n}"}
+        )
+        records.append(
+            _record(n, kms, "Decrypt", userIdentity=person, sourceIPAddress=SQL,
+                    requestParameters={"encryptionContext": names},
+                    eventTime=f"2026-11-28T15:{n - 50:02d}:00Z")
+        )  # fmt: skip
     return records
 
 
@@ -179,6 +197,7 @@ def test_hostile_records_still_fire_the_rules_they_match(hostile_findings: dict[
         "KMS.NewCrossAccountCaller",
         "KMS.KmsMonitoringDisabled",
         "KMS.NewActorForKey",
+        "KMS.BulkSecretDecryption",
     } <= fired
 
 

@@ -26,6 +26,7 @@ GOLDEN_IDS = (
     "KMS.NewCrossAccountCaller",
     "KMS.KmsMonitoringDisabled",
     "KMS.NewActorForKey",
+    "KMS.BulkSecretDecryption",
 )
 
 

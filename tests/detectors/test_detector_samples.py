@@ -120,6 +120,8 @@ EXPECTED_TOP_FINDING = {
     ("NewActorForKey", "new_role_decrypts"): ("low", "UNSEEN"),
     ("NewActorForKey", "sso_person_decrypts"): ("medium", "UNSEEN"),
     ("NewActorForKey", "iam_user_via_secrets_manager"): ("medium", "UNSEEN"),
+    ("BulkSecretDecryption", "person_reads_secrets_and_parameters"): ("high", "SURGE"),
+    ("BulkSecretDecryption", "ci_role_far_above_its_history"): ("medium", "SURGE"),
 }
 
 

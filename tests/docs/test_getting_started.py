@@ -90,5 +90,5 @@ def test_following_getting_started_works(tmp_path: Path, s3_endpoint: str) -> No
     assert "would raise" in result.stdout  # the dry run of 2026-11-13
     assert (clone / "lake" / "alerts" / "event_date=2026-11-14" / "alerts.parquet").is_file()
     assert (clone / "lake" / "reports" / "2026-11-14" / "report.html").is_file()
-    assert "events written" in result.stdout and "17,106" in result.stdout
+    assert "events written" in result.stdout and "17,111" in result.stdout
     assert not list((clone / "notebooks").glob("*.nbconvert.ipynb"))

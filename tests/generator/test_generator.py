@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.generator import GenerateSummary, generate_tree
+from analytics.generator.identities import label_actor
+from analytics.generator.tree import build_plan
 
 pytestmark = pytest.mark.xdist_group("generator")
 
@@ -47,6 +51,9 @@ MALICIOUS_KINDS = {
     "human_3am_new_region",
     "root_kms_usage",
     "kms_monitoring_disabled",
+    "bulk_secret_theft",
+    "ci_role_secret_dump",
+    "mass_key_deletion",
 }
 DECOY_KINDS = {
     "decoy_new_service_rampup",
@@ -518,12 +525,102 @@ def test_human_at_three_in_the_morning_uses_a_new_region(tree: Tree) -> None:
     assert {_time(r["eventTime"]).hour for r in events} == {3}
 
 
+def _decrypts(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in events if r["eventSource"] == "kms.amazonaws.com"]
+
+
+def test_bulk_secret_theft_decrypts_each_secret_through_the_services(tree: Tree) -> None:
+    label, events = _scenario(tree, "bulk_secret_theft")
+    decrypts = _decrypts(events)
+    assert {r["eventName"] for r in decrypts} == {"Decrypt"}
+    for rec in decrypts:
+        via = rec["userIdentity"]["invokedBy"]
+        assert via in ("secretsmanager.amazonaws.com", "AWS Internal")
+        assert rec["sourceIPAddress"] == rec["userAgent"] == via
+        assert rec["userIdentity"]["type"] == "IAMUser"
+        assert rec["userIdentity"]["arn"] == label["actors"][0]
+        assert "tlsDetails" not in rec and "keyId" not in rec["requestParameters"]
+        context = rec["requestParameters"]["encryptionContext"]
+        assert set(context) in ({"SecretARN", "SecretVersionId"}, {"PARAMETER_ARN"})
+        assert (via == "AWS Internal") == ("PARAMETER_ARN" in context)
+    names = {next(iter(r["requestParameters"]["encryptionContext"].values())) for r in decrypts}
+    assert len(names) == len(decrypts) >= 40
+    own = [r for r in events if r["eventSource"] != "kms.amazonaws.com"]
+    assert {r["eventName"] for r in own} >= {"ListSecrets", "BatchGetSecretValue",
+                                             "GetSecretValue", "GetParametersByPath"}  # fmt: skip
+    assert len({r["sourceIPAddress"] for r in own}) == 1
+    assert _time(label["window_end"]) - _time(label["window_start"]) <= dt.timedelta(minutes=15)
+
+
+def test_ci_secret_dump_reads_far_more_secrets_than_the_role_usually_does(tree: Tree) -> None:
+    label, events = _scenario(tree, "ci_role_secret_dump")
+    dumped = {r["requestParameters"]["encryptionContext"]["SecretARN"] for r in _decrypts(events)}
+    ids = set(label["event_ids"])
+    usual = {
+        r["requestParameters"]["encryptionContext"]["SecretARN"]
+        for r in tree.records
+        if r["eventName"] == "Decrypt"
+        and r.get("eventID") not in ids
+        and r["userIdentity"].get("sessionContext", {}).get("sessionIssuer", {}).get("arn")
+        == label["actors"][0]
+    }
+    assert len(usual) == 1 and usual < dumped
+    assert len(dumped) >= 20
+
+
+def test_mass_key_deletion_schedules_several_keys_and_its_victims_are_consequences(
+    tree: Tree,
+) -> None:
+    label, events = _scenario(tree, "mass_key_deletion")
+    scheduled = [r for r in events if r["eventName"] == "ScheduleKeyDeletion"]
+    assert {r["resources"][0]["ARN"] for r in scheduled} == set(label["key_arns"])
+    assert len(scheduled) >= 3
+    first, last = min(r["eventTime"] for r in scheduled), max(r["eventTime"] for r in scheduled)
+    assert _time(last) - _time(first) <= dt.timedelta(minutes=5)
+    _check_consequences(tree, label)
+
+
+def test_callers_of_the_deleted_key_are_labelled_as_consequences(tree: Tree) -> None:
+    label, _ = _scenario(tree, "key_disabled_then_deletion")
+    _check_consequences(tree, label)
+
+
+def _check_consequences(tree: Tree, label: dict[str, Any]) -> None:
+    """Consequences are the legitimate callers' failures: in the scenario, apart, by others."""
+    caused = label["consequence_event_ids"]
+    assert caused and set(caused) <= set(label["event_ids"])
+    events = tree.by_event_id()
+    attacker = label["actors"][0]
+    assert label["affected_actors"] and attacker not in label["affected_actors"]
+    assert set(label["affected_actors"]) <= set(label["actors"])
+    for event_id in caused:
+        rec = events[event_id]
+        assert rec["errorCode"] in ("KMSInvalidStateException", "DisabledException")
+        assert rec["resources"][0]["ARN"] in label["key_arns"]
+        assert label_actor(rec["userIdentity"]) in label["affected_actors"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(start=st.dates(min_value=dt.date(2024, 1, 1), max_value=dt.date(2030, 12, 31)))
+def test_the_month_end_decoy_ran_a_month_earlier_inside_a_35_day_window(start: dt.date) -> None:
+    plan = build_plan(seed=SEED, start=start, days=35, events_per_day=100, org_id=None,
+                      corrupt=False)  # fmt: skip
+    (decoy,) = [s for s in plan.scenarios if s.kind == "decoy_monthly_batch"]
+    earlier = [d for d in plan.batch_days if d < decoy.day]
+    assert earlier, (start, plan.batch_days)
+    assert plan.date_of(earlier[-1]).day == plan.date_of(decoy.day).day
+    assert decoy.day - earlier[-1] <= 31
+
+
 def test_decoys_are_benign_and_ramp_up_grows(tree: Tree) -> None:
     _, rampup = _scenario(tree, "decoy_new_service_rampup")
     per_day = Counter(_time(r["eventTime"]).date() for r in rampup)
     days = sorted(per_day)
     assert len(days) >= 3
-    assert per_day[days[-1]] > per_day[days[0]]
+    # a dozen calls a day at most in this small tree (and fewer at weekends): compare the first
+    # day with the later days' mean, not with one noisy day
+    later = [per_day[d] for d in days[1:]]
+    assert sum(later) / len(later) > per_day[days[0]]
     _, rotations = _scenario(tree, "decoy_auto_rotation")
     assert {r["eventName"] for r in rotations} == {"RotateKey"}
 
