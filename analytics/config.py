@@ -12,10 +12,13 @@ import fnmatch
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analytics.baselines import DEFAULT_WINDOW_DAYS, MIN_WINDOW_DAYS
 from analytics.model import ModelSettings
+
+if TYPE_CHECKING:
+    from analytics.export.settings import HecSettings
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,7 @@ class Config:
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     disabled_detectors: tuple[str, ...] = ()
     suppressions: tuple[Suppression, ...] = ()
+    hec: HecSettings = field(default_factory=lambda: _hec_settings())
 
     def detector_settings(self, detector_id: str, defaults: dict[str, Any]) -> dict[str, Any]:
         return {**defaults, **self.detectors.get(detector_id, {})}
@@ -77,7 +81,7 @@ def _expect(table: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
 
 def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
     """Validate a parsed TOML document into a :class:`Config`."""
-    known = {"baseline", "alerts", "organization", "model", "detectors", "suppression"}
+    known = {"baseline", "alerts", "organization", "model", "detectors", "suppression", "hec"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}")
@@ -143,6 +147,7 @@ def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
                 **matchers,
             )
         )
+    config = replace(config, hec=_parse_hec(data.get("hec", {}), f"{where} [hec]"))
     return replace(config, suppressions=tuple(suppressions))
 
 
@@ -159,6 +164,37 @@ def _check_detector_settings(detectors: dict[str, Any], where: str) -> None:
             default = known[detector_id][key]
             if isinstance(value, bool) or not isinstance(value, type(default) | int):
                 raise ConfigError(f"{spot}: {key} must be like {default!r}, got {value!r}")
+
+
+_HEC_KINDS: dict[str, type | tuple[type, ...]] = {
+    "url": str, "index": str, "sourcetype": str, "acks": bool, "ack_timeout_seconds": (int, float),
+    "ca_bundle": str, "verify": bool, "max_batch_bytes": int, "attempts": int,
+}  # fmt: skip
+
+
+def _hec_settings(**values: Any) -> HecSettings:
+    # The export package imports this module (through the detectors): load it when used.
+    from analytics.export.settings import HecSettings
+
+    return HecSettings(**values)
+
+
+def _parse_hec(table: dict[str, Any], where: str) -> HecSettings:
+    """``[hec]``: the Splunk HEC settings (never the token: that stays in the environment or a
+    Prefect Secret block)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _only(table, set(_HEC_KINDS), where)
+    for key, kind in _HEC_KINDS.items():
+        if key in table and ((kind is not bool and isinstance(table[key], bool))
+                             or not isinstance(table[key], kind)):  # fmt: skip
+            raise ConfigError(f"{where}: {key} must be {getattr(kind, '__name__', 'a number')}, "
+                              f"got {table[key]!r}")  # fmt: skip
+    settings = _hec_settings(**{key: table[key] for key in _HEC_KINDS if key in table})
+    problems = settings.problems()
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)}")
+    return settings
 
 
 def _only(table: dict[str, Any], allowed: set[str], where: str) -> None:

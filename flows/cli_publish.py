@@ -6,8 +6,9 @@ detection commands. Helpers of the main CLI (``plain``, ``_fail``) are imported 
 commands, because ``flows.cli`` imports this module while it is itself being imported.
 
 Exit codes of ``export``: 0 every pending alert was delivered (or none was pending); 1 some
-alerts were not delivered — the destination rejected individual findings or kept failing with
-throttling/5xx — and a rerun will send just those; 2 bad usage, or the destination refused
+alerts were not delivered — the destination rejected individual findings, kept failing with
+throttling/5xx, or (Splunk HEC with acks) did not acknowledge them in time — and a rerun will
+send just those; 2 bad usage, or the destination refused
 (a 4xx such as a bad token or malformed request): fix it, then rerun.
 """
 
@@ -37,6 +38,7 @@ from flows.lake_access import (
 
 if TYPE_CHECKING:
     from analytics.adapters.lake import LocalLake
+    from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
 HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -216,38 +218,31 @@ def _sink(
     s3_uri: str | None,
     hec_url: str | None,
     hec_token_block: str | None,
-    hec_index: str | None,
+    hec: HecSettings,
     region: str | None,
     endpoint_url: str | None,
-    max_attempts: int = 6,
 ) -> Sink:
-    from analytics.adapters.securityhub import SecurityHub
-    from analytics.export import (
-        HecSink,
-        OcsfFileSink,
-        RetryPolicy,
-        S3Sink,
-        SecurityHubSink,
-        default_ocsf_path,
-    )
-    from analytics.export.hec import collector_url
+    from analytics.export.settings import build_sink
 
-    if sink is SinkName.OCSF_FILE:
-        return OcsfFileSink(output or default_ocsf_path(lake, day))
-    if sink is SinkName.S3:
-        if not s3_uri or not s3_uri.startswith("s3://"):
-            raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
-        return S3Sink(s3_uri, endpoint_url=endpoint_url, region=region)
-    if sink is SinkName.SPLUNK_HEC:
-        if not hec_url:
-            raise _fail("--sink splunk-hec needs --hec-url https://splunk:8088")
-        try:
-            collector_url(hec_url)
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-        policy = RetryPolicy(attempts=max_attempts)
-        return HecSink(hec_url, _hec_token(hec_token_block), index=hec_index, policy=policy)
-    return SecurityHubSink(SecurityHub(_region(region), endpoint_url))
+    targets = {SinkName.OCSF_FILE: str(output) if output else None, SinkName.S3: s3_uri,
+               SinkName.SPLUNK_HEC: hec_url, SinkName.SECURITYHUB: None}  # fmt: skip
+    if sink is SinkName.S3 and not (s3_uri or "").startswith("s3://"):
+        raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
+    if sink is SinkName.SPLUNK_HEC and not (hec_url or hec.url):
+        raise _fail("--sink splunk-hec needs --hec-url https://splunk:8088 (or [hec] url)")
+    try:
+        return build_sink(
+            sink.value, lake=lake, day=day, target=targets[sink], hec_settings=hec,
+            token=lambda: _hec_token(hec_token_block), endpoint_url=endpoint_url,
+            region=_region(region) if sink is SinkName.SECURITYHUB else region,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+class HecAcks(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
 
 
 def export_command(
@@ -270,7 +265,46 @@ def export_command(
             help=f"splunk-hec: Prefect Secret block holding the token (else ${HEC_TOKEN_ENV})."
         ),
     ] = None,
-    hec_index: Annotated[str | None, typer.Option(help="splunk-hec: index to write to.")] = None,
+    hec_index: Annotated[
+        str | None, typer.Option(help="splunk-hec: index to write to (default: the token's).")
+    ] = None,
+    hec_sourcetype: Annotated[
+        str | None, typer.Option(help="splunk-hec: sourcetype [default: ocsf:detection_finding].")
+    ] = None,
+    hec_acks: Annotated[
+        HecAcks | None,
+        typer.Option(
+            help="splunk-hec: 'on' counts an alert delivered only when the indexer acknowledges "
+            "it (the token needs indexer acknowledgement); 'off' counts a 200, unconfirmed "
+            "[default: on]."
+        ),
+    ] = None,
+    hec_ack_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001, help="splunk-hec: seconds to wait for acknowledgements [default: 120]."
+        ),
+    ] = None,
+    hec_ca_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="splunk-hec: PEM file of the CA that signed the collector's certificate."
+        ),
+    ] = None,
+    hec_verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--hec-verify/--no-hec-verify",
+            help="splunk-hec: verify the collector's TLS certificate [default: verify].",
+        ),
+    ] = None,
+    hec_max_batch_bytes: Annotated[
+        int | None,
+        typer.Option(min=1000, help="splunk-hec: bytes per request [default: 800000]."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="keytrail.toml ([hec] holds the Splunk HEC settings).")
+    ] = None,
     region: Annotated[
         str | None, typer.Option(help="securityhub/s3: AWS region (default: AWS_REGION).")
     ] = None,
@@ -278,8 +312,11 @@ def export_command(
         str | None, typer.Option(help="securityhub/s3: endpoint, e.g. http://127.0.0.1:5000.")
     ] = None,
     max_attempts: Annotated[
-        int, typer.Option(min=1, help="splunk-hec: tries per batch on throttling, 5xx, timeouts.")
-    ] = 6,
+        int | None,
+        typer.Option(
+            min=1, help="splunk-hec: tries per request on throttling, 5xx, timeouts [default: 6]."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
     wait: LockWaitOption = 0.0,
@@ -288,7 +325,8 @@ def export_command(
 
     A ledger per sink under LAKE/_state/exports/ remembers what was delivered, so a rerun sends
     only what is new or failed. Formats: OCSF Detection Finding (class 2004) for ocsf-file, s3
-    and splunk-hec; ASFF for securityhub.
+    and splunk-hec; ASFF for securityhub. Splunk HEC alerts count as delivered when the indexer
+    acknowledges them (the token needs indexer acknowledgement; --hec-acks off to count a 200).
 
     Examples:
 
@@ -297,20 +335,33 @@ def export_command(
         [bold]export KEYTRAIL_HEC_TOKEN=…[/]
 
         [bold]keytrail export --lake ./lake --date 2026-11-28 --sink splunk-hec \\
-        --hec-url https://splunk:8088[/]
+        --hec-url https://splunk:8088 --hec-index kms --hec-ca-bundle ca.pem[/]
     """
+    from analytics.config import ConfigError
+    from analytics.config import load as load_config
     from analytics.detect import alerts_path
     from analytics.export import SinkError, export
 
     day = _day(date)
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    hec = settings.hec.merged(
+        url=hec_url, index=hec_index, sourcetype=hec_sourcetype,
+        acks=None if hec_acks is None else hec_acks is HecAcks.ON,
+        ack_timeout_seconds=hec_ack_timeout,
+        ca_bundle=str(hec_ca_bundle) if hec_ca_bundle else None, verify=hec_verify,
+        max_batch_bytes=hec_max_batch_bytes, attempts=max_attempts,
+    )  # fmt: skip
     try:
         with command_lake(
             lake, f"keytrail export {day}", kms_key_id=lake_kms_key, wait_seconds=wait
         ) as local:
             if not Path(alerts_path(local, day)).exists():
                 raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
-            target = _sink(sink, local, day, output, s3_uri, hec_url, hec_token_block,
-                           hec_index, region, endpoint_url, max_attempts)  # fmt: skip
+            target = _sink(sink, local, day, output, s3_uri, hec.url, hec_token_block, hec,
+                           region, endpoint_url)  # fmt: skip
             result = export(local, day, target)
     except SinkError as exc:
         partial = exc.result.to_dict() if exc.result else {}
@@ -332,14 +383,17 @@ def export_command(
         typer.echo(json.dumps(summary, indent=2))
     else:
         out = terminal()
+        unconfirmed = f", unconfirmed {len(result.unconfirmed)}" if result.unconfirmed else ""
         out.print(
             f"{_plain(result.sink)} → {_plain(result.destination)}: sent {result.sent}, "
             f"already sent {result.already_sent}, suppressed (not exported) {result.suppressed}, "
-            f"failed {len(result.failed)}",
+            f"failed {len(result.failed)}{unconfirmed}; delivery: {_plain(result.delivery)}",
             highlight=False,
         )
+        for note in result.notes:
+            out.print(f"[yellow]note:[/] {_plain(note)}", highlight=False)
         _print_failed(out, result.failed)
-    if result.failed:
+    if not result.complete:
         raise typer.Exit(EXIT_INCOMPLETE)
 
 

@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from analytics.adapters.lock import DEFAULT_TTL, LakeLock, LakeLocked, LockLost
 from analytics.adapters.sources import Source, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
+from analytics.export.settings import HecSettings
 from analytics.ingest import IngestCommit, IngestOptions, IngestSummary
 from analytics.lake_check import check_lake
 from analytics.layout import Selection
@@ -182,6 +183,8 @@ class RunSettings:
     remote: str | None = None
     """``s3://bucket/prefix`` when the lake is in S3 (``lake`` is then its local mirror)."""
     lake_kms_key: str | None = None
+    hec: HecSettings = field(default_factory=HecSettings)
+    """The ``[hec]`` settings of the configuration with the run's ``hec_*`` parameters over them."""
 
     @property
     def lake_name(self) -> str:
@@ -203,12 +206,18 @@ def resolve_settings(
     hec_token_block: str | None,
     lock_ttl_hours: float,
     lake_kms_key: str | None = None,
+    hec_overrides: dict[str, Any] | None = None,
 ) -> RunSettings:
-    """Parse the flow's plain parameters; a typo fails here, before the lake is locked."""
+    """Parse the flow's plain parameters; a typo fails here, before the lake is locked.
+    ``hec_overrides`` are the run's HEC settings (``HecSettings`` field names; None: unset)."""
     try:
         settings = load_config(Path(config) if config else None)
     except ConfigError as exc:
         raise StageFailed("settings", str(exc)) from None
+    hec = settings.hec.merged(**(hec_overrides or {}))
+    problems = hec.problems()
+    if problems:
+        raise StageFailed("settings", "; ".join(problems))
     try:
         specs = tuple(tasks.SinkSpec.parse(text) for text in (sinks or DEFAULT_SINKS))
     except ValueError as exc:
@@ -236,6 +245,7 @@ def resolve_settings(
         inventory_regions=tuple(inventory_regions or ()),
         hec_token_block=hec_token_block,
         lock_ttl=dt.timedelta(hours=lock_ttl_hours),
+        hec=hec,
     )
 
 
@@ -445,7 +455,7 @@ def process_day(
     for spec in settings.sinks:
         try:
             export = tasks.export_day(lake, day, spec, settings.endpoint_url,
-                                      settings.hec_token_block)  # fmt: skip
+                                      settings.hec_token_block, settings.hec)  # fmt: skip
         except Exception as exc:
             refused.append(str(exc))
             continue
@@ -665,18 +675,28 @@ def nightly(
     hec_token_block: str | None = None,
     lock_ttl_hours: float = DEFAULT_TTL.total_seconds() / 3600,
     lake_kms_key: str | None = None,
+    hec_index: str | None = None,
+    hec_sourcetype: str | None = None,
+    hec_acks: bool | None = None,
+    hec_ack_timeout_seconds: float | None = None,
+    hec_ca_bundle: str | None = None,
+    hec_verify: bool | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline for ``date`` (default: yesterday, UTC).
 
     ``ingest_from`` reads earlier days too (a first run filling its baseline window; the demo);
-    ``force`` recomputes a day that already completed with the same inputs.
+    ``force`` recomputes a day that already completed with the same inputs. The ``hec_*``
+    parameters override the ``[hec]`` section of the configuration for a ``splunk-hec`` sink.
     """
     day = date or yesterday_utc()
     first = ingest_from or day
     if first > day:
         raise StageFailed("settings", f"ingest_from {first} is after the scored day {day}")
+    hec = {"index": hec_index, "sourcetype": hec_sourcetype, "acks": hec_acks,
+           "ack_timeout_seconds": hec_ack_timeout_seconds, "ca_bundle": hec_ca_bundle,
+           "verify": hec_verify}  # fmt: skip
     settings = resolve_settings(source, lake, config, sinks, endpoint_url, inventory_regions,
-                                hec_token_block, lock_ttl_hours, lake_kms_key)  # fmt: skip
+                                hec_token_block, lock_ttl_hours, lake_kms_key, hec)  # fmt: skip
     title = f"keytrail nightly {day} — {settings.source.describe()} → {settings.lake_name}"
     ingest: IngestSummary | None = None
     outcome: dict[str, Any] | None = None

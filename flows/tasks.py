@@ -47,6 +47,7 @@ from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_bytes_atomic
 from analytics.adapters.sources import ObjectRef, Source, SourceError
 from analytics.config import Config
+from analytics.export.idempotency import SINK_KINDS
 from analytics.ingest import (
     IngestCommit,
     IngestOptions,
@@ -64,10 +65,10 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import State, TaskRun
 
     from analytics.detect import DetectionResult
+    from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
 HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
-SINK_KINDS = ("ocsf-file", "s3", "splunk-hec", "securityhub")
 PIECE_BYTES = 8 * 1024 * 1024
 """Compressed bytes one read task takes from a pre-listed partition (~40k events)."""
 _S3_DAY_PREFIX = re.compile(
@@ -495,24 +496,24 @@ def make_sink(
     day: dt.date,
     endpoint_url: str | None = None,
     hec_token_block: str | None = None,
+    hec: HecSettings | None = None,
 ) -> Sink:
-    """The :mod:`analytics.export` sink a spec names."""
-    from analytics.export import HecSink, OcsfFileSink, S3Sink, SecurityHubSink, default_ocsf_path
+    """The :mod:`analytics.export` sink a spec names (built by
+    :func:`analytics.export.settings.build_sink`, as the CLI's are)."""
+    from analytics.export.settings import build_sink
 
-    if spec.kind == "ocsf-file":
-        return OcsfFileSink(Path(spec.target) if spec.target else default_ocsf_path(lake, day))
-    if spec.kind == "s3":
-        assert spec.target is not None
-        return S3Sink(spec.target, endpoint_url=endpoint_url)
-    if spec.kind == "splunk-hec":
-        assert spec.target is not None
-        return HecSink(spec.target, _hec_token(hec_token_block))
-    from analytics.adapters.securityhub import SecurityHub
-
-    region = spec.target or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ExportFailed("sink securityhub needs a region: securityhub=eu-west-1", False)
-    return SecurityHubSink(SecurityHub(region, endpoint_url))
+    region = None
+    if spec.kind == "securityhub":
+        region = spec.target or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise ExportFailed("sink securityhub needs a region: securityhub=eu-west-1", False)
+    target = None if spec.kind == "securityhub" else spec.target
+    try:
+        return build_sink(spec.kind, lake=lake, day=day, target=target, hec_settings=hec,
+                          token=lambda: _hec_token(hec_token_block), endpoint_url=endpoint_url,
+                          region=region)  # fmt: skip
+    except ValueError as exc:
+        raise ExportFailed(f"{spec.kind}: {exc}", False) from None
 
 
 @task(name="export", cache_policy=NO_CACHE, task_run_name="export-{spec.kind}", retries=2,
@@ -523,15 +524,17 @@ def export_day(
     spec: SinkSpec,
     endpoint_url: str | None = None,
     hec_token_block: str | None = None,
+    hec: HecSettings | None = None,
 ) -> dict[str, Any]:
     """Send the day's unsuppressed alerts to one sink, each at most once (the ledger's job).
 
-    Retried only when the sink says a later try may succeed (throttling, 5xx): the sinks already
-    back off inside one try, so a Prefect retry is for outages of minutes.
+    Retried only when the sink says a later try may succeed (throttling, 5xx, alerts Splunk did
+    not acknowledge in time): the sinks already back off inside one try, so a Prefect retry is
+    for outages of minutes.
     """
     from analytics.export import SinkError, export
 
-    sink = make_sink(spec, lake, day, endpoint_url, hec_token_block)
+    sink = make_sink(spec, lake, day, endpoint_url, hec_token_block, hec)
     try:
         result = export(lake, day, sink)
     except SinkError as exc:
@@ -544,6 +547,8 @@ def export_day(
             f"{first.get(s.ALERT_ID)}: {first.get('reason')}",
             True,
         )
+    if result.unconfirmed:
+        raise ExportFailed(f"{spec.kind}: {'; '.join(result.notes)}", True)
     return outcome
 
 

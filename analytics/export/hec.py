@@ -4,8 +4,14 @@ HEC takes concatenated JSON objects, each with the payload in ``event`` (referen
 OCSF finding goes there unchanged — Splunk's OCSF add-ons read it as is — with ``time`` in epoch
 seconds (HEC's unit; OCSF's is milliseconds), ``sourcetype`` naming the format, and the alert ID,
 detector and severity as index-time ``fields`` so searches can de-duplicate and filter without
-parsing the event. Batches are bounded by count and by bytes, below HEC's default 1 MB
+parsing the event. Batches are bounded by count and by bytes, below HEC's default 1,000,000-byte
 ``max_content_length``.
+
+Delivery is confirmed by indexer acknowledgement: every request carries one channel (a UUID per
+export run) in ``X-Splunk-Request-Channel``; the collector answers each accepted request with an
+``ackId``, and ``POST /services/collector/ack`` with ``{"acks": [ids]}`` on the same channel says
+which of them are indexed. Without acknowledgement, Splunk documents a 200 as "the request looked
+valid", not as "indexed" — so a 200 counts as delivered only when the operator turned acks off.
 """
 
 from __future__ import annotations
@@ -20,7 +26,16 @@ SOURCETYPE = "ocsf:detection_finding"
 SOURCE = "keytrail"
 MAX_BATCH_EVENTS = 100
 MAX_BATCH_BYTES = 800_000
+"""Default bytes of one request body: below Splunk's default ``max_content_length`` (1,000,000)
+with room for headers and a collector configured a little lower."""
 EVENT_PATH = "/services/collector/event"
+ACK_PATH = "/services/collector/ack"
+CHANNEL_HEADER = "X-Splunk-Request-Channel"
+ACK_TIMEOUT_SECONDS = 120.0
+"""How long an export waits, in total, for the indexer to acknowledge what it sent."""
+ACK_FIRST_POLL_SECONDS = 0.5
+ACK_MAX_POLL_SECONDS = 10.0
+"""Pause between acknowledgement polls: doubling from the first to the largest."""
 T = TypeVar("T")
 
 
@@ -84,6 +99,47 @@ def batches(
 def body(batch: Iterable[Mapping[str, Any]]) -> bytes:
     """A batch as HEC's body: the JSON objects one after another, newline-separated."""
     return b"\n".join(encode(event) for event in batch)
+
+
+def ack_delays(total: float) -> list[float]:
+    """The pauses between acknowledgement polls: doubling from :data:`ACK_FIRST_POLL_SECONDS`,
+    capped at :data:`ACK_MAX_POLL_SECONDS`, the last one cut so they add up to ``total``."""
+    delays: list[float] = []
+    left, step = max(total, 0.0), ACK_FIRST_POLL_SECONDS
+    while left > 0:
+        delays.append(min(step, left))
+        left -= delays[-1]
+        step = min(step * 2, ACK_MAX_POLL_SECONDS)
+    return delays
+
+
+def ack_body(ack_ids: Iterable[int]) -> bytes:
+    return orjson.dumps({"acks": sorted(ack_ids)})
+
+
+def acknowledged(answer: Any) -> set[int]:
+    """The ack IDs an ``/ack`` answer (``{"acks": {"0": true, "1": false}}``) says are indexed;
+    anything malformed acknowledges nothing."""
+    acks = answer.get("acks") if isinstance(answer, dict) else None
+    if not isinstance(acks, dict):
+        return set()
+    done = set()
+    for key, value in acks.items():
+        try:
+            ack_id = int(key)
+        except (TypeError, ValueError):
+            continue
+        if value is True:
+            done.add(ack_id)
+    return done
+
+
+def ack_url(collector: str) -> str:
+    """The acknowledgement endpoint beside a collector URL (same scheme, host and prefix)."""
+    parts = urlsplit(collector)
+    path = parts.path
+    prefix = path.split("/services/collector", 1)[0]
+    return urlunsplit((parts.scheme, parts.netloc, prefix + ACK_PATH, "", ""))
 
 
 def collector_url(base: str) -> str:

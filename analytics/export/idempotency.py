@@ -39,7 +39,9 @@ LEDGER_SCHEMA = pa.schema(
 )
 """One row per alert a sink accepted for a destination (secrets never appear in it)."""
 
-SINK_NAMES = frozenset({"ocsf-file", "s3", "splunk-hec", "securityhub"})
+SINK_KINDS: tuple[str, ...] = ("ocsf-file", "s3", "splunk-hec", "securityhub")
+"""The sinks, by the name each ledger and ``--sink`` use."""
+SINK_NAMES = frozenset(SINK_KINDS)
 
 
 @dataclass(frozen=True)

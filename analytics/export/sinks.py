@@ -13,12 +13,15 @@ sending the next — so "a rerun sends nothing twice" is one piece of code, not 
   (``…/event_date=D/alerts-<digest>.ocsf.jsonl``), named by the digest of the alert IDs it
   holds: consumers that ingest each new object once (Security Lake, Splunk's SQS-based S3
   input) get each alert once, and a retried upload overwrites the same object.
-* ``splunk-hec`` — HTTP Event Collector, batched, retried with exponential backoff on
-  throttling (429), 5xx and network errors, honouring ``Retry-After``; a batch refused as too
+* ``splunk-hec`` — HTTP Event Collector (httpx: one client per run, TLS verified against the
+  system's or a given CA bundle), batched under a byte limit, retried with exponential backoff
+  on throttling (429), 5xx and network errors, honouring ``Retry-After``; a batch refused as too
   large (413) is split and sent in halves, and an event refused on its own is reported as failed
-  while the rest are delivered; any other 4xx stops the export with HEC's own explanation. The
-  token is sent only in the ``Authorization`` header, never logged, never in an error message,
-  and redirects are refused so it cannot follow one to another host.
+  while the rest are delivered; any other 4xx stops the export with HEC's own explanation. An
+  alert counts as delivered when the indexer acknowledges its batch (or, with acks turned off,
+  when the collector answers 200 — the summary then says delivery was not confirmed). The token
+  is sent only in the ``Authorization`` header, never logged, never in an error message, and
+  redirects are refused so it cannot follow one to another host.
 * ``securityhub`` — ``BatchImportFindings`` in ASFF, 100 findings per call; findings the API
   rejects are reported by ID and not recorded, so the next run tries them again.
 """
@@ -27,17 +30,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import http.client
+import ssl
 import time
-import urllib.error
-import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.message import Message
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import orjson
 import polars as pl
 
@@ -103,9 +105,16 @@ class ExportItem:
 
 @dataclass
 class BatchOutcome:
+    """What a destination did with a batch. ``accepted`` are delivered (the ledger records
+    them); ``awaiting`` were taken but wait for a confirmation (:meth:`Sink.settle`);
+    ``unconfirmed`` never got it; ``failed`` were refused one by one, with the reason."""
+
     accepted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     retries: int = 0
+    awaiting: list[str] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 class Sink(Protocol):
@@ -120,16 +129,39 @@ class Sink(Protocol):
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]: ...
 
+    @property
+    def delivery(self) -> str:
+        """What "sent" means at this destination, as the summary states it."""
+        ...
+
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome: ...
+
+    def settle(self) -> BatchOutcome:
+        """After the last batch: the confirmations the destination owes (HEC's indexer
+        acknowledgements); sinks that confirm on the spot return an empty outcome."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _ConfirmsOnTheSpot:
+    """For sinks whose answer to a batch is already the confirmation."""
+
+    def settle(self) -> BatchOutcome:
+        return BatchOutcome()
+
+    def close(self) -> None:
+        return None
 
 
 # --- OCSF JSON Lines file ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class OcsfFileSink:
+class OcsfFileSink(_ConfirmsOnTheSpot):
     path: Path
     name: str = "ocsf-file"
+    delivery: str = "written"
 
     @property
     def destination(self) -> str:
@@ -160,11 +192,12 @@ class OcsfFileSink:
 
 
 @dataclass(frozen=True)
-class S3Sink:
+class S3Sink(_ConfirmsOnTheSpot):
     uri: str
     endpoint_url: str | None = None
     region: str | None = None
     name: str = "s3"
+    delivery: str = "stored"
 
     @property
     def destination(self) -> str:
@@ -217,17 +250,7 @@ class S3Sink:
 # --- Splunk HTTP Event Collector --------------------------------------------------------------
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuse redirects: following one would send the token to wherever it points."""
-
-    def redirect_request(
-        self, req: urllib.request.Request, fp: Any, code: int, msg: str,
-        headers: Message, newurl: str,
-    ) -> urllib.request.Request | None:  # fmt: skip
-        return None
-
-
-def _retry_after(headers: Message | None) -> float | None:
+def _retry_after(headers: httpx.Headers | None) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
         return float(value) if value is not None else None
@@ -235,67 +258,131 @@ def _retry_after(headers: Message | None) -> float | None:
         return None
 
 
-@dataclass(frozen=True)
+def _tls_problem(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error under an httpx connection error, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@dataclass
 class HecSink:
+    """Splunk HEC with indexer acknowledgement (``acks``, the default) or without.
+
+    With acks, a batch the collector took is only *sent*: its alerts are delivered when the
+    ``/ack`` endpoint says its ``ackId`` is indexed, which :meth:`settle` waits for, at most
+    ``ack_timeout`` seconds in all. What is not acknowledged by then is reported as unconfirmed,
+    stays out of the ledger and goes again on the next run — never twice within this one. One
+    channel (a UUID) per sink, that is per export run, carries every request and poll."""
+
     url: str
     token: str = field(repr=False)
     index: str | None = None
+    sourcetype: str = hec.SOURCETYPE
+    acks: bool = True
+    ack_timeout: float = hec.ACK_TIMEOUT_SECONDS
+    ca_bundle: Path | None = None
+    verify: bool = True
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 30.0
     max_events: int = hec.MAX_BATCH_EVENTS
+    max_bytes: int = hec.MAX_BATCH_BYTES
     name: str = "splunk-hec"
+    channel: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _awaiting: dict[int, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     @property
     def destination(self) -> str:
         """The collector as shown and recorded in the ledger: credentials in the URL masked."""
         return redact(hec.collector_url(self.url))
 
+    @property
+    def delivery(self) -> str:
+        return "indexer-acknowledged" if self.acks else "accepted, not confirmed (acks off)"
+
     def _redact(self, text: str) -> str:
         text = text.replace(self.token, "***") if self.token else text
         return redact(text)
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]:
-        return hec.batches(items, self._size, self.max_events)
+        return hec.batches(items, self._size, self.max_events, self.max_bytes)
+
+    def _envelope(self, item: ExportItem) -> dict[str, Any]:
+        return hec.envelope(item.finding, index=self.index, sourcetype=self.sourcetype)
 
     def _size(self, item: ExportItem) -> int:
-        return len(hec.encode(hec.envelope(item.finding, index=self.index)))
+        return len(hec.encode(self._envelope(item)))
 
-    def _post(self, payload: bytes) -> None:
-        url = self.destination
-        request = urllib.request.Request(  # noqa: S310 - collector_url admits only http(s)
-            hec.collector_url(self.url),
-            data=payload,
-            method="POST",
-            headers={"Authorization": f"Splunk {self.token}", "Content-Type": "application/json"},
-        )
-        opener = urllib.request.build_opener(_NoRedirect)
+    def _http(self) -> httpx.Client:
+        """One client per run: connections are reused across batches and polls; redirects are
+        never followed (the token would go wherever they point)."""
+        if self._client is None:
+            verify: ssl.SSLContext | bool = False
+            if self.verify:
+                try:
+                    verify = ssl.create_default_context(
+                        cafile=str(self.ca_bundle) if self.ca_bundle else None
+                    )
+                except (OSError, ssl.SSLError) as exc:
+                    reason = getattr(exc, "strerror", None) or exc
+                    message = f"cannot use the CA bundle {self.ca_bundle}: {reason}"
+                    raise SinkError(message) from None
+            self._client = httpx.Client(verify=verify, timeout=self.timeout,
+                                        follow_redirects=False)  # fmt: skip
+        return self._client
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Splunk {self.token}",
+            "Content-Type": "application/json",
+            hec.CHANNEL_HEADER: self.channel,
+        }
+
+    def _post(self, url: str, payload: bytes) -> Any:
+        """POST to the collector; returns its JSON answer on 2xx. Raises :class:`_Transient`,
+        :class:`_TooLarge` or :class:`SinkError` (with HEC's own explanation) otherwise."""
+        shown = self.destination
         try:
-            with opener.open(request, timeout=self.timeout) as response:
-                status, text, headers = response.status, response.read(), response.headers
-        except urllib.error.HTTPError as exc:
-            status, text, headers = exc.code, exc.read(), exc.headers
-        except (urllib.error.URLError, TimeoutError, ConnectionError,
-                http.client.HTTPException) as exc:  # fmt: skip
-            reason = getattr(exc, "reason", exc)
-            raise _Transient(self._redact(f"cannot reach {url}: {reason}")) from None
+            response = self._http().post(url, content=payload, headers=self._headers())
+        except httpx.HTTPError as exc:
+            tls = _tls_problem(exc)
+            if tls is not None:
+                if isinstance(tls, ssl.SSLCertVerificationError):
+                    what = f"certificate not trusted ({tls.verify_message or tls.reason})"
+                else:
+                    what = f"handshake failed ({tls.reason or tls})"
+                raise SinkError(self._redact(
+                    f"Splunk HEC at {shown}: TLS {what}; give the collector's CA with "
+                    "--hec-ca-bundle PATH (or [hec] ca_bundle)"
+                )) from None  # fmt: skip
+            reason = str(exc) or type(exc).__name__
+            raise _Transient(self._redact(f"cannot reach {shown}: {reason}")) from None
+        status, text = response.status_code, response.content
         if 200 <= status < 300:
-            return
+            try:
+                return orjson.loads(text) if text else {}
+            except orjson.JSONDecodeError:
+                return {}
         detail = self._detail(text)
         if status == 413:
             raise _TooLarge(detail)
         if status == 429 or status >= 500:
-            raise _Transient(f"HTTP {status}{detail}", _retry_after(headers))
+            raise _Transient(f"HTTP {status}{detail}", _retry_after(response.headers))
         if status in (401, 403):
             raise SinkError(self._redact(
-                f"Splunk HEC at {url} rejected the token (HTTP {status}{detail}); check "
+                f"Splunk HEC at {shown} rejected the token (HTTP {status}{detail}); check "
                 "KEYTRAIL_HEC_TOKEN or the Secret block given with --hec-token-block"
             ))  # fmt: skip
         if 300 <= status < 400:
             raise SinkError(self._redact(
-                f"Splunk HEC at {url} answered with a redirect (HTTP {status}); give the final "
+                f"Splunk HEC at {shown} answered with a redirect (HTTP {status}); give the final "
                 "collector URL with --hec-url"
             ))  # fmt: skip
-        raise SinkError(self._redact(f"Splunk HEC at {url} refused the batch (HTTP {status}"
+        raise SinkError(self._redact(f"Splunk HEC at {shown} refused the request (HTTP {status}"
                                      f"{detail}); nothing more was sent"))  # fmt: skip
 
     def _detail(self, text: bytes) -> str:
@@ -312,7 +399,8 @@ class HecSink:
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome:
         """Post the batch; a batch the collector finds too large (413) is split in halves and
         each sent on its own, down to single events — an event still refused alone is reported
-        as failed and the others are delivered all the same."""
+        as failed and the others are delivered all the same. With acks, what the collector took
+        is awaiting acknowledgement (see :meth:`settle`), not yet accepted."""
         outcome = BatchOutcome()
         try:
             self._send_part(list(batch), outcome)
@@ -322,9 +410,9 @@ class HecSink:
         return outcome
 
     def _send_part(self, batch: list[ExportItem], outcome: BatchOutcome) -> None:
-        payload = hec.body(hec.envelope(item.finding, index=self.index) for item in batch)
+        payload = hec.body(self._envelope(item) for item in batch)
         try:
-            outcome.retries += self._post_retrying(payload)
+            retries, answer = self._post_retrying(payload)
         except _TooLarge as exc:
             if len(batch) == 1:
                 outcome.failed.append((batch[0].alert_id, self._redact(
@@ -336,15 +424,29 @@ class HecSink:
             self._send_part(batch[:half], outcome)
             self._send_part(batch[half:], outcome)
             return
-        outcome.accepted.extend(item.alert_id for item in batch)
+        outcome.retries += retries
+        ids = [item.alert_id for item in batch]
+        if not self.acks:
+            outcome.accepted.extend(ids)
+            return
+        ack_id = answer.get("ackId") if isinstance(answer, dict) else None
+        if isinstance(ack_id, bool) or not isinstance(ack_id, int):
+            raise SinkError(self._redact(
+                f"Splunk HEC at {self.destination} took a batch but gave no ackId: indexer "
+                "acknowledgement is off for this token. Turn it on for the token, or export "
+                "with --hec-acks off (a 200 then counts as delivered, unconfirmed); the batch "
+                "is not recorded as delivered"
+            ))  # fmt: skip
+        self._awaiting[ack_id] = ids
+        outcome.awaiting.extend(ids)
 
-    def _post_retrying(self, payload: bytes) -> int:
-        """Post until accepted, retrying transient failures; returns the number of retries."""
+    def _post_retrying(self, payload: bytes) -> tuple[int, Any]:
+        """Post until accepted, retrying transient failures; returns (retries, answer)."""
         last: _Transient | None = None
+        url = hec.collector_url(self.url)
         for attempt in range(self.policy.attempts):
             try:
-                self._post(payload)
-                return attempt
+                return attempt, self._post(url, payload)
             except _Transient as exc:
                 last = exc
                 if attempt + 1 < self.policy.attempts:
@@ -355,15 +457,56 @@ class HecSink:
             retryable=True,
         )  # fmt: skip
 
+    def settle(self) -> BatchOutcome:
+        """Wait for the indexer to acknowledge what was sent: poll ``/ack`` on this run's
+        channel, pausing longer each time, until every ackId is true or ``ack_timeout`` seconds
+        of pauses are used up. Returns the acknowledged alerts as accepted and the rest as
+        unconfirmed."""
+        outcome = BatchOutcome()
+        if not self._awaiting:
+            return outcome
+        url = hec.ack_url(hec.collector_url(self.url))
+        delays = hec.ack_delays(self.ack_timeout)
+        problem = ""
+        for pause in [*delays, None]:
+            try:
+                answer = self._post(url, hec.ack_body(self._awaiting))
+            except _Transient as exc:
+                problem = f" (last poll: {exc})"
+            except _TooLarge as exc:
+                problem = f" (last poll: HTTP 413{exc})"
+            else:
+                for ack_id in sorted(hec.acknowledged(answer) & set(self._awaiting)):
+                    outcome.accepted.extend(self._awaiting.pop(ack_id))
+            if not self._awaiting or pause is None:
+                break
+            self.policy.sleep(pause)
+        for ids in self._awaiting.values():
+            outcome.unconfirmed.extend(ids)
+        if self._awaiting:
+            outcome.note = self._redact(
+                f"{len(outcome.unconfirmed)} alert(s) sent to {self.destination} were not "
+                f"acknowledged by the indexer within {self.ack_timeout:g} s{problem}; they are "
+                "not recorded as delivered and go again on the next run"
+            )
+        self._awaiting.clear()
+        return outcome
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
 
 # --- AWS Security Hub -------------------------------------------------------------------------
 
 
 @dataclass
-class SecurityHubSink:
+class SecurityHubSink(_ConfirmsOnTheSpot):
     hub: SecurityHub
     account_id: str | None = None
     name: str = "securityhub"
+    delivery: str = "accepted"
 
     @property
     def destination(self) -> str:
@@ -406,6 +549,14 @@ class ExportResult:
     failed: list[dict[str, str]] = field(default_factory=list)
     batches: int = 0
     retries: int = 0
+    delivery: str = "accepted"
+    unconfirmed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every pending alert was delivered: none refused, none left unconfirmed."""
+        return not self.failed and not self.unconfirmed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -416,9 +567,12 @@ class ExportResult:
             "suppressed_not_exported": self.suppressed,
             "already_sent": self.already_sent,
             "sent": self.sent,
+            "delivery": self.delivery,
+            "unconfirmed": self.unconfirmed,
             "failed": self.failed,
             "batches": self.batches,
             "retries": self.retries,
+            "notes": self.notes,
         }
 
 
@@ -474,21 +628,41 @@ def deliver(
     result: ExportResult,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> ExportResult:
-    """Send the items the ledger has not seen, batch by batch, recording each accepted batch."""
+    """Send the items the ledger has not seen, batch by batch, recording each accepted batch;
+    then record what the destination confirms afterwards (:meth:`Sink.settle`) — also when a
+    later batch stopped the export, so nothing confirmed is left out of the ledger."""
     already = ledger.sent(sink.destination)
     pending = [item for item in items if item.alert_id not in already]
     result.already_sent = len(items) - len(pending)
-    for batch in sink.batches(pending):
-        try:
-            outcome = sink.send(batch)
-        except SinkError as exc:
-            if exc.partial is not None:
-                _count(exc.partial, sink, ledger, day, result, clock())
-            exc.result = result
-            raise
-        _count(outcome, sink, ledger, day, result, clock())
-        result.batches += 1
+    result.delivery = sink.delivery
+    try:
+        for batch in sink.batches(pending):
+            try:
+                outcome = sink.send(batch)
+            except SinkError as exc:
+                if exc.partial is not None:
+                    _count(exc.partial, sink, ledger, day, result, clock())
+                _settle(sink, ledger, day, result, clock)
+                exc.result = result
+                raise
+            _count(outcome, sink, ledger, day, result, clock())
+            result.batches += 1
+        _settle(sink, ledger, day, result, clock)
+    finally:
+        sink.close()
     return result
+
+
+def _settle(
+    sink: Sink, ledger: Ledger, day: dt.date, result: ExportResult,
+    clock: Callable[[], dt.datetime],
+) -> None:  # fmt: skip
+    try:
+        outcome = sink.settle()
+    except SinkError as exc:
+        exc.result = result
+        raise
+    _count(outcome, sink, ledger, day, result, clock())
 
 
 def _count(
@@ -503,7 +677,10 @@ def _count(
     ledger.record(outcome.accepted, sink.destination, day, at)
     result.retries += outcome.retries
     result.sent += len(outcome.accepted)
+    result.unconfirmed.extend(outcome.unconfirmed)
     result.failed.extend({s.ALERT_ID: fid, "reason": why} for fid, why in outcome.failed)
+    if outcome.note:
+        result.notes.append(outcome.note)
 
 
 def export(

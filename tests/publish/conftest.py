@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from analytics import reports
@@ -73,12 +75,22 @@ def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
 class Listener:
     """A scripted HEC: answers with ``responses`` in turn (the last one repeats). With
     ``max_body`` set it refuses larger requests with 413, as HEC's ``max_content_length`` does,
-    without using up a scripted response."""
+    without using up a scripted response.
+
+    With ``acks`` it behaves as a token with indexer acknowledgement enabled: a request without
+    the ``X-Splunk-Request-Channel`` header is refused with 400 (HEC code 10); an accepted event
+    request gets an ``ackId``; ``/services/collector/ack`` answers an ack true only from the
+    ``ack_after``-th poll that asks for it on the same channel (never, with ``ack_after=0``)."""
 
     responses: list[tuple[int, bytes, dict[str, str]]] = field(default_factory=lambda: [HEC_OK])
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
     max_body: int | None = None
+    acks: bool = False
+    ack_after: int = 2
+    ack_ids: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    ack_polls: dict[tuple[str, int], int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_response(self) -> tuple[int, bytes, dict[str, str]]:
         return self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
@@ -89,21 +101,54 @@ class Listener:
             return 413, b'{"text":"%s","code":27}' % text.encode(), {}
         return self.next_response()
 
+    def handle(
+        self, path: str, headers: dict[str, str], payload: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        channel = headers.get("X-Splunk-Request-Channel")
+        if self.acks and not channel:
+            return 400, b'{"text":"Data channel is missing","code":10}', {}
+        if path.split("?")[0] == "/services/collector/ack":
+            return self.poll(str(channel), payload)
+        status, body, extra = self.answer(len(payload))
+        if self.acks and 200 <= status < 300:
+            with self.lock:
+                ack_id = sum(1 for key in self.ack_ids if key[0] == channel)
+                self.ack_ids[(str(channel), ack_id)] = payload
+            body = b'{"text":"Success","code":0,"ackId":%d}' % ack_id
+        return status, body, extra
+
+    def poll(self, channel: str, payload: bytes) -> tuple[int, bytes, dict[str, str]]:
+        if not self.acks:
+            return 400, b'{"text":"ACK is disabled","code":14}', {}
+        answer = {}
+        for ack_id in orjson.loads(payload)["acks"]:
+            key = (channel, int(ack_id))
+            self.ack_polls[key] = self.ack_polls.get(key, 0) + 1
+            known = key in self.ack_ids
+            answer[str(ack_id)] = known and 0 < self.ack_after <= self.ack_polls[key]
+        return 200, orjson.dumps({"acks": answer}), {}
+
     @property
     def delivered(self) -> list[bytes]:
-        """Bodies of the requests the listener accepted."""
-        return [r["body"] for r in self.requests if 200 <= r["status"] < 300]
+        """Bodies of the event requests the listener accepted."""
+        return [r["body"] for r in self.requests
+                if 200 <= r["status"] < 300 and "/ack" not in r["path"]]  # fmt: skip
+
+    @property
+    def acknowledged(self) -> list[bytes]:
+        """Bodies of the event requests whose ack the listener has answered true."""
+        return [body for key, body in self.ack_ids.items()
+                if 0 < self.ack_after <= self.ack_polls.get(key, 0)]  # fmt: skip
 
 
-@pytest.fixture
-def listener() -> Iterator[Listener]:
-    state = Listener()
+def serve(state: Listener, ssl_context: ssl.SSLContext | None = None) -> Iterator[Listener]:
+    """Run ``state`` as an HTTP(S) server on a free loopback port while the generator lives."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             payload = self.rfile.read(length)
-            status, body, headers = state.answer(length)
+            status, body, headers = state.handle(self.path, dict(self.headers), payload)
             state.requests.append({"path": self.path, "headers": dict(self.headers),
                                    "body": payload, "status": status})  # fmt: skip
             self.send_response(status)
@@ -118,11 +163,19 @@ def listener() -> Iterator[Listener]:
             return
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if ssl_context is not None else "http"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     try:
         yield state
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    yield from serve(Listener())

@@ -110,7 +110,7 @@ def _everything_written(lake: LocalLake) -> bytes:
 
 def test_hec_token_never_appears_in_output_or_the_lake(lake: LocalLake, listener: Listener) -> None:
     args = ("export", "--lake", lake.root, "--date", "2026-11-09", "--sink", "splunk-hec",
-            "--hec-url", listener.url)  # fmt: skip
+            "--hec-url", listener.url, "--hec-acks", "off")  # fmt: skip
     ok = _run(*args, env={HEC_TOKEN_ENV: TOKEN})
     assert ok.exit_code == 0, ok.output
     as_json = _run(*args, "--json", env={HEC_TOKEN_ENV: TOKEN})
@@ -147,6 +147,7 @@ def test_hec_token_from_a_prefect_secret_block(
     monkeypatch.setattr(Secret, "load", load)
     result = _run("export", "--lake", lake.root, "--date", "2026-11-09", "--sink", "splunk-hec",
                   "--hec-url", listener.url, "--hec-token-block", "splunk-hec-token", "--json",
+                  "--hec-acks", "off",
                   env={HEC_TOKEN_ENV: ""})  # fmt: skip
     assert result.exit_code == 0, result.output
     assert loaded == ["splunk-hec-token"]

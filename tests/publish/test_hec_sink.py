@@ -24,8 +24,11 @@ def lake(fixture_lake: LocalLake, tmp_path: Path) -> LocalLake:
 
 
 def _sink(url: str, sleeps: list[float] | None = None, **kwargs: Any) -> HecSink:
+    """A sink for a collector without indexer acknowledgement (tests/publish/test_hec_acks.py
+    has the acknowledged deliveries)."""
     record = sleeps if sleeps is not None else []
     policy = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, sleep=record.append)
+    kwargs.setdefault("acks", False)
     return HecSink(url, TOKEN, policy=policy, **kwargs)
 
 
