@@ -283,20 +283,30 @@ def detect_command(
             f"[yellow]warning:[/] suppression {plain(expired)} has expired and no longer applies"
         )
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        from analytics.api import incident_records
+
+        # The incidents themselves beside the summary; their count stays as incident_count.
+        shown = {**summary, "incident_count": result.incidents.height,
+                 "incidents": incident_records(result.incidents)}  # fmt: skip
+        typer.echo(json.dumps(shown, indent=2))
         return
-    _print_alerts(result.alerts, summary)
+    _print_alerts(result.alerts, summary, result.incidents)
 
 
-def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object]) -> None:
+def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
+                  incidents: pl.DataFrame) -> None:  # fmt: skip
+    from flows.cli_incidents import labels, print_incidents
+
     out = Console()
     verb = "would raise" if summary["dry_run"] else "raised"
     out.print(
-        f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s), "
+        f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s) in "
+        f"{incidents.height} incident(s), {summary['to_triage']} to triage; "
         f"{summary['suppressed']} suppressed; {summary['events_scored']:,} events, "
         f"{summary['rows_scored']:,} hourly rows scored in {summary['seconds']} s",
         highlight=False,
     )
+    print_incidents(out, incidents, verb)
     if summary.get("model_note"):
         out.print(f"[dim]{plain(str(summary['model_note']))}[/]", highlight=False)
     by_detector = summary["alerts_by_detector"]
@@ -307,10 +317,15 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object]) -> None:
             table.add_row(plain(name), str(count))
         out.print(table)
     active = alerts.filter(pl.col("suppressed_by").is_null())
+    label = labels(incidents)
+    if active.height:
+        out.print("[dim]alerts (I1 …: part of that incident; -: stands alone)[/]", highlight=False)
     for row in active.head(30).iter_rows(named=True):
         severity = row["severity"].upper()
+        # Which incident the alert is part of (I1, …), or "-" for one to triage by itself.
+        part = label.get(row.get("incident_id") or "", "-")
         out.print(
-            f"[bold]{severity:8}[/] {plain(row['detector'])}: {plain(row['reason'])}",
+            f"{part:4} [bold]{severity:8}[/] {plain(row['detector'])}: {plain(row['reason'])}",
             highlight=False,
             soft_wrap=True,
         )
@@ -365,7 +380,7 @@ def demo_command(
     """Run the nightly flow over the embedded sample trail into a fresh lake.
 
     Uses Prefect's temporary local API: no AWS credentials and no server are needed. Prints
-    the path of the last day's report.html and the alert count. Example:
+    the path of the last day's report.html, its alert and incident counts. Example:
 
         [bold]keytrail demo[/]
     """
