@@ -342,7 +342,11 @@ def evaluate_command(
     labels: Annotated[Path, typer.Option(help="labels.json written by keytrail generate.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Precision and recall per labelled scenario of a generated tree.
+    """Precision and recall per labelled scenario of a generated tree, and what it took to triage.
+
+    Per scenario, "to triage" counts the incidents pointing at it plus the alerts outside any
+    incident pointing at it; the last line counts high/critical incidents or lone alerts that no
+    attack explains, over the scored days.
 
     Example:
 
@@ -356,14 +360,24 @@ def evaluate_command(
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     out = Console()
-    table = Table("scenario", "malicious", "found", "alerts", "high+", box=None)
+    table = Table("scenario", "malicious", "found", "alerts", "high+", "incidents", "to triage",
+                  box=None)  # fmt: skip
     for row in report["scenarios"]:
         table.add_row(plain(row["id"]), str(row["malicious"]), str(row["found"]),
-                      str(row["alerts"]), str(row["high_alerts"]))  # fmt: skip
+                      str(row["alerts"]), str(row["high_alerts"]), str(row["incidents"]),
+                      str(row["to_triage"]))  # fmt: skip
     out.print(table)
     out.print(
         f"recall {report['recall']:.0%} · precision on scenario days {report['precision']:.0%} · "
-        f"decoys with high/critical alerts: {report['decoys_with_high_alerts']}"
+        f"decoys with high/critical alerts: {plain(str(report['decoys_with_high_alerts']))}",
+        highlight=False,
+    )
+    days = report["scored_days"]
+    out.print(
+        f"over {len(days)} scored day(s): {report['incidents']} incident(s); high/critical "
+        f"incidents or lone alerts outside any attack: {report['high_outside_attacks']} · "
+        f"decoys in high/critical incidents: {plain(str(report['decoys_in_high_incidents']))}",
+        highlight=False,
     )
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
+from analytics import api
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import read_alerts
+from analytics.detect import read_alerts, run
 from analytics.incidents import short_arn
 from tests.ingest.helpers import run_cli
 
@@ -20,13 +22,20 @@ DAY = dt.date(2026, 11, 13)
 """The sample trail's day with several incidents (an actor's deletion spree, root use, …)."""
 
 
+LABELS = Path(__file__).resolve().parents[2] / "data" / "samples" / "trail" / "labels.json"
+
+
 @pytest.fixture(scope="module")
 def detected(sample_lake: LocalLake, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     LocalLake, dict[str, Any]]:  # fmt: skip
+    """The sample lake scored over its last three days, the middle one through the CLI."""
     target = tmp_path_factory.mktemp("incident-cli") / "lake"
     shutil.copytree(sample_lake.root, target)
+    lake = LocalLake(target)
+    run(lake, DAY - dt.timedelta(days=1))
     result = run_cli("detect", "--lake", str(target), "--date", str(DAY), "--json")
-    return LocalLake(target), json.loads(result.stdout)
+    run(lake, DAY + dt.timedelta(days=1))
+    return lake, json.loads(result.stdout)
 
 
 def test_detect_json_lists_each_incident_with_its_alerts(
@@ -75,3 +84,37 @@ def test_detect_prints_incidents_before_the_alerts_and_marks_which_alerts_they_h
         assert len(marked) == min(incident["alert_count"], 30)
     alone = [line for line in lines[legend + 1 :] if line.startswith("- ")]
     assert len(alone) == summary["to_triage"] - summary["incident_count"]
+
+
+def test_evaluate_counts_what_each_scenario_took_to_triage(
+    detected: tuple[LocalLake, dict[str, Any]],
+) -> None:
+    lake, _ = detected
+    result = run_cli("evaluate", "--lake", str(lake.root), "--labels", str(LABELS), "--json")
+    report = json.loads(result.stdout)
+    incidents = api.incidents(api.Lake(lake))
+    held = {a: row["incident_id"] for row in incidents.iter_rows(named=True)
+            for a in row["alert_ids"]}  # fmt: skip
+    alerts = api.alerts(api.Lake(lake))
+    by_id = {row["id"]: row for row in report["scenarios"]}
+    ransomware = by_id["S06-ransomware_imported_key"]
+    mine = alerts.filter(
+        pl.col("actor").str.ends_with("role/ops/legacy-automation") & (pl.col("event_date") == DAY)
+    ).get_column("alert_id")
+    assert ransomware["alerts"] == mine.len() > 1
+    expected = {held[a] for a in mine if a in held}
+    assert ransomware["incidents"] == len(expected) >= 1
+    assert ransomware["to_triage"] == len(expected) + sum(a not in held for a in mine)
+    assert ransomware["to_triage"] < ransomware["alerts"]
+    for row in report["scenarios"]:
+        assert row["to_triage"] <= row["alerts"]
+        assert (row["to_triage"] > 0) == row["found"]
+    assert report["scored_days"] == [str(DAY - dt.timedelta(days=1)), str(DAY),
+                                     str(DAY + dt.timedelta(days=1))]  # fmt: skip
+    assert report["incidents"] == incidents.height
+    strays = report["high_incidents_outside_attacks"] + report["high_alerts_outside_attacks"]
+    assert report["high_outside_attacks"] == len(strays)
+    assert isinstance(report["decoys_in_high_incidents"], list)
+    text = run_cli("evaluate", "--lake", str(lake.root), "--labels", str(LABELS)).stdout
+    assert "to triage" in text
+    assert f"over 3 scored day(s): {incidents.height} incident(s)" in " ".join(text.split())
