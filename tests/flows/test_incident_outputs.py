@@ -1,11 +1,15 @@
 """Incidents in what a run leaves behind: the end-of-run lines and the Prefect artifacts.
 
-Pure pieces, so no Prefect API is needed: the flow passes them plain values.
+The rendering pieces are tested on hand-made incidents (they take plain values); one nightly run
+over the sample's last days checks them wired together, against Prefect's local test API.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,11 +17,14 @@ from rich.console import Console
 
 from analytics import incidents
 from analytics import schema as s
+from analytics.adapters.lake import LocalLake
 from flows.cli_incidents import print_incidents, top
 from flows.cli_orchestrate import print_result
 from flows.nightly import _day_markdown, result_of
 from flows.tasks import alert_rows, incident_rows
 from tests.detect.alert_frames import DAY, alert, at, frame, key, role
+from tests.flows.conftest import LAST_DAY, copy_days
+from tests.flows.helpers import invoke
 
 HOSTILE = "[bold red]pwned[/]\x1b[2J|*"
 
@@ -99,3 +106,42 @@ def test_the_artifacts_list_incidents_first_as_a_table(
     assert [row["incident_id"] for row in outcome["alert_rows"]].count("") == 1
     assert "incident_rows" not in result_of(outcome) and "alert_rows" not in result_of(outcome)
     assert {row[s.ALERT_ID] for row in outcome["alert_rows"]} == set(labelled[s.ALERT_ID])
+
+
+@pytest.mark.xdist_group("prefect")
+@pytest.mark.usefixtures("prefect_api")
+def test_a_nightly_run_names_its_incidents_and_leaves_them_as_a_table_artifact(
+    tmp_path: Path, short_window: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from analytics.detect import read_incidents
+
+    tree = copy_days(["2026-11-13", "2026-11-14", "2026-11-15"], tmp_path / "trail")
+    lake = tmp_path / "lake"
+    result = invoke("run", "--source", tree, "--lake", lake, "--date", LAST_DAY,
+                    "--ingest-from", "2026-11-13", "--config", short_window)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = read_incidents(LocalLake(lake), dt.date.fromisoformat(LAST_DAY))
+    assert written.height >= 1
+    record = json.loads((lake / "_state" / "days" / f"{LAST_DAY}.json").read_text())
+    assert record["incident_count"] == written.height
+    assert [i["incident_id"] for i in record["top_incidents"]] == written.get_column(
+        s.INCIDENT_ID
+    ).to_list()[:5]
+    lines = result.stdout.splitlines()
+    day_line = next(i for i, line in enumerate(lines) if line.startswith(f"{LAST_DAY}: "))
+    assert f"in {written.height} incident(s)" in lines[day_line]
+    for offset, incident in enumerate(record["top_incidents"], start=1):
+        assert lines[day_line + offset].startswith(f"  incident: {incident['severity'].upper()}")
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in runs]))
+        )
+    tables = [a for a in found if a.key == "keytrail-nightly-incidents"]
+    assert tables, [a.key for a in found]
+    rows = tables[-1].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert {row["incident_id"] for row in rows} >= set(written.get_column(s.INCIDENT_ID))
