@@ -261,7 +261,9 @@ def detect_command(
 ) -> None:
     """Score one day: rule detectors and the isolation forest, against baselines of the days before.
 
-    Writes LAKE/alerts/event_date=D/alerts.parquet (replacing that day's file atomically).
+    Writes LAKE/alerts/event_date=D/alerts.parquet and the day's incidents (related alerts,
+    triaged together) to LAKE/incidents/event_date=D/incidents.parquet, replacing that day's
+    files atomically. Prints the incidents first, then the alerts, each marked with its incident.
 
     Example:
 
