@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from analytics import baselines as bl
-from analytics import features, model
+from analytics import features, incidents, model
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.alerts import DetectorInfo, assemble
@@ -46,10 +47,15 @@ class DetectionResult:
     day: dt.date
     alerts: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    incidents: pl.DataFrame = field(default_factory=incidents.empty_incidents)
 
 
 def alerts_path(lake: LocalLake, day: dt.date) -> Any:
     return lake.root / "alerts" / f"{s.EVENT_DATE}={day.isoformat()}" / "alerts.parquet"
+
+
+def incidents_path(lake: LocalLake, day: dt.date) -> Any:
+    return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
 
 
 def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
@@ -129,8 +135,17 @@ def run(
     timings["model"] = time.perf_counter() - mark
 
     assembled = assemble(findings, day, day_events, config, today or dt.datetime.now(dt.UTC).date())
-    alerts = assembled.alerts
+    mark = time.perf_counter()
+    lookback_days = config.incidents.lookback().days
+    earlier = read_alerts_between(lake, day - dt.timedelta(days=lookback_days),
+                                  day - dt.timedelta(days=1))  # fmt: skip
+    grouping = incidents.group(assembled.alerts, earlier, day, config.incidents)
+    alerts = incidents.label_alerts(assembled.alerts, grouping)
+    timings["incidents"] = time.perf_counter() - mark
     if not dry_run:
+        # Incidents first: an alerts file never names an incident that is not on disk.
+        write_parquet_atomic(grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA),
+                             incidents_path(lake, day))  # fmt: skip
         write_parquet_atomic(alerts.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, day))
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     for row in active.group_by(s.DETECTOR).len().iter_rows():
@@ -143,6 +158,12 @@ def run(
         "alerts_by_severity": {
             sev: active.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
         },
+        "incidents": grouping.incidents.height,
+        "incidents_by_severity": {
+            sev: grouping.incidents.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
+        },
+        "alerts_in_incidents": active.filter(pl.col(s.INCIDENT_ID).is_not_null()).height,
+        "to_triage": incidents.triage_count(grouping.incidents, alerts),
         "suppressed": assembled.suppressed,
         "expired_suppressions": [x.id for x in assembled.expired_suppressions],
         "events_scored": day_events.height,
@@ -155,7 +176,7 @@ def run(
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectionResult(day, alerts, summary)
+    return DetectionResult(day, alerts, summary, grouping.incidents)
 
 
 def conform_findings_empty() -> pl.DataFrame:
@@ -170,10 +191,38 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(str(a) for a in owners)
 
 
+def _empty_alerts() -> pl.DataFrame:
+    frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
-    """The day's alerts; none if the day was not scored or its file cannot be read (noted in
-    the lake's skipped files; rerunning detect for the day rewrites it)."""
+    """The alerts of ``day`` in today's alert schema (older files gain the newer columns)."""
     path = alerts_path(lake, day)
     if not path.exists() or not lake.readable(path):
-        return pl.DataFrame(schema=pl.from_arrow(s.ALERT_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
-    return pl.read_parquet(path)
+        # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
+        return _empty_alerts()
+    frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def read_alerts_between(lake: LocalLake, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Alerts of the days ``first``..``last`` (inclusive); days never scored contribute none."""
+    frames = [
+        read_alerts(lake, first + dt.timedelta(days=offset))
+        for offset in range((last - first).days + 1)
+    ]
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames) if frames else _empty_alerts()
+
+
+def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
+    """The incidents file of ``day`` (empty when the day was not scored)."""
+    path = incidents_path(lake, day)
+    if not path.exists():
+        return incidents.empty_incidents()
+    frame = pl.from_arrow(pq.read_table(path).cast(s.INCIDENT_SCHEMA))
+    assert isinstance(frame, pl.DataFrame)
+    return frame

@@ -26,6 +26,8 @@ HEADLINE_LABELS: dict[str, str] = {
     "actors": "actors",
     "new_key_actor_pairs": "new key–actor pairs",
     "alerts": "alerts",
+    "incident_count": "incidents",
+    "alerts_outside_incidents": "alerts outside incidents",
     "suppressed_alerts": "suppressed alerts",
     "policy_changes": "key policy changes",
     "grant_changes": "grant changes",

@@ -31,6 +31,11 @@ def _alerts(lake: LocalLake) -> pl.DataFrame:
     return pl.read_parquet(lake.root / "alerts" / "**" / "alerts.parquet", hive_partitioning=False)
 
 
+def _incidents(lake: LocalLake) -> pl.DataFrame:
+    files = sorted((lake.root / "incidents").glob("event_date=*/incidents.parquet"))
+    return pl.read_parquet(files, hive_partitioning=False)
+
+
 def _code_cells(name: str) -> list[str]:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
@@ -123,6 +128,30 @@ def test_investigate_alert_notebook(scored_lake: LocalLake, tmp_path: Path) -> N
     )
     assert sorted(results["related_ids"]) == sorted(related.get_column("alert_id").to_list())
     assert len(results["related_ids"]) >= 1  # NewCrossAccountCaller on the same pair
+    # The alert's incident: the outside caller's unusual use and its first cross-account call.
+    holding = _incidents(scored_lake).filter(pl.col("alert_ids").list.contains(target["alert_id"]))
+    assert results["incident_id"] == holding.sort("event_date").item(-1, "incident_id")
+    assert target["alert_id"] in results["incident_alerts_found"]
+    assert sorted(results["incident_alerts_found"]) == sorted(results["incident_alert_ids"])
+
+
+def test_investigate_notebook_starts_from_the_most_severe_incident(
+    scored_lake: LocalLake, tmp_path: Path
+) -> None:
+    results = run_notebook("02_investigate_alert.ipynb", scored_lake.root, tmp_path / "r.json")
+    last = SCORED_DAYS[-1]
+    rank = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+    day = _incidents(scored_lake).filter(pl.col("event_date") == last)
+    worst = max(day.iter_rows(named=True),
+                key=lambda i: (rank[i["severity"]], -i["first_seen"].timestamp()))  # fmt: skip
+    assert results["incident_id"] == worst["incident_id"]
+    assert results["incident_alert_ids"] == list(worst["alert_ids"])
+    assert results["incident_timeline_rows"] == worst["alert_count"]
+    assert sorted(results["incident_alerts_found"]) == sorted(worst["alert_ids"])
+    members = _alerts(scored_lake).filter(pl.col("alert_id").is_in(worst["alert_ids"]))
+    top = max(rank[s] for s in members.get_column("severity").to_list())
+    assert results["alert_id"] in worst["alert_ids"]
+    assert rank[results["severity"]] == top
 
 
 def test_tune_detection_notebook(scored_lake: LocalLake, tmp_path: Path) -> None:
