@@ -191,6 +191,7 @@ def build(
         "rotation_overdue": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "OVERDUE").height,
         "rotation_disabled": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "DISABLED").height,
         "keys_pending_deletion": keys.filter(pl.col(r.PENDING_DELETION)).height,
+        "event_id_clashes": inputs.event_id_clashes,
     }
     return DailyReport(
         day=day,

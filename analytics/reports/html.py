@@ -156,7 +156,7 @@ def _key_cell(key: Any, aliases: Sequence[str] | None) -> str:
 
 def _headline(report: DailyReport) -> str:
     warn = {"alerts", "incident_count", "alerts_outside_incidents", "rotation_overdue",
-            "keys_pending_deletion", "failed_changes"}  # fmt: skip
+            "keys_pending_deletion", "failed_changes", "event_id_clashes"}  # fmt: skip
     cards = []
     for name, value in report.headline.items():
         css = "card warn" if name in warn and value else "card"

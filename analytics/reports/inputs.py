@@ -25,6 +25,7 @@ from analytics.adapters.lake import LocalLake
 from analytics.detectors._common import DATA_PLANE_EVENTS
 from analytics.identity import KMS_SOURCE
 from analytics.incidents import empty_incidents
+from analytics.quarantine import clashes_on
 from analytics.reports._records import REPORT_EVENTS
 from analytics.reports.keyfacts import WALK_COLUMNS
 
@@ -49,6 +50,9 @@ class ReportInputs:
     org_accounts: frozenset[str]
     incidents: pl.DataFrame = field(default_factory=empty_incidents)
     """The day's incidents file: each incident with every alert it holds up to the day."""
+    event_id_clashes: int = 0
+    """Events of the day held back by ingest because their eventID was already in the lake with
+    other content (each is in ``quarantine/records/`` with both objects named)."""
 
 
 def key_activity(history: pl.LazyFrame) -> pl.LazyFrame:
@@ -149,4 +153,5 @@ def load(
         lake_first_day=all_days[0] if all_days else None,
         org_accounts=org_accounts_of(activity, org_accounts),
         incidents=api.incidents(lake_api, day, day),
+        event_id_clashes=clashes_on(lake.quarantine_dir, day),
     )

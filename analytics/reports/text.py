@@ -36,6 +36,7 @@ HEADLINE_LABELS: dict[str, str] = {
     "rotation_overdue": "rotation overdue",
     "rotation_disabled": "rotation disabled",
     "keys_pending_deletion": "keys pending deletion",
+    "event_id_clashes": "eventID clashes quarantined",
 }
 
 
