@@ -75,9 +75,16 @@ def _median_and_mad(values: pl.Expr, prefix: str) -> list[pl.Expr]:
 
 
 def build(
-    features: pl.LazyFrame, day: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
+    features: pl.LazyFrame,
+    day: dt.date,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    history_days: int | None = None,
 ) -> Baselines:
-    """Baselines for scoring ``day`` from the hourly features of the window before it."""
+    """Baselines for scoring ``day`` from the hourly features of the window before it.
+
+    ``history_days`` is how many days of the window the lake holds (detection counts event
+    partitions, so a day without KMS calls still counts); by default, the days with features.
+    """
     first, last = window(day, window_days)
     history = (
         features.filter(pl.col(s.EVENT_DATE).is_between(first, last))
@@ -85,13 +92,14 @@ def build(
         .collect()
     )
     days_present = history.get_column(s.EVENT_DATE).unique()
-    history_days = days_present.len()
+    if history_days is None:
+        history_days = days_present.len()
     calendar = pl.DataFrame(
         {s.EVENT_DATE: pl.date_range(first, last, "1d", eager=True)}
     ).with_columns((pl.col(s.EVENT_DATE).dt.weekday() >= 6).alias("weekend"))
     # Silent days only count as zeros from the first day the lake has data: a lake younger than
     # the window must not look like a month of silence.
-    if history_days:
+    if days_present.len():
         calendar = calendar.filter(pl.col(s.EVENT_DATE) >= days_present.min())
     slots = calendar.group_by("weekend").agg(pl.len().alias("days_in_window"))
     pair_seasonal = (
