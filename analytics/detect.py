@@ -172,7 +172,7 @@ def run(
 
     mark = time.perf_counter()
     model_result = (
-        model.score_day(day_features, history_features, baselines, config.model)
+        model.score_day(day_features, history_features, baselines, config.model, day_events)
         if model.DETECTOR_ID not in config.disabled_detectors
         else model.ModelResult(conform_findings_empty(), 0, 0, "disabled in configuration")
     )
@@ -201,6 +201,7 @@ def run(
         "events_scored": day_events.height,
         "rows_scored": model_result.rows_scored,
         "rows_trained": model_result.rows_trained,
+        "rows_without_history": model_result.rows_without_history,
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
         "warming_up": warming_up(needs, day, present, lake_name or str(lake.root)),
