@@ -18,7 +18,13 @@ import polars as pl
 from analytics import schema as s
 
 MIN_WINDOW_DAYS = 7
-DEFAULT_WINDOW_DAYS = 30
+DEFAULT_WINDOW_DAYS = 35
+"""Five weeks: every weekday counted five times, and a monthly job's previous run is always
+inside the window — months are at most 31 days apart, and a "last business day" job moves by
+up to three days more. A month-end batch is then something the (key, actor) pair has done
+before (its busiest hours, IPs, hours of day), not a surge against nothing. Remembering
+day-of-month patterns explicitly would need a year of history to learn a calendar; one more
+week of window needs nothing new."""
 MAD_TO_SIGMA = 1.4826  # scales a MAD to a standard deviation for normal data
 
 PAIR = [s.KEY_ARN, s.ACTOR]

@@ -1,5 +1,5 @@
 """The isolation forest's entities: one alert per actor sweep, no verdicts on actors without
-history."""
+history, and month-end jobs judged against last month's run."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from analytics import baselines as bl
+from analytics import features
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
+from analytics.adapters.sources import LocalSource
 from analytics.detect import run
+from analytics.generator import generate_tree
+from analytics.ingest import IngestOptions, ingest
 from analytics.model import DETECTOR_ID
 from tests.ingest.helpers import lake_events
 
@@ -102,3 +107,30 @@ def test_a_known_actors_first_use_of_a_key_is_at_most_low(lake_copy: LocalLake) 
     assert alerts.height >= 1
     assert set(alerts.get_column(s.SEVERITY).to_list()) <= {"info", "low"}
     assert all("no history of this actor on this key" in r.lower() for r in alerts[s.REASON])
+
+
+@pytest.fixture(scope="module")
+def month_end_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalLake, dict]:
+    """35 days from 1 December: the batch runs on 3 December and again on 3 January, 31 days
+    later — a gap a 30-day window does not cover."""
+    root = tmp_path_factory.mktemp("month-end")
+    tree, lake = root / "trail", LocalLake(root / "lake")
+    generate_tree(tree, days=35, events_per_day=300, seed=7, start=dt.date(2026, 12, 1), workers=1)
+    ingest(LocalSource(tree), lake, IngestOptions(workers=1))
+    labels = json.loads((tree / "labels.json").read_text())
+    return lake, next(x for x in labels["scenarios"] if x["id"] == "D02-decoy_monthly_batch")
+
+
+def test_a_month_end_batch_with_last_months_run_in_the_window_is_not_high(
+    month_end_lake: tuple[LocalLake, dict],
+) -> None:
+    lake, batch = month_end_lake
+    day = dt.date.fromisoformat(batch["window_start"][:10])
+    assert "also ran on" in batch["description"]
+    result = run(lake, day, dry_run=True)
+    actor = batch["actors"][0]
+    assert result.alerts.filter(MODEL & (pl.col(s.ACTOR) == actor) & HIGH).height == 0
+    # and it is judged against last month's run, not skipped as unknown
+    first, _ = bl.window(day)
+    baselines = bl.build(features.scan(lake, first, day), day)
+    assert actor in baselines.actor_profile.get_column(s.ACTOR).to_list()
