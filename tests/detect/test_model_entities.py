@@ -15,6 +15,7 @@ from analytics import features
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
+from analytics.config import Config
 from analytics.detect import run
 from analytics.generator import generate_tree
 from analytics.ingest import IngestOptions, ingest
@@ -134,3 +135,24 @@ def test_a_month_end_batch_with_last_months_run_in_the_window_is_not_high(
     first, _ = bl.window(day)
     baselines = bl.build(features.scan(lake, first, day), day)
     assert actor in baselines.actor_profile.get_column(s.ACTOR).to_list()
+
+
+def test_the_first_seen_rule_says_who_and_from_where(lake_copy: LocalLake) -> None:
+    human = SCENARIOS["S09-human_3am_new_region"]
+    batch = SCENARIOS["D02-decoy_monthly_batch"]
+    day = dt.date.fromisoformat(human["window_start"][:10])
+    config = Config(detectors={"KMS.NewActorForKey": {"warmup_days": 7}})
+    alerts = run(lake_copy, day, config, dry_run=True).alerts.filter(
+        pl.col(s.DETECTOR) == "KMS.NewActorForKey"
+    )
+    person = alerts.filter(pl.col(s.ACTOR) == human["actors"][0]).get_column(s.REASON)
+    assert person.len() >= 1
+    for reason in person:
+        assert "the actor is a person" in reason
+        assert "the actor is known, this key is new to it" in reason
+        assert "never seen for this actor on KMS" in reason  # the new address
+        assert "in us-east-1, where this actor never called KMS before" in reason
+    new_role = alerts.filter(pl.col(s.ACTOR) == batch["actors"][0]).get_column(s.REASON)
+    assert new_role.len() == 1
+    assert "the actor is a workload role" in new_role[0]
+    assert "the actor itself made no KMS call in the previous 12 days" in new_role[0]
