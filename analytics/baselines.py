@@ -51,6 +51,14 @@ class Baselines:
     key_profile: pl.DataFrame
     actor_hours: pl.DataFrame
     first_seen: dict[str, pl.DataFrame]
+    data_first: dt.date | None = None
+    """The first day of the window with features: a lake younger than the window starts here."""
+
+    @property
+    def novelty_from(self) -> dt.date:
+        """From this day on, a value first seen in the window is news; before it (the first
+        days the lake has), everything is first seen and says nothing."""
+        return (self.data_first or self.window_first) + dt.timedelta(days=2)
 
     @property
     def warm(self) -> bool:
@@ -195,4 +203,5 @@ def build(
         key_profile=key_profile,
         actor_hours=hour_share.select(s.ACTOR, "hour_of_day", "hour_share"),
         first_seen=first_seen,
+        data_first=days_present.min() if days_present.len() else None,  # type: ignore[arg-type]
     )

@@ -97,9 +97,9 @@ def _count_new(rows: pl.DataFrame, baselines: Baselines, name: str, entity: str,
     )
     if scoring:
         new = pl.col("first_seen").is_null()
-    else:  # in training, a value is new on the day it first appeared (after the first days)
+    else:  # in training, a value is new on the day it first appeared (after the lake's first days)
         new = (pl.col("first_seen") == pl.col(s.EVENT_DATE)) & (
-            pl.col(s.EVENT_DATE) > baselines.window_first + dt.timedelta(days=2)
+            pl.col(s.EVENT_DATE) > baselines.novelty_from
         )
     return exploded.group_by("row_id").agg(
         new.sum().cast(pl.Int64).alias(f"new_{values}"),
@@ -152,7 +152,7 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         new_pair = pl.col("first_seen").is_null()
     else:
         new_pair = (pl.col("first_seen") == pl.col(s.EVENT_DATE)) & (
-            pl.col(s.EVENT_DATE) > baselines.window_first + dt.timedelta(days=2)
+            pl.col(s.EVENT_DATE) > baselines.novelty_from
         )
     return frame.with_columns(
         ((pl.col("calls") + 1.0) / (usual + 1.0)).log(2).alias("volume_vs_usual"),
