@@ -1062,14 +1062,10 @@ def model_scores(lake: Lake, day: TimeLike, config: Config | None = None) -> Mod
     if result.scores.height == 0:
         scored = pl.DataFrame(schema=schema)
     else:
-        fired = result.findings.select(
-            s.KEY_ARN, s.ACTOR, pl.col(s.WINDOW_START).alias("hour_start"), pl.lit(True).alias("f")
-        )
+        # Read from the scores, not the findings: a sweep across keys is one finding per actor.
         scored = (
-            result.scores.join(fired, on=[s.KEY_ARN, s.ACTOR, "hour_start"], how="left")
-            .with_columns(
+            result.scores.with_columns(
                 (-pl.col("score")).alias("anomaly"),
-                pl.col("f").fill_null(False).alias("flagged"),
                 (pl.col("calls") >= settings.model.min_calls).alias("eligible_calls"),
             )
             .select(list(schema))

@@ -7,6 +7,7 @@ and the Prefect flows call it the same way.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,6 +72,50 @@ def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
     return pl.scan_parquet(files, hive_partitioning=False)
 
 
+def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The days of ``first``..``last`` the lake holds: days with an event partition.
+
+    Any CloudTrail event counts, not only KMS calls, so a quiet day is still history. Ingest
+    records the event dates of each object it read, not the days a run covered, so a day whose
+    log files held no event at all cannot be told from a day never ingested; it is not counted.
+    """
+    days = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+    return [day for day in days if lake.partition_files(day)]
+
+
+def warming_up(
+    needs: list[tuple[str, int]],
+    day: dt.date,
+    present: list[dt.date],
+    lake_name: str,
+) -> list[dict[str, Any]]:
+    """Each detector (id, days needed) whose history falls short, with the ingest that fills it.
+
+    The backfill starts at the first day missing from the ``needed`` days before ``day`` and
+    ends the day before it; ingest is exactly-once, so re-reading days already held is safe.
+    """
+    held = set(present)
+    short = []
+    for detector_id, needed in needs:
+        if len(present) >= needed:
+            continue
+        wanted = [day - dt.timedelta(days=n) for n in range(needed, 0, -1)]
+        start = next((d for d in wanted if d not in held), wanted[0])
+        end = day - dt.timedelta(days=1)
+        short.append(
+            {
+                "id": detector_id,
+                "history_days": len(present),
+                "needed_days": needed,
+                "backfill": (
+                    f"keytrail ingest SOURCE --lake {shlex.quote(lake_name)} "
+                    f"--start {start.isoformat()} --end {end.isoformat()}"
+                ),
+            }
+        )
+    return short
+
+
 def _empty_events() -> pl.DataFrame:
     frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
     assert isinstance(frame, pl.DataFrame)
@@ -83,8 +128,13 @@ def run(
     config: Config | None = None,
     dry_run: bool = False,
     today: dt.date | None = None,
+    lake_name: str | None = None,
 ) -> DetectionResult:
-    """Detect for ``day`` and (unless ``dry_run``) replace that day's alerts file atomically."""
+    """Detect for ``day`` and (unless ``dry_run``) replace that day's alerts file atomically.
+
+    ``lake_name`` is the lake as the user names it (a path or ``s3://…``), quoted in the backfill
+    commands of ``summary["warming_up"]``; by default the local lake's directory.
+    """
     config = config or Config()
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -98,7 +148,8 @@ def run(
     feature_rows = features.scan(lake, first, day).collect()
     day_features = feature_rows.filter(pl.col(s.EVENT_DATE) == day)
     history_features = feature_rows.filter(pl.col(s.EVENT_DATE) < day)
-    baselines = bl.build(feature_rows.lazy(), day, config.baseline_window_days)
+    present = history_dates(lake, first, last)
+    baselines = bl.build(feature_rows.lazy(), day, config.baseline_window_days, len(present))
     timings["baselines"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -106,11 +157,13 @@ def run(
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
     history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []
+    needs: list[tuple[str, int]] = []
     per_detector: Counter[str] = Counter()
     for detector in ALL_DETECTORS:
         if detector.id in config.disabled_detectors:
             continue
         settings = config.detector_settings(detector.id, detector.defaults)
+        needs.append((detector.id, detector.needed_days(settings)))
         context = DetectionContext(
             day=day,
             events=day_events,
@@ -127,11 +180,13 @@ def run(
 
     mark = time.perf_counter()
     model_result = (
-        model.score_day(day_features, history_features, baselines, config.model)
+        model.score_day(day_features, history_features, baselines, config.model, day_events)
         if model.DETECTOR_ID not in config.disabled_detectors
         else model.ModelResult(conform_findings_empty(), 0, 0, "disabled in configuration")
     )
     findings.append((MODEL_INFO, model_result.findings))
+    if model.DETECTOR_ID not in config.disabled_detectors:
+        needs.append((model.DETECTOR_ID, config.model.min_history_days))
     timings["model"] = time.perf_counter() - mark
 
     assembled = assemble(findings, day, day_events, config, today or dt.datetime.now(dt.UTC).date())
@@ -169,8 +224,10 @@ def run(
         "events_scored": day_events.height,
         "rows_scored": model_result.rows_scored,
         "rows_trained": model_result.rows_trained,
+        "rows_without_history": model_result.rows_without_history,
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
+        "warming_up": warming_up(needs, day, present, lake_name or str(lake.root)),
         "feature_days_recomputed": len(recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},

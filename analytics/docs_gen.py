@@ -67,8 +67,12 @@ MODEL_DESCRIPTION = (
     "calls exceed `surge_factor` times the pair's busiest hours, and it has at least "
     "`min_calls` calls or an origin never seen. The reason names the features that drove the "
     "score (found by resetting each to its usual value). High needs a surge or failures *and* a "
-    "new origin. With less than `min_history_days` of history the model is silent and says so; "
-    "AWS service principals are left to the rules."
+    "new origin. An actor with no history in the baseline window is never flagged (the "
+    "first-seen rules report it), and a known actor's first use of a key is at most low, its "
+    "reason saying there is no history. When one actor's flagged hours of a day span several "
+    "keys they are one alert for the actor (no key ARN; the reason names how many keys and "
+    "which). With less than `min_history_days` of history the model is silent and says so; AWS "
+    "service principals are left to the rules."
 )
 """What the model detector means, for the catalogue (``MODEL_INFO`` has no description)."""
 

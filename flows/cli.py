@@ -381,6 +381,9 @@ def detect_command(
     triaged together) to LAKE/incidents/event_date=D/incidents.parquet, replacing that day's
     files atomically. Prints the incidents first, then the alerts, each marked with its incident.
 
+    A detector whose lake holds fewer days of history than it needs gets a "warming up" line
+    with the ingest command that backfills them ("warming_up" in --json).
+
     Example:
 
         [bold]keytrail detect --lake ./lake --date 2026-11-28[/]
@@ -394,7 +397,7 @@ def detect_command(
                       writes=not dry_run, wait_seconds=wait) as local:  # fmt: skip
         if not local.partition_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
-        result = run(local, day, settings, dry_run=dry_run)
+        result = run(local, day, settings, dry_run=dry_run, lake_name=lake)
     summary = result.summary
     for expired in summary["expired_suppressions"]:
         console.print(
@@ -427,6 +430,15 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
     print_incidents(out, incidents, verb)
     if summary.get("model_note"):
         out.print(f"[dim]{plain(str(summary['model_note']))}[/]", highlight=False)
+    warming = summary.get("warming_up") or []
+    assert isinstance(warming, list)
+    for entry in warming:
+        out.print(
+            f"[yellow]warming up:[/] {plain(entry['id'])} has {entry['history_days']} of "
+            f"{entry['needed_days']} day(s) of history; backfill: {plain(entry['backfill'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     by_detector = summary["alerts_by_detector"]
     assert isinstance(by_detector, dict)
     if by_detector:
