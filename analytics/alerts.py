@@ -8,6 +8,7 @@ on a rerun, in a backfill, or when a late event extends it — and sinks de-dupl
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -107,7 +108,7 @@ def merge(findings: pl.DataFrame, day: dt.date, merge_window_hours: int) -> pl.D
         pl.col(s.ACCOUNT_ID).drop_nulls().first(),
         pl.col(s.AWS_REGION).drop_nulls().first(),
         pl.col(s.INVOKED_BY).drop_nulls().first(),
-        pl.col(s.REASON).first(),
+        pl.col(s.REASON),
         pl.len().alias("occurrences"),
         pl.col(s.BASELINE).drop_nulls().first(),
         pl.col(s.TOP_FEATURES).first(),
@@ -135,16 +136,35 @@ def merge(findings: pl.DataFrame, day: dt.date, merge_window_hours: int) -> pl.D
         pl.col("rank")
         .replace_strict(dict(enumerate(s.SEVERITIES)), return_dtype=pl.String)
         .alias(s.SEVERITY),
-        pl.when(pl.col("occurrences") > 1)
-        .then(
-            pl.format(
-                "{} (and {} more like it in this window)", s.REASON, pl.col("occurrences") - 1
-            )
-        )
-        .otherwise(pl.col(s.REASON))
-        .alias(s.REASON),
+        pl.col(s.REASON).map_elements(merged_reason, return_dtype=pl.String).alias(s.REASON),
         pl.lit(None, pl.String).alias(s.SUPPRESSED_BY),
+        pl.lit(None, pl.String).alias(s.INCIDENT_ID),
     ).select(s.ALERT_COLUMNS)
+
+
+_NUMBERS = re.compile(r"\d[\d,.:]*")
+MERGED_KINDS_SHOWN = 5
+
+
+def merged_reason(reasons: pl.Series | list[str]) -> str:
+    """One reason for the findings merged into an alert, never hiding a different kind of event.
+
+    Findings whose reasons differ only in numbers (counts, times) are "more like it"; any other
+    difference (another action, another target) is listed in its own words, in time order.
+    """
+    kinds: dict[str, list[str]] = {}
+    for reason in reasons:
+        kinds.setdefault(_NUMBERS.sub("#", reason), []).append(reason)
+    parts = []
+    for same in list(kinds.values())[:MERGED_KINDS_SHOWN]:
+        more = len(same) - 1
+        parts.append(same[0] if not more else f"{same[0]} (and {more} more like it in this window)")
+    hidden = len(kinds) - MERGED_KINDS_SHOWN
+    if hidden > 0:
+        parts.append(
+            f"and {hidden} other kind{'s' if hidden > 1 else ''} of finding in this window"
+        )
+    return parts[0] if len(parts) == 1 else "; ".join(p.rstrip(".") for p in parts) + "."
 
 
 def _sha256_hex(values: pl.Series) -> pl.Series:

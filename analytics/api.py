@@ -42,6 +42,7 @@ from analytics import bands as band_data
 from analytics import baselines as bl
 from analytics import config as cfg
 from analytics import detect, features, model
+from analytics import incidents as grouping
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.baselines import Baselines
@@ -64,6 +65,8 @@ __all__ = [
     "explain",
     "hourly_features",
     "hourly_usage",
+    "incident_records",
+    "incidents",
     "load_config",
     "model_scores",
     "open_lake",
@@ -678,6 +681,75 @@ def alerts(
     return _sort_alerts(frame.filter(condition))
 
 
+def incidents(
+    lake: Lake,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    *,
+    severity: Values | None = None,
+    key_arn: Values | None = None,
+    actor: Values | None = None,
+) -> pl.DataFrame:
+    """The incidents of the scored days ``start``..``end`` (default: every scored day).
+
+    An incident is one attack story: the alerts an analyst triages together (see
+    ``docs/lake-schema.md``). One that goes on past midnight is written again on each of its
+    days with every alert it holds so far, so each ``incident_id`` appears once here, as its
+    row of the latest day in the range. ``key_arn`` and ``actor`` select incidents that name
+    any of them; ``severity`` takes one level or several. Most severe first, then oldest.
+    """
+    first, last = _day_range(start, end)
+    days = [d for d in lake.alert_dates() if first <= d <= last]
+    frames = [detect.read_incidents(lake.local, d) for d in days]
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return grouping.empty_incidents()
+    frame = (
+        pl.concat(frames, how="vertical_relaxed")
+        .sort(s.EVENT_DATE)
+        .unique(s.INCIDENT_ID, keep="last", maintain_order=True)
+    )
+    condition = pl.lit(True)
+    severities = _as_list(severity)
+    if severities is not None:
+        condition = condition & pl.col(s.SEVERITY).is_in(severities)
+    actors = _as_list(actor)
+    if actors is not None:
+        condition = condition & pl.col(s.ACTORS).list.eval(pl.element().is_in(actors)).list.any()
+    key = _key_match(key_arn)
+    if key is not None:  # the same matching rules as for alerts, on each key the incident names
+        keys = frame.select(s.INCIDENT_ID, pl.col(s.KEY_ARNS).alias(s.KEY_ARN)).explode(s.KEY_ARN)
+        named = keys.filter(key).get_column(s.INCIDENT_ID).unique().to_list()
+        condition = condition & pl.col(s.INCIDENT_ID).is_in(named)
+    rank = pl.col(s.SEVERITY).replace_strict(_SEVERITY_RANK, default=-1, return_dtype=pl.Int8)
+    return frame.filter(condition).sort(
+        [rank, s.FIRST_SEEN, s.INCIDENT_ID], descending=[True, False, False]
+    )
+
+
+def incident_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Incidents as JSON-ready dicts (times and dates in ISO 8601), in the frame's order.
+
+    The one shape of an incident in machine-readable output: ``keytrail detect --json``, the
+    report's ``summary.json``. Keys are the incident schema's columns.
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dt.date | dt.datetime):
+            return value.isoformat()
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        if isinstance(value, dict):
+            return {name: plain(item) for name, item in value.items()}
+        return value
+
+    columns = [c for c in s.INCIDENT_COLUMNS if c in frame.columns]
+    return [
+        {name: plain(value) for name, value in row.items()}
+        for row in frame.select(columns).iter_rows(named=True)
+    ]
+
+
 def alert(lake: Lake, alert_id: str) -> dict[str, Any]:
     """One alert as a dict of the alert schema's columns.
 
@@ -990,14 +1062,10 @@ def model_scores(lake: Lake, day: TimeLike, config: Config | None = None) -> Mod
     if result.scores.height == 0:
         scored = pl.DataFrame(schema=schema)
     else:
-        fired = result.findings.select(
-            s.KEY_ARN, s.ACTOR, pl.col(s.WINDOW_START).alias("hour_start"), pl.lit(True).alias("f")
-        )
+        # Read from the scores, not the findings: a sweep across keys is one finding per actor.
         scored = (
-            result.scores.join(fired, on=[s.KEY_ARN, s.ACTOR, "hour_start"], how="left")
-            .with_columns(
+            result.scores.with_columns(
                 (-pl.col("score")).alias("anomaly"),
-                pl.col("f").fill_null(False).alias("flagged"),
                 (pl.col("calls") >= settings.model.min_calls).alias("eligible_calls"),
             )
             .select(list(schema))

@@ -18,7 +18,13 @@ import polars as pl
 from analytics import schema as s
 
 MIN_WINDOW_DAYS = 7
-DEFAULT_WINDOW_DAYS = 30
+DEFAULT_WINDOW_DAYS = 35
+"""Five weeks: every weekday counted five times, and a monthly job's previous run is always
+inside the window — months are at most 31 days apart, and a "last business day" job moves by
+up to three days more. A month-end batch is then something the (key, actor) pair has done
+before (its busiest hours, IPs, hours of day), not a surge against nothing. Remembering
+day-of-month patterns explicitly would need a year of history to learn a calendar; one more
+week of window needs nothing new."""
 MAD_TO_SIGMA = 1.4826  # scales a MAD to a standard deviation for normal data
 
 PAIR = [s.KEY_ARN, s.ACTOR]
@@ -45,6 +51,14 @@ class Baselines:
     key_profile: pl.DataFrame
     actor_hours: pl.DataFrame
     first_seen: dict[str, pl.DataFrame]
+    data_first: dt.date | None = None
+    """The first day of the window with features: a lake younger than the window starts here."""
+
+    @property
+    def novelty_from(self) -> dt.date:
+        """From this day on, a value first seen in the window is news; before it (the first
+        days the lake has), everything is first seen and says nothing."""
+        return (self.data_first or self.window_first) + dt.timedelta(days=2)
 
     @property
     def warm(self) -> bool:
@@ -75,9 +89,16 @@ def _median_and_mad(values: pl.Expr, prefix: str) -> list[pl.Expr]:
 
 
 def build(
-    features: pl.LazyFrame, day: dt.date, window_days: int = DEFAULT_WINDOW_DAYS
+    features: pl.LazyFrame,
+    day: dt.date,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    history_days: int | None = None,
 ) -> Baselines:
-    """Baselines for scoring ``day`` from the hourly features of the window before it."""
+    """Baselines for scoring ``day`` from the hourly features of the window before it.
+
+    ``history_days`` is how many days of the window the lake holds (detection counts event
+    partitions, so a day without KMS calls still counts); by default, the days with features.
+    """
     first, last = window(day, window_days)
     history = (
         features.filter(pl.col(s.EVENT_DATE).is_between(first, last))
@@ -85,13 +106,14 @@ def build(
         .collect()
     )
     days_present = history.get_column(s.EVENT_DATE).unique()
-    history_days = days_present.len()
+    if history_days is None:
+        history_days = days_present.len()
     calendar = pl.DataFrame(
         {s.EVENT_DATE: pl.date_range(first, last, "1d", eager=True)}
     ).with_columns((pl.col(s.EVENT_DATE).dt.weekday() >= 6).alias("weekend"))
     # Silent days only count as zeros from the first day the lake has data: a lake younger than
     # the window must not look like a month of silence.
-    if history_days:
+    if days_present.len():
         calendar = calendar.filter(pl.col(s.EVENT_DATE) >= days_present.min())
     slots = calendar.group_by("weekend").agg(pl.len().alias("days_in_window"))
     pair_seasonal = (
@@ -181,4 +203,5 @@ def build(
         key_profile=key_profile,
         actor_hours=hour_share.select(s.ACTOR, "hour_of_day", "hour_share"),
         first_seen=first_seen,
+        data_first=days_present.min() if days_present.len() else None,  # type: ignore[arg-type]
     )

@@ -127,6 +127,9 @@ class BadRecord:
     index: int | None
     reason: str
     raw: str
+    event_date: dt.date | None = None
+    """The day the record's event falls on, when known (an eventID clash): the day's report
+    counts what was quarantined for it."""
 
 
 @dataclass

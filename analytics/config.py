@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics.baselines import DEFAULT_WINDOW_DAYS, MIN_WINDOW_DAYS
+from analytics.incidents import IncidentSettings
 from analytics.model import ModelSettings
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class Config:
     merge_window_hours: int = 24
     org_accounts: tuple[str, ...] = ()
     model: ModelSettings = field(default_factory=ModelSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     disabled_detectors: tuple[str, ...] = ()
     suppressions: tuple[Suppression, ...] = ()
@@ -81,7 +83,8 @@ def _expect(table: dict[str, Any], key: str, kind: type | tuple[type, ...], wher
 
 def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
     """Validate a parsed TOML document into a :class:`Config`."""
-    known = {"baseline", "alerts", "organization", "model", "detectors", "suppression", "hec"}
+    known = {"baseline", "alerts", "incidents", "organization", "model", "detectors",
+             "suppression", "hec"}  # fmt: skip
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}")
@@ -103,6 +106,20 @@ def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
     if "disabled_detectors" in alerts:
         disabled = _expect(alerts, "disabled_detectors", list, f"{where} [alerts]")
         config = replace(config, disabled_detectors=tuple(str(d) for d in disabled))
+    incidents = data.get("incidents", {})
+    _only(incidents, {"window_hours", "consequence_days"}, f"{where} [incidents]")
+    grouping = IncidentSettings()
+    if "window_hours" in incidents:
+        hours = _expect(incidents, "window_hours", int, f"{where} [incidents]")
+        if not 1 <= hours <= 24 * 7:
+            raise ConfigError(f"{where} [incidents]: window_hours must be 1..168")
+        grouping = replace(grouping, window_hours=hours)
+    if "consequence_days" in incidents:
+        days = _expect(incidents, "consequence_days", int, f"{where} [incidents]")
+        if not 0 <= days <= 90:
+            raise ConfigError(f"{where} [incidents]: consequence_days must be 0..90")
+        grouping = replace(grouping, consequence_days=days)
+    config = replace(config, incidents=grouping)
     organization = data.get("organization", {})
     _only(organization, {"accounts"}, f"{where} [organization]")
     if "accounts" in organization:

@@ -7,15 +7,17 @@ and the Prefect flows call it the same way.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from analytics import baselines as bl
-from analytics import features, model
+from analytics import features, incidents, model
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.alerts import DetectorInfo, assemble
@@ -46,10 +48,15 @@ class DetectionResult:
     day: dt.date
     alerts: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    incidents: pl.DataFrame = field(default_factory=incidents.empty_incidents)
 
 
 def alerts_path(lake: LocalLake, day: dt.date) -> Any:
     return lake.root / "alerts" / f"{s.EVENT_DATE}={day.isoformat()}" / "alerts.parquet"
+
+
+def incidents_path(lake: LocalLake, day: dt.date) -> Any:
+    return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
 
 
 def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
@@ -65,6 +72,50 @@ def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
     return pl.scan_parquet(files, hive_partitioning=False)
 
 
+def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The days of ``first``..``last`` the lake holds: days with an event partition.
+
+    Any CloudTrail event counts, not only KMS calls, so a quiet day is still history. Ingest
+    records the event dates of each object it read, not the days a run covered, so a day whose
+    log files held no event at all cannot be told from a day never ingested; it is not counted.
+    """
+    days = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+    return [day for day in days if lake.partition_files(day)]
+
+
+def warming_up(
+    needs: list[tuple[str, int]],
+    day: dt.date,
+    present: list[dt.date],
+    lake_name: str,
+) -> list[dict[str, Any]]:
+    """Each detector (id, days needed) whose history falls short, with the ingest that fills it.
+
+    The backfill starts at the first day missing from the ``needed`` days before ``day`` and
+    ends the day before it; ingest is exactly-once, so re-reading days already held is safe.
+    """
+    held = set(present)
+    short = []
+    for detector_id, needed in needs:
+        if len(present) >= needed:
+            continue
+        wanted = [day - dt.timedelta(days=n) for n in range(needed, 0, -1)]
+        start = next((d for d in wanted if d not in held), wanted[0])
+        end = day - dt.timedelta(days=1)
+        short.append(
+            {
+                "id": detector_id,
+                "history_days": len(present),
+                "needed_days": needed,
+                "backfill": (
+                    f"keytrail ingest SOURCE --lake {shlex.quote(lake_name)} "
+                    f"--start {start.isoformat()} --end {end.isoformat()}"
+                ),
+            }
+        )
+    return short
+
+
 def _empty_events() -> pl.DataFrame:
     frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
     assert isinstance(frame, pl.DataFrame)
@@ -77,8 +128,13 @@ def run(
     config: Config | None = None,
     dry_run: bool = False,
     today: dt.date | None = None,
+    lake_name: str | None = None,
 ) -> DetectionResult:
-    """Detect for ``day`` and (unless ``dry_run``) replace that day's alerts file atomically."""
+    """Detect for ``day`` and (unless ``dry_run``) replace that day's alerts file atomically.
+
+    ``lake_name`` is the lake as the user names it (a path or ``s3://…``), quoted in the backfill
+    commands of ``summary["warming_up"]``; by default the local lake's directory.
+    """
     config = config or Config()
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -92,7 +148,8 @@ def run(
     feature_rows = features.scan(lake, first, day).collect()
     day_features = feature_rows.filter(pl.col(s.EVENT_DATE) == day)
     history_features = feature_rows.filter(pl.col(s.EVENT_DATE) < day)
-    baselines = bl.build(feature_rows.lazy(), day, config.baseline_window_days)
+    present = history_dates(lake, first, last)
+    baselines = bl.build(feature_rows.lazy(), day, config.baseline_window_days, len(present))
     timings["baselines"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -100,11 +157,13 @@ def run(
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
     history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []
+    needs: list[tuple[str, int]] = []
     per_detector: Counter[str] = Counter()
     for detector in ALL_DETECTORS:
         if detector.id in config.disabled_detectors:
             continue
         settings = config.detector_settings(detector.id, detector.defaults)
+        needs.append((detector.id, detector.needed_days(settings)))
         context = DetectionContext(
             day=day,
             events=day_events,
@@ -121,16 +180,27 @@ def run(
 
     mark = time.perf_counter()
     model_result = (
-        model.score_day(day_features, history_features, baselines, config.model)
+        model.score_day(day_features, history_features, baselines, config.model, day_events)
         if model.DETECTOR_ID not in config.disabled_detectors
         else model.ModelResult(conform_findings_empty(), 0, 0, "disabled in configuration")
     )
     findings.append((MODEL_INFO, model_result.findings))
+    if model.DETECTOR_ID not in config.disabled_detectors:
+        needs.append((model.DETECTOR_ID, config.model.min_history_days))
     timings["model"] = time.perf_counter() - mark
 
     assembled = assemble(findings, day, day_events, config, today or dt.datetime.now(dt.UTC).date())
-    alerts = assembled.alerts
+    mark = time.perf_counter()
+    lookback_days = config.incidents.lookback().days
+    earlier = read_alerts_between(lake, day - dt.timedelta(days=lookback_days),
+                                  day - dt.timedelta(days=1))  # fmt: skip
+    grouping = incidents.group(assembled.alerts, earlier, day, config.incidents)
+    alerts = incidents.label_alerts(assembled.alerts, grouping)
+    timings["incidents"] = time.perf_counter() - mark
     if not dry_run:
+        # Incidents first: an alerts file never names an incident that is not on disk.
+        write_parquet_atomic(grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA),
+                             incidents_path(lake, day))  # fmt: skip
         write_parquet_atomic(alerts.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, day))
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     for row in active.group_by(s.DETECTOR).len().iter_rows():
@@ -143,19 +213,27 @@ def run(
         "alerts_by_severity": {
             sev: active.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
         },
+        "incidents": grouping.incidents.height,
+        "incidents_by_severity": {
+            sev: grouping.incidents.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
+        },
+        "alerts_in_incidents": active.filter(pl.col(s.INCIDENT_ID).is_not_null()).height,
+        "to_triage": incidents.triage_count(grouping.incidents, alerts),
         "suppressed": assembled.suppressed,
         "expired_suppressions": [x.id for x in assembled.expired_suppressions],
         "events_scored": day_events.height,
         "rows_scored": model_result.rows_scored,
         "rows_trained": model_result.rows_trained,
+        "rows_without_history": model_result.rows_without_history,
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
+        "warming_up": warming_up(needs, day, present, lake_name or str(lake.root)),
         "feature_days_recomputed": len(recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectionResult(day, alerts, summary)
+    return DetectionResult(day, alerts, summary, grouping.incidents)
 
 
 def conform_findings_empty() -> pl.DataFrame:
@@ -170,10 +248,38 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(str(a) for a in owners)
 
 
+def _empty_alerts() -> pl.DataFrame:
+    frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
-    """The day's alerts; none if the day was not scored or its file cannot be read (noted in
-    the lake's skipped files; rerunning detect for the day rewrites it)."""
+    """The alerts of ``day`` in today's alert schema (older files gain the newer columns)."""
     path = alerts_path(lake, day)
     if not path.exists() or not lake.readable(path):
-        return pl.DataFrame(schema=pl.from_arrow(s.ALERT_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
-    return pl.read_parquet(path)
+        # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
+        return _empty_alerts()
+    frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def read_alerts_between(lake: LocalLake, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Alerts of the days ``first``..``last`` (inclusive); days never scored contribute none."""
+    frames = [
+        read_alerts(lake, first + dt.timedelta(days=offset))
+        for offset in range((last - first).days + 1)
+    ]
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames) if frames else _empty_alerts()
+
+
+def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
+    """The incidents file of ``day`` (empty when the day was not scored)."""
+    path = incidents_path(lake, day)
+    if not path.exists():
+        return incidents.empty_incidents()
+    frame = pl.from_arrow(pq.read_table(path).cast(s.INCIDENT_SCHEMA))
+    assert isinstance(frame, pl.DataFrame)
+    return frame

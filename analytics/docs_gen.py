@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from analytics import detect, features, model, sql
+from analytics import detect, features, incidents, model, sql
 from analytics import schema as s
 from analytics.detectors.registry import ALL_DETECTORS
 
@@ -67,8 +67,12 @@ MODEL_DESCRIPTION = (
     "calls exceed `surge_factor` times the pair's busiest hours, and it has at least "
     "`min_calls` calls or an origin never seen. The reason names the features that drove the "
     "score (found by resetting each to its usual value). High needs a surge or failures *and* a "
-    "new origin. With less than `min_history_days` of history the model is silent and says so; "
-    "AWS service principals are left to the rules."
+    "new origin. An actor with no history in the baseline window is never flagged (the "
+    "first-seen rules report it), and a known actor's first use of a key is at most low, its "
+    "reason saying there is no history. When one actor's flagged hours of a day span several "
+    "keys they are one alert for the actor (no key ARN; the reason names how many keys and "
+    "which). With less than `min_history_days` of history the model is silent and says so; AWS "
+    "service principals are left to the rules."
 )
 """What the model detector means, for the catalogue (``MODEL_INFO`` has no description)."""
 
@@ -154,6 +158,43 @@ ALERT_COLUMNS: dict[str, str] = {
     s.EVIDENCE_EVENT_IDS: f"`event_id`s that prove the alert (at most {s.MAX_EVIDENCE_IDS})",
     s.EVIDENCE_COUNT: "how many events the finding covered (may exceed the IDs kept)",
     s.SUPPRESSED_BY: "`id` of the suppression that silenced it, else null",
+    s.INCIDENT_ID: "the incident the alert belongs to (see Incidents below); null for an alert "
+    "that stands alone, and for alerts written before incidents existed",
+}
+
+INCIDENT_COLUMNS: dict[str, str] = {
+    s.INCIDENT_ID: "stable ID: a hash of the incident's first alert, kept while the incident "
+    "goes on (past midnight, on reruns and backfills)",
+    s.EVENT_DATE: "the scored day whose alerts extended the incident (the partition)",
+    s.SEVERITY: "its worst alert's severity, raised one step by a combination of findings "
+    "(see `severity_raised_because`)",
+    s.TITLE: "the leading alert's title, the other findings, actors and keys (untrusted: built "
+    "from records)",
+    s.SUMMARY: "what happened, in a few sentences (untrusted: built from records)",
+    s.SEVERITY_RAISED_BECAUSE: "why the incident is more severe than its worst alert, else null",
+    s.FIRST_SEEN: "start of its first alert's window (UTC)",
+    s.LAST_SEEN: "end of its last alert's window (UTC)",
+    s.ACTORS: "the actors of its alerts, sorted",
+    s.KEY_ARNS: "the keys of its alerts, sorted",
+    s.ACCOUNT_IDS: "accounts of its alerts, actors and keys, sorted",
+    s.DETECTORS: "detectors that fired, sorted",
+    s.TACTICS: "ATT&CK tactics of its techniques, in ATT&CK's order (reconnaissance to impact)",
+    s.TECHNIQUES: "ATT&CK technique IDs of its alerts, sorted",
+    s.LINKS: "why its alerts belong together, in words (same actor; on a key after it was "
+    "made unusable or opened to new principals)",
+    s.ALERT_COUNT: "how many alerts it holds, earlier days' included",
+    s.ALERT_IDS: "its alerts' `alert_id`s, in time order (earlier days' alerts included)",
+    s.TIMELINE: f"one entry per alert, in time order (at most {incidents.TIMELINE_LIMIT}): see "
+    "below",
+}
+
+TIMELINE_STRUCT_FIELDS: dict[str, str] = {
+    "time": "start of the alert's window (UTC)",
+    "what": "the alert's reason, on one line and clipped (untrusted: built from records)",
+    "detector": "the detector that fired",
+    "severity": "the alert's severity",
+    "alert_id": "the alert, in the alerts file of its day",
+    "evidence_count": "how many events the alert covered",
 }
 
 FEATURE_STRUCT_FIELDS: dict[str, str] = {
@@ -488,6 +529,7 @@ def render_lake_schema() -> str:
         "```",
         "LAKE/events/event_date=YYYY-MM-DD/*.parquet              one row per CloudTrail event",
         "LAKE/alerts/event_date=YYYY-MM-DD/alerts.parquet         one row per alert of that day",
+        "LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet   one row per incident of that day",
         "LAKE/features/hourly/event_date=YYYY-MM-DD/features.parquet   hourly (key, actor) usage",
         "LAKE/_state/objects.parquet                              one row per log object read",
         "LAKE/quarantine/objects/*.json, records/*.jsonl          what was refused, and why",
@@ -510,9 +552,9 @@ def render_lake_schema() -> str:
         "",
         "In Python, `analytics.api` answers the common questions with the same definitions the "
         "detectors use (`api.events`, `api.hourly_usage`, `api.baseline_band`, `api.alerts`, "
-        "`api.explain`); the notebooks in `notebooks/` and the daily HTML report are built on "
-        "it. `api.open_lake` also opens an `s3://bucket/prefix` lake, through a read-only "
-        "local mirror.",
+        "`api.incidents`, `api.explain`); the notebooks in `notebooks/` and the daily HTML "
+        "report are built on it. `api.open_lake` also opens an `s3://bucket/prefix` lake, "
+        "through a read-only local mirror.",
         "",
         "Values that came from CloudTrail records (user agents, error messages, JSON text, "
         "reasons built from them) are attacker-influenced: escape them wherever they are shown.",
@@ -542,6 +584,21 @@ def render_lake_schema() -> str:
         "",
         f"`observed_pattern`: {', '.join(f'`{v}`' for v in s.OBSERVED_PATTERNS)}. "
         + _prose(docs["OBSERVED_PATTERNS"]),
+        "",
+        "## Incidents: `LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet`",
+        "",
+        _prose(docs["INCIDENT_SCHEMA"])
+        + " The file is written before the day's alerts file, so an alert never names an "
+        "incident that is not on disk. `api.incidents` reads each incident once, as its latest "
+        "day's row; `[incidents]` in keytrail.toml sets how alerts are grouped.",
+        "",
+        *_columns_table(s.INCIDENT_SCHEMA, INCIDENT_COLUMNS, "INCIDENT_SCHEMA"),
+        "",
+        "Each `timeline` element:",
+        "",
+        *_columns_table(
+            pa.schema(list(s.TIMELINE_STRUCT)), TIMELINE_STRUCT_FIELDS, "TIMELINE_STRUCT", False
+        ),
         "",
         "## Hourly features: `LAKE/features/hourly/event_date=YYYY-MM-DD/features.parquet`",
         "",

@@ -1,9 +1,14 @@
-"""Score detection against the labels of a generated tree: recall, precision, decoys.
+"""Score detection against the labels of a generated tree: recall, precision, decoys, triage.
 
 An alert *points at* a scenario when it names one of the scenario's keys or actors and its window
 overlaps the scenario's window (with ``slack`` either side, for hour-aligned model alerts). For
 decoys only actors are matched when the label names any, since a decoy's key is usually shared
 with ordinary traffic.
+
+An analyst triages incidents, not alerts, so each scenario also says how many things it took to
+triage: the incidents pointing at it (an incident points at a scenario when any of its alerts
+does) plus the alerts outside any incident pointing at it. Incidents are read in their latest
+view (the day file where each was last extended), which lists every alert they hold.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from analytics import api
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 
@@ -30,13 +36,24 @@ def _time(value: str) -> dt.datetime:
 
 
 def read_all_alerts(lake: LocalLake) -> pl.DataFrame:
-    found = sorted((lake.root / "alerts").glob(f"{s.EVENT_DATE}=*/alerts.parquet"))
-    files = [path for path in found if lake.readable(path)]  # the others noted on the lake
-    if not files:
-        frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
-        assert isinstance(frame, pl.DataFrame)
-        return frame
-    return pl.read_parquet(files, hive_partitioning=False)
+    """Every alert of every scored day, suppressed ones included (old files conformed)."""
+    return api.alerts(api.Lake(lake), include_suppressed=True)
+
+
+def _incident_of(incidents: pl.DataFrame) -> pl.DataFrame:
+    """``alert_id`` → ``incident_id`` and the incident's severity, from each incident's latest
+    view (an earlier day's alert joined the next day is listed there, not in its own file)."""
+    return (
+        incidents.select(
+            s.INCIDENT_ID,
+            pl.col(s.SEVERITY).alias("incident_severity"),
+            pl.col(s.ALERT_IDS).alias(s.ALERT_ID),
+        )
+        .explode(s.ALERT_ID)
+        .drop_nulls(s.ALERT_ID)
+        .unique(s.ALERT_ID, keep="first", maintain_order=True)
+        .rename({s.INCIDENT_ID: "in_incident"})
+    )
 
 
 def _pointing(alerts: pl.DataFrame, scenario: dict[str, Any], decoy: bool) -> pl.DataFrame:
@@ -52,8 +69,11 @@ def _pointing(alerts: pl.DataFrame, scenario: dict[str, Any], decoy: bool) -> pl
 
 def evaluate(lake: LocalLake, labels: dict[str, Any]) -> dict[str, Any]:
     alerts = read_all_alerts(lake).filter(pl.col(s.SUPPRESSED_BY).is_null())
+    incidents = api.incidents(api.Lake(lake))
+    alerts = alerts.join(_incident_of(incidents), on=s.ALERT_ID, how="left", maintain_order="left")
     alerts = alerts.with_row_index("alert_row")
     high = pl.col(s.SEVERITY).is_in(["high", "critical"])
+    high_incident = pl.col("incident_severity").is_in(["high", "critical"])
     rows = []
     malicious_rows: set[int] = set()
     scenario_days: set[dt.date] = set()
@@ -75,12 +95,24 @@ def evaluate(lake: LocalLake, labels: dict[str, Any]) -> dict[str, Any]:
                 "found": matched.height > 0,
                 "alerts": matched.height,
                 "high_alerts": matched.filter(high).height,
+                "incidents": matched.get_column("in_incident").drop_nulls().n_unique(),
+                "to_triage": matched.get_column("in_incident").drop_nulls().n_unique()
+                + matched.filter(pl.col("in_incident").is_null()).height,
+                "in_high_incident": matched.filter(high_incident).height > 0,
                 "detectors": sorted(set(matched.get_column(s.DETECTOR).to_list())),
             }
         )
     malicious = [r for r in rows if r["malicious"]]
     on_days = alerts.filter(pl.col(s.EVENT_DATE).is_in(sorted(scenario_days)))
     pointing = on_days.filter(pl.col("alert_row").is_in(sorted(malicious_rows))).height
+    # Things an analyst would be paged for that no attack explains: a high or critical incident
+    # none of whose alerts points at an attack, or such an alert outside any incident.
+    attack = pl.col("alert_row").is_in(sorted(malicious_rows))
+    explained = set(alerts.filter(attack).get_column("in_incident").drop_nulls().to_list())
+    stray_incidents = incidents.filter(
+        pl.col(s.SEVERITY).is_in(["high", "critical"]) & ~pl.col(s.INCIDENT_ID).is_in(explained)
+    )
+    stray_alerts = alerts.filter(high & pl.col("in_incident").is_null() & ~attack)
     return {
         "scenarios": rows,
         "recall": sum(r["found"] for r in malicious) / len(malicious) if malicious else 1.0,
@@ -90,4 +122,13 @@ def evaluate(lake: LocalLake, labels: dict[str, Any]) -> dict[str, Any]:
             r["id"] for r in rows if not r["malicious"] and r["high_alerts"] > 0
         ],
         "missed": [r["id"] for r in malicious if not r["found"]],
+        "scored_days": [d.isoformat() for d in api.Lake(lake).alert_dates()],
+        "incidents": incidents.height,
+        "high_outside_attacks": stray_incidents.height + stray_alerts.height,
+        "high_incidents_outside_attacks": sorted(stray_incidents.get_column(s.INCIDENT_ID)),
+        "high_alerts_outside_attacks": sorted(stray_alerts.get_column(s.ALERT_ID)),
+        "decoys_in_high_incidents": [
+            r["id"] for r in rows if not r["malicious"] and r["in_high_incident"]
+        ],
+        "max_to_triage": max((r["to_triage"] for r in malicious), default=0),
     }

@@ -55,6 +55,7 @@ from analytics.cloudtrail import (
 )
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, too_large
 from analytics.layout import Kind, Selection, classify
+from analytics.quarantine import EVENT_ID_CLASH
 from analytics.seen_ids import (
     CONTENT,
     CONTENT_COLUMNS,
@@ -472,7 +473,7 @@ class _Committer:
         outcomes = {o.ref.key: o for o in self.outcomes}
         for row in clashed.sort(_ROW).iter_rows(named=True):
             reason = (
-                f"eventID clash: {_quoted(row[s.EVENT_ID])} is already held by "
+                f"{EVENT_ID_CLASH}: {_quoted(row[s.EVENT_ID])} is already held by "
                 f"{_quoted(row[HOLDER_EVENT])} from {_quoted(row[HOLDER])}; this "
                 f"{_quoted(row[s.EVENT_NAME])} from {_quoted(row[s.SOURCE_OBJECT])} has "
                 "different content"
@@ -483,7 +484,7 @@ class _Committer:
             self.summary.clashes.append(reason)
             outcome = outcomes.get(row[s.SOURCE_OBJECT])
             if outcome is not None:
-                outcome.bad_records.append(BadRecord(None, reason, text))
+                outcome.bad_records.append(BadRecord(None, reason, text, stored.get(s.EVENT_DATE)))
 
     def _in_range(self, column: pl.Expr) -> pl.Expr:
         condition = pl.lit(True)
@@ -515,6 +516,9 @@ class _Committer:
                             "index": bad.index,
                             "reason": bad.reason,
                             "record": bad.raw,
+                            **(
+                                {"event_date": bad.event_date.isoformat()} if bad.event_date else {}
+                            ),
                         }
                     )
                     + b"\n"

@@ -72,6 +72,8 @@ class ModelResult:
     silent_reason: str | None = None
     threshold: float | None = None
     scores: pl.DataFrame = field(default_factory=pl.DataFrame)
+    rows_without_history: int = 0
+    """Scored rows of actors absent from the baseline window: never flagged (see score_day)."""
 
 
 def _entity_rows(features: pl.DataFrame, settings: ModelSettings) -> pl.DataFrame:
@@ -95,9 +97,9 @@ def _count_new(rows: pl.DataFrame, baselines: Baselines, name: str, entity: str,
     )
     if scoring:
         new = pl.col("first_seen").is_null()
-    else:  # in training, a value is new on the day it first appeared (after the first days)
+    else:  # in training, a value is new on the day it first appeared (after the lake's first days)
         new = (pl.col("first_seen") == pl.col(s.EVENT_DATE)) & (
-            pl.col(s.EVENT_DATE) > baselines.window_first + dt.timedelta(days=2)
+            pl.col(s.EVENT_DATE) > baselines.novelty_from
         )
     return exploded.group_by("row_id").agg(
         new.sum().cast(pl.Int64).alias(f"new_{values}"),
@@ -121,7 +123,9 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
             "first_seen",
         ]
     )
-    actor = baselines.actor_profile.select(s.ACTOR, "distinct_keys_p99")
+    actor = baselines.actor_profile.select(
+        s.ACTOR, "distinct_keys_p99", pl.lit(True).alias("actor_has_history")
+    )
     keys_per_actor_hour = rows.group_by([s.ACTOR, "hour_start"]).agg(
         pl.col(s.KEY_ARN).n_unique().alias("actor_keys_this_hour")
     )
@@ -148,7 +152,7 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         new_pair = pl.col("first_seen").is_null()
     else:
         new_pair = (pl.col("first_seen") == pl.col(s.EVENT_DATE)) & (
-            pl.col(s.EVENT_DATE) > baselines.window_first + dt.timedelta(days=2)
+            pl.col(s.EVENT_DATE) > baselines.novelty_from
         )
     return frame.with_columns(
         ((pl.col("calls") + 1.0) / (usual + 1.0)).log(2).alias("volume_vs_usual"),
@@ -175,6 +179,8 @@ def matrix(rows: pl.DataFrame, baselines: Baselines, scoring: bool) -> pl.DataFr
         .log(2)
         .alias("keys_vs_usual"),
         usual.alias("usual_calls"),
+        pl.col("actor_has_history").fill_null(False),
+        pl.col("first_seen").is_not_null().alias("pair_has_history"),
     )
 
 
@@ -197,8 +203,19 @@ def score_day(
     history_features: pl.DataFrame,
     baselines: Baselines,
     settings: ModelSettings | None = None,
+    day_events: pl.DataFrame | None = None,
 ) -> ModelResult:
-    """Score the day's hourly rows; returns findings for the rows the forest isolates."""
+    """Score the day's hourly rows; returns findings for the rows the forest isolates.
+
+    Cold start, per entity: an actor absent from the baseline window has nothing to be compared
+    with, and the forest would call everything it does new, so its rows are scored but never
+    flagged; the first-seen rules (KMS.NewActorForKey, KMS.NewCrossAccountCaller) speak for it.
+    A known actor's first use of a key is judged against the actor's own origins and hours, but
+    with no volume history for the pair it is at most ``low`` and says so.
+
+    ``day_events`` (``event_id``, ``event_time``, ``key_arn``, ``actor``) give a sweep across
+    keys its evidence (see :func:`_sweeps`); without them a sweep carries no event IDs.
+    """
     settings = settings or ModelSettings()
     from analytics.detectors.base import empty_findings
 
@@ -242,14 +259,18 @@ def score_day(
         .to_series()
         .to_numpy()
     )
-    flagged_mask = ((scores < threshold) | surge) & eligible
+    known_actor = score_frame.get_column("actor_has_history").to_numpy()
+    flagged_mask = ((scores < threshold) | surge) & eligible & known_actor
     typical = np.median(train, axis=0)
     explanations = _explain(forest, scored[flagged_mask], typical, settings.top_features)
     flagged = score_frame.filter(pl.Series(flagged_mask))
-    findings = _findings(flagged, explanations, typical)
+    findings = _sweeps(_findings(flagged, explanations, typical), day_events)
     return ModelResult(
         findings, score_frame.height, train_frame.height, threshold=threshold,
-        scores=score_frame.select([*PAIR, "hour_start", "calls", "score"]),
+        scores=score_frame.with_columns(pl.Series("flagged", flagged_mask)).select(
+            [*PAIR, "hour_start", "calls", "score", "flagged"]
+        ),
+        rows_without_history=int((~known_actor).sum()),
     )  # fmt: skip
 
 
@@ -330,6 +351,13 @@ def describe(row: dict[str, Any], feature: str) -> str:
 
 
 _NOVELTY = ("new_source_ips", "new_regions", "new_user_agents", "new_caller_accounts")
+COLD_PAIR_SEVERITY = "low"
+"""The most a finding on a (key, actor) pair with no history in the baseline window may be."""
+NO_PAIR_HISTORY = (
+    "no history of this actor on this key in the baseline window (first use: volume not "
+    "judged, see KMS.NewActorForKey)"
+)
+SWEEP_KEYS_SHOWN = 3
 
 
 def _pattern(features: list[str]) -> str:
@@ -379,6 +407,12 @@ def _findings(
         clauses = list(dict.fromkeys(describe(row, n) for n in names))  # volume twice → once
         if not clauses:
             clauses = [describe(row, "volume_vs_usual")]
+        severity = _severity(row, names)
+        if not row["pair_has_history"]:
+            # No volume history for the pair: the forest measured it against nothing.
+            first_use = describe(row, "new_key_for_actor")
+            clauses = [NO_PAIR_HISTORY, *(c for c in clauses if c != first_use)]
+            severity = min(severity, COLD_PAIR_SEVERITY, key=s.SEVERITIES.index)
         reason = "; ".join(clauses)
         reason = reason[0].upper() + reason[1:]
         records.append(
@@ -400,7 +434,7 @@ def _findings(
                 s.EVIDENCE_EVENT_IDS: [],
                 s.EVIDENCE_COUNT: int(row["calls"]),
                 s.SCORE: float(-row["score"]),
-                s.SEVERITY: _severity(row, names),
+                s.SEVERITY: severity,
                 s.TOP_FEATURES: [
                     {
                         "name": name,
@@ -414,3 +448,123 @@ def _findings(
             }
         )
     return pl.DataFrame(records, schema=FINDING_COLUMNS)
+
+
+def _short_key(key_arn: str) -> str:
+    """``<account>:key/<first 8 of the id>``: enough to tell keys apart inside a sentence."""
+    from analytics.detectors._common import clip_text
+
+    parts = key_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "kms":
+        kind, _, ident = parts[5].partition("/")
+        return clip_text(f"{parts[4]}:{kind}/{ident[:8] if kind == 'key' else ident}", 80)
+    return clip_text(key_arn, 80)
+
+
+def _sweep_evidence(rows: pl.DataFrame, day_events: pl.DataFrame | None) -> pl.DataFrame:
+    """Per actor, event IDs of its flagged (key, hour) rows, taking each key's first events in
+    turn so every key of the sweep is represented within the evidence limit."""
+    schema: dict[str, pl.DataType] = {
+        s.ACTOR: pl.String(),
+        s.EVIDENCE_EVENT_IDS: pl.List(pl.String),
+    }
+    if day_events is None or day_events.height == 0:
+        return pl.DataFrame(schema=schema)
+    hours = rows.select(s.KEY_ARN, s.ACTOR, pl.col(s.WINDOW_START).alias("hour_start"))
+    return (
+        day_events.select(s.EVENT_ID, s.EVENT_TIME, s.KEY_ARN, s.ACTOR)
+        .with_columns(pl.col(s.EVENT_TIME).dt.truncate("1h").alias("hour_start"))
+        .join(hours, on=[s.KEY_ARN, s.ACTOR, "hour_start"], how="inner")
+        .sort(s.EVENT_TIME, s.EVENT_ID)
+        .with_columns(pl.int_range(pl.len()).over(s.ACTOR, s.KEY_ARN).alias("turn"))
+        .sort(s.ACTOR, "turn", s.EVENT_TIME, s.EVENT_ID)
+        .group_by(s.ACTOR, maintain_order=True)
+        .agg(pl.col(s.EVENT_ID).head(s.MAX_EVIDENCE_IDS).alias(s.EVIDENCE_EVENT_IDS))
+        .select(list(schema))
+    )
+
+
+def _sweeps(findings: pl.DataFrame, day_events: pl.DataFrame | None) -> pl.DataFrame:
+    """One finding per actor whose flagged rows of the day span several keys.
+
+    A sweep (one actor trying key after key) is one story: an alert per key would bury it and
+    the rule alerts beside it. The finding names how many keys and which, sums the calls, keeps
+    the highest score and severity, and merges the features that drove each row. Its
+    ``key_arn`` is null — the entity is the actor — so its ``alert_id`` (detector, key, actor,
+    window) is the same on every rerun, and a suppression written for one key cannot silence a
+    sweep across many. Actors flagged on one key keep their per-key findings.
+    """
+    if findings.height == 0:
+        return findings
+    keys_per_actor = pl.col(s.KEY_ARN).n_unique().over(s.ACTOR)
+    single = findings.filter(keys_per_actor == 1)
+    multi = findings.filter(keys_per_actor > 1)
+    if multi.height == 0:
+        return findings
+    evidence = _sweep_evidence(multi, day_events)
+    rank = pl.col(s.SEVERITY).replace_strict(
+        {name: i for i, name in enumerate(s.SEVERITIES)}, return_dtype=pl.Int8
+    )
+    per_key = (
+        multi.group_by(s.ACTOR, s.KEY_ARN)
+        .agg(pl.col(s.EVIDENCE_COUNT).sum().alias("calls"), pl.col(s.SCORE).max())
+        .sort([s.ACTOR, "calls", s.SCORE, s.KEY_ARN], descending=[False, True, True, False])
+    )
+    names = {key: _short_key(key) for key in per_key.get_column(s.KEY_ARN).unique().to_list()}
+    records = []
+    for (actor,), rows in multi.sort(s.SCORE, descending=True).group_by(
+        s.ACTOR, maintain_order=True
+    ):
+        keys = per_key.filter(pl.col(s.ACTOR) == actor).get_column(s.KEY_ARN).to_list()
+        lead = rows.row(0, named=True)  # the most anomalous row explains the sweep
+        shown = ", ".join(names[k] for k in keys[:SWEEP_KEYS_SHOWN])
+        more = len(keys) - SWEEP_KEYS_SHOWN
+        listed = f"{shown} and {more} more" if more > 0 else shown
+        calls = int(rows.get_column(s.EVIDENCE_COUNT).sum())
+        hours = rows.get_column(s.WINDOW_START).n_unique()
+        found = evidence.filter(pl.col(s.ACTOR) == actor)
+        ids = found.get_column(s.EVIDENCE_EVENT_IDS)[0].to_list() if found.height else []
+        records.append(
+            {
+                s.KEY_ARN: None,
+                s.ACTOR: actor,
+                s.ACCOUNT_ID: lead[s.ACCOUNT_ID],
+                s.AWS_REGION: lead[s.AWS_REGION],
+                s.INVOKED_BY: lead[s.INVOKED_BY],
+                s.WINDOW_START: rows.get_column(s.WINDOW_START).min(),
+                s.WINDOW_END: rows.get_column(s.WINDOW_END).max(),
+                s.REASON: (
+                    f"Unusual use of {len(keys)} keys by one actor ({listed}): {calls:,} calls "
+                    f"in {hours} hour(s); on the most unusual: {_lowered(lead[s.REASON])}"
+                ),
+                s.BASELINE: f"each key's own baseline; on the most unusual: {lead[s.BASELINE]}",
+                s.OBSERVED_PATTERN: lead[s.OBSERVED_PATTERN],
+                s.EVIDENCE_EVENT_IDS: ids,
+                s.EVIDENCE_COUNT: calls,
+                s.SCORE: lead[s.SCORE],
+                s.SEVERITY: s.SEVERITIES[int(rows.select(rank.max()).item())],
+                s.TOP_FEATURES: _merged_features(rows),
+            }
+        )
+    from analytics.detectors.base import FINDING_COLUMNS
+
+    swept = pl.DataFrame(records, schema=FINDING_COLUMNS)
+    return pl.concat([single, swept]).sort(s.WINDOW_START, s.KEY_ARN, s.ACTOR, nulls_last=True)
+
+
+def _lowered(sentence: str) -> str:
+    """A reason continued inside another sentence (operation names keep their capital)."""
+    if sentence.split(" ", 1)[0] in OPERATION_COLUMNS.values():
+        return sentence
+    return sentence[:1].lower() + sentence[1:]
+
+
+def _merged_features(rows: pl.DataFrame) -> list[dict[str, Any]]:
+    """Each feature once, from the row where it contributed most, strongest first."""
+    best: dict[str, dict[str, Any]] = {}
+    for features in rows.get_column(s.TOP_FEATURES).to_list():
+        for feature in features or []:
+            held = best.get(feature["name"])
+            if held is None or feature["contribution"] > held["contribution"]:
+                best[feature["name"]] = feature
+    return sorted(best.values(), key=lambda f: -f["contribution"])

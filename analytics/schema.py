@@ -166,6 +166,7 @@ EVIDENCE_COUNT = "evidence_count"
 MITRE = "mitre_attack"
 RUNBOOK = "runbook"
 SUPPRESSED_BY = "suppressed_by"
+INCIDENT_ID = "incident_id"
 
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 """Ordered from least to most severe; OCSF severity_id is the index + 1."""
@@ -213,10 +214,89 @@ ALERT_SCHEMA = pa.schema(
         pa.field(EVIDENCE_EVENT_IDS, pa.list_(pa.string())),
         pa.field(EVIDENCE_COUNT, pa.int64(), nullable=False),
         pa.field(SUPPRESSED_BY, pa.string()),
+        pa.field(INCIDENT_ID, pa.string()),
     ]
 )
 """One row per (detector, entity, window). ``alert_id`` is a hash of detector, entity and window
 start, so reruns and backfills give the same ID and sinks can de-duplicate on it. ``reason`` is
-a plain-language sentence built from record values: escape it wherever it is rendered."""
+a plain-language sentence built from record values: escape it wherever it is rendered.
+``incident_id`` names the incident the alert belongs to, null for an alert that stands alone."""
 
 ALERT_COLUMNS: tuple[str, ...] = tuple(ALERT_SCHEMA.names)
+
+
+def conform_alerts(table: pa.Table) -> pa.Table:
+    """An alerts table in today's :data:`ALERT_SCHEMA`, whatever version of it was written.
+
+    Alert files written before a column existed lack it; readers fill it with nulls rather
+    than fail, so an old lake stays readable after an upgrade."""
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in ALERT_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=ALERT_SCHEMA)
+
+
+# --- incidents (LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet) -----------------------
+
+TIMELINE = "timeline"
+SUMMARY = "summary"
+FIRST_SEEN = "first_seen"
+LAST_SEEN = "last_seen"
+ACTORS = "actors"
+KEY_ARNS = "key_arns"
+ACCOUNT_IDS = "account_ids"
+DETECTORS = "detectors"
+TACTICS = "mitre_tactics"
+TECHNIQUES = "mitre_techniques"
+ALERT_IDS = "alert_ids"
+ALERT_COUNT = "alert_count"
+SEVERITY_RAISED_BECAUSE = "severity_raised_because"
+LINKS = "links"
+
+TIMELINE_STRUCT = pa.struct(
+    [
+        pa.field("time", _UTC_US),
+        pa.field("what", pa.string()),
+        pa.field("detector", pa.string()),
+        pa.field("severity", pa.string()),
+        pa.field("alert_id", pa.string()),
+        pa.field("evidence_count", pa.int64()),
+    ]
+)
+
+INCIDENT_SCHEMA = pa.schema(
+    [
+        pa.field(INCIDENT_ID, pa.string(), nullable=False),
+        pa.field(EVENT_DATE, pa.date32(), nullable=False),
+        pa.field(SEVERITY, pa.string(), nullable=False),
+        pa.field(TITLE, pa.string(), nullable=False),
+        pa.field(SUMMARY, pa.string(), nullable=False),
+        pa.field(SEVERITY_RAISED_BECAUSE, pa.string()),
+        pa.field(FIRST_SEEN, _UTC_US, nullable=False),
+        pa.field(LAST_SEEN, _UTC_US, nullable=False),
+        pa.field(ACTORS, pa.list_(pa.string())),
+        pa.field(KEY_ARNS, pa.list_(pa.string())),
+        pa.field(ACCOUNT_IDS, pa.list_(pa.string())),
+        pa.field(DETECTORS, pa.list_(pa.string())),
+        pa.field(TACTICS, pa.list_(pa.string())),
+        pa.field(TECHNIQUES, pa.list_(pa.string())),
+        pa.field(LINKS, pa.list_(pa.string())),
+        pa.field(ALERT_COUNT, pa.int64(), nullable=False),
+        pa.field(ALERT_IDS, pa.list_(pa.string())),
+        pa.field(TIMELINE, pa.list_(TIMELINE_STRUCT)),
+    ]
+)
+"""One row per incident that has alerts on that day: the alerts of one attack story. Alerts of
+one actor within the incident window, and alerts on a key that follow a change to it (disabled,
+scheduled for deletion, material deleted, opened to outsiders), are one incident. An incident
+that goes on past midnight keeps its ``incident_id`` and appears in each day's file with every
+alert it holds so far, so the file of its latest day is its fullest view. ``incident_id`` hashes
+the incident's first alert, so reruns and backfills give the same ID. ``links`` says in words
+why the alerts belong together; ``severity_raised_because`` why the incident is more severe
+than its worst alert, when it is. ``title``, ``summary`` and the timeline's ``what`` are built
+from record values: escape them wherever they are rendered."""
+
+INCIDENT_COLUMNS: tuple[str, ...] = tuple(INCIDENT_SCHEMA.names)

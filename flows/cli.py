@@ -377,7 +377,12 @@ def detect_command(
 ) -> None:
     """Score one day: rule detectors and the isolation forest, against baselines of the days before.
 
-    Writes LAKE/alerts/event_date=D/alerts.parquet (replacing that day's file atomically).
+    Writes LAKE/alerts/event_date=D/alerts.parquet and the day's incidents (related alerts,
+    triaged together) to LAKE/incidents/event_date=D/incidents.parquet, replacing that day's
+    files atomically. Prints the incidents first, then the alerts, each marked with its incident.
+
+    A detector whose lake holds fewer days of history than it needs gets a "warming up" line
+    with the ingest command that backfills them ("warming_up" in --json).
 
     Example:
 
@@ -392,29 +397,48 @@ def detect_command(
                       writes=not dry_run, wait_seconds=wait) as local:  # fmt: skip
         if not local.partition_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
-        result = run(local, day, settings, dry_run=dry_run)
+        result = run(local, day, settings, dry_run=dry_run, lake_name=lake)
     summary = result.summary
     for expired in summary["expired_suppressions"]:
         console.print(
             f"[yellow]warning:[/] suppression {plain(expired)} has expired and no longer applies"
         )
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        from analytics.api import incident_records
+
+        # The incidents themselves beside the summary; their count stays as incident_count.
+        shown = {**summary, "incident_count": result.incidents.height,
+                 "incidents": incident_records(result.incidents)}  # fmt: skip
+        typer.echo(json.dumps(shown, indent=2))
         return
-    _print_alerts(result.alerts, summary)
+    _print_alerts(result.alerts, summary, result.incidents)
 
 
-def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object]) -> None:
+def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
+                  incidents: pl.DataFrame) -> None:  # fmt: skip
+    from flows.cli_incidents import labels, print_incidents
+
     out = Console()
     verb = "would raise" if summary["dry_run"] else "raised"
     out.print(
-        f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s), "
+        f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s) in "
+        f"{incidents.height} incident(s), {summary['to_triage']} to triage; "
         f"{summary['suppressed']} suppressed; {summary['events_scored']:,} events, "
         f"{summary['rows_scored']:,} hourly rows scored in {summary['seconds']} s",
         highlight=False,
     )
+    print_incidents(out, incidents, verb)
     if summary.get("model_note"):
         out.print(f"[dim]{plain(str(summary['model_note']))}[/]", highlight=False)
+    warming = summary.get("warming_up") or []
+    assert isinstance(warming, list)
+    for entry in warming:
+        out.print(
+            f"[yellow]warming up:[/] {plain(entry['id'])} has {entry['history_days']} of "
+            f"{entry['needed_days']} day(s) of history; backfill: {plain(entry['backfill'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     by_detector = summary["alerts_by_detector"]
     assert isinstance(by_detector, dict)
     if by_detector:
@@ -423,10 +447,15 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object]) -> None:
             table.add_row(plain(name), str(count))
         out.print(table)
     active = alerts.filter(pl.col("suppressed_by").is_null())
+    label = labels(incidents)
+    if active.height:
+        out.print("[dim]alerts (I1 …: part of that incident; -: stands alone)[/]", highlight=False)
     for row in active.head(30).iter_rows(named=True):
         severity = row["severity"].upper()
+        # Which incident the alert is part of (I1, …), or "-" for one to triage by itself.
+        part = label.get(row.get("incident_id") or "", "-")
         out.print(
-            f"[bold]{severity:8}[/] {plain(row['detector'])}: {plain(row['reason'])}",
+            f"{part:4} [bold]{severity:8}[/] {plain(row['detector'])}: {plain(row['reason'])}",
             highlight=False,
             soft_wrap=True,
         )
@@ -443,7 +472,11 @@ def evaluate_command(
     labels: Annotated[Path, typer.Option(help="labels.json written by keytrail generate.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Precision and recall per labelled scenario of a generated tree.
+    """Precision and recall per labelled scenario of a generated tree, and what it took to triage.
+
+    Per scenario, "to triage" counts the incidents pointing at it plus the alerts outside any
+    incident pointing at it; the last line counts high/critical incidents or lone alerts that no
+    attack explains, over the scored days.
 
     Example:
 
@@ -457,14 +490,24 @@ def evaluate_command(
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     out = Console()
-    table = Table("scenario", "malicious", "found", "alerts", "high+", box=None)
+    table = Table("scenario", "malicious", "found", "alerts", "high+", "incidents", "to triage",
+                  box=None)  # fmt: skip
     for row in report["scenarios"]:
         table.add_row(plain(row["id"]), str(row["malicious"]), str(row["found"]),
-                      str(row["alerts"]), str(row["high_alerts"]))  # fmt: skip
+                      str(row["alerts"]), str(row["high_alerts"]), str(row["incidents"]),
+                      str(row["to_triage"]))  # fmt: skip
     out.print(table)
     out.print(
         f"recall {report['recall']:.0%} · precision on scenario days {report['precision']:.0%} · "
-        f"decoys with high/critical alerts: {report['decoys_with_high_alerts']}"
+        f"decoys with high/critical alerts: {plain(str(report['decoys_with_high_alerts']))}",
+        highlight=False,
+    )
+    days = report["scored_days"]
+    out.print(
+        f"over {len(days)} scored day(s): {report['incidents']} incident(s); high/critical "
+        f"incidents or lone alerts outside any attack: {report['high_outside_attacks']} · "
+        f"decoys in high/critical incidents: {plain(str(report['decoys_in_high_incidents']))}",
+        highlight=False,
     )
 
 
@@ -481,7 +524,7 @@ def demo_command(
     """Run the nightly flow over the embedded sample trail into a fresh lake.
 
     Uses Prefect's temporary local API: no AWS credentials and no server are needed. Prints
-    the path of the last day's report.html and the alert count. Example:
+    the path of the last day's report.html, its alert and incident counts. Example:
 
         [bold]keytrail demo[/]
     """

@@ -28,6 +28,7 @@ import typer
 from rich.console import Console
 
 from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, check_unlocked
+from flows.cli_incidents import one_line
 from flows.console import fail as _fail
 from flows.console import parse_date as _day
 from flows.console import plain as _plain
@@ -226,7 +227,8 @@ def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
 
 
 def print_result(result: dict[str, Any]) -> None:
-    """One line per day: alerts, report path and exports; plus what ingest did."""
+    """One line per day: alerts and incidents, the top incidents one line each, report path and
+    exports; plus what ingest did."""
     out = Console()
     ingest = result.get("ingest")
     if ingest:
@@ -245,10 +247,13 @@ def print_result(result: dict[str, Any]) -> None:
             continue
         state = " (unchanged since the last run)" if day.get("skipped") else ""
         out.print(
-            f"[bold]{day['date']}[/]: {day.get('alerts', 0)} alert(s), "
+            f"[bold]{day['date']}[/]: {day.get('alerts', 0)} alert(s) in "
+            f"{day.get('incident_count', 0)} incident(s), {day.get('to_triage', 0)} to triage, "
             f"{day.get('suppressed', 0)} suppressed{state}",
             highlight=False,
         )
+        for incident in day.get("top_incidents", []):
+            out.print(f"  incident: {one_line(incident)}", highlight=False, soft_wrap=True)
         if day.get("report_html"):
             out.print(f"  report: {_plain(str(day['report_html']))}", highlight=False)
         for export in day.get("exports", []):
@@ -371,7 +376,8 @@ def run_demo(lake: Path, samples: Path, ephemeral: bool = True) -> dict[str, Any
     """``keytrail demo``: the nightly flow over a sample trail into a fresh lake.
 
     Ingests the whole sample (so the last day has a baseline window), scores its last day,
-    writes the reports and the OCSF file, then prints the report's path and the alert count.
+    writes the reports and the OCSF file, then prints the report's path and the alert and
+    incident counts.
     ``ephemeral``: use Prefect's temporary local API even if PREFECT_API_URL is set, so the
     demo never depends on a server being up.
     """
@@ -403,7 +409,8 @@ def run_demo(lake: Path, samples: Path, ephemeral: bool = True) -> dict[str, Any
     print_result(result)
     day = result["days"][0]
     Console().print(
-        f"\n[bold]{day.get('alerts', 0)} alert(s)[/] on {day['date']}\n"
+        f"\n[bold]{day.get('alerts', 0)} alert(s) in {day.get('incident_count', 0)} "
+        f"incident(s)[/] on {day['date']}\n"
         f"report: {_plain(str(Path(day['report_html']).resolve()))}",
         highlight=False,
     )

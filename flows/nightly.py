@@ -20,7 +20,7 @@ everything it computes is in ``analytics``:
   window, same configuration and sinks — see ``LAKE/_state/days/``) is not recomputed: a second
   run changes nothing.
 
-Artifacts: a Markdown summary of the run and a table of the day's alerts.
+Artifacts: a Markdown summary of the run, a table of the day's incidents and one of its alerts.
 """
 
 import datetime as dt
@@ -47,6 +47,7 @@ from analytics.lake_check import check_lake
 from analytics.layout import Selection
 from analytics.redact import redact, redact_log_records
 from flows import tasks
+from flows.cli_incidents import top as top_incidents
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
 
 # A flow run logs through Prefect's handlers and, under a worker, without the CLI: its records are
@@ -473,6 +474,10 @@ def process_day(
         "suppressed": summary["suppressed"],
         "alerts_by_severity": summary["alerts_by_severity"],
         "alerts_by_detector": summary["alerts_by_detector"],
+        "incident_count": summary["incidents"],
+        "incidents_by_severity": summary["incidents_by_severity"],
+        "to_triage": summary["to_triage"],
+        "top_incidents": top_incidents(detection.incidents),
         "events_scored": summary["events_scored"],
         "history_days": baselines["history_days"],
         "model_note": summary.get("model_note"),
@@ -481,7 +486,8 @@ def process_day(
         "seconds": round(time.perf_counter() - started, 3),
     }
     tasks.write_record(lake, day, record)
-    return {**record, "skipped": False, "alert_rows": tasks.alert_rows(detection.alerts)}
+    return {**record, "skipped": False, "alert_rows": tasks.alert_rows(detection.alerts),
+            "incident_rows": tasks.incident_rows(detection.incidents)}  # fmt: skip
 
 
 # --- artifacts ----------------------------------------------------------------------------------
@@ -543,14 +549,42 @@ def _lake_check_markdown(result: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _severity_counts(counts: dict[str, int]) -> str:
+    """``2 high, 1 critical`` from a count per severity, zeros left out."""
+    shown = [f"{count} {md(name)}" for name, count in counts.items() if count]
+    return ", ".join(shown) or "none"
+
+
+def _incidents_markdown(outcome: dict[str, Any]) -> list[str]:
+    """The day's incidents as a Markdown table, before anything else about the day."""
+    rows = outcome.get("incident_rows", [])
+    if not rows:
+        return []
+    lines = [
+        "| severity | incident | alerts | actors | keys | first seen |",
+        "|---|---|---:|---|---|---|",
+    ]
+    lines += [
+        f"| {md(row['severity'])} | {md(row['title'])} | {row['alerts']} | {md(row['actors'])} "
+        f"| {md(row['keys'])} | {md(row['first_seen'])} |"
+        for row in rows
+    ]
+    return [*lines, ""]
+
+
 def _day_markdown(outcome: dict[str, Any]) -> list[str]:
     state = "unchanged since the last run (skipped)" if outcome.get("skipped") else "scored"
     lines = [
         f"## {outcome.get('date')}: {outcome.get('alerts', 0)} alert(s) — {state}",
         "",
+        f"- incidents: {outcome.get('incident_count', 0)} "
+        f"({_severity_counts(outcome.get('incidents_by_severity', {}))}); to triage: "
+        f"{outcome.get('to_triage', 0)}",
+        "",
+        *_incidents_markdown(outcome),
         f"- suppressed: {outcome.get('suppressed', 0)}; events scored: "
         f"{outcome.get('events_scored', 0):,}; history: {outcome.get('history_days', 0)} day(s)",
-        f"- by severity: {md(outcome.get('alerts_by_severity', {}))}",
+        f"- alerts by severity: {_severity_counts(outcome.get('alerts_by_severity', {}))}",
         f"- report: `{md(outcome.get('report_html', ''))}`",
     ]
     if outcome.get("model_note"):
@@ -571,7 +605,8 @@ def publish_artifacts(
     error: str | None = None,
     lake_check: dict[str, Any] | None = None,
 ) -> None:
-    """The run's Markdown summary and its alerts table, under stable keys (one history each)."""
+    """The run's Markdown summary, its incidents table and its alerts table, under stable keys
+    (one history each). Incidents come first: they are what an analyst triages."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     lines = [f"# {md(title)}", ""]
@@ -584,6 +619,13 @@ def publish_artifacts(
     create_markdown_artifact(
         markdown="\n".join(lines), key=f"keytrail-{kind}-summary", description=title
     )
+    incidents = [row for outcome in days for row in outcome.get("incident_rows", [])]
+    if incidents or days:
+        create_table_artifact(
+            table=incidents or [{"date": d.get("date"), "incidents": 0} for d in days],
+            key=f"keytrail-{kind}-incidents",
+            description=f"Incidents — {title}",
+        )
     rows = [row for outcome in days for row in outcome.get("alert_rows", [])]
     if rows or days:
         create_table_artifact(
@@ -595,7 +637,7 @@ def publish_artifacts(
 
 def result_of(day_outcome: dict[str, Any]) -> dict[str, Any]:
     """A day's outcome without the artifact rows (what the flow returns and the CLI prints)."""
-    return {k: v for k, v in day_outcome.items() if k != "alert_rows"}
+    return {k: v for k, v in day_outcome.items() if k not in {"alert_rows", "incident_rows"}}
 
 
 def current_flow_run_id() -> str | None:

@@ -599,6 +599,31 @@ def write_record(lake: LocalLake, day: dt.date, record: dict[str, Any]) -> None:
     )
 
 
+def incident_rows(incidents: pl.DataFrame, limit: int = 100) -> list[dict[str, Any]]:
+    """Incidents as rows for the Prefect table artifact: one flat row each, lists as text."""
+    from analytics.incidents import short_arn
+
+    def shortened(values: list[str] | None) -> str:
+        return _short(", ".join(short_arn(v) for v in values or []))
+
+    return [
+        {
+            "date": str(incident[s.EVENT_DATE]),
+            "severity": incident[s.SEVERITY],
+            "title": _short(incident[s.TITLE], 300),
+            "alerts": incident[s.ALERT_COUNT],
+            "actors": shortened(incident[s.ACTORS]),
+            "keys": shortened(incident[s.KEY_ARNS]),
+            "tactics": _short(" → ".join(incident[s.TACTICS] or [])),
+            "first_seen": str(incident[s.FIRST_SEEN]),
+            "last_seen": str(incident[s.LAST_SEEN]),
+            "severity_raised_because": _short(incident[s.SEVERITY_RAISED_BECAUSE] or ""),
+            "incident_id": incident[s.INCIDENT_ID],
+        }
+        for incident in incidents.head(limit).iter_rows(named=True)
+    ]
+
+
 def alert_rows(alerts: pl.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
     """Active alerts as rows for the Prefect table artifact (untrusted text cut short)."""
     import polars as pl
@@ -609,6 +634,7 @@ def alert_rows(alerts: pl.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
         rows.append(
             {
                 "date": str(alert[s.EVENT_DATE]),
+                "incident_id": alert.get(s.INCIDENT_ID) or "",
                 "severity": alert[s.SEVERITY],
                 "detector": alert[s.DETECTOR],
                 "actor": _short(alert.get(s.ACTOR)),

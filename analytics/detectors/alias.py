@@ -171,4 +171,5 @@ DETECTOR = RuleDetector(
         "5. Restrict kms:UpdateAlias/CreateAlias/DeleteAlias with kms:AliasName conditions."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -47,6 +47,8 @@ FINDING_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     ),
 }
 REQUIRED_FINDING_COLUMNS = (s.WINDOW_START, s.WINDOW_END, s.REASON, s.EVIDENCE_EVENT_IDS)
+WARMUP_SETTING = "warmup_days"
+"""The setting by which a first-seen rule's warm-up is configured (``keytrail.toml``)."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,29 @@ class RuleDetector:
     runbook: str
     detect: Callable[[DetectionContext], pl.DataFrame]
     defaults: dict[str, Any] = field(default_factory=dict)
+    history_days_needed: int = 0
+    """Days of history before the scored day the rule needs to judge fully: 0 for rules that
+    read only the day's events, N for first-seen and baseline rules. Detection lists a rule
+    whose lake holds fewer days under ``warming_up``, so a young lake says what it cannot see.
+    A rule with a ``warmup_days`` setting declares that setting's default here."""
 
     def __post_init__(self) -> None:
         if self.severity not in s.SEVERITIES:
             raise ValueError(f"{self.id}: unknown severity {self.severity!r}")
         if not self.id.startswith("KMS."):
             raise ValueError(f"{self.id}: detector IDs start with 'KMS.'")
+        if self.history_days_needed < 0:
+            raise ValueError(f"{self.id}: history_days_needed must not be negative")
+        warmup = self.defaults.get(WARMUP_SETTING)
+        if warmup is not None and warmup != self.history_days_needed:
+            raise ValueError(
+                f"{self.id}: history_days_needed {self.history_days_needed} differs from its "
+                f"{WARMUP_SETTING} default {warmup}"
+            )
+
+    def needed_days(self, settings: dict[str, Any]) -> int:
+        """Days of history needed with these settings: a configured ``warmup_days`` wins."""
+        return int(settings.get(WARMUP_SETTING, self.history_days_needed))
 
 
 def empty_findings() -> pl.DataFrame:

@@ -320,4 +320,5 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history_days_needed=DEFAULTS["warmup_days"],  # people are judged from day one; others after
 )

@@ -165,4 +165,5 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history_days_needed=DEFAULTS["warmup_days"],
 )

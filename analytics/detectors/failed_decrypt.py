@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from analytics import schema as s
+from analytics.baselines import MIN_WINDOW_DAYS
 from analytics.detectors._common import (
     KMS_SOURCE,
     from_source,
@@ -175,4 +176,5 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history_days_needed=MIN_WINDOW_DAYS,  # its per-actor failure baseline
 )

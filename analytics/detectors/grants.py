@@ -162,4 +162,5 @@ DETECTOR = RuleDetector(
         "conditions in the key policy."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -151,4 +151,5 @@ DETECTOR = RuleDetector(
         "5. Limit kms:ImportKeyMaterial and kms:DeleteImportedKeyMaterial to a key-custodian role."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -118,4 +118,5 @@ DETECTOR = RuleDetector(
         "SCP or the key policy."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -220,4 +220,5 @@ DETECTOR = RuleDetector(
         "aws:PrincipalOrgID condition on every wildcard statement."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -234,4 +234,5 @@ DETECTOR = RuleDetector(
         "PutEventSelectors outside the security account."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -22,6 +22,12 @@ Judgement calls, and why:
 * **Warm-up**: with less than ``warmup_days`` (default 14) of history every pair would be new,
   so the rule is silent.
 
+The isolation forest leaves actors without history to this rule, so the reason carries the
+context a reader needs: when, how many calls, a person or a workload role, whether the actor
+made no KMS call at all in the history (a new deployment or identity) or is known and only the
+key is new, and for a known actor the source IPs and regions it never used for KMS before
+(user agents are not in the rules' view of the day).
+
 Severity is low, medium when the actor is a person (IAM user, Identity Center / SAML user, or
 an ``AWSReservedSSO_`` permission-set role) — people decrypting production data by hand is
 unusual — or when it belongs to an account outside the organisation and the key's account.
@@ -38,6 +44,7 @@ from analytics.detectors._common import (
     DATA_PLANE_EVENTS,
     KMS_SOURCE,
     from_source,
+    history_of,
     is_person,
     setting,
     shown,
@@ -68,6 +75,7 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
     if unseen.is_empty():
         return empty_findings()
     org = sorted(ctx.org_accounts)
+    origins = _new_origins(ctx, unseen)
     new_pairs = (
         unseen.group_by(_PAIR)
         .agg(
@@ -93,6 +101,7 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
             .fill_null(False)
             .alias("_outside"),
         )
+        .join(origins, on=_PAIR, how="left")
     )
     path = (
         pl.when(pl.col("_services") == "")
@@ -103,24 +112,37 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
     )
     notes = pl.concat_str(
         [
-            pl.when(pl.col("_human")).then(pl.lit("the actor is a person")),
+            pl.when(pl.col("_human"))
+            .then(pl.lit("the actor is a person"))
+            .otherwise(pl.lit("the actor is a workload role")),
+            pl.when(pl.col("_actor_new"))
+            .then(pl.format("the actor itself made no KMS call in the previous {} days (a new "
+                            "deployment or a new identity)", pl.lit(ctx.history_days)))
+            .otherwise(pl.lit("the actor is known, this key is new to it")),
             pl.when(pl.col("_outside")).then(
                 pl.format("the actor's account {} is outside the organisation",
                           shown(pl.col("_caller_account")))
+            ),
+            pl.when(~pl.col("_actor_new")).then(
+                _listed("_new_ips", "from {}, never seen for this actor on KMS")
+            ),
+            pl.when(~pl.col("_actor_new")).then(
+                _listed("_new_regions", "in {}, where this actor never called KMS before")
             ),
         ],
         separator="; ",
         ignore_nulls=True,
     )  # fmt: skip
     reason = pl.format(
-        "{} used KMS key {} for the first time in {} days: {} call(s) ({}) {}{}.",
+        "{} used KMS key {} for the first time in {} days: {} call(s) ({}) {}, {}; {}.",
         shown(pl.col(s.ACTOR)),
         shown(pl.col(s.KEY_ARN)),
         pl.lit(ctx.history_days),
         pl.col(s.EVIDENCE_COUNT),
         shown(pl.col("_operations")),
         path,
-        pl.when(notes != "").then(pl.format("; {}", notes)).otherwise(pl.lit("")),
+        _span(),
+        notes,
     )
     return new_pairs.sort(s.WINDOW_START, s.KEY_ARN, s.ACTOR).select(
         pl.col(s.KEY_ARN),
@@ -139,6 +161,64 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
         .then(pl.lit("medium"))
         .otherwise(pl.lit("low"))
         .alias(s.SEVERITY),
+    )
+
+
+def _new_origins(ctx: DetectionContext, unseen: pl.DataFrame) -> pl.DataFrame:
+    """Per new pair: whether its actor made any KMS call in the history at all, and the source
+    IPs and regions of the day's uses from which the actor never called KMS before (the same
+    questions the isolation forest asks, so the two agree on what is new).
+
+    Only the KMS history of today's new actors is read, and only three columns of it.
+    """
+    actors = unseen.get_column(s.ACTOR).unique()
+    columns = [s.ACTOR, s.SOURCE_IP, s.AWS_REGION]
+    mine = (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.ACTOR).is_in(actors.implode())
+    seen = history_of(ctx, mine, columns).unique().collect()
+    # A service calling for the actor puts its own name in sourceIPAddress: not an origin.
+    today = unseen.select(
+        *_PAIR,
+        pl.when(pl.col(s.INVOKED_BY).is_null()).then(pl.col(s.SOURCE_IP)).alias(s.SOURCE_IP),
+        s.AWS_REGION,
+    ).unique()
+
+    def new_values(column: str) -> pl.DataFrame:
+        known = seen.select(s.ACTOR, column).drop_nulls().unique()
+        return (
+            today.drop_nulls(column)
+            .join(known, on=[s.ACTOR, column], how="anti")
+            .group_by(_PAIR)
+            .agg(pl.col(column).unique().sort().alias(f"_new_{column}"))
+        )
+
+    known_actors = seen.get_column(s.ACTOR).unique().implode()
+    return (
+        today.select(_PAIR)
+        .unique()
+        .with_columns((~pl.col(s.ACTOR).is_in(known_actors)).alias("_actor_new"))
+        .join(new_values(s.SOURCE_IP), on=_PAIR, how="left")
+        .join(new_values(s.AWS_REGION), on=_PAIR, how="left")
+        .rename({f"_new_{s.SOURCE_IP}": "_new_ips", f"_new_{s.AWS_REGION}": "_new_regions"})
+    )
+
+
+def _listed(column: str, template: str) -> pl.Expr:
+    """``template`` around the first values of a list column (and how many more), or null."""
+    values = pl.col(column).fill_null([])
+    text = values.list.head(3).list.join(", ") + pl.when(values.list.len() > 3).then(
+        pl.format(" and {} more", values.list.len() - 3)
+    ).otherwise(pl.lit(""))
+    return pl.when(values.list.len() > 0).then(pl.format(template, shown(text, limit=400)))
+
+
+def _span() -> pl.Expr:
+    """'10:06–10:57 UTC' for a pair's first to last use of the day ('at 10:06 UTC' for one)."""
+    start = pl.col(s.WINDOW_START).dt.strftime("%H:%M")
+    end = pl.col(s.WINDOW_END).dt.strftime("%H:%M")
+    return (
+        pl.when(start == end)
+        .then(pl.format("at {} UTC", start))
+        .otherwise(pl.format("{}–{} UTC", start, end))
     )
 
 
@@ -167,4 +247,5 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history_days_needed=DEFAULTS["warmup_days"],
 )

@@ -184,4 +184,5 @@ DETECTOR = RuleDetector(
         "this detector stay quiet for a full cycle of the application."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -118,4 +118,5 @@ DETECTOR = RuleDetector(
         "5. Enforce an SCP that denies root actions in member accounts."
     ),
     detect=detect,
+    history_days_needed=0,
 )

@@ -78,4 +78,5 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history_days_needed=0,
 )

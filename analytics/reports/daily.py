@@ -22,8 +22,10 @@ from analytics import bands as band_data
 from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
 from analytics.adapters.lake import LocalLake, write_bytes_atomic, write_parquet_atomic
+from analytics.api import incident_records
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.identity import KMS_SOURCE
+from analytics.incidents import empty_incidents
 from analytics.reports import csv_safe, inventory, key_usage, policy_audit, rotation
 from analytics.reports import schemas as r
 from analytics.reports.inputs import ReportInputs
@@ -56,6 +58,8 @@ class DailyReport:
     policy_changes: pl.DataFrame
     keys: pl.DataFrame
     notes: list[str] = field(default_factory=list)
+    incidents: pl.DataFrame = field(default_factory=empty_incidents)
+    """The day's incidents, most severe first: what the reports open with."""
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Report tables by file stem, in :data:`~analytics.reports.schemas.REPORT_TABLES` order."""
@@ -72,6 +76,15 @@ class DailyReport:
         """Alerts not suppressed, most severe first."""
         return self.alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
 
+    @property
+    def lone_alerts(self) -> pl.DataFrame:
+        """Active alerts outside any incident: each is triaged by itself."""
+        return self.active_alerts.filter(pl.col(s.INCIDENT_ID).is_null())
+
+    def alerts_of(self, incident_id: str) -> pl.DataFrame:
+        """The day's active alerts that belong to ``incident_id``, most severe first."""
+        return self.active_alerts.filter(pl.col(s.INCIDENT_ID) == incident_id)
+
     def summary(self) -> dict[str, Any]:
         """The machine-readable digest printed by ``keytrail report --json``."""
         active = self.active_alerts
@@ -83,6 +96,10 @@ class DailyReport:
             "alerts_by_severity": {
                 sev: active.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
             },
+            "incidents_by_severity": {
+                sev: self.incidents.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
+            },
+            "incidents": incident_records(self.incidents),
             "rotation_by_status": {
                 status: self.rotation.filter(pl.col(r.ROTATION_STATUS) == status).height
                 for status in r.ROTATION_STATUSES
@@ -164,6 +181,8 @@ def build(
         "actors": actors.height,
         "new_key_actor_pairs": int(usage.get_column("new_actors").list.len().sum() or 0),
         "alerts": active.height,
+        "incident_count": inputs.incidents.height,
+        "alerts_outside_incidents": active.filter(pl.col(s.INCIDENT_ID).is_null()).height,
         "suppressed_alerts": alerts.height - active.height,
         "policy_changes": succeeded_changes.filter(pl.col("change_kind") == r.CHANGE_POLICY).height,
         "grant_changes": succeeded_changes.filter(pl.col("change_kind") == r.CHANGE_GRANT).height,
@@ -172,6 +191,7 @@ def build(
         "rotation_overdue": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "OVERDUE").height,
         "rotation_disabled": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "DISABLED").height,
         "keys_pending_deletion": keys.filter(pl.col(r.PENDING_DELETION)).height,
+        "event_id_clashes": inputs.event_id_clashes,
     }
     return DailyReport(
         day=day,
@@ -187,6 +207,7 @@ def build(
         policy_changes=changes,
         keys=keys,
         notes=list(notes),
+        incidents=inputs.incidents,
     )
 
 

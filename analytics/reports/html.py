@@ -68,8 +68,9 @@ th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: left; vert
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; white-space: nowrap; }
 td.nowrap { white-space: nowrap; overflow-wrap: normal; }
-#alerts td:nth-child(2) { min-width: 9em; }
-#alerts td:nth-child(3), #alerts td:nth-child(4) { min-width: 16em; }
+#alerts td:nth-child(2), #incidents td:nth-child(2) { min-width: 9em; }
+#alerts td:nth-child(3), #alerts td:nth-child(4), #incidents td:nth-child(3),
+#incidents td:nth-child(4) { min-width: 16em; }
 pre { white-space: pre-wrap; background: #f0f2f5; padding: 8px; border-radius: 4px; }
 figure { background: #fff; border: 1px solid var(--line); border-radius: 6px; margin: 0 0 14px;
   padding: 10px; }
@@ -77,6 +78,17 @@ svg.chart { width: 100%; max-width: 1100px; height: auto; }
 svg .band { fill: #cfe3f7; } svg .bar { fill: #7a869a; } svg .bar.over { fill: #c0392b; }
 svg .median { fill: none; stroke: #2e6da4; stroke-width: 1.5; stroke-dasharray: 4 3; }
 svg .grid { stroke: #e3e7ee; } svg .axis { font-size: 11px; fill: #5b6475; }
+article.incident { background: #fff; border: 1px solid var(--line); border-left: 6px solid
+  var(--info); border-radius: 6px; padding: 12px 16px; margin: 0 0 14px; }
+article.incident.sev-critical { border-left-color: var(--critical); }
+article.incident.sev-high { border-left-color: var(--high); }
+article.incident.sev-medium { border-left-color: var(--medium); }
+article.incident.sev-low { border-left-color: var(--low); }
+ol.timeline { list-style: none; margin: 6px 0 10px; padding: 0 0 0 14px;
+  border-left: 2px solid var(--line); }
+ol.timeline li { margin: 0 0 6px; padding-left: 8px; }
+ol.timeline time { font-variant-numeric: tabular-nums; white-space: nowrap; font-weight: 600; }
+ol.timeline .what { overflow-wrap: anywhere; }
 footer { color: var(--muted); padding: 24px; font-size: 12px; }
 """
 
@@ -143,7 +155,8 @@ def _key_cell(key: Any, aliases: Sequence[str] | None) -> str:
 
 
 def _headline(report: DailyReport) -> str:
-    warn = {"alerts", "rotation_overdue", "keys_pending_deletion", "failed_changes"}
+    warn = {"alerts", "incident_count", "alerts_outside_incidents", "rotation_overdue",
+            "keys_pending_deletion", "failed_changes", "event_id_clashes"}  # fmt: skip
     cards = []
     for name, value in report.headline.items():
         css = "card warn" if name in warn and value else "card"
@@ -155,6 +168,87 @@ def _headline(report: DailyReport) -> str:
     return (
         f'<section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>'
     )
+
+
+def _alert_rows(alerts: pl.DataFrame, aliases: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One line per alert, linked to its details below (most severe first)."""
+    return [
+        (
+            _badge(a[s.SEVERITY]),
+            f'<a href="#alert-{escape(a[s.ALERT_ID])}">{h(a[s.TITLE])}</a>',
+            _short(a[s.KEY_ARN], aliases.get(a[s.KEY_ARN])),
+            _short(a[s.ACTOR]),
+            h(a[s.REASON], 600),
+        )
+        for a in alerts.iter_rows(named=True)
+    ]
+
+
+_ALERT_HEADERS = ("severity", "alert", "key", "actor", "reason")
+
+
+def _timeline(incident: dict[str, Any], today: set[str]) -> str:
+    """What happened, in order: time, severity, what, detector and evidence count. Entries of
+    this day's alerts link to their details; earlier days' entries are in their own reports."""
+    items = []
+    for entry in incident[s.TIMELINE] or []:
+        what = h(entry["what"], 600)
+        if entry["alert_id"] in today:
+            what = f'<a href="#alert-{escape(entry["alert_id"])}">{what}</a>'
+        items.append(
+            f"<li><time>{h(t.when(entry['time']))}</time> {_badge(str(entry['severity']))} "
+            f'<span class="what">{what}</span> <span class="muted">— {h(entry["detector"])} · '
+            f"{escape(t.number(entry['evidence_count']))} evidence event(s)</span></li>"
+        )
+    more = incident[s.ALERT_COUNT] - len(incident[s.TIMELINE] or [])
+    if more > 0:
+        items.append(f'<li class="muted">… and {more:,} more alert(s)</li>')
+    return f'<ol class="timeline">{"".join(items)}</ol>'
+
+
+def _incident(report: DailyReport, incident: dict[str, Any], aliases: dict[str, Any]) -> str:
+    severity = str(incident[s.SEVERITY])
+    facts = [
+        ("Seen", t.window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
+        ("Actors", t.listed(incident[s.ACTORS], 8)),
+        ("Keys", t.listed(incident[s.KEY_ARNS], 8)),
+        ("Accounts", t.listed(incident[s.ACCOUNT_IDS], 8)),
+        ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
+        ("ATT&CK techniques", t.listed(incident[s.TECHNIQUES], 8)),
+        ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
+        ("Why together", t.listed(incident[s.LINKS], 6, 200)),
+        ("Alerts", t.number(incident[s.ALERT_COUNT])),
+        ("Incident ID", incident[s.INCIDENT_ID]),
+    ]
+    dl = "".join(f"<dt>{escape(label)}</dt><dd>{h(value, 1000)}</dd>" for label, value in facts
+                 if value is not None)  # fmt: skip
+    members = report.alerts_of(incident[s.INCIDENT_ID])
+    today = set(members.get_column(s.ALERT_ID).to_list())
+    alerts = (
+        f"<h3>Its alerts of {report.day.isoformat()} ({members.height:,})</h3>"
+        + _table(_ALERT_HEADERS, _alert_rows(members, aliases), nowrap=(0,))
+        if members.height
+        else ""
+    )
+    return (
+        f'<article class="incident sev-{escape(severity)}" '
+        f'id="incident-{escape(incident[s.INCIDENT_ID])}">'
+        f"<h3>{_badge(severity)} {h(incident[s.TITLE], 600)}</h3>"
+        f'<p class="reason">{h(incident[s.SUMMARY], 2000)}</p>'
+        f'<dl class="facts">{dl}</dl><h3>Timeline</h3>{_timeline(incident, today)}{alerts}'
+        "</article>"
+    )
+
+
+def _incidents(report: DailyReport) -> str:
+    """The day's incidents, most severe first: what to triage, each with its timeline."""
+    aliases = dict(report.keys.select(s.KEY_ARN, r.ALIASES).iter_rows())
+    parts = [f'<section id="incidents"><h2>Incidents ({report.incidents.height:,})</h2>']
+    if report.incidents.is_empty():
+        parts.append('<p class="muted">No incidents: no alerts of this day belong together.</p>')
+    parts += [_incident(report, row, aliases) for row in report.incidents.iter_rows(named=True)]
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _evidence_table(report: DailyReport, alert_id: str) -> str:
@@ -207,9 +301,16 @@ def _alert(report: DailyReport, alert: dict[str, Any]) -> str:
         runbook = (
             f"<details><summary>Runbook</summary><pre>{h(alert[s.RUNBOOK], 4000)}</pre></details>"
         )
+    part_of = ""
+    if alert[s.INCIDENT_ID]:
+        incident = escape(alert[s.INCIDENT_ID])
+        part_of = (
+            f'<p class="muted">Part of <a href="#incident-{incident}">incident '
+            f"{escape(alert[s.INCIDENT_ID][:12])}</a>.</p>"
+        )
     return (
         f'<article class="alert sev-{escape(severity)}" id="alert-{escape(alert[s.ALERT_ID])}">'
-        f"<h3>{_badge(severity)} {h(alert[s.TITLE])}</h3>"
+        f"<h3>{_badge(severity)} {h(alert[s.TITLE])}</h3>{part_of}"
         f'<p class="reason">{h(alert[s.REASON], 2000)}</p>'
         f'<dl class="facts">{dl}</dl>{drivers}{_evidence_table(report, alert[s.ALERT_ID])}{runbook}'
         "</article>"
@@ -217,24 +318,20 @@ def _alert(report: DailyReport, alert: dict[str, Any]) -> str:
 
 
 def _alerts(report: DailyReport) -> str:
-    """The alert list: one line each, most severe first, linked to its details below."""
+    """Alerts outside any incident: one line each, most severe first, linked to their details."""
     active = report.active_alerts
+    alone = report.lone_alerts
     aliases = dict(report.keys.select(s.KEY_ARN, r.ALIASES).iter_rows())
-    parts = [f'<section id="alerts"><h2>Alerts ({active.height:,})</h2>']
+    parts = [
+        f'<section id="alerts"><h2>Alerts outside any incident ({alone.height:,} of '
+        f"{active.height:,})</h2>"
+    ]
     if active.is_empty():
         parts.append('<p class="muted">No alerts for this day.</p>')
+    elif alone.is_empty():
+        parts.append('<p class="muted">Every alert of this day is part of an incident.</p>')
     else:
-        rows = [
-            (
-                _badge(a[s.SEVERITY]),
-                f'<a href="#alert-{escape(a[s.ALERT_ID])}">{h(a[s.TITLE])}</a>',
-                _short(a[s.KEY_ARN], aliases.get(a[s.KEY_ARN])),
-                _short(a[s.ACTOR]),
-                h(a[s.REASON], 600),
-            )
-            for a in active.iter_rows(named=True)
-        ]
-        parts.append(_table(("severity", "alert", "key", "actor", "reason"), rows, nowrap=(0,)))
+        parts.append(_table(_ALERT_HEADERS, _alert_rows(alone, aliases), nowrap=(0,)))
     suppressed = report.alerts.filter(pl.col(s.SUPPRESSED_BY).is_not_null())
     if not suppressed.is_empty():
         rows = [
@@ -482,6 +579,7 @@ def render(report: DailyReport) -> str:
     nav = "".join(
         f'<a href="#{anchor}">{escape(label)}</a>'
         for anchor, label in (
+            ("incidents", "Incidents"),
             ("alerts", "Alerts"),
             ("charts", "Charts"),
             ("details", "Alert details"),
@@ -505,6 +603,7 @@ def render(report: DailyReport) -> str:
         f"AWS CloudTrail. Lake history from {escape(first)}. Every value taken from a record "
         f"is shown as text.</p>{notes}<nav>{nav}</nav></header><main>"
         + _headline(report)
+        + _incidents(report)
         + _alerts(report)
         + _charts(report)
         + _alert_details(report)

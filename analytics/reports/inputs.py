@@ -15,7 +15,7 @@ way; everything it returns is plain frames handed to pure builders.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -24,6 +24,8 @@ from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.detectors._common import DATA_PLANE_EVENTS
 from analytics.identity import KMS_SOURCE
+from analytics.incidents import empty_incidents
+from analytics.quarantine import clashes_on
 from analytics.reports._records import REPORT_EVENTS
 from analytics.reports.keyfacts import WALK_COLUMNS
 
@@ -46,6 +48,11 @@ class ReportInputs:
     hourly_features: pl.DataFrame
     lake_first_day: dt.date | None
     org_accounts: frozenset[str]
+    incidents: pl.DataFrame = field(default_factory=empty_incidents)
+    """The day's incidents file: each incident with every alert it holds up to the day."""
+    event_id_clashes: int = 0
+    """Events of the day held back by ingest because their eventID was already in the lake with
+    other content (each is in ``quarantine/records/`` with both objects named)."""
 
 
 def key_activity(history: pl.LazyFrame) -> pl.LazyFrame:
@@ -145,4 +152,6 @@ def load(
         hourly_features=api.hourly_features(lake_api, day - dt.timedelta(days=window_days), day),
         lake_first_day=all_days[0] if all_days else None,
         org_accounts=org_accounts_of(activity, org_accounts),
+        incidents=api.incidents(lake_api, day, day),
+        event_id_clashes=clashes_on(lake.quarantine_dir, day),
     )

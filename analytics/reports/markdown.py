@@ -58,54 +58,110 @@ def _key(key: Any, aliases: Sequence[str] | None) -> str:
     return md(key) + (f" ({md(t.listed(aliases))})" if aliases else "")
 
 
-def _alerts(report: DailyReport) -> list[str]:
-    active = report.active_alerts
-    lines = [f"## Alerts ({active.height:,})", ""]
-    if active.is_empty():
-        lines += ["No alerts for this day.", ""]
-    for a in active.iter_rows(named=True):
+def _incidents(report: DailyReport) -> list[str]:
+    """Each incident: what it is, its timeline, then the details of its alerts of the day."""
+    lines = [f"## Incidents ({report.incidents.height:,})", ""]
+    if report.incidents.is_empty():
+        return [*lines, "No incidents: no alerts of this day belong together.", ""]
+    for incident in report.incidents.iter_rows(named=True):
         lines += [
-            f"### {md(str(a[s.SEVERITY]).upper())} · {md(a[s.TITLE])}",
+            f"### {md(str(incident[s.SEVERITY]).upper())} · {md(incident[s.TITLE], 600)}",
             "",
-            md(a[s.REASON], 2000),
+            md(incident[s.SUMMARY], 2000),
             "",
         ]
         facts = [
-            ("Detector", a[s.DETECTOR]),
-            ("Window", t.window(a[s.WINDOW_START], a[s.WINDOW_END])),
-            ("Key", a[s.KEY_ARN]),
-            ("Actor", a[s.ACTOR]),
-            ("Via service", a[s.INVOKED_BY]),
-            (
-                "Account / region",
-                f"{a[s.ACCOUNT_ID] or t.MISSING} / {a[s.AWS_REGION] or t.MISSING}",
-            ),
-            ("Pattern", a[s.OBSERVED_PATTERN]),
-            ("Baseline", a[s.BASELINE]),
-            ("MITRE ATT&CK", t.listed(a[s.MITRE])),
-            ("Evidence events", t.number(a[s.EVIDENCE_COUNT])),
-            ("Alert ID", a[s.ALERT_ID]),
+            ("Seen", t.window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
+            ("Actors", t.listed(incident[s.ACTORS], 8)),
+            ("Keys", t.listed(incident[s.KEY_ARNS], 8)),
+            ("Accounts", t.listed(incident[s.ACCOUNT_IDS], 8)),
+            ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
+            ("ATT&CK techniques", t.listed(incident[s.TECHNIQUES], 8)),
+            ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
+            ("Why together", t.listed(incident[s.LINKS], 6, 200)),
+            ("Alerts", t.number(incident[s.ALERT_COUNT])),
+            ("Incident ID", incident[s.INCIDENT_ID]),
         ]
-        lines += [f"- **{md(label)}:** {md(value)}" for label, value in facts if value is not None]
-        for feature in a[s.TOP_FEATURES] or []:
-            lines.append(f"- **Driver:** {md(feature.get('text') or feature.get('name'))}")
-        lines.append("")
-        evidence = report.evidence.filter(pl.col(s.ALERT_ID) == a[s.ALERT_ID])
-        if not evidence.is_empty():
-            lines += _table(
-                ("time", "event", "principal", "source", "user agent", "error"),
+        lines += [
+            f"- **{md(label)}:** {md(value, 1000)}" for label, value in facts if value is not None
+        ]
+        lines += ["", "Timeline:", ""]
+        lines += _table(
+            ("time", "severity", "what happened", "detector", "evidence"),
+            (
                 (
-                    (
-                        md(t.when(e[s.EVENT_TIME], seconds=True)),
-                        md(e[s.EVENT_NAME]),
-                        md(e[s.PRINCIPAL_ARN] or e[s.ACTOR]),
-                        md(e["source"]),
-                        md(e[s.USER_AGENT]),
-                        md(e[s.ERROR_CODE]),
-                    )
-                    for e in evidence.iter_rows(named=True)
-                ),
-            )
+                    md(t.when(entry["time"])),
+                    md(entry["severity"]),
+                    md(entry["what"], 600),
+                    md(entry["detector"]),
+                    t.number(entry["evidence_count"]),
+                )
+                for entry in incident[s.TIMELINE] or []
+            ),
+        )
+        for a in report.alerts_of(incident[s.INCIDENT_ID]).iter_rows(named=True):
+            lines += _alert(report, a, "####")
+    return lines
+
+
+def _alert(report: DailyReport, a: dict[str, Any], level: str) -> list[str]:
+    """One alert in full: reason, facts, drivers and evidence, under a heading of ``level``."""
+    lines = [
+        f"{level} {md(str(a[s.SEVERITY]).upper())} · {md(a[s.TITLE])}",
+        "",
+        md(a[s.REASON], 2000),
+        "",
+    ]
+    facts = [
+        ("Detector", a[s.DETECTOR]),
+        ("Window", t.window(a[s.WINDOW_START], a[s.WINDOW_END])),
+        ("Key", a[s.KEY_ARN]),
+        ("Actor", a[s.ACTOR]),
+        ("Via service", a[s.INVOKED_BY]),
+        (
+            "Account / region",
+            f"{a[s.ACCOUNT_ID] or t.MISSING} / {a[s.AWS_REGION] or t.MISSING}",
+        ),
+        ("Pattern", a[s.OBSERVED_PATTERN]),
+        ("Baseline", a[s.BASELINE]),
+        ("MITRE ATT&CK", t.listed(a[s.MITRE])),
+        ("Evidence events", t.number(a[s.EVIDENCE_COUNT])),
+        ("Alert ID", a[s.ALERT_ID]),
+    ]
+    lines += [f"- **{md(label)}:** {md(value)}" for label, value in facts if value is not None]
+    for feature in a[s.TOP_FEATURES] or []:
+        lines.append(f"- **Driver:** {md(feature.get('text') or feature.get('name'))}")
+    lines.append("")
+    evidence = report.evidence.filter(pl.col(s.ALERT_ID) == a[s.ALERT_ID])
+    if not evidence.is_empty():
+        lines += _table(
+            ("time", "event", "principal", "source", "user agent", "error"),
+            (
+                (
+                    md(t.when(e[s.EVENT_TIME], seconds=True)),
+                    md(e[s.EVENT_NAME]),
+                    md(e[s.PRINCIPAL_ARN] or e[s.ACTOR]),
+                    md(e["source"]),
+                    md(e[s.USER_AGENT]),
+                    md(e[s.ERROR_CODE]),
+                )
+                for e in evidence.iter_rows(named=True)
+            ),
+        )
+    return lines
+
+
+def _alerts(report: DailyReport) -> list[str]:
+    """Alerts outside any incident, in full; then the suppressed ones in a table."""
+    active = report.active_alerts
+    alone = report.lone_alerts
+    lines = [f"## Alerts outside any incident ({alone.height:,} of {active.height:,})", ""]
+    if active.is_empty():
+        lines += ["No alerts for this day.", ""]
+    elif alone.is_empty():
+        lines += ["Every alert of this day is part of an incident.", ""]
+    for a in alone.iter_rows(named=True):
+        lines += _alert(report, a, "###")
     suppressed = report.alerts.filter(pl.col(s.SUPPRESSED_BY).is_not_null())
     if not suppressed.is_empty():
         lines += [f"### Suppressed ({suppressed.height:,})", ""]
@@ -167,6 +223,7 @@ def render(report: DailyReport) -> str:
         ("figure", "value"),
         ((md(t.HEADLINE_LABELS.get(k, k)), t.number(v)) for k, v in report.headline.items()),
     )
+    lines += _incidents(report)
     lines += _alerts(report)
     lines += _charts(report)
     usage = report.key_usage

@@ -26,6 +26,8 @@ HEADLINE_LABELS: dict[str, str] = {
     "actors": "actors",
     "new_key_actor_pairs": "new key–actor pairs",
     "alerts": "alerts",
+    "incident_count": "incidents",
+    "alerts_outside_incidents": "alerts outside incidents",
     "suppressed_alerts": "suppressed alerts",
     "policy_changes": "key policy changes",
     "grant_changes": "grant changes",
@@ -34,6 +36,7 @@ HEADLINE_LABELS: dict[str, str] = {
     "rotation_overdue": "rotation overdue",
     "rotation_disabled": "rotation disabled",
     "keys_pending_deletion": "keys pending deletion",
+    "event_id_clashes": "eventID clashes quarantined",
 }
 
 

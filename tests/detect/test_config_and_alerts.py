@@ -41,7 +41,7 @@ def _assemble(frame: pl.DataFrame, config: Config | None = None) -> pl.DataFrame
 
 def test_the_documented_example_configuration_is_valid() -> None:
     config = load(DOCS / "keytrail.example.toml")
-    assert config.baseline_window_days == 30
+    assert config.baseline_window_days == 35
     assert config.suppressions[0].owner
 
 

@@ -37,3 +37,7 @@ def test_every_attack_is_found_and_no_decoy_raises_a_high_alert(tmp_path: Path, 
     assert report["recall"] == 1.0
     assert report["precision"] >= 0.8, report
     assert report["decoys_with_high_alerts"] == []
+    # What it took to triage (targets are tuned elsewhere; here only that it is reported).
+    assert all({"incidents", "to_triage"} <= set(row) for row in report["scenarios"])
+    for key in ("high_outside_attacks", "decoys_in_high_incidents", "scored_days"):
+        assert key in report

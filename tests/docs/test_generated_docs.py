@@ -40,9 +40,13 @@ def test_catalogue_has_every_detector_with_severity_mitre_and_runbook() -> None:
 
 def test_schema_doc_lists_every_column_of_every_table() -> None:
     text = docs_gen.render_lake_schema()
-    for schema in (s.EVENT_SCHEMA, s.ALERT_SCHEMA, s.OBJECT_STATE_SCHEMA):
+    for schema in (s.EVENT_SCHEMA, s.ALERT_SCHEMA, s.INCIDENT_SCHEMA, s.OBJECT_STATE_SCHEMA):
         for name in schema.names:
             assert f"| `{name}` |" in text
+    incidents = text.split("## Incidents: `LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet`")
+    assert len(incidents) == 2
+    for field in s.TIMELINE_STRUCT:
+        assert f"| `{field.name}` |" in incidents[1].split("\n## ", 1)[0]
 
 
 def test_a_column_without_a_description_fails_with_what_to_do(

@@ -132,6 +132,23 @@ def test_a_clash_within_one_run_is_caught_too(tmp_path: Path) -> None:
     assert "eventID clashes quarantined" in result.stdout and "eventID clash:" in result.stdout
 
 
+def test_the_days_report_counts_the_clashes_held_back(tmp_path: Path) -> None:
+    decrypt, hider = _clash_pair()
+    root, lake = tmp_path / "trail", tmp_path / "lake"
+    trail.write_tree(root, {_key(1): trail.gz([decrypt]), _key(2): trail.gz([hider])})
+    ingest_json(str(root), "--lake", str(lake), "--workers", "1")
+    (record,) = _quarantined_records(lake)
+    assert record["event_date"] == "2026-11-02"
+    run_cli("report", "--lake", str(lake), "--date", "2026-11-02")
+    folder = lake / "reports" / "2026-11-02"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["event_id_clashes"] == 1
+    assert "eventID clashes quarantined" in (folder / "report.md").read_text()
+    run_cli("report", "--lake", str(lake), "--date", "2026-11-03", check=False)
+    other = lake / "reports" / "2026-11-03" / "summary.json"
+    assert not other.exists() or json.loads(other.read_text())["event_id_clashes"] == 0
+
+
 # --- 3. the size bound holds while reading -----------------------------------------------------
 
 

@@ -11,11 +11,10 @@ import boto3
 import polars as pl
 import pytest
 
-from analytics import api
+from analytics import api, bands
 from analytics.adapters.lake import LocalLake
 from analytics.config import ConfigError
 from analytics.detect import alerts_path
-from analytics import bands
 
 pytestmark = pytest.mark.xdist_group("notebooks")
 
@@ -207,7 +206,12 @@ def test_model_scores_keep_every_row_and_mark_those_that_fired(lake: api.Lake) -
     fired = api.alerts(lake, "2026-11-13", "2026-11-13", detector="KMS.UnusualKeyUsage")
     flagged = scores.rows.filter("flagged")
     assert scores.rows.height > flagged.height > 0
-    assert flagged.select("key_arn", "actor").unique().height == fired.height
+    # One alert per flagged (key, actor); an actor flagged on several keys is one sweep alert.
+    keys_per_actor = flagged.group_by("actor").agg(pl.col("key_arn").n_unique().alias("keys"))
+    assert keys_per_actor.height == fired.height
+    assert set(keys_per_actor.get_column("actor")) == set(fired.get_column("actor"))
+    swept = set(keys_per_actor.filter(pl.col("keys") > 1).get_column("actor"))
+    assert swept == set(fired.filter(pl.col("key_arn").is_null()).get_column("actor"))
     assert scores.threshold is not None
     assert scores.rows.get_column("anomaly").is_sorted(descending=True)
 
@@ -244,3 +248,55 @@ def test_candidates_count_alerts_per_detector_and_actor(lake: api.Lake) -> None:
         )
         assert row["alerts"] == same.height >= 2
         assert row["keys"] == len(row["key_arns"])
+
+
+def test_incidents_give_each_incident_once_as_its_latest_days_view(lake: api.Lake) -> None:
+    from analytics.detect import read_incidents
+
+    every = api.incidents(lake)
+    assert every.height > 0
+    assert every.get_column("incident_id").is_unique().all()
+    written = pl.concat(read_incidents(lake.local, d) for d in lake.alert_dates())
+    latest = written.group_by("incident_id").agg(pl.col("event_date").max())
+    assert dict(every.select("incident_id", "event_date").iter_rows()) == dict(latest.iter_rows())
+    for incident in every.iter_rows(named=True):
+        members = api.alerts(lake, end=incident["event_date"]).filter(
+            pl.col("alert_id").is_in(incident["alert_ids"])
+        )
+        assert members.height == incident["alert_count"]
+    one_day = api.incidents(lake, DAY, DAY)
+    assert set(one_day.get_column("event_date").to_list()) <= {DAY}
+
+
+def test_incidents_select_by_severity_key_and_actor(lake: api.Lake) -> None:
+    every = api.incidents(lake)
+    first = every.row(0, named=True)
+    assert set(api.incidents(lake, severity=first["severity"]).get_column("severity")) == {
+        first["severity"]
+    }
+    key_id = first["key_arns"][0].split(":key/")[-1]
+    by_key = api.incidents(lake, key_arn=key_id)
+    assert first["incident_id"] in by_key.get_column("incident_id").to_list()
+    assert all(
+        any(k.endswith(key_id) for k in keys) for keys in by_key.get_column("key_arns").to_list()
+    )
+    by_actor = api.incidents(lake, actor=first["actors"][0])
+    assert first["incident_id"] in by_actor.get_column("incident_id").to_list()
+    assert api.incidents(lake, actor="arn:aws:iam::000000000000:role/nobody").is_empty()
+
+
+def test_alerts_name_their_incident_and_old_alert_files_still_read(
+    lake: api.Lake, tmp_path: Path
+) -> None:
+    alerts = api.alerts(lake, DAY, DAY)
+    incidents = api.incidents(lake, DAY, DAY)
+    held = {i for ids in incidents.get_column("alert_ids").to_list() for i in ids}
+    grouped = alerts.filter(pl.col("incident_id").is_not_null())
+    assert grouped.height > 0
+    assert set(grouped.get_column("alert_id").to_list()) <= held
+    assert set(grouped.get_column("incident_id")) <= set(incidents.get_column("incident_id"))
+    copy = api.open_lake(shutil.copytree(lake.root, tmp_path / "lake"))
+    path = alerts_path(copy.local, DAY)
+    pl.read_parquet(path).drop("incident_id").write_parquet(path)
+    old = api.alerts(copy, DAY, DAY)
+    assert old.get_column("incident_id").null_count() == old.height == alerts.height

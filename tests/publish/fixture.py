@@ -23,10 +23,11 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from analytics import incidents
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.adapters.sources import LocalSource
-from analytics.detect import alerts_path
+from analytics.detect import alerts_path, incidents_path
 from analytics.ingest import IngestOptions, ingest
 from tests import trail as t
 
@@ -387,5 +388,11 @@ def build_lake(root: Path) -> LocalLake:
     lake = LocalLake(root / "lake")
     summary = ingest(LocalSource(tree), lake, IngestOptions(workers=1))
     assert not summary.objects_quarantined and not summary.records_quarantined, summary
-    write_parquet_atomic(alerts().to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, DAY))
+    day_alerts = alerts()
+    # Grouped as detection groups them: the admin's three changes become one incident.
+    grouping = incidents.group(day_alerts, day_alerts.clear(), DAY)
+    write_parquet_atomic(grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA),
+                         incidents_path(lake, DAY))  # fmt: skip
+    labelled = incidents.label_alerts(day_alerts, grouping)
+    write_parquet_atomic(labelled.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, DAY))
     return lake

@@ -219,3 +219,27 @@ def test_generated_report_opens_cleanly_and_matches_the_docs_screenshot(
         int.from_bytes(SCREENSHOT.read_bytes()[20:24]),
     )
     assert (width, height) == (1280, 2000)
+
+
+def test_incident_timeline_is_rendered_above_the_alerts(
+    browser: Browser, fixture_report: BuiltReport, tmp_path: Path
+) -> None:
+    browser.open(_offline_copy(fixture_report, tmp_path))
+    assert browser.problems() == []
+    incident = fixture_report.report.incidents.row(0, named=True)
+    timeline = f"document.querySelector('#incident-{incident['incident_id']} ol.timeline')"
+    box = browser.evaluate(f"(() => {{ const r = {timeline}.getBoundingClientRect(); "
+                           "return [r.top, r.height, r.width]; })()")  # fmt: skip
+    assert box[1] > 0 and box[2] > 0
+    alerts_top = browser.evaluate("document.querySelector('#alerts').getBoundingClientRect().top")
+    assert box[0] < alerts_top
+    entries = browser.evaluate(f"[...{timeline}.querySelectorAll('li')].map(li => li.innerText)")
+    assert len(entries) == len(incident["timeline"])
+    for shown, entry in zip(entries, incident["timeline"], strict=True):
+        assert entry["detector"] in shown
+        assert f"{entry['time']:%Y-%m-%d %H:%M} UTC" in shown
+        assert " ".join(entry["what"].split())[:60] in " ".join(shown.split())
+    hidden = browser.evaluate(
+        f"[...{timeline}.querySelectorAll('li')].filter(li => li.offsetHeight === 0).length"
+    )
+    assert hidden == 0
