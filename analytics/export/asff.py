@@ -10,12 +10,18 @@ Times come from the alert's window, not the clock, so an export is reproducible;
 clipped to the API's limits in UTF-8 bytes (Title 256, Description 1024, a product field 2048 —
 :mod:`analytics.export.bounds`) because one oversized field fails the whole finding, and the
 finding as a whole is kept under 64 KiB.
+
+Severity, Types and RelatedFindings go only in ``FindingProviderFields``, as AWS asks of finding
+providers: Security Hub copies them to the top level when it first sees a finding and leaves the
+top level to analysts (``BatchUpdateFindings``) after that, so a re-import never overwrites what
+an analyst set. No deprecated attribute is sent (``Severity.Normalized``, ``Severity.Product``).
+The alerts of one incident name each other in ``RelatedFindings`` (at most 10).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analytics import schema as s
@@ -31,14 +37,17 @@ FIELD_BYTES: dict[str, int] = {
 }
 """Byte limits of ASFF attributes by name; product fields and the rest get the default."""
 ESSENTIAL: tuple[str, ...] = (
-    "SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "Types", "CreatedAt",
-    "UpdatedAt", "Severity", "Title", "Description", "Resources",
+    "SchemaVersion", "Id", "ProductArn", "GeneratorId", "AwsAccountId", "CreatedAt", "UpdatedAt",
+    "Title", "Description", "Resources", "FindingProviderFields.Severity",
+    "FindingProviderFields.Types",
 )  # fmt: skip
-"""The attributes BatchImportFindings requires: all a finding keeps if nothing else fits."""
+"""The attributes BatchImportFindings requires, with the severity and types a new finding needs:
+all a finding keeps if nothing else fits."""
+DEPRECATED: tuple[str, ...] = ("Severity.Normalized", "Severity.Product")
+"""Attributes botocore's model marks deprecated: never sent."""
 
 _LABELS = {"info": "INFORMATIONAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH",
            "critical": "CRITICAL"}  # fmt: skip
-_NORMALIZED = {"INFORMATIONAL": 0, "LOW": 1, "MEDIUM": 40, "HIGH": 70, "CRITICAL": 90}
 _TYPES = {
     "UNSEEN": "Unusual Behaviors/User",
     "RARE": "Unusual Behaviors/User",
@@ -69,8 +78,15 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return aware.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def finding(alert: Mapping[str, Any], *, account_id: str, region: str) -> dict[str, Any]:
-    """One alert row → one ASFF finding imported by ``account_id`` in ``region``."""
+def finding(
+    alert: Mapping[str, Any],
+    *,
+    account_id: str,
+    region: str,
+    related: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One alert row → one ASFF finding imported by ``account_id`` in ``region``; ``related``
+    are the IDs of the other alerts of its incident (imported by the same account)."""
     label = _LABELS.get(str(alert.get(s.SEVERITY)), "INFORMATIONAL")
     created = _iso(alert.get(s.WINDOW_END)) or _iso(alert.get(s.WINDOW_START))
     key = alert.get(s.KEY_ARN)
@@ -93,6 +109,7 @@ def finding(alert: Mapping[str, Any], *, account_id: str, region: str) -> dict[s
         "keytrail/detector": alert.get(s.DETECTOR),
         "keytrail/alert_id": alert.get(s.ALERT_ID),
         "keytrail/actor": alert.get(s.ACTOR),
+        "keytrail/incident_id": alert.get(s.INCIDENT_ID),
         "keytrail/invoked_by": alert.get(s.INVOKED_BY),
         "keytrail/key_account_id": key_account,
         "keytrail/observed_pattern": alert.get(s.OBSERVED_PATTERN),
@@ -115,24 +132,30 @@ def finding(alert: Mapping[str, Any], *, account_id: str, region: str) -> dict[s
         "ProductArn": product_arn(account_id, region),
         "GeneratorId": _clip(f"keytrail/{alert.get(s.DETECTOR)}", b.ASFF_GENERATOR_ID_BYTES),
         "AwsAccountId": account_id,
-        "Types": [finding_type],
         "FirstObservedAt": _iso(alert.get(s.WINDOW_START)),
         "LastObservedAt": _iso(alert.get(s.WINDOW_END)),
         "CreatedAt": created,
         "UpdatedAt": created,
-        "Severity": {
-            "Label": label,
-            "Normalized": _NORMALIZED[label],
-            "Original": str(alert.get(s.SEVERITY)),
-        },
         "Title": _clip(alert.get(s.TITLE), b.ASFF_TITLE_BYTES),
         "Description": _clip(alert.get(s.REASON), b.ASFF_DESCRIPTION_BYTES),
         "Resources": [resource],
         "ProductFields": product_fields,
         "RecordState": "ACTIVE",
         "Workflow": {"Status": "NEW"},
-        "FindingProviderFields": {"Severity": {"Label": label}, "Types": [finding_type]},
+        "FindingProviderFields": {
+            "Severity": {
+                "Label": label,
+                "Original": _clip(alert.get(s.SEVERITY), b.ASFF_SEVERITY_ORIGINAL_BYTES),
+            },
+            "Types": [finding_type],
+            "RelatedFindings": [
+                {"ProductArn": product_arn(account_id, region), "Id": other}
+                for other in sorted(related)[: b.ASFF_RELATED_FINDINGS]
+            ],
+        },
     }
+    if not related:
+        del result["FindingProviderFields"]["RelatedFindings"]
     if alert.get(s.RUNBOOK):
         result["Remediation"] = {
             "Recommendation": {"Text": _clip(alert[s.RUNBOOK], b.ASFF_RECOMMENDATION_BYTES)}

@@ -59,8 +59,11 @@ ASFF_GENERATOR_ID_BYTES = 512
 ASFF_PRODUCT_FIELD_KEY_BYTES = 128
 ASFF_PRODUCT_FIELD_BYTES = 2048
 ASFF_RECOMMENDATION_BYTES = 512
+ASFF_SEVERITY_ORIGINAL_BYTES = 64
 ASFF_RELATED_IDS = 20
 """Security Hub's own limits for a ``BatchImportFindings`` finding (byte-based)."""
+ASFF_RELATED_FINDINGS = 10
+"""``RelatedFindings`` entries per finding: Security Hub takes at most 10."""
 
 DISPLAY_CHARS = 300
 """Characters of one value shown in a report table cell or a terminal line."""

@@ -50,6 +50,7 @@ def envelope(
     """One HEC event around one OCSF finding."""
     info = finding.get("finding_info") or {}
     keytrail = (finding.get("unmapped") or {}).get("keytrail") or {}
+    incident = (finding.get("metadata") or {}).get("correlation_uid")
     event: dict[str, Any] = {
         "time": round(int(finding["time"]) / 1000, 3),
         "source": source,
@@ -59,6 +60,7 @@ def envelope(
             "alert_id": info.get("uid"),
             "detector": keytrail.get("detector"),
             "severity": finding.get("severity"),
+            "incident_id": incident,
         },
     }
     if index:

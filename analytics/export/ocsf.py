@@ -19,13 +19,16 @@ object. The mapping:
   SIEM refuses. At most :data:`~analytics.export.bounds.MAX_RELATED_EVENTS` evidence event IDs
   are listed; ``related_events_count`` keeps the full count.
 
-:func:`missing_required` checks a finding against the fields the class requires; tests run it on
-every exported line.
+The tests validate every line the exports write against the OCSF 1.5.0 JSON schema
+(tests/publish/ocsf_schema.py). Each day's incidents go to the same sinks as OCSF Incident
+Findings (class 2005, :func:`incident_finding`) linking these findings by their uids.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -47,12 +50,46 @@ BASELINE_DETECTORS = frozenset({"KMS.UnusualKeyUsage"})
 UNTITLED = "keytrail alert"  # an alert with neither title nor detector still gets a title
 AWS_ACCOUNT_TYPE_ID = 10  # OCSF account.type_id "AWS Account"
 
+INCIDENT_CLASS_UID = 2005
+INCIDENT_CLASS_NAME = "Incident Finding"
+ACTIVITY_UPDATE = 2
+
+OBSERVABLE_TYPES: dict[str, tuple[int, str]] = {
+    "ip": (2, "IP Address"),
+    "resource_uid": (10, "Resource UID"),
+    "user_agent": (16, "HTTP User-Agent"),
+    "user_uid": (31, "User Object: uid"),
+    "account_uid": (35, "Account Object: uid"),
+}
+"""OCSF 1.5.0 ``observable.type_id`` values (objects/observable.json of the 1.5.0 export) for
+what SIEMs pivot on: source IPs, the key ARN, user agents, the actor, accounts."""
+
+USER_TYPES: dict[str, tuple[int, str]] = {
+    "IAMUser": (1, "User"),
+    "Root": (2, "Admin"),
+    "AWSService": (3, "System"),
+}
+"""CloudTrail ``userIdentity.type`` → OCSF ``user.type_id``; any other type (AssumedRole,
+FederatedUser, AWSAccount, IdentityCenterUser, …) is 99 Other with its own name kept."""
+
 REQUIRED_FIELDS: tuple[str, ...] = (
     "activity_id", "category_uid", "class_uid", "type_uid", "time", "severity_id",
     "metadata.product", "metadata.version", "finding_info.uid", "finding_info.title",
 )  # fmt: skip
 """Fields class 2004 requires (``finding_info.title`` is recommended by OCSF; keytrail always
-sets it, and downstream consoles need it to show anything useful)."""
+sets it, and downstream consoles need it to show anything useful): what a finding keeps if
+nothing else fits."""
+
+UNASSIGNED = {"name": PRODUCT_NAME, "desc": "not assigned yet: triage it in your SIEM"}
+"""OCSF 1.5.0 asks an Incident Finding for an assignee or an assignee group; keytrail assigns
+nobody, so the group is its own queue, said in words."""
+
+INCIDENT_ESSENTIAL: tuple[str, ...] = (
+    "activity_id", "category_uid", "class_uid", "type_uid", "time", "severity_id", "status_id",
+    "metadata.product", "metadata.version", "metadata.uid", "metadata.correlation_uid",
+    "finding_info_list", "message", "cloud", "assignee_group",
+)  # fmt: skip
+"""What an Incident Finding keeps if nothing else fits: its identity and its links."""
 
 FIELD_BYTES: dict[str, int] = {
     **dict.fromkeys(("user_agent",), b.USER_AGENT_BYTES),
@@ -138,8 +175,10 @@ def _key_resource(alert: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _evidence(event: Mapping[str, Any]) -> dict[str, Any]:
     """One CloudTrail event as an OCSF evidence artifact."""
-    source_ip = event.get(s.SOURCE_IP)
+    source_ip = _ip(event.get(s.SOURCE_IP))
     source_service = event.get(s.SOURCE_SERVICE)
+    if source_ip is None and event.get(s.SOURCE_IP):  # not an address: keep it, by name
+        source_service = source_service or str(event.get(s.SOURCE_IP))
     key = event.get(s.KEY_ARN)
     return {
         "uid": event.get(s.EVENT_ID),
@@ -147,7 +186,7 @@ def _evidence(event: Mapping[str, Any]) -> dict[str, Any]:
         "actor": {
             "user": {
                 "uid": event.get(s.PRINCIPAL_ARN) or event.get(s.ACTOR),
-                "type": event.get(s.PRINCIPAL_TYPE),
+                **_user_type(event.get(s.PRINCIPAL_TYPE)),
                 "account": _account(event.get(s.PRINCIPAL_ACCOUNT_ID)),
             },
             "invoked_by": event.get(s.INVOKED_BY),
@@ -165,6 +204,51 @@ def _evidence(event: Mapping[str, Any]) -> dict[str, Any]:
         "http_request": {"user_agent": event.get(s.USER_AGENT)},
         "resources": [{"uid": key, "type": "AWS::KMS::Key"}] if key else None,
     }
+
+
+def _ip(value: Any) -> str | None:
+    """``value`` if it is an IPv4 or IPv6 address (OCSF's ``ip`` accepts nothing else), else
+    None: the field is attacker-controlled and CloudTrail puts service names there too."""
+    try:
+        return str(ipaddress.ip_address(str(value).strip())) if value else None
+    except ValueError:
+        return None
+
+
+def _user_type(principal_type: str | None) -> dict[str, Any]:
+    """``type`` and ``type_id`` of an OCSF user from CloudTrail's identity type."""
+    if not principal_type:
+        return {}
+    type_id, name = USER_TYPES.get(principal_type, (99, principal_type))
+    return {"type": name if type_id != 99 else principal_type, "type_id": type_id}
+
+
+def observables(
+    alert: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The values a SIEM pivots on, each once, named by where the finding holds them: the
+    actor, the key ARN, the accounts, and the evidence events' source IPs and user agents."""
+    found: list[tuple[str, str, Any]] = [
+        ("user_uid", "evidences.actor.user.uid", alert.get(s.ACTOR)),
+        ("resource_uid", "resources.uid", alert.get(s.KEY_ARN)),
+        ("account_uid", "cloud.account.uid", alert.get(s.ACCOUNT_ID)),
+    ]
+    for event in events[: b.MAX_EVIDENCE_EVENTS]:
+        found += [
+            ("user_uid", "evidences.actor.user.uid", event.get(s.PRINCIPAL_ARN)),
+            ("account_uid", "evidences.actor.user.account.uid", event.get(s.PRINCIPAL_ACCOUNT_ID)),
+            ("ip", "evidences.src_endpoint.ip", _ip(event.get(s.SOURCE_IP))),
+            ("user_agent", "evidences.http_request.user_agent", event.get(s.USER_AGENT)),
+        ]
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for kind, name, value in found:
+        type_id, type_name = OBSERVABLE_TYPES[kind]
+        if not value or (type_id, str(value)) in seen:
+            continue
+        seen.add((type_id, str(value)))
+        out.append({"name": name, "type": type_name, "type_id": type_id, "value": str(value)})
+    return out[: b.MAX_LIST_ITEMS]
 
 
 def _alert_evidence(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,8 +364,10 @@ def finding(
             },
             "log_name": "keytrail-alerts",
             "event_code": alert.get(s.DETECTOR),
+            "correlation_uid": alert.get(s.INCIDENT_ID),
             "profiles": ["cloud"],
         },
+        "observables": observables(alert, events),
         "cloud": {
             "provider": "AWS",
             "region": region,
@@ -322,6 +408,7 @@ def finding(
                 "event_date": _date_text(alert.get(s.EVENT_DATE)),
                 "actor": alert.get(s.ACTOR),
                 "invoked_by": alert.get(s.INVOKED_BY),
+                "incident_id": alert.get(s.INCIDENT_ID),
                 "top_features": [dict(f) for f in alert.get(s.TOP_FEATURES) or []],
             }
         },
@@ -329,6 +416,127 @@ def finding(
     if is_baseline_driven(alert):
         result["anomaly_analyses"] = _anomaly_analyses(alert)
     return b.fit(_compact(result), FIELD_BYTES, (*REQUIRED_FIELDS, "message", "count"))
+
+
+def incident_version(incident: Mapping[str, Any], finding_uids: Sequence[str]) -> str:
+    """What makes one view of an incident differ from another: its alerts and its severity.
+    A rerun gives the same version (nothing is sent again); an incident that grew or was
+    raised gives a new one (sent again, as an update)."""
+    text = "\n".join([str(incident.get(s.SEVERITY)), *sorted(finding_uids)])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def incident_finding(
+    incident: Mapping[str, Any],
+    finding_uids: Sequence[str],
+    titles: Mapping[str, str],
+    *,
+    product_version: str,
+) -> dict[str, Any]:
+    """One incident row (the incident schema, as a dict) → an OCSF 1.5 Incident Finding
+    (class 2005) linking the Detection Findings of its exported alerts by their uids.
+
+    ``metadata.correlation_uid`` is the ``incident_id`` (as on each linked Detection Finding);
+    ``metadata.uid`` is ``incident_id:version`` (:func:`incident_version`). The first day of
+    an incident is reported as Create, its fuller view on a later day as Update."""
+    severity = incident.get(s.SEVERITY)
+    sev_id = severity_id(severity)
+    first, last = millis(incident.get(s.FIRST_SEEN)), millis(incident.get(s.LAST_SEEN))
+    incident_id = incident.get(s.INCIDENT_ID)
+    version = incident_version(incident, finding_uids)
+    first_seen = incident.get(s.FIRST_SEEN)
+    first_day = first_seen.date() if isinstance(first_seen, dt.datetime) else None
+    activity = (
+        ACTIVITY_CREATE if first_day in (None, incident.get(s.EVENT_DATE)) else ACTIVITY_UPDATE
+    )
+    accounts = list(incident.get(s.ACCOUNT_IDS) or [])
+    activity_name = "Create" if activity == ACTIVITY_CREATE else "Update"
+    owner = _account(accounts[0] if len(accounts) == 1 else None)
+    result: dict[str, Any] = {
+        "activity_id": activity,
+        "activity_name": activity_name,
+        "category_uid": CATEGORY_UID,
+        "category_name": CATEGORY_NAME,
+        "class_uid": INCIDENT_CLASS_UID,
+        "class_name": INCIDENT_CLASS_NAME,
+        "type_uid": INCIDENT_CLASS_UID * 100 + activity,
+        "type_name": f"{INCIDENT_CLASS_NAME}: {activity_name}",
+        "time": last,
+        "start_time": first,
+        "end_time": last,
+        "count": len(finding_uids),
+        "severity_id": sev_id,
+        "severity": _SEVERITY_NAMES[sev_id - 1] if sev_id else "Unknown",
+        "status_id": STATUS_NEW,
+        "status": "New",
+        "message": incident.get(s.SUMMARY),
+        "desc": incident.get(s.SUMMARY),
+        "assignee_group": UNASSIGNED,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": f"{incident_id}:{version}",
+            "correlation_uid": incident_id,
+            "product": {
+                "name": PRODUCT_NAME,
+                "vendor_name": PRODUCT_NAME,
+                "uid": PRODUCT_NAME,
+                "version": product_version,
+            },
+            "log_name": "keytrail-incidents",
+            "profiles": ["cloud"],
+        },
+        "cloud": {"provider": "AWS", "account": owner},
+        "finding_info_list": [
+            {"uid": uid, "title": titles.get(uid) or UNTITLED} for uid in finding_uids
+        ],
+        "attacks": [{"technique": {"uid": t}} for t in incident.get(s.TECHNIQUES) or []],
+        "observables": [
+            *(
+                {
+                    "name": "unmapped.keytrail.actors",
+                    "type": OBSERVABLE_TYPES["user_uid"][1],
+                    "type_id": OBSERVABLE_TYPES["user_uid"][0],
+                    "value": a,
+                }
+                for a in incident.get(s.ACTORS) or []
+            ),
+            *(
+                {
+                    "name": "unmapped.keytrail.key_arns",
+                    "type": OBSERVABLE_TYPES["resource_uid"][1],
+                    "type_id": OBSERVABLE_TYPES["resource_uid"][0],
+                    "value": k,
+                }
+                for k in incident.get(s.KEY_ARNS) or []
+            ),
+            *(
+                {
+                    "name": "unmapped.keytrail.account_ids",
+                    "type": OBSERVABLE_TYPES["account_uid"][1],
+                    "type_id": OBSERVABLE_TYPES["account_uid"][0],
+                    "value": a,
+                }
+                for a in accounts
+            ),
+        ][: b.MAX_LIST_ITEMS],
+        "unmapped": {
+            "keytrail": {
+                "incident_id": incident_id,
+                "version": version,
+                "title": incident.get(s.TITLE),
+                "severity": severity,
+                "severity_raised_because": incident.get(s.SEVERITY_RAISED_BECAUSE),
+                "event_date": _date_text(incident.get(s.EVENT_DATE)),
+                "actors": list(incident.get(s.ACTORS) or []),
+                "key_arns": list(incident.get(s.KEY_ARNS) or []),
+                "account_ids": accounts,
+                "detectors": list(incident.get(s.DETECTORS) or []),
+                "links": list(incident.get(s.LINKS) or []),
+                "alert_count": incident.get(s.ALERT_COUNT),
+            }
+        },
+    }
+    return b.fit(_compact(result), FIELD_BYTES, INCIDENT_ESSENTIAL)
 
 
 def evidence_total(alert: Mapping[str, Any]) -> int | None:
@@ -343,35 +551,6 @@ def evidence_total(alert: Mapping[str, Any]) -> int | None:
 
 def _date_text(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, dt.date) else None
-
-
-def _lookup(document: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = document
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
-def missing_required(document: Mapping[str, Any]) -> list[str]:
-    """The required fields of class 2004 that ``document`` lacks or gets wrong (empty = valid)."""
-    problems = [name for name in REQUIRED_FIELDS if _lookup(document, name) in (None, "", {})]
-    if document.get("class_uid") not in (None, CLASS_UID):
-        problems.append(f"class_uid is {document.get('class_uid')}, not {CLASS_UID}")
-    if document.get("category_uid") not in (None, CATEGORY_UID):
-        problems.append(f"category_uid is {document.get('category_uid')}, not {CATEGORY_UID}")
-    activity = document.get("activity_id")
-    if isinstance(activity, int) and document.get("type_uid") != CLASS_UID * 100 + activity:
-        problems.append("type_uid is not class_uid * 100 + activity_id")
-    if document.get("severity_id") not in (None, 0, 1, 2, 3, 4, 5, 6, 99):
-        problems.append(f"severity_id {document.get('severity_id')} is not an OCSF severity")
-    if not isinstance(document.get("time"), int) and document.get("time") is not None:
-        problems.append("time is not epoch milliseconds")
-    product = _lookup(document, "metadata.product")
-    if isinstance(product, Mapping) and not (product.get("name") or product.get("uid")):
-        problems.append("metadata.product has neither name nor uid")
-    return problems
 
 
 def jsonl(findings: Iterable[Mapping[str, Any]]) -> bytes:

@@ -46,7 +46,7 @@ import polars as pl
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_bytes_atomic
 from analytics.adapters.securityhub import MAX_BATCH, SecurityHub, SecurityHubError
-from analytics.detect import alerts_path, read_alerts
+from analytics.detect import alerts_path, read_alerts, read_incidents
 from analytics.export import asff, hec, ocsf
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.export.idempotency import Ledger
@@ -94,13 +94,21 @@ class RetryPolicy:
         return float(backoff)
 
 
+ALERT = "alert"
+INCIDENT = "incident"
+
+
 @dataclass(frozen=True)
 class ExportItem:
-    """One alert ready to send: the alert row and its OCSF finding."""
+    """One alert (or, for the OCSF sinks, one incident) ready to send: its row and its OCSF
+    finding. ``alert_id`` is the ledger key — for an incident ``incident_id:version``.
+    ``related`` are the other exported alerts of the alert's incident."""
 
     alert_id: str
     alert: dict[str, Any]
     finding: dict[str, Any]
+    kind: str = ALERT
+    related: tuple[str, ...] = ()
 
 
 @dataclass
@@ -134,6 +142,11 @@ class Sink(Protocol):
         """What "sent" means at this destination, as the summary states it."""
         ...
 
+    @property
+    def takes_incidents(self) -> bool:
+        """Whether incidents go here as findings of their own (OCSF Incident Findings)."""
+        ...
+
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome: ...
 
     def settle(self) -> BatchOutcome:
@@ -162,6 +175,7 @@ class OcsfFileSink(_ConfirmsOnTheSpot):
     path: Path
     name: str = "ocsf-file"
     delivery: str = "written"
+    takes_incidents: bool = True
 
     @property
     def destination(self) -> str:
@@ -175,7 +189,9 @@ class OcsfFileSink(_ConfirmsOnTheSpot):
         present = set()
         for line in existing.splitlines():
             try:
-                present.add(orjson.loads(line).get("finding_info", {}).get("uid"))
+                document = orjson.loads(line)
+                present.add(document.get("finding_info", {}).get("uid"))
+                present.add(document.get("metadata", {}).get("uid"))  # incidents: id:version
             except (orjson.JSONDecodeError, AttributeError):
                 continue
         fresh = [item.finding for item in batch if item.alert_id not in present]
@@ -198,6 +214,7 @@ class S3Sink(_ConfirmsOnTheSpot):
     region: str | None = None
     name: str = "s3"
     delivery: str = "stored"
+    takes_incidents: bool = True
 
     @property
     def destination(self) -> str:
@@ -291,6 +308,7 @@ class HecSink:
     max_events: int = hec.MAX_BATCH_EVENTS
     max_bytes: int = hec.MAX_BATCH_BYTES
     name: str = "splunk-hec"
+    takes_incidents: bool = True
     channel: str = field(default_factory=lambda: str(uuid.uuid4()))
     _awaiting: dict[int, list[str]] = field(default_factory=dict, init=False, repr=False)
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
@@ -507,6 +525,7 @@ class SecurityHubSink(_ConfirmsOnTheSpot):
     account_id: str | None = None
     name: str = "securityhub"
     delivery: str = "accepted"
+    takes_incidents: bool = False  # alerts of one incident are linked by RelatedFindings
 
     @property
     def destination(self) -> str:
@@ -525,8 +544,9 @@ class SecurityHubSink(_ConfirmsOnTheSpot):
 
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome:
         account = self._account()
-        findings = [asff.finding(item.alert, account_id=account, region=self.hub.region)
-                    for item in batch]  # fmt: skip
+        findings = [asff.finding(item.alert, account_id=account, region=self.hub.region,
+                                 related=item.related)
+                    for item in batch if item.kind == ALERT]  # fmt: skip
         try:
             outcome = self.hub.import_findings(findings)
         except SecurityHubError as exc:
@@ -552,6 +572,9 @@ class ExportResult:
     delivery: str = "accepted"
     unconfirmed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    incidents: int = 0
+    incidents_sent: int = 0
+    incident_keys: set[str] = field(default_factory=set, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -567,6 +590,8 @@ class ExportResult:
             "suppressed_not_exported": self.suppressed,
             "already_sent": self.already_sent,
             "sent": self.sent,
+            "incidents": self.incidents,
+            "incidents_sent": self.incidents_sent,
             "delivery": self.delivery,
             "unconfirmed": self.unconfirmed,
             "failed": self.failed,
@@ -601,13 +626,39 @@ def prepare(
         }
         subset = day_events.filter(pl.col(s.EVENT_ID).is_in(sorted(wanted)))
         events_by_id = {row[s.EVENT_ID]: row for row in subset.iter_rows(named=True)}
+    members: dict[str, list[str]] = {}
+    for alert in active.iter_rows(named=True):
+        if alert.get(s.INCIDENT_ID):
+            members.setdefault(alert[s.INCIDENT_ID], []).append(alert[s.ALERT_ID])
     items = []
     for alert in active.iter_rows(named=True):
         ids = (alert.get(s.EVIDENCE_EVENT_IDS) or [])[:MAX_EVIDENCE_EVENTS]
         events = [events_by_id[i] for i in ids if i in events_by_id]
         finding = ocsf.finding(alert, product_version=version, events=events)
-        items.append(ExportItem(alert[s.ALERT_ID], alert, finding))
+        related = [
+            a for a in members.get(alert.get(s.INCIDENT_ID) or "", []) if a != alert[s.ALERT_ID]
+        ]
+        items.append(ExportItem(alert[s.ALERT_ID], alert, finding, related=tuple(related)))
     return items
+
+
+def prepare_incidents(
+    incidents: pl.DataFrame, items: Sequence[ExportItem], version: str | None = None
+) -> list[ExportItem]:
+    """The day's incidents as OCSF Incident Findings, each linking the exported alerts it holds
+    (an incident none of whose alerts is exported — all suppressed — is left out). The ledger
+    key is ``incident_id:version``, so a rerun sends nothing and a grown incident goes again."""
+    version = version or product_version()
+    titles = {item.alert_id: str(item.alert.get(s.TITLE) or "") for item in items}
+    out = []
+    for incident in incidents.sort(s.FIRST_SEEN, s.INCIDENT_ID).iter_rows(named=True):
+        uids = [a for a in incident.get(s.ALERT_IDS) or [] if a in titles]
+        if not uids:
+            continue
+        finding = ocsf.incident_finding(incident, uids, titles, product_version=version)
+        key = f"{incident[s.INCIDENT_ID]}:{ocsf.incident_version(incident, uids)}"
+        out.append(ExportItem(key, incident, finding, kind=INCIDENT, related=tuple(uids)))
+    return out
 
 
 def default_ocsf_path(lake: LocalLake, day: dt.date) -> Path:
@@ -633,7 +684,10 @@ def deliver(
     later batch stopped the export, so nothing confirmed is left out of the ledger."""
     already = ledger.sent(sink.destination)
     pending = [item for item in items if item.alert_id not in already]
-    result.already_sent = len(items) - len(pending)
+    result.incident_keys = {item.alert_id for item in items if item.kind == INCIDENT}
+    result.already_sent = sum(
+        1 for item in items if item.alert_id in already and item.kind == ALERT
+    )
     result.delivery = sink.delivery
     try:
         for batch in sink.batches(pending):
@@ -676,7 +730,9 @@ def _count(
     """Record what a batch delivered in the ledger, then in the result."""
     ledger.record(outcome.accepted, sink.destination, day, at)
     result.retries += outcome.retries
-    result.sent += len(outcome.accepted)
+    incidents = sum(1 for key in outcome.accepted if key in result.incident_keys)
+    result.incidents_sent += incidents
+    result.sent += len(outcome.accepted) - incidents
     result.unconfirmed.extend(outcome.unconfirmed)
     result.failed.extend({s.ALERT_ID: fid, "reason": why} for fid, why in outcome.failed)
     if outcome.note:
@@ -691,9 +747,14 @@ def export(
     version: str | None = None,
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> ExportResult:
-    """Export the day's unsuppressed alerts to ``sink``, each alert at most once."""
+    """Export the day's unsuppressed alerts to ``sink``, each alert at most once; to the OCSF
+    sinks also the day's incidents, each version of each at most once, after their alerts."""
     alerts = read_alerts(lake, day)
     items = prepare(alerts, _day_events(lake, day), version)
     result = ExportResult(sink.name, sink.destination, day.isoformat(), alerts=alerts.height,
                           suppressed=alerts.height - len(items))  # fmt: skip
+    if sink.takes_incidents:
+        incident_items = prepare_incidents(read_incidents(lake, day), items, version)
+        result.incidents = len(incident_items)
+        items = [*items, *incident_items]
     return deliver(items, sink, Ledger(lake, sink.name), day, result, clock)

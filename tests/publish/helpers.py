@@ -106,6 +106,17 @@ def copy_lake(lake: LocalLake, target: Path) -> LocalLake:
     return LocalLake(target)
 
 
+def alert_keys(keys: Iterable[str | None]) -> set[str]:
+    """The alert IDs among ledger keys or HEC ``fields.alert_id`` values (incidents are
+    recorded as ``incident_id:version`` and carry no alert_id)."""
+    return {key for key in keys if key and ":" not in key}
+
+
+def detections(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The OCSF Detection Findings (class 2004) among exported lines, without the incidents."""
+    return [d for d in documents if d.get("class_uid") == 2004]
+
+
 MEGABYTE_AGENT = "Boto3/1.35 " + "A" * (1024 * 1024 - 11)  # a 1 MiB user agent, ASCII
 ROOT_ALERT_ID = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 

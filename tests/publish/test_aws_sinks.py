@@ -17,12 +17,13 @@ from analytics.adapters.kms_inventory import snapshot
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.adapters.securityhub import SecurityHub
 from analytics.detect import alerts_path, read_alerts
-from analytics.export import ExportItem, S3Sink, SecurityHubSink, export, ocsf
+from analytics.export import ExportItem, S3Sink, SecurityHubSink, export
 from analytics.export import sinks as sink_module
 from analytics.export.idempotency import Ledger
 from analytics.reports import rotation
 from analytics.reports.keyfacts import History
 from tests.publish import fixture as f
+from tests.publish import ocsf_schema
 from tests.publish.helpers import ROOT_ALERT_ID, copy_lake, stuff_lake
 
 MOTO_ACCOUNT = "123456789012"
@@ -56,7 +57,8 @@ def test_s3_sink_writes_one_object_of_ocsf_lines(
     [(key, body)] = _objects(s3, bucket).items()
     assert key.startswith("keytrail/event_date=2026-11-09/alerts-") and key.endswith(".ocsf.jsonl")
     lines = [orjson.loads(line) for line in body.splitlines()]
-    assert len(lines) == 5 and all(ocsf.missing_required(line) == [] for line in lines)
+    assert [line["class_uid"] for line in lines] == [2004] * 5 + [2005]  # alerts, then incidents
+    ocsf_schema.assert_valid(lines)
 
 
 def test_s3_rerun_puts_nothing_and_new_alerts_go_to_a_new_object(

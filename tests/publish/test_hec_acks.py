@@ -30,8 +30,16 @@ from analytics.export.settings import HecSettings
 from flows.cli_publish import HEC_TOKEN_ENV
 from flows.tasks import SinkSpec, make_sink
 from tests.publish import fixture as f
+from tests.publish import ocsf_schema
 from tests.publish.conftest import Listener, serve
-from tests.publish.helpers import HEC_TOKEN, MEGABYTE_AGENT, ROOT_ALERT_ID, copy_lake, stuff_lake
+from tests.publish.helpers import (
+    HEC_TOKEN,
+    MEGABYTE_AGENT,
+    ROOT_ALERT_ID,
+    alert_keys,
+    copy_lake,
+    stuff_lake,
+)
 from tests.publish.test_cli_publish import _run
 
 HEC_LIMIT = 1_000_000  # Splunk's default max_content_length
@@ -59,9 +67,13 @@ def _sink(url: str, sleeps: list[float] | None = None, **kwargs: Any) -> HecSink
     return HecSink(url, HEC_TOKEN, policy=policy, **kwargs)
 
 
+def _events(bodies: list[bytes]) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for body in bodies for line in body.splitlines()]
+
+
 def _alert_ids(bodies: list[bytes]) -> list[str]:
-    return [orjson.loads(line)["fields"]["alert_id"] for body in bodies
-            for line in body.splitlines()]  # fmt: skip
+    """The alerts among HEC events (the day's incident is one more event, without alert_id)."""
+    return [e["fields"]["alert_id"] for e in _events(bodies) if e["fields"]["alert_id"]]
 
 
 def _export(lake: LocalLake, url: str, *extra: str) -> Any:
@@ -84,6 +96,9 @@ def test_every_alert_is_indexed_exactly_once_and_a_rerun_sends_nothing(
     assert summary["delivery"] == "indexer-acknowledged"
     indexed = _alert_ids(splunk.acknowledged)
     assert len(indexed) == len(set(indexed)) == ACTIVE and ROOT_ALERT_ID in indexed
+    [incident] = [e for e in _events(splunk.acknowledged) if e["event"]["class_uid"] == 2005]
+    assert summary["incidents_sent"] == 1 and incident["fields"]["incident_id"]
+    ocsf_schema.assert_valid(e["event"] for e in _events(splunk.acknowledged))
     assert all(len(r["body"]) <= HEC_LIMIT for r in splunk.requests)
     channels = {r["headers"]["X-Splunk-Request-Channel"] for r in splunk.requests}
     assert len(channels) == 1  # one channel for the run's posts and polls
@@ -106,7 +121,8 @@ def test_acknowledgement_is_polled_until_it_turns_true(lake: LocalLake, splunk: 
     polls = [r for r in splunk.requests if r["path"] == hec.ACK_PATH]
     assert len(polls) == 3 and sleeps == hec.ack_delays(hec.ACK_TIMEOUT_SECONDS)[:2]
     assert orjson.loads(polls[0]["body"]) == {"acks": [0]}
-    assert Ledger(lake, "splunk-hec").sent(result.destination) == set(_alert_ids(splunk.delivered))
+    ledger = Ledger(lake, "splunk-hec").sent(result.destination)
+    assert alert_keys(ledger) == set(_alert_ids(splunk.delivered)) and len(ledger) == ACTIVE + 1
 
 
 def test_a_collector_that_never_acknowledges_delivers_nothing_and_the_rerun_resends(
@@ -116,7 +132,7 @@ def test_a_collector_that_never_acknowledges_delivers_nothing_and_the_rerun_rese
     result = _export(lake, splunk.url, "--hec-ack-timeout", "0.01")
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
-    assert (summary["sent"], len(summary["unconfirmed"])) == (0, ACTIVE)
+    assert (summary["sent"], len(summary["unconfirmed"])) == (0, ACTIVE + 1)  # and the incident
     assert "not acknowledged by the indexer" in summary["notes"][0]
     assert Ledger(lake, "splunk-hec").read().num_rows == 0
     sent_once = _alert_ids([r["body"] for r in _event_posts(splunk)])

@@ -16,7 +16,8 @@ from analytics.detect import alerts_path, read_alerts
 from analytics.export import OcsfFileSink, default_ocsf_path, export, ocsf, prepare
 from analytics.export.idempotency import Ledger
 from tests.publish import fixture as f
-from tests.publish.helpers import assert_golden, copy_lake
+from tests.publish import ocsf_schema
+from tests.publish.helpers import alert_keys, assert_golden, copy_lake, detections
 
 VERSION = "0.0.0-test"
 ACTIVE_IDS = sorted(
@@ -29,8 +30,13 @@ def lake(fixture_lake: LocalLake, tmp_path: Path) -> LocalLake:
     return copy_lake(fixture_lake, tmp_path / "lake")
 
 
-def _lines(path: Path) -> list[dict[str, Any]]:
+def _all_lines(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    """The Detection Findings of an OCSF file (the day's incidents follow them)."""
+    return detections(_all_lines(path))
 
 
 def test_default_file_sits_beside_the_days_alerts(lake: LocalLake) -> None:
@@ -40,19 +46,18 @@ def test_default_file_sits_beside_the_days_alerts(lake: LocalLake) -> None:
     assert (result.sent, result.suppressed, result.alerts) == (5, 1, 6)
 
 
-def test_every_line_carries_the_required_fields_of_class_2004(lake: LocalLake) -> None:
+def test_every_line_is_valid_ocsf_1_5_0(lake: LocalLake) -> None:
     export(lake, f.DAY, OcsfFileSink(default_ocsf_path(lake, f.DAY)), version=VERSION)
-    lines = _lines(default_ocsf_path(lake, f.DAY))
-    assert len(lines) == 5
-    for finding in lines:
-        assert ocsf.missing_required(finding) == [], finding["finding_info"]["uid"]
-        assert (finding["class_uid"], finding["category_uid"]) == (2004, 2)
-        assert finding["type_uid"] == 2004 * 100 + finding["activity_id"]
-        assert finding["metadata"]["version"] >= "1.5.0"
-        assert finding["metadata"]["product"]["name"] == "keytrail"
-        assert isinstance(finding["time"], int) and finding["severity_id"] in range(1, 6)
-        assert finding["finding_info"]["title"]
-    assert sorted(line["finding_info"]["uid"] for line in lines) == ACTIVE_IDS
+    lines = _all_lines(default_ocsf_path(lake, f.DAY))
+    assert ocsf_schema.assert_valid(lines) == 6
+    assert [line["class_uid"] for line in lines] == [2004] * 5 + [2005]
+    assert (
+        sorted(line["finding_info"]["uid"] for line in _lines(default_ocsf_path(lake, f.DAY)))
+        == ACTIVE_IDS
+    )
+    for line in lines:
+        assert line["metadata"]["version"] == ocsf.OCSF_VERSION == ocsf_schema.VERSION
+        assert ocsf_schema.type_ids_missing(line) == []
 
 
 def test_suppressed_alerts_are_not_exported(lake: LocalLake) -> None:
@@ -118,6 +123,8 @@ def test_a_new_alert_is_appended_once(lake: LocalLake) -> None:
     assert result.sent == 1
     uids = [line["finding_info"]["uid"] for line in _lines(sink.path)]
     assert len(uids) == 6 == len(set(uids))
+    incidents = [line for line in _all_lines(sink.path) if line["class_uid"] == 2005]
+    assert len(incidents) == 1  # its alerts did not change: not sent again
 
 
 def test_ledger_is_written_after_delivery_and_names_the_destination(lake: LocalLake) -> None:
@@ -126,18 +133,21 @@ def test_ledger_is_written_after_delivery_and_names_the_destination(lake: LocalL
     export(lake, f.DAY, sink, version=VERSION, clock=lambda: moment)
     ledger = Ledger(lake, "ocsf-file")
     assert ledger.path == lake.root / "_state" / "exports" / "ocsf-file.parquet"
-    assert sorted(ledger.sent(sink.destination)) == ACTIVE_IDS
+    assert sorted(alert_keys(ledger.sent(sink.destination))) == ACTIVE_IDS
     assert ledger.sent("/somewhere/else.jsonl") == set()
-    assert ledger.read().column("exported_at").to_pylist() == [moment] * 5
+    assert ledger.read().column("exported_at").to_pylist() == [moment] * 6  # and the incident
 
 
-def test_missing_required_reports_what_is_wrong() -> None:
+def test_the_schema_check_catches_what_is_wrong() -> None:
     finding = prepare(f.alerts(), version=VERSION)[0].finding
-    broken = {**finding, "class_uid": 2001, "finding_info": {"title": "x"}}
+    broken = {**finding, "finding_info": {"title": "x"}, "bogus": 1}
     del broken["time"]
-    problems = ocsf.missing_required(broken)
-    assert "time" in problems and "finding_info.uid" in problems
-    assert any("class_uid is 2001" in p for p in problems)
+    problems = " ".join(ocsf_schema.errors(broken))
+    assert "'time' is a required property" in problems
+    assert "'uid' is a required property" in problems and "'bogus' was unexpected" in problems
+    assert ocsf_schema.errors({**finding, "class_uid": 2001}) == [
+        "class_uid 2001 is not one keytrail exports"
+    ]
 
 
 def test_severity_maps_to_ocsf_ids() -> None:
