@@ -269,20 +269,20 @@ def export_command(
         str | None, typer.Option(help="splunk-hec: index to write to (default: the token's).")
     ] = None,
     hec_sourcetype: Annotated[
-        str | None, typer.Option(help="splunk-hec: sourcetype [default: ocsf:detection_finding].")
+        str | None, typer.Option(help="splunk-hec: sourcetype (default: ocsf:detection_finding).")
     ] = None,
     hec_acks: Annotated[
         HecAcks | None,
         typer.Option(
             help="splunk-hec: 'on' counts an alert delivered only when the indexer acknowledges "
             "it (the token needs indexer acknowledgement); 'off' counts a 200, unconfirmed "
-            "[default: on]."
+            "(default: on)."
         ),
     ] = None,
     hec_ack_timeout: Annotated[
         float | None,
         typer.Option(
-            min=0.001, help="splunk-hec: seconds to wait for acknowledgements [default: 120]."
+            min=0.001, help="splunk-hec: seconds to wait for acknowledgements (default: 120)."
         ),
     ] = None,
     hec_ca_bundle: Annotated[
@@ -295,12 +295,12 @@ def export_command(
         bool | None,
         typer.Option(
             "--hec-verify/--no-hec-verify",
-            help="splunk-hec: verify the collector's TLS certificate [default: verify].",
+            help="splunk-hec: verify the collector's TLS certificate (default: verify).",
         ),
     ] = None,
     hec_max_batch_bytes: Annotated[
         int | None,
-        typer.Option(min=1000, help="splunk-hec: bytes per request [default: 800000]."),
+        typer.Option(min=1000, help="splunk-hec: bytes per request (default: 800000)."),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="keytrail.toml ([hec] holds the Splunk HEC settings).")
@@ -314,7 +314,7 @@ def export_command(
     max_attempts: Annotated[
         int | None,
         typer.Option(
-            min=1, help="splunk-hec: tries per request on throttling, 5xx, timeouts [default: 6]."
+            min=1, help="splunk-hec: tries per request on throttling, 5xx, timeouts (default: 6)."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,

@@ -180,3 +180,15 @@ def test_security_hub_export_through_the_cli(lake: LocalLake, s3_endpoint: str) 
 def test_s3_export_needs_an_s3_uri(lake: LocalLake) -> None:
     result = _run("export", "--lake", lake.root, "--date", "2026-11-09", "--sink", "s3")
     assert result.exit_code == 2 and "--s3-uri" in result.output
+
+
+def test_export_help_states_the_hec_defaults_in_force() -> None:
+    from analytics.export.settings import HecSettings
+
+    defaults = HecSettings()
+    text = " ".join(_run("export", "--help", env={"COLUMNS": "200"}).output.split())
+    for stated in (f"sourcetype (default: {defaults.sourcetype})",
+                   f"acknowledgements (default: {defaults.ack_timeout_seconds:g})",
+                   f"bytes per request (default: {defaults.max_batch_bytes})",
+                   f"timeouts (default: {defaults.attempts})", "unconfirmed (default: on)"):  # fmt: skip
+        assert stated in text
