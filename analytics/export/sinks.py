@@ -24,6 +24,10 @@ sending the next — so "a rerun sends nothing twice" is one piece of code, not 
   redirects are refused so it cannot follow one to another host.
 * ``securityhub`` — ``BatchImportFindings`` in ASFF, 100 findings per call; findings the API
   rejects are reported by ID and not recorded, so the next run tries them again.
+
+The OCSF sinks (file, S3, HEC) also take the day's incidents, as OCSF Incident Findings after
+the alerts they link, recorded in the ledger as ``incident_id:version``
+(:func:`prepare_incidents`); Security Hub links an incident's alerts by ``RelatedFindings``.
 """
 
 from __future__ import annotations

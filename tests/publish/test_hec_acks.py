@@ -287,3 +287,20 @@ def test_no_verify_reaches_a_self_signed_collector(
     splunk, _ = tls_splunk
     result = _export(lake, splunk.url, "--no-hec-verify")
     assert result.exit_code == 0, result.output
+
+
+def test_the_nightly_flows_hec_parameters_override_keytrail_toml(tmp_path: Path) -> None:
+    from flows.nightly import StageFailed, resolve_settings
+
+    config = tmp_path / "keytrail.toml"
+    config.write_text('[hec]\nindex = "from_file"\nsourcetype = "file:st"\nacks = true\n')
+    trail = tmp_path / "trail"
+    trail.mkdir()
+    args = (str(trail), str(tmp_path / "lake"), str(config), ["splunk-hec=https://splunk:8088"],
+            None, None, None, 1.0, None)  # fmt: skip
+    settings = resolve_settings(*args, {"index": "from_flow", "acks": False, "verify": None})
+    assert (settings.hec.index, settings.hec.sourcetype, settings.hec.acks) == (
+        "from_flow", "file:st", False,
+    )  # fmt: skip
+    with pytest.raises(StageFailed, match="ack timeout must be positive"):
+        resolve_settings(*args, {"ack_timeout_seconds": 0})
