@@ -12,7 +12,10 @@ object. The mapping:
   the baseline it measured against) carry ``anomaly_analyses`` (added to class 2004 in OCSF
   1.5.0): what was observed, by which feature, against which baseline;
 * the CloudTrail events that prove the alert become ``evidences`` (actor, API call, source,
-  user agent, key) and ``finding_info.related_events``;
+  user agent, key) and ``finding_info.related_events``; the values SIEMs pivot on (actor, key
+  ARN, accounts, source IPs, user agents) are also ``observables``, typed with OCSF's own
+  ``type_id``s, and every user that has a ``type`` has its ``type_id``;
+* an alert that belongs to an incident names it in ``metadata.correlation_uid``;
 * what OCSF has no place for (score, runbook, feature contributions) goes under ``unmapped``;
 * every string is clipped to the limit of its kind of field and the whole finding serialises to
   under 64 KiB (:mod:`analytics.export.bounds`): one stuffed user agent cannot make a finding a
