@@ -572,6 +572,24 @@ def _inventory(report: DailyReport) -> str:
     )
 
 
+def _warming_up(report: DailyReport) -> str:
+    """Detectors that could not judge the day on full history, said before anything they
+    would have found: silence from them is not a clean bill of health."""
+    if not report.warming_up:
+        return ""
+    items = "".join(
+        f"<li><b>{h(w['id'])}</b>: {t.number(w['history_days'])} of "
+        f"{t.number(w['needed_days'])} day(s) of history; fill it with "
+        f"<code>{h(w['backfill'], 1000)}</code></li>"
+        for w in report.warming_up
+    )
+    return (
+        '<section id="warming-up"><h2>Detectors warming up</h2><p class="muted">These '
+        "detectors could not run, or ran on partial history, for this day.</p>"
+        f"<ul>{items}</ul></section>"
+    )
+
+
 def render(report: DailyReport) -> str:
     """The complete HTML document."""
     first = report.lake_first_day.isoformat() if report.lake_first_day else "—"
@@ -603,6 +621,7 @@ def render(report: DailyReport) -> str:
         f"AWS CloudTrail. Lake history from {escape(first)}. Every value taken from a record "
         f"is shown as text.</p>{notes}<nav>{nav}</nav></header><main>"
         + _headline(report)
+        + _warming_up(report)
         + _incidents(report)
         + _alerts(report)
         + _charts(report)

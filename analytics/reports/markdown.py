@@ -207,6 +207,28 @@ def _charts(report: DailyReport) -> list[str]:
     return [*lines, ""]
 
 
+def _warming_up(report: DailyReport) -> list[str]:
+    if not report.warming_up:
+        return []
+    lines = [
+        "## Detectors warming up",
+        "",
+        "These detectors could not run, or ran on partial history, for this day.",
+        "",
+    ]
+    lines += [
+        f"- **{md(w['id'])}**: {t.number(w['history_days'])} of {t.number(w['needed_days'])} "
+        f"day(s) of history; fill it with `{_code(w['backfill'])}`"
+        for w in report.warming_up
+    ]
+    return [*lines, ""]
+
+
+def _code(text: str) -> str:
+    """Text inside a Markdown code span: no backticks (they would end it), one line."""
+    return " ".join(str(text).replace("`", "'").split())
+
+
 def render(report: DailyReport) -> str:
     """The complete Markdown document."""
     first = report.lake_first_day.isoformat() if report.lake_first_day else t.MISSING
@@ -223,6 +245,7 @@ def render(report: DailyReport) -> str:
         ("figure", "value"),
         ((md(t.HEADLINE_LABELS.get(k, k)), t.number(v)) for k, v in report.headline.items()),
     )
+    lines += _warming_up(report)
     lines += _incidents(report)
     lines += _alerts(report)
     lines += _charts(report)
