@@ -208,20 +208,10 @@ def _timeline(incident: dict[str, Any], today: set[str]) -> str:
 
 def _incident(report: DailyReport, incident: dict[str, Any], aliases: dict[str, Any]) -> str:
     severity = str(incident[s.SEVERITY])
-    facts = [
-        ("Seen", t.window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
-        ("Actors", t.listed(incident[s.ACTORS], 8)),
-        ("Keys", t.listed(incident[s.KEY_ARNS], 8)),
-        ("Accounts", t.listed(incident[s.ACCOUNT_IDS], 8)),
-        ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
-        ("ATT&CK techniques", t.listed(incident[s.TECHNIQUES], 8)),
-        ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
-        ("Why together", t.listed(incident[s.LINKS], 6, 200)),
-        ("Alerts", t.number(incident[s.ALERT_COUNT])),
-        ("Incident ID", incident[s.INCIDENT_ID]),
-    ]
-    dl = "".join(f"<dt>{escape(label)}</dt><dd>{h(value, 1000)}</dd>" for label, value in facts
-                 if value is not None)  # fmt: skip
+    dl = "".join(
+        f"<dt>{escape(label)}</dt><dd>{h(value, 1000)}</dd>"
+        for label, value in t.incident_facts(incident)
+    )
     members = report.alerts_of(incident[s.INCIDENT_ID])
     today = set(members.get_column(s.ALERT_ID).to_list())
     alerts = (

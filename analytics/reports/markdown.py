@@ -70,20 +70,8 @@ def _incidents(report: DailyReport) -> list[str]:
             md(incident[s.SUMMARY], 2000),
             "",
         ]
-        facts = [
-            ("Seen", t.window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
-            ("Actors", t.listed(incident[s.ACTORS], 8)),
-            ("Keys", t.listed(incident[s.KEY_ARNS], 8)),
-            ("Accounts", t.listed(incident[s.ACCOUNT_IDS], 8)),
-            ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
-            ("ATT&CK techniques", t.listed(incident[s.TECHNIQUES], 8)),
-            ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
-            ("Why together", t.listed(incident[s.LINKS], 6, 200)),
-            ("Alerts", t.number(incident[s.ALERT_COUNT])),
-            ("Incident ID", incident[s.INCIDENT_ID]),
-        ]
         lines += [
-            f"- **{md(label)}:** {md(value, 1000)}" for label, value in facts if value is not None
+            f"- **{md(label)}:** {md(value, 1000)}" for label, value in t.incident_facts(incident)
         ]
         lines += ["", "Timeline:", ""]
         lines += _table(
