@@ -116,6 +116,28 @@ def warming_up(
     return short
 
 
+def history_needs(config: Config) -> list[tuple[str, int]]:
+    """Each enabled detector's ID and the days of history it needs with these settings."""
+    needs = [
+        (d.id, d.needed_days(config.detector_settings(d.id, d.defaults)))
+        for d in ALL_DETECTORS
+        if d.id not in config.disabled_detectors
+    ]
+    if model.DETECTOR_ID not in config.disabled_detectors:
+        needs.append((model.DETECTOR_ID, config.model.min_history_days))
+    return needs
+
+
+def warm_up(
+    lake: LocalLake, day: dt.date, config: Config, lake_name: str | None = None
+) -> list[dict[str, Any]]:
+    """:func:`warming_up` for ``day`` as :func:`run` computes it, for readers that do not score
+    (the day's report), so both say the same."""
+    first, last = bl.window(day, config.baseline_window_days)
+    present = history_dates(lake, first, last)
+    return warming_up(history_needs(config), day, present, lake_name or str(lake.root))
+
+
 def _empty_events() -> pl.DataFrame:
     frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
     assert isinstance(frame, pl.DataFrame)
@@ -157,13 +179,11 @@ def run(
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
     history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []
-    needs: list[tuple[str, int]] = []
     per_detector: Counter[str] = Counter()
     for detector in ALL_DETECTORS:
         if detector.id in config.disabled_detectors:
             continue
         settings = config.detector_settings(detector.id, detector.defaults)
-        needs.append((detector.id, detector.needed_days(settings)))
         context = DetectionContext(
             day=day,
             events=day_events,
@@ -185,8 +205,6 @@ def run(
         else model.ModelResult(conform_findings_empty(), 0, 0, "disabled in configuration")
     )
     findings.append((MODEL_INFO, model_result.findings))
-    if model.DETECTOR_ID not in config.disabled_detectors:
-        needs.append((model.DETECTOR_ID, config.model.min_history_days))
     timings["model"] = time.perf_counter() - mark
 
     assembled = assemble(findings, day, day_events, config, today or dt.datetime.now(dt.UTC).date())
@@ -227,7 +245,7 @@ def run(
         "rows_without_history": model_result.rows_without_history,
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
-        "warming_up": warming_up(needs, day, present, lake_name or str(lake.root)),
+        "warming_up": warming_up(history_needs(config), day, present, lake_name or str(lake.root)),
         "feature_days_recomputed": len(recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},

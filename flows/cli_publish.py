@@ -104,7 +104,7 @@ def report_command(
         lake, f"keytrail report {day}", kms_key_id=lake_kms_key, wait_seconds=wait
     ) as local:
         report, files = _write_report(local, day, settings, inventory, region or [],
-                                      endpoint_url, top_actors)  # fmt: skip
+                                      endpoint_url, top_actors, lake)  # fmt: skip
         shown = {name: shown_path(lake, local, path) for name, path in files.items()}
         folder = shown_path(lake, local, _report_dir(local, day))
     notes = report.notes
@@ -138,13 +138,14 @@ def _write_report(
     regions: list[str],
     endpoint_url: str | None,
     top_actors: int,
+    lake_name: str,
 ) -> tuple[Any, dict[str, Path]]:
     from analytics import reports
 
     if not local.partition_files(day):
         raise _fail(f"no events for {day} in the lake; run keytrail ingest first")
     window = settings.baseline_window_days
-    inputs = reports.load(local, day, window, frozenset(settings.org_accounts))
+    inputs = reports.load(local, day, window, frozenset(settings.org_accounts), settings, lake_name)
     snapshots: list[Any] = []
     notes: list[str] = []
     if inventory:

@@ -443,6 +443,10 @@ def process_day(
                 summary["alerts_by_severity"])  # fmt: skip
     if summary.get("model_note"):
         logger.info("model: %s", summary["model_note"])
+    for warming in summary.get("warming_up", []):
+        logger.info("warming up: %s has %d of %d day(s) of history; backfill: %s",
+                    warming["id"], warming["history_days"], warming["needed_days"],
+                    warming["backfill"])  # fmt: skip
     for expired in summary.get("expired_suppressions", []):
         logger.warning("suppression %s has expired and no longer applies", expired)
     lock.refresh()
@@ -481,6 +485,7 @@ def process_day(
         "events_scored": summary["events_scored"],
         "history_days": baselines["history_days"],
         "model_note": summary.get("model_note"),
+        "warming_up": summary.get("warming_up", []),
         "report_html": settings.shown(published["report_html"]),
         "exports": exports,
         "seconds": round(time.perf_counter() - started, 3),
@@ -589,6 +594,11 @@ def _day_markdown(outcome: dict[str, Any]) -> list[str]:
     ]
     if outcome.get("model_note"):
         lines.append(f"- model: {md(outcome['model_note'])}")
+    for warming in outcome.get("warming_up", []):
+        lines.append(
+            f"- warming up: {md(warming['id'])} has {warming['history_days']} of "
+            f"{warming['needed_days']} day(s) of history; backfill: {md(warming['backfill'])}"
+        )
     for export in outcome.get("exports", []):
         lines.append(
             f"- export {md(export.get('sink'))} → {md(export.get('destination'))}: sent "

@@ -460,12 +460,14 @@ def publish_day(
         org_accounts=frozenset(config.org_accounts),
         window_days=config.baseline_window_days,
         notes=notes,
+        config=config,
     )
     return {
         "report_html": str(files["report.html"]),
         "files": len(files),
         "headline": dict(report.headline),
         "notes": list(report.notes),
+        "warming_up": list(report.warming_up),
     }
 
 

@@ -24,6 +24,9 @@ from typing import Any
 import boto3
 import pytest
 
+from analytics.adapters.lake import LocalLake
+from analytics.adapters.sources import LocalSource
+from analytics.ingest import IngestOptions, ingest
 from tests import fuzz_profiles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,3 +131,22 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield str(PREFECT_API_URL.value())
+
+
+SAMPLE_TRAIL = REPO / "data" / "samples" / "trail"
+
+
+@pytest.fixture(scope="session")
+def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> LocalLake:
+    """A lake built once per test process from the embedded sample trail (14 days)."""
+    lake = LocalLake(tmp_path_factory.mktemp("sample") / "lake")
+    ingest(LocalSource(SAMPLE_TRAIL), lake, IngestOptions(workers=1))
+    return lake
+
+
+@pytest.fixture
+def lake_copy(sample_lake: LocalLake, tmp_path: Path) -> LocalLake:
+    """A private copy of the sample lake, for tests that write to it."""
+    target = tmp_path / "lake"
+    shutil.copytree(sample_lake.root, target)
+    return LocalLake(target)

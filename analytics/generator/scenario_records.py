@@ -72,6 +72,23 @@ _KEY_USER_ACTIONS = [
 ]
 
 
+def _schedule_deletion(
+    t: DayTraffic, wl: Workload, second: int, key: Key, key_ref: str, tag: str
+) -> None:
+    """ScheduleKeyDeletion of ``key`` (named in the request as ``key_ref``: ID or ARN, as the
+    caller wrote it) with the shortest window, 7 days, as KMS records it."""
+    response = {
+        "keyId": key.arn,
+        "deletionDate": deletion_date(t.date, 7),
+        "keyState": "PendingDeletion",
+        "pendingWindowInDays": 7,
+    }
+    t.kms_record(
+        wl, second, "ScheduleKeyDeletion", key, {"keyId": key_ref, "pendingWindowInDays": 7},
+        response, tag=tag,
+    )  # fmt: skip
+
+
 def _actor_workload(
     traffic: DayTraffic,
     principal: Role,
@@ -179,21 +196,7 @@ def _emit_disable_then_delete(t: DayTraffic, spec: ScenarioSpec) -> None:
         wl, spec.second, "DisableKey", key, {"keyId": key.key_id}, {"keyId": key.arn}, tag=spec.sid
     )
     scheduled = spec.details["scheduled_second"]
-    response = {
-        "keyId": key.arn,
-        "deletionDate": deletion_date(t.date, 7),
-        "keyState": "PendingDeletion",
-        "pendingWindowInDays": 7,
-    }
-    t.kms_record(
-        wl,
-        scheduled,
-        "ScheduleKeyDeletion",
-        key,
-        {"keyId": key.key_id, "pendingWindowInDays": 7},
-        response,
-        tag=spec.sid,
-    )
+    _schedule_deletion(t, wl, scheduled, key, key.key_id, spec.sid)
     app = _workload_of(t, spec)
     for second in _spread(scheduled + 3600, 3, 3600, t.rng):
         t.kms_call(app, second, "Decrypt", key, tag=spec.sid, benign_errors=False)
@@ -214,21 +217,7 @@ def _emit_mass_key_deletion(t: DayTraffic, spec: ScenarioSpec) -> None:
                  resources=None, tag=spec.sid)  # fmt: skip
     for key, second in zip(spec.keys, spec.details["scheduled"], strict=True):
         t.kms_record(wl, second - 8, "DescribeKey", key, {"keyId": key.arn}, None, tag=spec.sid)
-        response = {
-            "keyId": key.arn,
-            "deletionDate": deletion_date(t.date, 7),
-            "keyState": "PendingDeletion",
-            "pendingWindowInDays": 7,
-        }
-        t.kms_record(
-            wl,
-            second,
-            "ScheduleKeyDeletion",
-            key,
-            {"keyId": key.arn, "pendingWindowInDays": 7},
-            response,
-            tag=spec.sid,
-        )
+        _schedule_deletion(t, wl, second, key, key.arn, spec.sid)
 
 
 def _key_policy(key: Key, plan: Plan, app: Workload, *, opened_to: str | None) -> str:
@@ -419,21 +408,7 @@ def _emit_ransomware(t: DayTraffic, spec: ScenarioSpec) -> None:
                 tag=spec.sid,
             )
     end = second + 120 + 2700 + 60
-    response = {
-        "keyId": new_key.arn,
-        "deletionDate": deletion_date(t.date, 7),
-        "keyState": "PendingDeletion",
-        "pendingWindowInDays": 7,
-    }
-    t.kms_record(
-        wl,
-        end,
-        "ScheduleKeyDeletion",
-        new_key,
-        {"keyId": new_key.key_id, "pendingWindowInDays": 7},
-        response,
-        tag=spec.sid,
-    )
+    _schedule_deletion(t, wl, end, new_key, new_key.key_id, spec.sid)
     t.kms_record(
         wl,
         end + 30,

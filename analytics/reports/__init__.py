@@ -15,6 +15,7 @@ from pathlib import Path
 
 from analytics.adapters.kms_inventory import KeySnapshot
 from analytics.adapters.lake import LocalLake
+from analytics.config import Config
 from analytics.reports.daily import DailyReport, build, report_dir, write
 from analytics.reports.inputs import ReportInputs, load
 
@@ -30,9 +31,11 @@ def run(
     org_accounts: frozenset[str] = frozenset(),
     window_days: int = 30,
     notes: Sequence[str] = (),
+    config: Config | None = None,
+    lake_name: str | None = None,
 ) -> tuple[DailyReport, dict[str, Path]]:
     """Load, build and write every report of ``day``; returns the report and the files."""
-    inputs = load(lake, day, window_days, org_accounts)
+    inputs = load(lake, day, window_days, org_accounts, config, lake_name)
     report = build(
         inputs,
         generated_at or dt.datetime.now(dt.UTC).replace(microsecond=0),

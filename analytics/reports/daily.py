@@ -60,6 +60,8 @@ class DailyReport:
     notes: list[str] = field(default_factory=list)
     incidents: pl.DataFrame = field(default_factory=empty_incidents)
     """The day's incidents, most severe first: what the reports open with."""
+    warming_up: list[dict[str, Any]] = field(default_factory=list)
+    """Detectors that could not run or ran on partial history, with the backfill that fills it."""
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Report tables by file stem, in :data:`~analytics.reports.schemas.REPORT_TABLES` order."""
@@ -100,6 +102,7 @@ class DailyReport:
                 sev: self.incidents.filter(pl.col(s.SEVERITY) == sev).height for sev in s.SEVERITIES
             },
             "incidents": incident_records(self.incidents),
+            "warming_up": list(self.warming_up),
             "rotation_by_status": {
                 status: self.rotation.filter(pl.col(r.ROTATION_STATUS) == status).height
                 for status in r.ROTATION_STATUSES
@@ -208,6 +211,7 @@ def build(
         keys=keys,
         notes=list(notes),
         incidents=inputs.incidents,
+        warming_up=list(inputs.warming_up),
     )
 
 

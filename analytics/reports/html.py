@@ -208,20 +208,10 @@ def _timeline(incident: dict[str, Any], today: set[str]) -> str:
 
 def _incident(report: DailyReport, incident: dict[str, Any], aliases: dict[str, Any]) -> str:
     severity = str(incident[s.SEVERITY])
-    facts = [
-        ("Seen", t.window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
-        ("Actors", t.listed(incident[s.ACTORS], 8)),
-        ("Keys", t.listed(incident[s.KEY_ARNS], 8)),
-        ("Accounts", t.listed(incident[s.ACCOUNT_IDS], 8)),
-        ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
-        ("ATT&CK techniques", t.listed(incident[s.TECHNIQUES], 8)),
-        ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
-        ("Why together", t.listed(incident[s.LINKS], 6, 200)),
-        ("Alerts", t.number(incident[s.ALERT_COUNT])),
-        ("Incident ID", incident[s.INCIDENT_ID]),
-    ]
-    dl = "".join(f"<dt>{escape(label)}</dt><dd>{h(value, 1000)}</dd>" for label, value in facts
-                 if value is not None)  # fmt: skip
+    dl = "".join(
+        f"<dt>{escape(label)}</dt><dd>{h(value, 1000)}</dd>"
+        for label, value in t.incident_facts(incident)
+    )
     members = report.alerts_of(incident[s.INCIDENT_ID])
     today = set(members.get_column(s.ALERT_ID).to_list())
     alerts = (
@@ -572,6 +562,24 @@ def _inventory(report: DailyReport) -> str:
     )
 
 
+def _warming_up(report: DailyReport) -> str:
+    """Detectors that could not judge the day on full history, said before anything they
+    would have found: silence from them is not a clean bill of health."""
+    if not report.warming_up:
+        return ""
+    items = "".join(
+        f"<li><b>{h(w['id'])}</b>: {t.number(w['history_days'])} of "
+        f"{t.number(w['needed_days'])} day(s) of history; fill it with "
+        f"<code>{h(w['backfill'], 1000)}</code></li>"
+        for w in report.warming_up
+    )
+    return (
+        '<section id="warming-up"><h2>Detectors warming up</h2><p class="muted">These '
+        "detectors could not run, or ran on partial history, for this day.</p>"
+        f"<ul>{items}</ul></section>"
+    )
+
+
 def render(report: DailyReport) -> str:
     """The complete HTML document."""
     first = report.lake_first_day.isoformat() if report.lake_first_day else "—"
@@ -603,6 +611,7 @@ def render(report: DailyReport) -> str:
         f"AWS CloudTrail. Lake history from {escape(first)}. Every value taken from a record "
         f"is shown as text.</p>{notes}<nav>{nav}</nav></header><main>"
         + _headline(report)
+        + _warming_up(report)
         + _incidents(report)
         + _alerts(report)
         + _charts(report)

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
-from analytics import api
+from analytics import api, detect
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
+from analytics.config import Config
 from analytics.detectors._common import DATA_PLANE_EVENTS
 from analytics.identity import KMS_SOURCE
 from analytics.incidents import empty_incidents
@@ -50,6 +52,8 @@ class ReportInputs:
     org_accounts: frozenset[str]
     incidents: pl.DataFrame = field(default_factory=empty_incidents)
     """The day's incidents file: each incident with every alert it holds up to the day."""
+    warming_up: list[dict[str, Any]] = field(default_factory=list)
+    """Detectors that could not run, or ran on partial history, for the day (as detect says)."""
     event_id_clashes: int = 0
     """Events of the day held back by ingest because their eventID was already in the lake with
     other content (each is in ``quarantine/records/`` with both objects named)."""
@@ -117,8 +121,12 @@ def load(
     day: dt.date,
     window_days: int = 30,
     org_accounts: frozenset[str] = frozenset(),
+    config: Config | None = None,
+    lake_name: str | None = None,
 ) -> ReportInputs:
-    """Read the report inputs of ``day`` (the day's events must exist)."""
+    """Read the report inputs of ``day`` (the day's events must exist). ``config`` says which
+    detectors run and what history they need; ``lake_name`` is the lake as the user names it,
+    for the backfill commands of detectors still warming up (``LAKE`` when not given)."""
     lake_api = api.Lake(lake)
     all_days = [d for d in lake_api.event_dates() if d <= day]
     day_events = api.scan_events(lake_api, day, day).collect()
@@ -154,4 +162,5 @@ def load(
         org_accounts=org_accounts_of(activity, org_accounts),
         incidents=api.incidents(lake_api, day, day),
         event_id_clashes=clashes_on(lake.quarantine_dir, day),
+        warming_up=detect.warm_up(lake, day, config or Config(), lake_name or "LAKE"),
     )

@@ -70,20 +70,8 @@ def _incidents(report: DailyReport) -> list[str]:
             md(incident[s.SUMMARY], 2000),
             "",
         ]
-        facts = [
-            ("Seen", t.window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
-            ("Actors", t.listed(incident[s.ACTORS], 8)),
-            ("Keys", t.listed(incident[s.KEY_ARNS], 8)),
-            ("Accounts", t.listed(incident[s.ACCOUNT_IDS], 8)),
-            ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
-            ("ATT&CK techniques", t.listed(incident[s.TECHNIQUES], 8)),
-            ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
-            ("Why together", t.listed(incident[s.LINKS], 6, 200)),
-            ("Alerts", t.number(incident[s.ALERT_COUNT])),
-            ("Incident ID", incident[s.INCIDENT_ID]),
-        ]
         lines += [
-            f"- **{md(label)}:** {md(value, 1000)}" for label, value in facts if value is not None
+            f"- **{md(label)}:** {md(value, 1000)}" for label, value in t.incident_facts(incident)
         ]
         lines += ["", "Timeline:", ""]
         lines += _table(
@@ -207,6 +195,28 @@ def _charts(report: DailyReport) -> list[str]:
     return [*lines, ""]
 
 
+def _warming_up(report: DailyReport) -> list[str]:
+    if not report.warming_up:
+        return []
+    lines = [
+        "## Detectors warming up",
+        "",
+        "These detectors could not run, or ran on partial history, for this day.",
+        "",
+    ]
+    lines += [
+        f"- **{md(w['id'])}**: {t.number(w['history_days'])} of {t.number(w['needed_days'])} "
+        f"day(s) of history; fill it with `{_code(w['backfill'])}`"
+        for w in report.warming_up
+    ]
+    return [*lines, ""]
+
+
+def _code(text: str) -> str:
+    """Text inside a Markdown code span: no backticks (they would end it), one line."""
+    return " ".join(str(text).replace("`", "'").split())
+
+
 def render(report: DailyReport) -> str:
     """The complete Markdown document."""
     first = report.lake_first_day.isoformat() if report.lake_first_day else t.MISSING
@@ -223,6 +233,7 @@ def render(report: DailyReport) -> str:
         ("figure", "value"),
         ((md(t.HEADLINE_LABELS.get(k, k)), t.number(v)) for k, v in report.headline.items()),
     )
+    lines += _warming_up(report)
     lines += _incidents(report)
     lines += _alerts(report)
     lines += _charts(report)

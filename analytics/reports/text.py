@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from analytics import schema as s
 from analytics.export.bounds import DISPLAY_CHARS, visible
 
 MISSING = "—"
@@ -104,3 +105,22 @@ def listed(items: Iterable[Any] | None, limit: int = 5, width: int = 120) -> str
     shown = ", ".join(entries[:limit])
     more = len(entries) - limit
     return f"{shown} (+{more} more)" if more > 0 else (shown or MISSING)
+
+
+def incident_facts(incident: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An incident's facts as (label, display text), in the order both documents show them;
+    facts the incident does not have are left out."""
+
+    facts = [
+        ("Seen", window(incident[s.FIRST_SEEN], incident[s.LAST_SEEN])),
+        ("Actors", listed(incident[s.ACTORS], 8)),
+        ("Keys", listed(incident[s.KEY_ARNS], 8)),
+        ("Accounts", listed(incident[s.ACCOUNT_IDS], 8)),
+        ("ATT&CK tactics", " → ".join(incident[s.TACTICS] or []) or None),
+        ("ATT&CK techniques", listed(incident[s.TECHNIQUES], 8)),
+        ("Severity raised", incident[s.SEVERITY_RAISED_BECAUSE]),
+        ("Why together", listed(incident[s.LINKS], 6, 200)),
+        ("Alerts", number(incident[s.ALERT_COUNT])),
+        ("Incident ID", incident[s.INCIDENT_ID]),
+    ]
+    return [(label, value) for label, value in facts if value is not None]

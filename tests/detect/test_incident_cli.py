@@ -78,8 +78,9 @@ def test_detect_prints_incidents_before_the_alerts_and_marks_which_alerts_they_h
         assert incident["severity"].upper() in lines[heading]
         detail = " ".join(lines[heading + 1 : heading + 3])
         assert f"{incident['alert_count']} alerts" in detail
-        assert short_arn(incident["actors"][0]) in detail
-        assert short_arn(incident["key_arns"][0]) in detail
+        # an actor's sweep across keys is one alert without a key: its incident may name none
+        for names in (incident["actors"], incident["key_arns"]):
+            assert not names or short_arn(names[0]) in detail
         marked = [line for line in lines[legend + 1 :] if line.startswith(f"I{number} ")]
         assert len(marked) == min(incident["alert_count"], 30)
     alone = [line for line in lines[legend + 1 :] if line.startswith("- ")]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from analytics import schema as s
@@ -29,6 +31,7 @@ HISTORY_NEEDING = {
     "KMS.NewActorForKey": 14,
     "KMS.NewCrossAccountCaller": 7,
     "KMS.FailedDecryptBurst": 7,
+    "KMS.BulkSecretDecryption": 7,
 }
 
 
@@ -85,7 +88,7 @@ def test_configured_warmup_and_disabled_detectors_are_followed(one_day_lake: Loc
     )
     summary = run(one_day_lake, DAY, config, dry_run=True).summary
     ids = {entry["id"] for entry in summary["warming_up"]}
-    assert ids == {"KMS.FailedDecryptBurst"}
+    assert ids == {"KMS.FailedDecryptBurst", "KMS.BulkSecretDecryption"}
 
 
 def test_a_full_window_warms_nothing_up(lake_copy: LocalLake) -> None:
@@ -119,7 +122,7 @@ def test_a_day_without_kms_calls_is_still_history(lake_copy: LocalLake) -> None:
     assert 0 < others.height < events.height
     for path in files[1:]:
         path.unlink()
-    others.write_parquet(files[0])
+    pq.write_table(others.to_arrow().cast(s.EVENT_SCHEMA), files[0])  # as ingest writes it
     summary = run(lake_copy, dt.date(2026, 11, 8), dry_run=True).summary
     assert summary["history_days"] == 7
     assert DETECTOR_ID not in {entry["id"] for entry in summary["warming_up"]}
@@ -138,3 +141,23 @@ def test_detect_prints_one_line_per_detector_warming_up(one_day_lake: LocalLake)
     as_json = run_cli("detect", "--lake", lake, "--date", DAY.isoformat(), "--dry-run", "--json")
     summary = json.loads(as_json.stdout)
     assert {entry["id"] for entry in summary["warming_up"]} == set(HISTORY_NEEDING)
+
+
+def test_the_days_report_says_which_detectors_are_warming_up(
+    one_day_lake: LocalLake, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    shutil.copytree(one_day_lake.root, lake)
+    expected = run(LocalLake(lake), DAY, dry_run=True).summary["warming_up"]
+    assert {w["id"] for w in expected} == set(HISTORY_NEEDING)
+    run_cli("report", "--lake", str(lake), "--date", DAY.isoformat())
+    folder = lake / "reports" / DAY.isoformat()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["warming_up"] == expected  # the lake named as the user typed it
+    markdown = (folder / "report.md").read_text()
+    page = (folder / "report.html").read_text()
+    assert "## Detectors warming up" in markdown and 'id="warming-up"' in page
+    for warming in expected:
+        assert warming["id"] in markdown and warming["id"] in page
+        assert f"1 of {warming['needed_days']} day(s)" in markdown
+        assert "keytrail ingest SOURCE --lake" in markdown

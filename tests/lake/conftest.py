@@ -1,9 +1,10 @@
-"""A lake built once from the embedded sample trail, and a private copy of it per test."""
+"""Lake tests: keytrail as its own process, and other processes holding a lake's lock.
+
+The sample lake and its per-test copies (``sample_lake``, ``lake_copy``) come from tests/conftest.py."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,28 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from analytics.adapters.lake import LocalLake
-from analytics.adapters.sources import LocalSource
-from analytics.ingest import IngestOptions, ingest
-
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples" / "trail"
 LAST_DAY = "2026-11-14"
-
-
-@pytest.fixture(scope="session")
-def sample_lake(tmp_path_factory: pytest.TempPathFactory) -> LocalLake:
-    lake = LocalLake(tmp_path_factory.mktemp("sample") / "lake")
-    ingest(LocalSource(SAMPLES), lake, IngestOptions(workers=1))
-    return lake
-
-
-@pytest.fixture
-def lake_copy(sample_lake: LocalLake, tmp_path: Path) -> LocalLake:
-    """A private copy for tests that change the lake."""
-    target = tmp_path / "lake"
-    shutil.copytree(sample_lake.root, target)
-    return LocalLake(target)
 
 
 def keytrail_process(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
