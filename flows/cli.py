@@ -7,6 +7,7 @@ or a lake another run holds.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import sys
@@ -37,6 +38,7 @@ from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
 from analytics.redact import redact_log_records
+from flows.cli_help import tidy_help
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain
 from flows.lake_access import (
     LakeKmsKeyOption,
@@ -76,6 +78,16 @@ class _ErrorBoundary(TyperGroup):
                 raise
             raise _fail(message) from None
 
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            tidy_help(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        tidy_help(self, ctx)
+        super().format_help(ctx, formatter)
+
 
 app = typer.Typer(
     cls=_ErrorBoundary,
@@ -89,8 +101,21 @@ _date = parse_date
 _fail = fail
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"keytrail {importlib.metadata.version('keytrail')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """keytrail watches AWS KMS key usage in CloudTrail: ingest, detect, report, export."""
     redact_log_records()
 
@@ -145,7 +170,8 @@ def ingest_command(
 
     Example:
 
-        [bold]keytrail ingest s3://trail/prefix --lake ./lake --start 2026-11-01 --end 2026-11-28[/]
+        [bold]keytrail ingest s3://trail/prefix --lake ./lake \\
+            --start 2026-11-01 --end 2026-11-28[/]
     """
     start_date, end_date = _date(start, "--start"), _date(end, "--end")
     if start_date and end_date and start_date > end_date:
@@ -243,6 +269,7 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
 
 lake_app = typer.Typer(
     name="lake",
+    cls=_ErrorBoundary,
     help="Look after the lake itself: integrity checks.",
     no_args_is_help=True,
     rich_markup_mode="rich",

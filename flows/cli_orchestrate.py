@@ -83,8 +83,8 @@ def _check_lake(lake: str | Path, ttl_hours: float) -> None:
 
 SINK_HELP = (
     "Where alerts go (repeatable): ocsf-file or ocsf-file=PATH, s3=s3://bucket/prefix, "
-    "splunk-hec=https://splunk:8088 (token: $KEYTRAIL_HEC_TOKEN or --hec-token-block), "
-    "securityhub or securityhub=REGION. Default: ocsf-file."
+    "splunk-hec=URL (e.g. https://splunk:8088; token: $KEYTRAIL_HEC_TOKEN or "
+    "--hec-token-block), securityhub or securityhub=REGION. Default: ocsf-file."
 )
 
 # Options shared by `run` and `serve`, declared once so their help texts cannot drift.
@@ -154,9 +154,11 @@ def run_command(
 
         [bold]keytrail run --source s3://trail/prefix --lake ./lake[/]
 
-        [bold]keytrail run --source ./trail --lake ./lake --start 2026-11-01 --end 2026-11-28[/]
+        [bold]keytrail run --source ./trail --lake ./lake \\
+            --start 2026-11-01 --end 2026-11-28[/]
 
-        [bold]keytrail run --source ./trail --lake ./lake --date 2026-11-28 --task-runner dask[/]
+        [bold]keytrail run --source ./trail --lake ./lake \\
+            --date 2026-11-28 --task-runner dask[/]
     """
     day = _day(date, "--date")
     first, last = _day(start, "--start"), _day(end, "--end")
@@ -290,8 +292,9 @@ def serve_command(
 
     Example:
 
-        [bold]PREFECT_API_URL=http://127.0.0.1:4200/api keytrail serve --source s3://trail \\
-        --lake /var/lib/keytrail/lake --cron "30 2 * * *"[/]
+        [bold]PREFECT_API_URL=http://127.0.0.1:4200/api keytrail serve \\
+            --source s3://trail --lake /var/lib/keytrail/lake \\
+            --cron "30 2 * * *"[/]
     """
     if dask_address and task_runner is not TaskRunnerName.DASK:
         raise _fail("--dask-address needs --task-runner dask")

@@ -90,7 +90,8 @@ def report_command(
 
     Example:
 
-        [bold]keytrail report --lake ./lake --date 2026-11-28 --inventory --region eu-west-1[/]
+        [bold]keytrail report --lake ./lake --date 2026-11-28 \\
+            --inventory --region eu-west-1[/]
     """
     from analytics.config import ConfigError
     from analytics.config import load as load_config
