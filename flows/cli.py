@@ -26,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
@@ -45,7 +46,6 @@ from flows.lake_access import (
     LakeOption,
     LockWaitOption,
     command_lake,
-    is_remote,
     quarantine_location,
 )
 
@@ -70,6 +70,10 @@ class _ErrorBoundary(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:
+            raise  # typer shows the help
+        except UsageError as exc:  # a bad option value, a missing or unknown option
+            raise _fail(exc.format_message()) from None
         except (typer.Exit, typer.Abort, TyperException):
             raise  # already said what went wrong
         except Exception as exc:
@@ -188,7 +192,8 @@ def ingest_command(
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
         with command_lake(lake, f"keytrail ingest {source}", endpoint_url=endpoint_url,
-                          kms_key_id=lake_kms_key, wait_seconds=wait) as local:  # fmt: skip
+                          kms_key_id=lake_kms_key, wait_seconds=wait,
+                          creates=True) as local:  # fmt: skip
             summary = _run_ingest(trail, local, options, show_progress=not as_json)
     except SourceError as exc:
         raise _fail(str(exc)) from None
@@ -298,8 +303,6 @@ def lake_check_command(
     """
     from analytics.lake_check import MAX_FINDINGS_PER_KIND, check_lake, is_lake
 
-    if not is_remote(lake) and not Path(lake).is_dir():
-        raise _fail(f"lake {lake} not found: no such folder")
     with command_lake(lake, "keytrail lake check", endpoint_url=endpoint_url,
                       writes=False) as local:  # fmt: skip
         if not is_lake(local.root):
@@ -371,6 +374,8 @@ def generate_command(
 
     first = _date(start, "--start")
     assert first is not None
+    if out.exists() and not out.is_dir():
+        raise _fail(f"{out} is not a folder (a file of that name exists)")
     summary = generate_tree(
         out, days=days, events_per_day=events_per_day, seed=seed, start=first,
         org_id=org, corrupt=corrupt, workers=workers,
@@ -511,8 +516,14 @@ def evaluate_command(
     """
     from analytics.evaluate import evaluate, load_labels
 
+    try:
+        scenarios = load_labels(labels)
+    except OSError as exc:
+        raise _fail(f"labels {labels}: {exc.strerror}") from None
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise _fail(f"labels {labels}: not a labels.json ({exc})") from None
     with command_lake(lake, "keytrail evaluate", writes=False) as local:
-        report = evaluate(local, load_labels(labels))
+        report = evaluate(local, scenarios)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return

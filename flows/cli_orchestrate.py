@@ -32,7 +32,13 @@ from flows.cli_incidents import one_line
 from flows.console import fail as _fail
 from flows.console import parse_date as _day
 from flows.console import plain as _plain
-from flows.lake_access import LakeKmsKeyOption, LakeOption, is_remote
+from flows.lake_access import (
+    LakeKmsKeyOption,
+    LakeOption,
+    is_remote,
+    local_lake_problem,
+    remove_empty_lake,
+)
 
 EXIT_STAGE_FAILED = 1
 EXIT_USAGE = 2
@@ -71,7 +77,11 @@ def _check_settings(config: Path | None, sinks: list[str]) -> None:
 
 
 def _check_lake(lake: str | Path, ttl_hours: float) -> None:
-    """Refuse at once if a live run holds a local lake (an S3 lake is checked when locked)."""
+    """Refuse at once a local lake that is a file or that a live run holds (an S3 lake is
+    checked when locked)."""
+    problem = local_lake_problem(lake, creates=True)
+    if problem is not None:
+        raise _fail(problem)
     if is_remote(lake):
         return
     lake = Path(lake)
@@ -176,6 +186,8 @@ def run_command(
     sinks = list(sink or [])
     _check_settings(config, sinks)
     _check_lake(lake, lock_ttl_hours)
+    if not is_remote(source) and not Path(source).is_dir():
+        raise _fail(f"source folder {source} does not exist or is not a folder")
     _quiet_prefect_defaults()
     from flows.nightly import make_task_runner
 
@@ -192,15 +204,21 @@ def run_command(
         "lock_ttl_hours": lock_ttl_hours,
         "lake_kms_key": lake_kms_key,
     }
-    if first and last:
-        from flows.backfill import backfill
+    new_lake = None if is_remote(lake) or Path(lake).exists() else Path(lake)
+    try:
+        if first and last:
+            from flows.backfill import backfill
 
-        result = _call(backfill.with_options(task_runner=runner), start=first, end=last, **common)
-    else:
-        from flows.nightly import nightly
+            result = _call(backfill.with_options(task_runner=runner), start=first, end=last,
+                           **common)  # fmt: skip
+        else:
+            from flows.nightly import nightly
 
-        result = _call(nightly.with_options(task_runner=runner), date=day, ingest_from=since,
-                       **common)  # fmt: skip
+            result = _call(nightly.with_options(task_runner=runner), date=day,
+                           ingest_from=since, **common)  # fmt: skip
+    finally:
+        if new_lake is not None:  # a run that failed before writing leaves no empty lake
+            remove_empty_lake(new_lake)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
@@ -388,10 +406,10 @@ def run_demo(lake: Path, samples: Path, ephemeral: bool = True) -> dict[str, Any
 
     if not samples.is_dir():
         raise _fail(f"sample trail {samples} not found")
+    _check_lake(lake, _TTL_HOURS)
     if lake.exists():
         if not (lake / "_state" / "objects.parquet").exists() and any(lake.iterdir()):
             raise _fail(f"{lake} exists and is not a keytrail lake; choose another --lake")
-        _check_lake(lake, _TTL_HOURS)
         shutil.rmtree(lake)
     first, last = sample_days(samples)
     _quiet_prefect_defaults()

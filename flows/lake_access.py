@@ -179,7 +179,7 @@ def take_local_lock(
     return lock
 
 
-def _remove_if_empty(root: Path) -> None:
+def remove_empty_lake(root: Path) -> None:
     """Undo the folders the lock created for a lake the command then wrote nothing into (a
     mistyped --lake must not leave an empty lake behind)."""
     for folder in (root / "_state", root):
@@ -233,7 +233,7 @@ def working_lake(
         finally:
             local.release()
             if new:
-                _remove_if_empty(root)
+                remove_empty_lake(root)
         return
     remote = RemoteLake.open(str(lake), command, endpoint_url=endpoint_url,
                              kms_key_id=kms_key_id, ttl=ttl, writes=writes, log=log,
@@ -289,6 +289,19 @@ class HeldLake:
             self.local.release()
 
 
+def local_lake_problem(lake: str | Path, creates: bool = False) -> str | None:
+    """Why a local ``--lake`` cannot be used, or None: a file where the folder should be, or
+    (unless the command ``creates`` the lake, as ingest does) no folder at all."""
+    if is_remote(lake):
+        return None
+    root = Path(lake)
+    if root.exists() and not root.is_dir():
+        return f"lake {lake} is not a folder (a file of that name exists)"
+    if not creates and not root.exists():
+        return f"lake {lake} not found: no such folder; run keytrail ingest first"
+    return None
+
+
 @contextmanager
 def command_lake(
     lake: str,
@@ -298,12 +311,18 @@ def command_lake(
     kms_key_id: str | None = None,
     writes: bool = True,
     wait_seconds: float = 0.0,
+    creates: bool = False,
 ) -> Iterator[LocalLake]:
-    """:func:`working_lake` for a CLI command: progress on stderr, a locked lake or an
-    unreachable S3 lake a clear usage error (exit 2); afterwards one stderr line per lake file
-    the command skipped as unreadable."""
+    """:func:`working_lake` for a CLI command: progress on stderr, a local lake that is a file
+    or missing (unless the command ``creates`` it), a locked lake or an unreachable S3 lake a
+    clear usage error (exit 2); afterwards one stderr line per lake file the command skipped as
+    unreadable."""
     from analytics.adapters.sources import SourceError
     from flows.console import console, fail, plain
+
+    problem = local_lake_problem(lake, creates)
+    if problem is not None:
+        raise fail(problem)
 
     def log(message: str) -> None:
         console.print(f"[dim]{plain(message)}[/]", highlight=False)
