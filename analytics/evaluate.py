@@ -25,10 +25,17 @@ from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 
 SLACK = dt.timedelta(hours=1)
+NOTHING_TO_SCORE = "no labelled scenarios: nothing to score"
 
 
 def load_labels(path: Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def has_scenarios(labels: dict[str, Any]) -> bool:
+    """Whether the labels hold an attack to find: without one, recall and precision are
+    vacuous (100% of nothing), so callers say there is nothing to score instead."""
+    return any(scenario.get("malicious", False) for scenario in labels.get("scenarios", []))
 
 
 def _time(value: str) -> dt.datetime:

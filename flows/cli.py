@@ -366,6 +366,9 @@ def generate_command(
 ) -> None:
     """Write a realistic synthetic trail (native S3 layout, with digests) and labels.json.
 
+    The labelled attacks and decoys need --days 14 or more; a shorter tree has none, and
+    generate warns (labels.json then says "scenarios_planted": false, and why).
+
     Example:
 
         [bold]keytrail generate ./trail --days 35 --events-per-day 5000 --seed 7[/]
@@ -386,6 +389,8 @@ def generate_command(
         f"{plain(str(out))} in {summary.seconds:.1f} s; labels: {plain(str(summary.labels_path))}",
         highlight=False,
     )
+    if summary.scenarios_missing:
+        console.print(f"[yellow]warning:[/] {plain(summary.scenarios_missing)}", highlight=False)
 
 
 def _load_config(path: Path | None) -> Config:
@@ -510,11 +515,14 @@ def evaluate_command(
     incident pointing at it; the last line counts high/critical incidents or lone alerts that no
     attack explains, over the scored days.
 
+    Labels without attack scenarios (a tree generated with under 14 days) have nothing to score:
+    error, exit 2.
+
     Example:
 
         [bold]keytrail evaluate --lake ./lake --labels ./trail/labels.json[/]
     """
-    from analytics.evaluate import evaluate, load_labels
+    from analytics.evaluate import NOTHING_TO_SCORE, evaluate, has_scenarios, load_labels
 
     try:
         scenarios = load_labels(labels)
@@ -522,6 +530,9 @@ def evaluate_command(
         raise _fail(f"labels {labels}: {exc.strerror}") from None
     except ValueError as exc:  # not JSON, not UTF-8
         raise _fail(f"labels {labels}: not a labels.json ({exc})") from None
+    if not has_scenarios(scenarios):
+        why = scenarios.get("scenarios_missing")
+        raise _fail(f"labels {labels}: {NOTHING_TO_SCORE}" + (f" ({why})" if why else ""))
     with command_lake(lake, "keytrail evaluate", writes=False) as local:
         report = evaluate(local, scenarios)
     if as_json:

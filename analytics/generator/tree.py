@@ -36,6 +36,7 @@ from analytics.generator.randomness import derive_seed, hex_string, np_rng_for, 
 from analytics.generator.rhythm import daily_budgets, day_epoch, iso_from_epoch
 from analytics.generator.scenario_records import emit_scenarios
 from analytics.generator.scenarios import (
+    MIN_DAYS_FOR_SCENARIOS,
     add_scenarios,
     monthly_batch_days,
     scenario_days,
@@ -69,6 +70,18 @@ class GenerateSummary:
     seconds: float
     corrupt_objects: int = 0
     scenarios: int = 0
+    scenarios_missing: str | None = None  # why no scenarios were planted (see below)
+
+
+def scenarios_missing(days: int) -> str | None:
+    """Why a tree of ``days`` days carries no labelled scenarios, or None when it does: the
+    scenarios need a baseline of ordinary days before them, and a short tree has no room."""
+    if days >= MIN_DAYS_FOR_SCENARIOS:
+        return None
+    return (
+        f"--days {days} is under {MIN_DAYS_FOR_SCENARIOS}, the minimum for the labelled "
+        f"scenarios: no attacks or decoys were planted, so keytrail evaluate has nothing to score"
+    )
 
 
 @dataclass(frozen=True)
@@ -348,10 +361,18 @@ def _labels(
             for k in org.keys
         ],
         "scenarios": scenarios,
+        **_not_planted(plan.days),
         "corrupt_objects": corrupt_objects,
         "bad_records": bad_records,
         "hostile_records": hostile_records,
     }
+
+
+def _not_planted(days: int) -> dict[str, Any]:
+    """labels.json says so when it has no scenarios because the tree is too short (trees that
+    have them keep their bytes: no field is added)."""
+    reason = scenarios_missing(days)
+    return {} if reason is None else {"scenarios_planted": False, "scenarios_missing": reason}
 
 
 def _merge(
@@ -447,4 +468,5 @@ def generate_tree(
         seconds=time.perf_counter() - began,
         corrupt_objects=len(corrupt_objects),
         scenarios=len(labels["scenarios"]),
+        scenarios_missing=scenarios_missing(days),
     )
