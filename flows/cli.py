@@ -42,6 +42,7 @@ from analytics.redact import redact_log_records
 from flows.cli_help import tidy_help
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain
 from flows.lake_access import (
+    EndpointUrlOption,
     LakeKmsKeyOption,
     LakeOption,
     LockWaitOption,
@@ -138,9 +139,7 @@ def ingest_command(
         list[str] | None, typer.Option(help="Only this account's log files (repeatable).")
     ] = None,
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3-compatible endpoint, e.g. http://127.0.0.1:5000.")
-    ] = None,
+    endpoint_url: EndpointUrlOption = None,
     workers: Annotated[
         int, typer.Option(min=1, help="Decoding processes (default: the core count).")
     ] = os.cpu_count() or 1,
@@ -286,9 +285,7 @@ app.add_typer(lake_app, name="lake")
 def lake_check_command(
     lake: LakeOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result object.")] = False,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="S3-compatible endpoint of an s3:// lake.")
-    ] = None,
+    endpoint_url: EndpointUrlOption = None,
 ) -> None:
     """Check the lake's integrity, read-only (no lock taken; safe beside a running ingest).
 
@@ -411,6 +408,7 @@ def detect_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
     wait: LockWaitOption = 0.0,
+    endpoint_url: EndpointUrlOption = None,
 ) -> None:
     """Score one day: rule detectors and the isolation forest, against baselines of the days before.
 
@@ -430,8 +428,9 @@ def detect_command(
     day = _date(date, "--date")
     assert day is not None
     settings = _load_config(config)
-    with command_lake(lake, f"keytrail detect {day}", kms_key_id=lake_kms_key,
-                      writes=not dry_run, wait_seconds=wait) as local:  # fmt: skip
+    with command_lake(lake, f"keytrail detect {day}", endpoint_url=endpoint_url,
+                      kms_key_id=lake_kms_key, writes=not dry_run,
+                      wait_seconds=wait) as local:  # fmt: skip
         if not local.partition_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
         result = run(local, day, settings, dry_run=dry_run, lake_name=lake)
@@ -508,6 +507,7 @@ def evaluate_command(
     ],
     labels: Annotated[Path, typer.Option(help="labels.json written by keytrail generate.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    endpoint_url: EndpointUrlOption = None,
 ) -> None:
     """Precision and recall per labelled scenario of a generated tree, and what it took to triage.
 
@@ -533,7 +533,8 @@ def evaluate_command(
     if not has_scenarios(scenarios):
         why = scenarios.get("scenarios_missing")
         raise _fail(f"labels {labels}: {NOTHING_TO_SCORE}" + (f" ({why})" if why else ""))
-    with command_lake(lake, "keytrail evaluate", writes=False) as local:
+    with command_lake(lake, "keytrail evaluate", endpoint_url=endpoint_url,
+                      writes=False) as local:  # fmt: skip
         report = evaluate(local, scenarios)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))

@@ -33,6 +33,7 @@ from flows.console import fail as _fail
 from flows.console import parse_date as _day
 from flows.console import plain as _plain
 from flows.lake_access import (
+    EndpointUrlOption,
     LakeKmsKeyOption,
     LakeOption,
     is_remote,
@@ -101,9 +102,6 @@ SINK_HELP = (
 SourceOption = Annotated[str, typer.Option(help="Trail folder, or s3://bucket/prefix.")]
 ConfigOption = Annotated[Path | None, typer.Option(help="keytrail.toml with thresholds.")]
 SinkOption = Annotated[list[str] | None, typer.Option(help=SINK_HELP)]
-EndpointOption = Annotated[
-    str | None, typer.Option(help="S3-compatible endpoint for the trail and AWS sinks.")
-]
 TaskRunnerOption = Annotated[
     TaskRunnerName, typer.Option(help="Where partitions are read: thread or dask.")
 ]
@@ -134,7 +132,7 @@ def run_command(
     end: Annotated[str | None, typer.Option(help="Backfill: last day (UTC, inclusive).")] = None,
     config: ConfigOption = None,
     sink: SinkOption = None,
-    endpoint_url: EndpointOption = None,
+    endpoint_url: EndpointUrlOption = None,
     ingest_from: Annotated[
         str | None,
         typer.Option(help="Nightly: also ingest from this day (a first run filling its window)."),
@@ -294,7 +292,7 @@ def serve_command(
     ] = "30 2 * * *",
     name: Annotated[str, typer.Option(help="Deployment name.")] = "nightly",
     sink: SinkOption = None,
-    endpoint_url: EndpointOption = None,
+    endpoint_url: EndpointUrlOption = None,
     task_runner: TaskRunnerOption = TaskRunnerName.THREAD,
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,

@@ -29,6 +29,7 @@ from flows.console import fail as _fail
 from flows.console import parse_date, terminal
 from flows.console import plain as _plain
 from flows.lake_access import (
+    EndpointUrlOption,
     LakeKmsKeyOption,
     LakeOption,
     LockWaitOption,
@@ -74,9 +75,7 @@ def report_command(
         list[str] | None,
         typer.Option(help="Region for --inventory (repeatable; default: regions of keys seen)."),
     ] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="KMS endpoint for --inventory, e.g. http://127.0.0.1:5000.")
-    ] = None,
+    endpoint_url: EndpointUrlOption = None,
     config: Annotated[
         Path | None, typer.Option(help="keytrail.toml (organisation accounts).")
     ] = None,
@@ -102,7 +101,11 @@ def report_command(
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     with command_lake(
-        lake, f"keytrail report {day}", kms_key_id=lake_kms_key, wait_seconds=wait
+        lake,
+        f"keytrail report {day}",
+        endpoint_url=endpoint_url,
+        kms_key_id=lake_kms_key,
+        wait_seconds=wait,
     ) as local:
         report, files = _write_report(local, day, settings, inventory, region or [],
                                       endpoint_url, top_actors, lake)  # fmt: skip
@@ -310,9 +313,7 @@ def export_command(
     region: Annotated[
         str | None, typer.Option(help="securityhub/s3: AWS region (default: AWS_REGION).")
     ] = None,
-    endpoint_url: Annotated[
-        str | None, typer.Option(help="securityhub/s3: endpoint, e.g. http://127.0.0.1:5000.")
-    ] = None,
+    endpoint_url: EndpointUrlOption = None,
     max_attempts: Annotated[
         int | None,
         typer.Option(
@@ -358,7 +359,11 @@ def export_command(
     )  # fmt: skip
     try:
         with command_lake(
-            lake, f"keytrail export {day}", kms_key_id=lake_kms_key, wait_seconds=wait
+            lake,
+            f"keytrail export {day}",
+            endpoint_url=endpoint_url,
+            kms_key_id=lake_kms_key,
+            wait_seconds=wait,
         ) as local:
             if not Path(alerts_path(local, day)).exists():
                 raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")

@@ -41,6 +41,11 @@ LOCK_WAIT_HELP = (
     "Seconds to wait for another run's lock on the lake to be released; default 0: refuse at "
     "once (exit 2) naming the run that holds it."
 )
+ENDPOINT_URL_HELP = (
+    "Endpoint of the AWS APIs the command calls (an s3:// lake or trail, KMS, AWS sinks), e.g. "
+    "http://127.0.0.1:9000 for an S3-compatible store; default: AWS_ENDPOINT_URL_S3 or "
+    "AWS_ENDPOINT_URL if set, else AWS."
+)
 LAKE_KMS_KEY_HELP = (
     "KMS key (ID, ARN or alias) that encrypts what keytrail writes to an s3:// lake; "
     "default: the AWS managed key aws/s3."
@@ -53,6 +58,7 @@ Log = Callable[[str], None]
 _LOGGER = logging.getLogger("keytrail")
 
 LakeOption = Annotated[str, typer.Option("--lake", help=LAKE_HELP)]
+EndpointUrlOption = Annotated[str | None, typer.Option("--endpoint-url", help=ENDPOINT_URL_HELP)]
 LockWaitOption = Annotated[
     float, typer.Option("--wait", min=0, metavar="SECONDS", help=LOCK_WAIT_HELP)
 ]
