@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.docs.shell_blocks import explain, run_blocks
 from tests.flows.conftest import REPO
 from tests.flows.helpers import invoke
 
 pytestmark = [pytest.mark.xdist_group("prefect"), pytest.mark.usefixtures("prefect_api")]
 
 PREFECT_YAML = REPO / "flows" / "prefect.yaml"
+DEPLOY_DOC = REPO / "docs" / "deploy.md"
 
 
 def _deployments() -> dict[str, dict[str, Any]]:
@@ -34,26 +36,53 @@ def test_one_nightly_cron_everywhere() -> None:
     assert inspect.signature(serve_command).parameters["cron"].default == NIGHTLY_CRON
 
 
-def test_prefect_deploy_registers_the_deployments_with_their_schedule() -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.settings import PREFECT_API_URL
+def _deploy_as_documented(api_url: str) -> subprocess.CompletedProcess[str]:
+    """docs/deploy.md's ``sh deploy`` block, run as written from the repository root against
+    the test API (``prefect`` is the one installed beside this Python)."""
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_HOME": os.environ.get("PREFECT_HOME", str(REPO / ".prefect"))}  # fmt: skip
+    return run_blocks(DEPLOY_DOC, ("deploy",), cwd=REPO, env=env, timeout=300)
 
-    with get_client(sync_client=True) as client:
-        client.create_work_pool(WorkPoolCreate(name="keytrail", type="process"), overwrite=True)
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy",
-               "--prefect-file", str(PREFECT_YAML.relative_to(REPO)), "--all"]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+
+def test_the_documented_deploy_commands_register_both_deployments_as_given() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.deployments.steps.core import run_step
+    from prefect.settings import PREFECT_API_URL
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    done = _deploy_as_documented(str(PREFECT_API_URL.value()))
+    assert done.returncode == 0, explain(done)
     with get_client(sync_client=True) as client:
         nightly = client.read_deployment_by_name("keytrail-nightly/nightly")
         backfill = client.read_deployment_by_name("keytrail-backfill/backfill")
     cron = _deployments()["nightly"]["schedules"][0]["cron"]
     assert [(s.schedule.cron, s.schedule.timezone) for s in nightly.schedules] == [(cron, "UTC")]
-    assert nightly.parameters["lake"] == "/var/lib/keytrail/lake"
     assert backfill.schedules == []
+    given = {"source": "s3://org-cloudtrail/prefix", "lake": "/var/lib/keytrail/lake"}
+    for deployment in (nightly, backfill):
+        assert deployment.parameters == {**given, "sinks": ["ocsf-file"]}
+        assert deployment.work_pool_name == "keytrail"
+        (step,) = deployment.pull_steps or []
+        assert step == {
+            "prefect.deployments.steps.set_working_directory": {"directory": "{{ $KEYTRAIL_HOME }}"}
+        }
+    # The pull step, as a worker runs it, lands in the checkout KEYTRAIL_HOME names.
+    here = Path.cwd()
+    try:
+        os.environ["KEYTRAIL_HOME"] = str(REPO / "flows")
+        output = run_coro_as_sync(run_step(step))
+    finally:
+        os.environ.pop("KEYTRAIL_HOME", None)
+        os.chdir(here)
+    assert output == {"directory": str(REPO / "flows")}
+
+
+def test_prefect_yaml_names_no_fixed_path_and_no_example_trail_or_lake() -> None:
+    text = PREFECT_YAML.read_text()
+    assert "/opt/" not in text.split("pull:", 1)[1]
+    for item in _deployments().values():
+        assert "source" not in item["parameters"] and "lake" not in item["parameters"]
 
 
 def test_the_deployments_parameters_fit_the_flows() -> None:
@@ -61,9 +90,10 @@ def test_the_deployments_parameters_fit_the_flows() -> None:
     from flows.nightly import nightly
 
     items = _deployments()
-    nightly.validate_parameters(items["nightly"]["parameters"])
+    given = {"source": "s3://org-cloudtrail/prefix", "lake": "/var/lib/keytrail/lake"}
+    nightly.validate_parameters({**items["nightly"]["parameters"], **given})
     backfill.validate_parameters(
-        {**items["backfill"]["parameters"], "start": "2026-11-01", "end": "2026-11-02"}
+        {**items["backfill"]["parameters"], **given, "start": "2026-11-01", "end": "2026-11-02"}
     )
 
 
