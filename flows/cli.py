@@ -491,10 +491,22 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
         # Which incident the alert is part of (I1, …), or "-" for one to triage by itself.
         part = label.get(row.get("incident_id") or "", "-")
         out.print(
-            f"{part:4} [bold]{severity:8}[/] {plain(row['detector'])}: {plain(row['reason'])}",
+            f"{part:4} [bold]{severity:8}[/] {plain(row['detector'])}{_entity(row)}: "
+            f"{plain(row['reason'])}",
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _entity(alert: dict[str, Any]) -> str:
+    """`` (key/1234abcd by role/x@account)`` for a model alert, whose reason speaks of "this
+    key" and "this actor" without naming them (a rule's reason names what it is about)."""
+    from analytics.incidents import short_arn
+    from analytics.model import DETECTOR_ID
+
+    if alert["detector"] != DETECTOR_ID:
+        return ""
+    return f" ({plain(short_arn(alert['key_arn']))} by {plain(short_arn(alert['actor']))})"
 
 
 @app.command("evaluate")
