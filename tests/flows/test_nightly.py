@@ -153,12 +153,19 @@ def test_the_dask_runner_on_two_local_workers_gives_the_same_lake(
 
 
 def test_a_stage_failure_fails_the_run_with_its_reason(tmp_path: Path) -> None:
+    from flows.nightly import StageFailed, nightly
+
+    with pytest.raises(StageFailed, match=r"ingest failed: source folder .*missing does not exist"):
+        nightly(source=str(tmp_path / "missing"), lake=str(tmp_path / "lake"), date=LAST_DAY)
+    assert not (tmp_path / "lake" / "_state" / "lock.json").exists()
+
+
+def test_run_refuses_a_missing_source_before_the_flow_starts(tmp_path: Path) -> None:
     result = invoke("run", "--source", tmp_path / "missing", "--lake", tmp_path / "lake",
                     "--date", LAST_DAY)  # fmt: skip
-    assert result.exit_code == 1
-    assert "ingest failed: source folder" in result.output
+    assert result.exit_code == 2
     assert "missing does not exist" in result.output
-    assert not (tmp_path / "lake" / "_state" / "lock.json").exists()
+    assert not (tmp_path / "lake").exists()
 
 
 HOLD_LOCK = (
