@@ -108,6 +108,9 @@ TaskRunnerOption = Annotated[
 DaskAddressOption = Annotated[
     str | None, typer.Option(help="dask: scheduler address, e.g. tcp://10.0.0.5:8786.")
 ]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", help="dask: show the cluster's INFO log lines too.")
+]
 DaskWorkersOption = Annotated[
     int | None, typer.Option(min=1, help="dask: local cluster size (default: cores).")
 ]
@@ -143,6 +146,7 @@ def run_command(
     task_runner: TaskRunnerOption = TaskRunnerName.THREAD,
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
+    verbose: VerboseOption = False,
     inventory_region: InventoryRegionOption = None,
     hec_token_block: HecTokenBlockOption = None,
     lock_ttl_hours: Annotated[
@@ -189,7 +193,7 @@ def run_command(
     _quiet_prefect_defaults()
     from flows.nightly import make_task_runner
 
-    runner = make_task_runner(task_runner.value, dask_address, dask_workers)
+    runner = make_task_runner(task_runner.value, dask_address, dask_workers, verbose)
     common: dict[str, Any] = {
         "source": source,
         "lake": lake,
@@ -296,6 +300,7 @@ def serve_command(
     task_runner: TaskRunnerOption = TaskRunnerName.THREAD,
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
+    verbose: VerboseOption = False,
     inventory_region: InventoryRegionOption = None,
     hec_token_block: HecTokenBlockOption = None,
     lake_kms_key: LakeKmsKeyOption = None,
@@ -326,7 +331,7 @@ def serve_command(
     require_server()
     from flows.nightly import make_task_runner, nightly
 
-    runner = make_task_runner(task_runner.value, dask_address, dask_workers)
+    runner = make_task_runner(task_runner.value, dask_address, dask_workers, verbose)
     parameters: dict[str, Any] = {
         "source": source,
         "lake": lake if is_remote(lake) else str(Path(lake).resolve()),

@@ -148,15 +148,38 @@ def default_task_runner() -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1))
 
 
+DASK_LOG_LEVEL_ENV = "DASK_LOGGING__DISTRIBUTED"
+
+
+def quiet_dask(verbose: bool = False) -> None:
+    """Dask's ``distributed`` loggers at WARNING unless ``verbose``: a local cluster otherwise
+    prints some thirty INFO lines (scheduler, nanny and worker start-up and shutdown) around the
+    run's own. Set through dask's configuration variable before ``distributed`` is imported, so
+    the worker processes it spawns inherit it; the user's own setting wins."""
+    import logging
+
+    level = "info" if verbose else "warning"
+    if verbose:
+        os.environ[DASK_LOG_LEVEL_ENV] = level
+    else:
+        os.environ.setdefault(DASK_LOG_LEVEL_ENV, level)
+    logging.getLogger("distributed").setLevel(os.environ[DASK_LOG_LEVEL_ENV].upper())
+
+
 def make_task_runner(
-    kind: str = "thread", dask_address: str | None = None, dask_workers: int | None = None
+    kind: str = "thread",
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+    verbose: bool = False,
 ) -> TaskRunner[Any]:
     """``thread`` (default) or ``dask``: an existing scheduler at ``dask_address``, else a local
-    cluster of ``dask_workers`` single-threaded processes."""
+    cluster of ``dask_workers`` single-threaded processes (its INFO logging quieted unless
+    ``verbose``: :func:`quiet_dask`)."""
     if kind == "thread":
         return default_task_runner()
     if kind != "dask":
         raise ValueError(f"unknown task runner {kind!r}; expected thread or dask")
+    quiet_dask(verbose)
     from prefect_dask.task_runners import DaskTaskRunner
 
     if dask_address:
@@ -438,9 +461,12 @@ def process_day(
     with stage("detect"):
         detection = tasks.detect_day(lake, day, settings.config)
     summary = detection.summary
-    logger.info("detect %s: %d alert(s), %d suppressed, %d events scored; by severity %s",
+    by_severity = ", ".join(
+        f"{count} {name}" for name, count in summary["alerts_by_severity"].items() if count
+    )
+    logger.info("detect %s: %d alert(s), %d suppressed, %d events scored; by severity: %s",
                 day, summary["alerts"], summary["suppressed"], summary["events_scored"],
-                summary["alerts_by_severity"])  # fmt: skip
+                by_severity or "none")  # fmt: skip
     if summary.get("model_note"):
         logger.info("model: %s", summary["model_note"])
     for warming in summary.get("warming_up", []):
