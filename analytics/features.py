@@ -66,9 +66,18 @@ def _polars_type(column: str) -> pl.DataType:
 
 
 def ensure_day(lake: LocalLake, day: dt.date) -> bool:
-    """Bring one day's feature file up to date with its events; True if it was (re)computed."""
+    """Bring one day's feature file up to date with its events; True if it was (re)computed.
+
+    A day without events has no feature file (readers treat a missing file as no rows), so a
+    window reaching back before the lake's first day costs nothing and counts no day; a feature
+    file left from events since removed is deleted, which counts as a change."""
     files = lake.partition_files(day)
     target = features_path(lake, day)
+    if not files:
+        if not target.exists():
+            return False
+        target.unlink()
+        return True
     fingerprint = events_fingerprint(files)
     # A feature file that cannot be read is derived data: computed again, never a crash.
     if target.exists() and parquet_problem(target) is None:
