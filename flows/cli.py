@@ -363,8 +363,9 @@ def generate_command(
 ) -> None:
     """Write a realistic synthetic trail (native S3 layout, with digests) and labels.json.
 
-    The labelled attacks and decoys need --days 14 or more; a shorter tree has none, and
-    generate warns (labels.json then says "scenarios_planted": false, and why).
+    The labelled attacks and decoys need ordinary days before them: when --days is too short for
+    them the tree has none, and generate says so on stderr and in labels.json
+    ("scenarios_planted": false, and why).
 
     Example:
 
@@ -527,8 +528,8 @@ def evaluate_command(
     incident pointing at it; the last line counts high/critical incidents or lone alerts that no
     attack explains, over the scored days.
 
-    Labels without attack scenarios (a tree generated with under 14 days) have nothing to score:
-    error, exit 2.
+    Labels without attack scenarios (a tree generated too short for them) have nothing to
+    score: error, exit 2.
 
     Example:
 

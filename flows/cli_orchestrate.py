@@ -321,6 +321,9 @@ def serve_command(
         raise _fail("--dask-address needs --task-runner dask")
     sinks = list(sink or [])
     _check_settings(config, sinks)
+    problem = local_lake_problem(lake, creates=True)
+    if problem is not None:
+        raise _fail(problem)
     _quiet_prefect_defaults()
     from prefect.schedules import Cron
 

@@ -44,6 +44,7 @@ LAKE_COMMANDS = {
     "run": ["run", "--source", SAMPLES, "--date", DAY],
     "demo": ["demo", "--samples", SAMPLES],
     "lake check": ["lake", "check"],
+    "serve": ["serve", "--source", SAMPLES],
 }
 
 
