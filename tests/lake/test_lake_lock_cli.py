@@ -118,7 +118,7 @@ def test_a_writing_command_on_a_mistyped_lake_leaves_no_folder_behind(tmp_path: 
     code, _, err = _finish(
         keytrail_process("detect", "--lake", tmp_path / "typo", "--date", LAST_DAY)
     )
-    assert code == 2 and "no events for" in err
+    assert code == 2 and f"lake {tmp_path / 'typo'} not found" in err
     assert not (tmp_path / "typo").exists()
 
 

@@ -119,9 +119,11 @@ def test_a_corrupt_alerts_file_is_skipped_by_the_readers_of_many_days(
     kept = api.alerts(lake, include_suppressed=True)
     assert kept.height == every.filter(pl.col("event_date").cast(pl.String) != LAST_DAY).height
     assert list(lake.local.skipped_files()) == [f"alerts/event_date={LAST_DAY}/alerts.parquet"]
-    labels = lake_copy.root.parent / "labels.json"
-    labels.write_text(json.dumps({"start": "2026-11-01", "days": 14, "scenarios": []}))
-    code, _, err = _keytrail("evaluate", "--lake", lake_copy.root, "--labels", labels)
+    from tests.lake.conftest import SAMPLES  # labels with scenarios: evaluate reads the alerts
+
+    code, _, err = _keytrail(
+        "evaluate", "--lake", lake_copy.root, "--labels", SAMPLES / "labels.json"
+    )
     assert code == 0, err
     assert f"alerts/event_date={LAST_DAY}/alerts.parquet" in err
 
