@@ -313,8 +313,8 @@ def serve_command(
 
     Example:
 
-        [bold]PREFECT_API_URL=http://127.0.0.1:4200/api keytrail serve \\
-            --source s3://trail --lake /var/lib/keytrail/lake \\
+        [bold]PREFECT_API_URL=http://127.0.0.1:4200/api \\
+            keytrail serve --source s3://trail --lake /var/lib/keytrail/lake \\
             --cron "30 2 * * *"[/]
     """
     if dask_address and task_runner is not TaskRunnerName.DASK:
