@@ -46,6 +46,8 @@ HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 
+HEC_PANEL = "Splunk HEC (--sink splunk-hec)"
+
 
 class SinkName(enum.StrEnum):
     OCSF_FILE = "ocsf-file"
@@ -262,50 +264,74 @@ def export_command(
         str | None, typer.Option(help="s3: where to write, s3://bucket or s3://bucket/prefix.")
     ] = None,
     hec_url: Annotated[
-        str | None, typer.Option(help="splunk-hec: collector base URL, e.g. https://splunk:8088.")
+        str | None,
+        typer.Option(
+            rich_help_panel=HEC_PANEL,
+            help="splunk-hec: collector base URL, e.g. https://splunk:8088.",
+        ),
     ] = None,
     hec_token_block: Annotated[
         str | None,
         typer.Option(
-            help=f"splunk-hec: Prefect Secret block holding the token (else ${HEC_TOKEN_ENV})."
+            rich_help_panel=HEC_PANEL,
+            help=f"splunk-hec: Prefect Secret block holding the token (else ${HEC_TOKEN_ENV}).",
         ),
     ] = None,
     hec_index: Annotated[
-        str | None, typer.Option(help="splunk-hec: index to write to (default: the token's).")
+        str | None,
+        typer.Option(
+            rich_help_panel=HEC_PANEL, help="splunk-hec: index to write to (default: the token's)."
+        ),
     ] = None,
     hec_sourcetype: Annotated[
-        str | None, typer.Option(help="splunk-hec: sourcetype (default: ocsf:detection_finding).")
+        str | None,
+        typer.Option(
+            rich_help_panel=HEC_PANEL,
+            help="splunk-hec: sourcetype (default: ocsf:detection_finding).",
+        ),
     ] = None,
     hec_acks: Annotated[
         HecAcks | None,
         typer.Option(
+            rich_help_panel=HEC_PANEL,
             help="splunk-hec: 'on' counts an alert delivered only when the indexer acknowledges "
             "it (the token needs indexer acknowledgement); 'off' counts a 200, unconfirmed "
-            "(default: on)."
+            "(default: on).",
         ),
     ] = None,
     hec_ack_timeout: Annotated[
         float | None,
         typer.Option(
-            min=0.001, help="splunk-hec: seconds to wait for acknowledgements (default: 120)."
+            rich_help_panel=HEC_PANEL,
+            min=0.001,
+            metavar="<seconds>",
+            help="splunk-hec: seconds to wait for acknowledgements (default: 120).",
         ),
     ] = None,
     hec_ca_bundle: Annotated[
         Path | None,
         typer.Option(
-            help="splunk-hec: PEM file of the CA that signed the collector's certificate."
+            rich_help_panel=HEC_PANEL,
+            help="splunk-hec: PEM file of the CA that signed the collector's certificate.",
         ),
     ] = None,
-    hec_verify: Annotated[
-        bool | None,
+    no_hec_verify: Annotated[
+        bool,
         typer.Option(
-            "--hec-verify/--no-hec-verify",
-            help="splunk-hec: verify the collector's TLS certificate (default: verify).",
+            "--no-hec-verify",
+            rich_help_panel=HEC_PANEL,
+            help="splunk-hec: do not verify the collector's TLS certificate (test collectors "
+            "only; verified by default).",
         ),
-    ] = None,
+    ] = False,
     hec_max_batch_bytes: Annotated[
         int | None,
-        typer.Option(min=1000, help="splunk-hec: bytes per request (default: 800000)."),
+        typer.Option(
+            rich_help_panel=HEC_PANEL,
+            min=1000,
+            metavar="<bytes>",
+            help="splunk-hec: bytes per request (default: 800000).",
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="keytrail.toml ([hec] holds the Splunk HEC settings).")
@@ -317,7 +343,9 @@ def export_command(
     max_attempts: Annotated[
         int | None,
         typer.Option(
-            min=1, help="splunk-hec: tries per request on throttling, 5xx, timeouts (default: 6)."
+            min=1,
+            rich_help_panel=HEC_PANEL,
+            help="splunk-hec: tries per request on throttling, 5xx, timeouts (default: 6).",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
@@ -354,7 +382,8 @@ def export_command(
         url=hec_url, index=hec_index, sourcetype=hec_sourcetype,
         acks=None if hec_acks is None else hec_acks is HecAcks.ON,
         ack_timeout_seconds=hec_ack_timeout,
-        ca_bundle=str(hec_ca_bundle) if hec_ca_bundle else None, verify=hec_verify,
+        ca_bundle=str(hec_ca_bundle) if hec_ca_bundle else None,
+        verify=False if no_hec_verify else None,
         max_batch_bytes=hec_max_batch_bytes, attempts=max_attempts,
     )  # fmt: skip
     try:

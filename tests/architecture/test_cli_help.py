@@ -33,15 +33,6 @@ def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, .
 ALL_COMMANDS = _commands(typer.main.get_command(app))
 
 
-def _known_narrow(path: tuple[str, ...]) -> list[pytest.MarkDecorator]:
-    """export's Splunk options (long names, a --hec-verify/--no-hec-verify pair) leave its help
-    column too narrow at 80 columns: a known gap, strict so it is noticed once fixed."""
-    if path != ("export",):
-        return []
-    reason = "export's --hec-* option names leave no room for their help at 80 columns"
-    return [pytest.mark.xfail(strict=True, reason=reason)]
-
-
 def _help_at_80_columns(path: tuple[str, ...]) -> str:
     result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
@@ -70,7 +61,7 @@ def test_every_command_is_checked_here() -> None:
 @pytest.mark.parametrize(
     ("path", "command"),
     [
-        pytest.param(path, command, id=" ".join(path) or "keytrail", marks=_known_narrow(path))
+        pytest.param(path, command, id=" ".join(path) or "keytrail")
         for path, command in ALL_COMMANDS
     ],
 )
