@@ -114,10 +114,21 @@ def test_a_nightly_run_names_its_incidents_and_leaves_them_as_a_table_artifact(
     tmp_path: Path, short_window: Path
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     from analytics.detect import read_incidents
 
+    def incident_tables() -> dict[object, object]:
+        """The incidents tables on the session's Prefect API, newest first, by artifact ID."""
+        key = ArtifactFilterKey(any_=["keytrail-nightly-incidents"])
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=key), sort=ArtifactSort.CREATED_DESC, limit=50
+            )
+        return {a.id: a.data for a in found}
+
+    before = set(incident_tables())  # the session's Prefect API holds other tests' runs too
     tree = copy_days(["2026-11-13", "2026-11-14", "2026-11-15"], tmp_path / "trail")
     lake = tmp_path / "lake"
     result = invoke("run", "--source", tree, "--lake", lake, "--date", LAST_DAY,
@@ -135,13 +146,8 @@ def test_a_nightly_run_names_its_incidents_and_leaves_them_as_a_table_artifact(
     assert f"in {written.height} incident(s)" in lines[day_line]
     for offset, incident in enumerate(record["top_incidents"], start=1):
         assert lines[day_line + offset].startswith(f"  incident: {incident['severity'].upper()}")
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs()
-        found = client.read_artifacts(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in runs]))
-        )
-    tables = [a for a in found if a.key == "keytrail-nightly-incidents"]
-    assert tables, [a.key for a in found]
-    rows = tables[-1].data
-    rows = json.loads(rows) if isinstance(rows, str) else rows
+    tables = [data for key, data in incident_tables().items() if key not in before]
+    assert len(tables) == 1, tables  # this run's, whatever other tests left on the API
+    rows = json.loads(tables[0]) if isinstance(tables[0], str) else tables[0]
+    assert isinstance(rows, list)
     assert {row["incident_id"] for row in rows} >= set(written.get_column(s.INCIDENT_ID))
