@@ -84,7 +84,7 @@ def attach_evidence(findings: pl.DataFrame, day_events: pl.DataFrame) -> pl.Data
 def merge(findings: pl.DataFrame, day: dt.date, merge_window_hours: int) -> pl.DataFrame:
     """One alert per (detector, key, actor, merge window), with a stable ``alert_id``."""
     if findings.height == 0:
-        return _empty_alerts()
+        return empty_alerts()
     window = f"{merge_window_hours}h"
     ranked = findings.with_columns(
         pl.col(s.WINDOW_START).dt.truncate(window).alias("bucket")
@@ -176,7 +176,8 @@ def _sha256_hex(values: pl.Series) -> pl.Series:
     )
 
 
-def _empty_alerts() -> pl.DataFrame:
+def empty_alerts() -> pl.DataFrame:
+    """No alerts, in the alert schema (a neutral element for readers and concatenation)."""
     frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
     assert isinstance(frame, pl.DataFrame)
     return frame
@@ -207,7 +208,7 @@ def assemble(
     """All detectors' findings for ``day`` → alerts in the alert schema, suppressions applied."""
     frames = [_with_metadata(info, f) for info, f in findings if f.height]
     if not frames:
-        return apply_suppressions(_empty_alerts(), config, today)
+        return apply_suppressions(empty_alerts(), config, today)
     combined = pl.concat(frames, how="diagonal_relaxed")
     combined = attach_evidence(combined, day_events)
     alerts = merge(combined, day, config.merge_window_hours)

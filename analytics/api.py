@@ -635,12 +635,6 @@ def baselines(lake: Lake, day: TimeLike, *, config: Config | None = None) -> Bas
 # --- alerts -----------------------------------------------------------------------------------
 
 
-def _empty_alerts() -> pl.DataFrame:
-    frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
-    assert isinstance(frame, pl.DataFrame)
-    return frame
-
-
 def _sort_alerts(frame: pl.DataFrame) -> pl.DataFrame:
     rank = pl.col(s.SEVERITY).replace_strict(_SEVERITY_RANK, default=-1, return_dtype=pl.Int8)
     return frame.sort(
@@ -670,7 +664,7 @@ def alerts(
     days = [d for d in lake.alert_dates() if first <= d <= last]
     frames = [detect.read_alerts(lake.local, d) for d in days]
     if not frames:
-        return _empty_alerts()
+        return alert_rows.empty_alerts()
     frame = pl.concat(frames, how="vertical_relaxed")
     condition = _selection(key_arn, actor)
     detectors = _as_list(detector)
@@ -1013,7 +1007,7 @@ def dry_run(lake: Lake, days: Iterable[TimeLike], config: Config | None = None) 
         for day in _scored_days(lake, days)
     ]
     if not frames:
-        return _empty_alerts()
+        return alert_rows.empty_alerts()
     return _sort_alerts(pl.concat(frames, how="vertical_relaxed"))
 
 

@@ -20,7 +20,7 @@ from analytics import baselines as bl
 from analytics import features, incidents, model
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
-from analytics.alerts import DetectorInfo, assemble
+from analytics.alerts import DetectorInfo, assemble, empty_alerts
 from analytics.config import Config
 from analytics.detectors._common import rule_events
 from analytics.detectors.base import DetectionContext, conform_findings
@@ -266,18 +266,12 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(str(a) for a in owners)
 
 
-def _empty_alerts() -> pl.DataFrame:
-    frame = pl.from_arrow(s.ALERT_SCHEMA.empty_table())
-    assert isinstance(frame, pl.DataFrame)
-    return frame
-
-
 def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
     """The alerts of ``day`` in today's alert schema (older files gain the newer columns)."""
     path = alerts_path(lake, day)
     if not path.exists() or not lake.readable(path):
         # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
-        return _empty_alerts()
+        return empty_alerts()
     frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
     assert isinstance(frame, pl.DataFrame)
     return frame
@@ -290,7 +284,7 @@ def read_alerts_between(lake: LocalLake, first: dt.date, last: dt.date) -> pl.Da
         for offset in range((last - first).days + 1)
     ]
     frames = [f for f in frames if f.height]
-    return pl.concat(frames) if frames else _empty_alerts()
+    return pl.concat(frames) if frames else empty_alerts()
 
 
 def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
