@@ -94,8 +94,9 @@ def _check_lake(lake: str | Path, ttl_hours: float) -> None:
 
 SINK_HELP = (
     "Where alerts go (repeatable): ocsf-file or ocsf-file=PATH, s3=s3://bucket/prefix, "
-    "splunk-hec=URL (e.g. https://splunk:8088; token: $KEYTRAIL_HEC_TOKEN or "
-    "--hec-token-block), securityhub or securityhub=REGION. Default: ocsf-file."
+    "splunk-hec or splunk-hec=URL (e.g. https://splunk:8088; else [hec] url; token: "
+    "$KEYTRAIL_HEC_TOKEN or --hec-token-block), securityhub or securityhub=REGION. "
+    "Default: ocsf-file."
 )
 
 # Options shared by `run` and `serve`, declared once so their help texts cannot drift.

@@ -246,6 +246,12 @@ def resolve_settings(
         specs = tuple(tasks.SinkSpec.parse(text) for text in (sinks or DEFAULT_SINKS))
     except ValueError as exc:
         raise StageFailed("settings", str(exc)) from None
+    if any(spec.kind == "splunk-hec" and not (spec.target or hec.url) for spec in specs):
+        raise StageFailed(
+            "settings",
+            "sink splunk-hec needs a collector URL: splunk-hec=https://splunk:8088 "
+            "or [hec] url in the configuration",
+        )
     if lock_ttl_hours <= 0:
         raise StageFailed("settings", "lock_ttl_hours must be positive")
     remote = lake if is_remote(lake) else None

@@ -30,7 +30,6 @@ import gc
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -58,6 +57,7 @@ from analytics.ingest import (
     select_log_objects,
 )
 from analytics.layout import Selection, classify
+from flows import sinks
 
 if TYPE_CHECKING:
     import polars as pl
@@ -68,7 +68,6 @@ if TYPE_CHECKING:
     from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
-HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
 PIECE_BYTES = 8 * 1024 * 1024
 """Compressed bytes one read task takes from a pre-listed partition (~40k events)."""
 _S3_DAY_PREFIX = re.compile(
@@ -143,7 +142,8 @@ class PartitionRead:
 class SinkSpec:
     """A sink named on the command line or in a deployment's parameters.
 
-    ``ocsf-file[=PATH]``, ``s3=s3://bucket/prefix``, ``splunk-hec=URL``, ``securityhub[=REGION]``.
+    ``ocsf-file[=PATH]``, ``s3=s3://bucket/prefix``, ``splunk-hec[=URL]`` (without a URL, the
+    ``[hec] url`` of the configuration), ``securityhub[=REGION]``.
     """
 
     kind: str
@@ -158,8 +158,6 @@ class SinkSpec:
         spec = cls(kind, target.strip() or None)
         if kind == "s3" and not (spec.target or "").startswith("s3://"):
             raise ValueError("sink s3 needs a target: s3=s3://bucket[/prefix]")
-        if kind == "splunk-hec" and not spec.target:
-            raise ValueError("sink splunk-hec needs a target: splunk-hec=https://splunk:8088")
         return spec
 
     def __str__(self) -> str:
@@ -471,27 +469,6 @@ def publish_day(
     }
 
 
-def _hec_token(block: str | None) -> str:
-    """The HEC token from a Prefect Secret block, else the environment; never logged."""
-    if block:
-        from prefect.blocks.system import Secret
-
-        try:
-            secret: Any = Secret.load(block)
-            value = secret.get()
-        except Exception as exc:  # a missing or unreadable block must stop the export, token-free
-            raise ExportFailed(
-                f"cannot load the Prefect Secret block {block!r} ({type(exc).__name__})", False
-            ) from None
-        if isinstance(value, str) and value:
-            return value
-        raise ExportFailed(f"the Prefect Secret block {block!r} holds no token string", False)
-    token = os.environ.get(HEC_TOKEN_ENV, "")
-    if not token:
-        raise ExportFailed(f"no HEC token: set {HEC_TOKEN_ENV} or give a Secret block name", False)
-    return token
-
-
 def make_sink(
     spec: SinkSpec,
     lake: LocalLake,
@@ -500,21 +477,13 @@ def make_sink(
     hec_token_block: str | None = None,
     hec: HecSettings | None = None,
 ) -> Sink:
-    """The :mod:`analytics.export` sink a spec names (built by
-    :func:`analytics.export.settings.build_sink`, as the CLI's are)."""
-    from analytics.export.settings import build_sink
-
-    region = None
-    if spec.kind == "securityhub":
-        region = spec.target or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if not region:
-            raise ExportFailed("sink securityhub needs a region: securityhub=eu-west-1", False)
-    target = None if spec.kind == "securityhub" else spec.target
+    """The sink a spec names, built by :func:`flows.sinks.make_sink` as the CLI's are."""
     try:
-        return build_sink(spec.kind, lake=lake, day=day, target=target, hec_settings=hec,
-                          token=lambda: _hec_token(hec_token_block), endpoint_url=endpoint_url,
-                          region=region)  # fmt: skip
-    except ValueError as exc:
+        return sinks.make_sink(
+            spec.kind, spec.target, lake, day, hec=hec,
+            hec_token_block=hec_token_block, endpoint_url=endpoint_url,
+        )  # fmt: skip
+    except sinks.SinkUnavailable as exc:
         raise ExportFailed(f"{spec.kind}: {exc}", False) from None
 
 
