@@ -138,6 +138,46 @@ def warm_up(
     return warming_up(history_needs(config), day, present, lake_name or str(lake.root))
 
 
+@dataclass(frozen=True)
+class FeatureWindow:
+    """The features a scored day needs: its own and those of its baseline window.
+
+    Computed once per run (:func:`feature_window`) and passed on, so the nightly flow's features
+    and baselines stages and detection work on the same values instead of each reading them again.
+    """
+
+    day: dt.date
+    recomputed: list[dt.date]
+    """Days whose feature files were (re)written to bring the window up to date."""
+    rows: pl.DataFrame
+    """Feature rows of the window's first day through ``day``."""
+    present: list[dt.date]
+    """Days of the window before ``day`` that hold events."""
+    seconds: float
+
+
+def window_dates(day: dt.date, config: Config) -> list[dt.date]:
+    """The scored day's baseline window and the day itself, oldest first."""
+    first, _ = bl.window(day, config.baseline_window_days)
+    return [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+
+
+def feature_window(lake: LocalLake, day: dt.date, config: Config) -> FeatureWindow:
+    """Bring the window's feature files up to date and read them: the features stage."""
+    started = time.perf_counter()
+    first, last = bl.window(day, config.baseline_window_days)
+    recomputed = features.ensure_days(lake, window_dates(day, config))
+    rows = features.scan(lake, first, day).collect()
+    present = history_dates(lake, first, last)
+    return FeatureWindow(day, recomputed, rows, present, time.perf_counter() - started)
+
+
+def day_baselines(window: FeatureWindow, config: Config) -> bl.Baselines:
+    """The scored day's baselines from the days before it only: the baselines stage."""
+    return bl.build(window.rows.lazy(), window.day, config.baseline_window_days,
+                    len(window.present))  # fmt: skip
+
+
 def _empty_events() -> pl.DataFrame:
     frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
     assert isinstance(frame, pl.DataFrame)
@@ -151,28 +191,30 @@ def run(
     dry_run: bool = False,
     today: dt.date | None = None,
     lake_name: str | None = None,
+    window: FeatureWindow | None = None,
+    baselines: bl.Baselines | None = None,
 ) -> DetectionResult:
     """Detect for ``day`` and (unless ``dry_run``) replace that day's alerts file atomically.
 
     ``lake_name`` is the lake as the user names it (a path or ``s3://…``), quoted in the backfill
-    commands of ``summary["warming_up"]``; by default the local lake's directory.
+    commands of ``summary["warming_up"]``; by default the local lake's directory. ``window`` and
+    ``baselines`` are the day's features and baselines when an earlier stage of the same run has
+    them (:func:`feature_window`, :func:`day_baselines`); otherwise they are computed here.
     """
     config = config or Config()
     started = time.perf_counter()
     timings: dict[str, float] = {}
     first, last = bl.window(day, config.baseline_window_days)
-    days = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+    if window is None or window.day != day:
+        window = feature_window(lake, day, config)
+    timings["features"] = window.seconds
     mark = time.perf_counter()
-    recomputed = features.ensure_days(lake, days)
-    timings["features"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    feature_rows = features.scan(lake, first, day).collect()
+    if baselines is None or baselines.day != day:
+        baselines = day_baselines(window, config)
+    timings["baselines"] = time.perf_counter() - mark
+    feature_rows, present, recomputed = window.rows, window.present, window.recomputed
     day_features = feature_rows.filter(pl.col(s.EVENT_DATE) == day)
     history_features = feature_rows.filter(pl.col(s.EVENT_DATE) < day)
-    present = history_dates(lake, first, last)
-    baselines = bl.build(feature_rows.lazy(), day, config.baseline_window_days, len(present))
-    timings["baselines"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     day_events = rule_events(_history(lake, day, day)).collect()

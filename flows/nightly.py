@@ -457,15 +457,16 @@ def process_day(
         )
     started = time.perf_counter()
     with stage("features"):
-        recomputed = tasks.build_features(lake, day, settings.config)
-    logger.info("features: %d day(s) recomputed", len(recomputed))
+        window = tasks.build_features(lake, day, settings.config)
+    logger.info("features: %d day(s) recomputed", len(window.recomputed))
     with stage("baselines"):
-        baselines = tasks.summarise_baselines(lake, day, settings.config)
-    logger.info("baselines %s: %d day(s) of history, %d (key, actor) pairs, %d actors, %d keys",
-                baselines["window"], baselines["history_days"], baselines["key_actor_pairs"],
-                baselines["actors"], baselines["keys"])  # fmt: skip
+        baselines = tasks.summarise_baselines(window, settings.config)
+    logger.info("baselines %s..%s: %d day(s) of history, %d (key, actor) pairs, %d actors, "
+                "%d keys", baselines.window_first, baselines.window_last, baselines.history_days,
+                baselines.pair_profile.height, baselines.actor_profile.height,
+                baselines.key_profile.height)  # fmt: skip
     with stage("detect"):
-        detection = tasks.detect_day(lake, day, settings.config)
+        detection = tasks.detect_day(lake, window, baselines, settings.config)
     summary = detection.summary
     by_severity = ", ".join(
         f"{count} {name}" for name, count in summary["alerts_by_severity"].items() if count
@@ -515,7 +516,7 @@ def process_day(
         "to_triage": summary["to_triage"],
         "top_incidents": top_incidents(detection.incidents),
         "events_scored": summary["events_scored"],
-        "history_days": baselines["history_days"],
+        "history_days": baselines.history_days,
         "model_note": summary.get("model_note"),
         "warming_up": summary.get("warming_up", []),
         "report_html": settings.shown(published["report_html"]),

@@ -64,7 +64,8 @@ if TYPE_CHECKING:
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
 
-    from analytics.detect import DetectionResult
+    from analytics.baselines import Baselines
+    from analytics.detect import DetectionResult, FeatureWindow
     from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
@@ -379,45 +380,31 @@ def finish_ingest(session: IngestCommit) -> IngestSummary:
 # --- features, baselines, detection -------------------------------------------------------------
 
 
-def window_days(day: dt.date, config: Config) -> list[dt.date]:
-    """The scored day and the baseline window before it, oldest first."""
-    from analytics.baselines import window
-
-    first, _ = window(day, config.baseline_window_days)
-    return [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
-
-
 @task(name="features", cache_policy=NO_CACHE)
-def build_features(lake: LocalLake, day: dt.date, config: Config) -> list[dt.date]:
-    """Bring the hourly feature files of the window up to date; returns the days recomputed."""
-    from analytics import features
+def build_features(lake: LocalLake, day: dt.date, config: Config) -> FeatureWindow:
+    """Bring the hourly feature files of the window up to date and read them, once per day."""
+    from analytics import detect
 
-    return features.ensure_days(lake, window_days(day, config))
+    return detect.feature_window(lake, day, config)
 
 
 @task(name="baselines", cache_policy=NO_CACHE)
-def summarise_baselines(lake: LocalLake, day: dt.date, config: Config) -> dict[str, Any]:
-    """Baselines of ``day`` from the days before it only, summarised for the run's log."""
-    from analytics import baselines, features
+def summarise_baselines(window: FeatureWindow, config: Config) -> Baselines:
+    """Baselines of the window's day from the days before it only."""
+    from analytics import detect
 
-    days = window_days(day, config)
-    built = baselines.build(features.scan(lake, days[0], day), day, config.baseline_window_days)
-    return {
-        "window": f"{built.window_first.isoformat()}..{built.window_last.isoformat()}",
-        "history_days": built.history_days,
-        "warm": built.warm,
-        "key_actor_pairs": built.pair_profile.height,
-        "actors": built.actor_profile.height,
-        "keys": built.key_profile.height,
-    }
+    return detect.day_baselines(window, config)
 
 
 @task(name="detect", cache_policy=NO_CACHE)
-def detect_day(lake: LocalLake, day: dt.date, config: Config) -> DetectionResult:
-    """Rules and the isolation forest for ``day``; writes the day's alerts file."""
+def detect_day(
+    lake: LocalLake, window: FeatureWindow, baselines: Baselines, config: Config
+) -> DetectionResult:
+    """Rules and the isolation forest for the window's day on the features and baselines the
+    run already has; writes the day's alerts file."""
     from analytics import detect
 
-    return detect.run(lake, day, config)
+    return detect.run(lake, window.day, config, window=window, baselines=baselines)
 
 
 # --- publishing ---------------------------------------------------------------------------------
@@ -540,9 +527,10 @@ def inputs_fingerprint(
     Equal fingerprints mean a rerun would compute the same alerts and reports, so the run skips
     the day instead of rewriting identical files under a new ``generated_at``.
     """
+    from analytics.detect import window_dates
     from analytics.features import events_fingerprint
 
-    files = [path for d in window_days(day, config) for path in lake.partition_files(d)]
+    files = [path for d in window_dates(day, config) for path in lake.partition_files(d)]
     digest = hashlib.sha256()
     digest.update(events_fingerprint(files).encode())
     digest.update(repr(config).encode())
