@@ -60,7 +60,6 @@ from analytics.layout import Selection, classify
 from flows import sinks
 
 if TYPE_CHECKING:
-    import polars as pl
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
 
@@ -556,56 +555,3 @@ def write_record(lake: LocalLake, day: dt.date, record: dict[str, Any]) -> None:
     write_bytes_atomic(
         (json.dumps(record, indent=2, default=str) + "\n").encode(), record_path(lake, day)
     )
-
-
-def incident_rows(incidents: pl.DataFrame, limit: int = 100) -> list[dict[str, Any]]:
-    """Incidents as rows for the Prefect table artifact: one flat row each, lists as text."""
-    from analytics.incidents import short_arn
-
-    def shortened(values: list[str] | None) -> str:
-        return _short(", ".join(short_arn(v) for v in values or []))
-
-    return [
-        {
-            "date": str(incident[s.EVENT_DATE]),
-            "severity": incident[s.SEVERITY],
-            "title": _short(incident[s.TITLE], 300),
-            "alerts": incident[s.ALERT_COUNT],
-            "actors": shortened(incident[s.ACTORS]),
-            "keys": shortened(incident[s.KEY_ARNS]),
-            "tactics": _short(" → ".join(incident[s.TACTICS] or [])),
-            "first_seen": str(incident[s.FIRST_SEEN]),
-            "last_seen": str(incident[s.LAST_SEEN]),
-            "severity_raised_because": _short(incident[s.SEVERITY_RAISED_BECAUSE] or ""),
-            "incident_id": incident[s.INCIDENT_ID],
-        }
-        for incident in incidents.head(limit).iter_rows(named=True)
-    ]
-
-
-def alert_rows(alerts: pl.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
-    """Active alerts as rows for the Prefect table artifact (untrusted text cut short)."""
-    import polars as pl
-
-    active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
-    rows = []
-    for alert in active.head(limit).iter_rows(named=True):
-        rows.append(
-            {
-                "date": str(alert[s.EVENT_DATE]),
-                "incident_id": alert.get(s.INCIDENT_ID) or "",
-                "severity": alert[s.SEVERITY],
-                "detector": alert[s.DETECTOR],
-                "actor": _short(alert.get(s.ACTOR)),
-                "key_arn": _short(alert.get(s.KEY_ARN)),
-                "reason": _short(alert.get(s.REASON), 300),
-                "alert_id": alert[s.ALERT_ID],
-            }
-        )
-    return rows
-
-
-def _short(value: object, limit: int = 160) -> str:
-    text = "" if value is None else str(value)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

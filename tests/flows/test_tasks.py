@@ -127,7 +127,7 @@ def test_sink_specs() -> None:
 
 
 def test_untrusted_text_cannot_become_markdown_or_html() -> None:
-    from flows.nightly import md
+    from analytics.reports.run_summary import md
 
     text = md("<img src=x onerror=alert(1)> [click](http://evil) | `x` \x1b[31m")
     assert "<" not in text and "](" not in text and "\\|" in text and "\x1b" not in text
