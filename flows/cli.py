@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,7 +39,7 @@ from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
 from analytics.redact import redact_log_records
 from flows.cli_help import tidy_help
-from flows.console import EXIT_STRICT, console, fail, parse_date, plain
+from flows.console import EXIT_STRICT, console, fail, parse_date, plain, terminal
 from flows.lake_access import (
     EndpointUrlOption,
     LakeKmsKeyOption,
@@ -236,7 +235,7 @@ def _run_ingest(
 
 
 def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
-    out = Console()
+    out = terminal()
     title = plain(f"ingest {summary.source} → {lake}")
     table = Table(title=title, show_header=False, box=None)
     rows = [
@@ -308,7 +307,7 @@ def lake_check_command(
     if as_json:
         typer.echo(json.dumps({"lake": lake, **report.to_dict()}, indent=2))
     else:
-        out = Console()
+        out = terminal()
         verdict = "[green]clean[/]" if report.clean else "[red]findings[/]"
         out.print(
             f"lake {plain(lake)}: {verdict} — {report.days:,} day(s), {report.event_files:,} "
@@ -381,7 +380,7 @@ def generate_command(
         out, days=days, events_per_day=events_per_day, seed=seed, start=first,
         org_id=org, corrupt=corrupt, workers=workers,
     )  # fmt: skip
-    Console().print(
+    terminal().print(
         f"wrote {summary.events_written:,} events in {summary.files_written:,} log files "
         f"(+{summary.digest_files:,} digests, {summary.bytes_written / 1e6:,.1f} MB) to "
         f"{plain(str(out))} in {summary.seconds:.1f} s; labels: {plain(str(summary.labels_path))}",
@@ -455,7 +454,7 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
                   incidents: pl.DataFrame) -> None:  # fmt: skip
     from flows.cli_incidents import labels, print_incidents
 
-    out = Console()
+    out = terminal()
     verb = "would raise" if summary["dry_run"] else "raised"
     out.print(
         f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s) in "
@@ -552,7 +551,7 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    out = Console()
+    out = terminal()
     table = Table("scenario", "malicious", "found", "alerts", "high+", "incidents", "to triage",
                   box=None)  # fmt: skip
     for row in report["scenarios"]:
