@@ -212,7 +212,7 @@ def summary_lines(lake: LocalLake, span: Span, shown_lake: str) -> list[str]:
         "",
         "Next (in the virtualenv: . .venv/bin/activate):",
         f"  1. Read the report of {last} in a browser (each scored day has one):",
-        f"     {plain(fit(str(report), WIDTH - 5))}",
+        f"     {plain(str(report))}",
         "  2. Open its most severe incident in a notebook (after pip install jupyterlab):",
         f"     {plain(notebook_lake)}jupyter lab {NOTEBOOK}",
         "  3. Run keytrail on your own trail (docs/getting-started.md):",
