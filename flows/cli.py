@@ -588,7 +588,7 @@ def demo_command(
         int,
         typer.Option(
             min=1,
-            help="Score the last N days that have events and at least 7 days of history.",
+            help="Score the last N days with events (each before the last needs 7 of history).",
         ),
     ] = DEFAULT_DAYS,
     update_readme: Annotated[

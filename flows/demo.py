@@ -64,9 +64,11 @@ class Span:
 
 
 def scored_span(lake: LocalLake, last: dt.date, days: int, config: Config | None = None) -> Span:
-    """The last ``days`` days with events up to ``last``, keeping only those with at least the
-    model's minimum history in their baseline window (without it the model stays silent, and
-    the demo would show a rule-only day as if it were the product)."""
+    """The last ``days`` days with events up to ``last``, keeping before ``last`` only those
+    with at least the model's minimum history in their baseline window: without it the model
+    stays silent, and the demo would show a rule-only day as if it were the product. ``last``
+    itself is kept whatever its history, because the nightly run scores it (and says when the
+    model is silent)."""
     config = config or Config()
     present = [day for day in lake.event_dates() if day <= last]
     wanted = present[-days:] if days > 0 else []
@@ -75,7 +77,8 @@ def scored_span(lake: LocalLake, last: dt.date, days: int, config: Config | None
     for day in wanted:
         first, before = window(day, config.baseline_window_days)
         history = sum(1 for d in present if first <= d <= before)
-        (kept if history >= config.model.min_history_days else early).append(day)
+        enough = day == last or history >= config.model.min_history_days
+        (kept if enough else early).append(day)
     return Span(kept, early)
 
 

@@ -109,6 +109,10 @@ def test_the_span_is_the_last_days_with_events_and_enough_history(
     wide = demo.scored_span(sample_lake, LAST, 30)
     assert wide.days == [dt.date(2026, 11, d) for d in range(8, 15)]
     assert wide.too_early == [dt.date(2026, 11, d) for d in range(1, 8)]
+    # The last day is scored by the nightly run whatever its history, so it is always shown.
+    assert demo.scored_span(sample_lake, dt.date(2026, 11, 3), 4) == demo.Span(
+        [dt.date(2026, 11, 3)], [dt.date(2026, 11, 1), dt.date(2026, 11, 2)]
+    )
 
 
 def test_an_incident_line_is_short_and_shows_record_text_as_text() -> None:
