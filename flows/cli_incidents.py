@@ -77,13 +77,14 @@ def one_line(incident: Mapping[str, Any], width: int | None = None) -> str:
 
     Without ``width``: severity, title and alert count, the title naming actors and keys in
     full (``keytrail run``'s summary, soft-wrapped). With ``width``: severity, the leading
-    finding, who and on which keys, in the short names of :func:`short_name`, clipped to
-    ``width`` columns — the demo's closing summary is read on an 80-column terminal.
+    finding, who and on which keys, in the short names of :func:`short_name`, fitted to
+    ``width`` columns (keys left out first, then clipped) — the demo's closing summary is read
+    on an 80-column terminal.
     """
-    severity = plain(str(incident.get("severity", "")).upper())
+    severity = str(incident.get("severity", "")).upper()
     title = str(incident.get("title"))
     if width is None:
-        return f"{severity} {plain(title)} ({incident.get('alert_count', 0)} alerts)"
+        return f"{plain(severity)} {plain(title)} ({incident.get('alert_count', 0)} alerts)"
     actors = [short_name(str(a)) for a in incident.get(s.ACTORS) or []]
     keys = [str(k) for k in incident.get(s.KEY_ARNS) or []]
     who = f"{actors[0]} +{len(actors) - 1}" if len(actors) > 1 else (actors or ["?"])[0]
@@ -92,7 +93,10 @@ def one_line(incident: Mapping[str, Any], width: int | None = None) -> str:
     )  # fmt: skip
     lead = _LEAD.match(title)
     finding = lead.group(1) if lead else title
-    return plain(fit(f"{severity:8} {finding}: {who}{where}", width))
+    line = f"{severity:8} {finding}: {who}{where}"
+    if len(visible(line)) > width:  # the keys go first: the report names them
+        line = f"{severity:8} {finding}: {who}"
+    return plain(fit(line, width))
 
 
 _LEAD = re.compile(r"^(.+?)(?: \(\+\d+ other findings?\))?: .+$")
