@@ -40,6 +40,7 @@ from analytics.layout import Selection
 from analytics.redact import redact_log_records
 from flows.cli_help import tidy_help
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain, terminal
+from flows.demo import DEFAULT_DAYS
 from flows.lake_access import (
     EndpointUrlOption,
     LakeKmsKeyOption,
@@ -582,14 +583,28 @@ def demo_command(
         Path, typer.Option(help="Fresh lake to create (replaced if it exists).")
     ] = Path("demo-lake"),
     samples: Annotated[Path, typer.Option(help="Trail tree to read.")] = SAMPLES,
+    days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Score the last N days with events (each before the last needs 7 of history).",
+        ),
+    ] = DEFAULT_DAYS,
+    update_readme: Annotated[
+        bool,
+        typer.Option("--update-readme", help="Also rewrite README.md's copy of the summary."),
+    ] = False,
 ) -> None:
-    """Run the nightly flow over the embedded sample trail into a fresh lake.
+    """Run keytrail over the embedded sample trail into a fresh lake, and say what it found.
 
-    Uses Prefect's temporary local API: no AWS credentials and no server are needed. Prints
-    the path of the last day's report.html, its alert and incident counts. Example:
+    The nightly flow ingests the whole trail and scores its last day, then the backfill flow
+    scores the days before it, each with its report and OCSF file. Uses Prefect's temporary
+    local API: no AWS credentials and no server are needed. Ends with a summary: alerts,
+    incidents and what to triage per day, one line per incident, and what to try next.
+    Example:
 
-        [bold]keytrail demo[/]
+        [bold]keytrail demo --days 4[/]
     """
-    from flows.cli_orchestrate import run_demo
+    from flows.demo import README, run_demo
 
-    run_demo(lake, samples)
+    run_demo(lake, samples, days, readme=README if update_readme else None)

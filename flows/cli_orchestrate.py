@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -398,51 +397,6 @@ def sample_days(samples: Path) -> tuple[dt.date, dt.date]:
         raise ValueError(f"no CloudTrail log files under {samples}")
     # The last folder holds late deliveries of the day before it.
     return min(delivered), max(min(delivered), max(delivered) - dt.timedelta(days=1))
-
-
-def run_demo(lake: Path, samples: Path, ephemeral: bool = True) -> dict[str, Any]:
-    """``keytrail demo``: the nightly flow over a sample trail into a fresh lake.
-
-    Ingests the whole sample (so the last day has a baseline window), scores its last day,
-    writes the reports and the OCSF file, then prints the report's path and the alert and
-    incident counts.
-    ``ephemeral``: use Prefect's temporary local API even if PREFECT_API_URL is set, so the
-    demo never depends on a server being up.
-    """
-    import shutil
-
-    if not samples.is_dir():
-        raise _fail(f"sample trail {samples} not found")
-    _check_lake(lake, _TTL_HOURS)
-    if lake.exists():
-        if not (lake / "_state" / "objects.parquet").exists() and any(lake.iterdir()):
-            raise _fail(f"{lake} exists and is not a keytrail lake; choose another --lake")
-        shutil.rmtree(lake)
-    first, last = sample_days(samples)
-    _quiet_prefect_defaults()
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.nightly import nightly
-
-    # The flow's own log lines carry the counts; one "Finished" line per partition does not help
-    # someone trying the tool (the Prefect UI still shows every task run's state).
-    logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
-    parameters = {"source": str(samples), "lake": str(lake), "date": last, "ingest_from": first,
-                  "sinks": ["ocsf-file"]}  # fmt: skip
-    if ephemeral:
-        with temporary_settings(restore_defaults={PREFECT_API_URL}):
-            result = _call(nightly, **parameters)
-    else:
-        result = _call(nightly, **parameters)
-    print_result(result)
-    day = result["days"][0]
-    Console().print(
-        f"\n[bold]{day.get('alerts', 0)} alert(s) in {day.get('incident_count', 0)} "
-        f"incident(s)[/] on {day['date']}\n"
-        f"report: {_plain(str(Path(day['report_html']).resolve()))}",
-        highlight=False,
-    )
-    return result
 
 
 def register(app: typer.Typer) -> None:
