@@ -1,9 +1,10 @@
 """``keytrail demo``: the product on the embedded sample trail, ending on what it found.
 
-The demo runs the nightly flow for the sample's last day (ingesting the whole trail, so that day
-has its baseline window), then the backfill flow over the days before it — the same stages a
-real deployment runs, not a second pipeline. Which days are scored is read from the lake: the
-last ``--days`` days that have events, less those with under the model's minimum history
+The demo runs the nightly flow for the first day it scores (ingesting the trail up to that day,
+so the day has its baseline window), then the backfill flow over the days after it up to the
+sample's last — the same stages a real deployment runs, oldest day first, not a second
+pipeline. Which days are scored is read from the trail's extent and checked against the lake:
+the last ``--days`` days that have events, less those with under the model's minimum history
 (:data:`analytics.model.ModelSettings.min_history_days`). The trail's labels never decide it:
 they are the generator's answer key, and a real trail has none.
 
@@ -69,8 +70,15 @@ def scored_span(lake: LocalLake, last: dt.date, days: int, config: Config | None
     stays silent, and the demo would show a rule-only day as if it were the product. ``last``
     itself is kept whatever its history, because the nightly run scores it (and says when the
     model is silent)."""
+    return plan_span(lake.event_dates(), last, days, config)
+
+
+def plan_span(
+    dates: Sequence[dt.date], last: dt.date, days: int, config: Config | None = None
+) -> Span:
+    """:func:`scored_span` over the days ``dates`` that hold (or will hold) events."""
     config = config or Config()
-    present = [day for day in lake.event_dates() if day <= last]
+    present = sorted(day for day in dates if day <= last)
     wanted = present[-days:] if days > 0 else []
     kept: list[dt.date] = []
     early: list[dt.date] = []
@@ -128,12 +136,15 @@ def run_demo(
     common: dict[str, Any] = {"source": str(samples), "lake": str(lake), "sinks": ["ocsf-file"]}
 
     def score() -> Span:
-        _call(nightly, date=last, ingest_from=first, **common)
-        span = scored_span(LocalLake(lake), last, days)
-        earlier = [day for day in span.days if day < last]
-        if earlier:
-            _call(backfill, start=earlier[0], end=earlier[-1], **common)
-        return span
+        # Oldest first, as a deployment would have scored them night after night: the nightly
+        # run ingests the trail up to the first scored day, the backfill the rest, so each day's
+        # incidents can link to the alerts of the days before it.
+        trail = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        planned = plan_span(trail, last, days)
+        _call(nightly, date=planned.days[0], ingest_from=first, **common)
+        if len(planned.days) > 1:
+            _call(backfill, start=planned.days[1], end=last, **common)
+        return scored_span(LocalLake(lake), last, days)
 
     if ephemeral:
         with temporary_settings(restore_defaults={PREFECT_API_URL}):

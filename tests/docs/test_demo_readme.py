@@ -1,9 +1,9 @@
 """The README quotes the demo's closing summary; the quote must be what the demo prints.
 
 The summary is computed from the lake alone (:func:`flows.demo.summary_lines`), so it is
-rendered here from the session's sample lake scored the way the demo scores it — the last day
-first (the nightly flow), then the days before it oldest first (the backfill flow), through the
-same :func:`analytics.detect.run` the flows call — rather than by running the whole demo.
+rendered here from the session's sample lake scored the way the demo scores it — oldest day
+first, as the nightly flow then the backfill flow do, through the same
+:func:`analytics.detect.run` the flows call — rather than by running the whole demo.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def demo_summary(tmp_path_factory: pytest.TempPathFactory, sample_lake: LocalLak
     lake = LocalLake(tmp_path_factory.mktemp("readme") / "lake")
     shutil.copytree(sample_lake.root, lake.root)
     span = demo.scored_span(lake, LAST, demo.DEFAULT_DAYS)
-    for day in [LAST, *(d for d in span.days if d < LAST)]:
+    for day in span.days:
         detect.run(lake, day)
     return demo.rendered(demo.summary_lines(lake, span, demo.README_LAKE))
 
