@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, check_unlocked
 from flows.cli_incidents import one_line
 from flows.console import fail as _fail
 from flows.console import parse_date as _day
 from flows.console import plain as _plain
+from flows.console import terminal
 from flows.lake_access import (
     EndpointUrlOption,
     LakeKmsKeyOption,
@@ -251,7 +251,7 @@ def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
 def print_result(result: dict[str, Any]) -> None:
     """One line per day: alerts and incidents, the top incidents one line each, report path and
     exports; plus what ingest did."""
-    out = Console()
+    out = terminal()
     ingest = result.get("ingest")
     if ingest:
         out.print(
