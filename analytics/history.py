@@ -2,16 +2,14 @@
 
 The rules ask the past a few narrow questions: which (key, actor) pairs were seen, what an
 alias or a key policy was before today, how often an actor's decrypts fail in an hour. Reading
-the raw events of the whole baseline window to answer them costs a window of events per scored
-day; each rule instead declares the :class:`~analytics.detectors.base.HistoryTable` that answers
-its question, and this module keeps one file per table and day:
-
-``LAKE/history/<table>/event_date=D/<table>.parquet``
-
-computed from that day's events in the rules' view, stamped with the same fingerprint of the
-day's event files as the features (:func:`analytics.features.events_fingerprint`) plus the
-table's version, and recomputed only when either changes. Scoring a day then reads that day's
-events, and the window's features and history tables — a small fraction of the lake.
+the raw events of the whole baseline window to answer them would cost a window of events per
+scored day, so each rule declares the tables that answer its questions (`HistoryTable` in
+`analytics/detectors/base.py`), and one file per table and day is kept:
+`LAKE/history/<table>/event_date=D/<table>.parquet`. It is computed from that day's events as
+the rules see them, stamped like the hourly features with a fingerprint of the day's event
+files (plus the table's version), and recomputed only when either changes. Scoring a day reads
+that day's events and the window's features and history tables, never the events of the days
+before it.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def _with_items(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-_MINUTE, _FIRST, _LAST = "minute", "first_time", "last_time"
+_MINUTE, _FIRST, _LAST, _STORED_ITEM = "minute", "first_time", "last_time", "item"
 
 
 def _minute_marks(items: pl.LazyFrame) -> pl.LazyFrame:
@@ -110,7 +110,9 @@ SECRET_DECRYPT_MARKS = HistoryTable(
         "to find each actor's busiest window of distinct secrets, windows across midnight "
         "included, for KMS.BulkSecretDecryption"
     ),
-    build=lambda events: _minute_marks(_with_items(events.filter(_counted()))),
+    build=lambda events: _minute_marks(_with_items(events.filter(_counted()))).select(
+        s.ACTOR, pl.col(_ITEM).alias(_STORED_ITEM), _FIRST, _LAST
+    ),
 )
 
 
@@ -138,7 +140,9 @@ def _peak_windows(marks: pl.LazyFrame, minutes: int) -> pl.LazyFrame:
 
 def _usual_peaks(ctx: DetectionContext, actors: pl.Series, minutes: int) -> pl.DataFrame:
     """Per actor, the most distinct secrets it decrypted in any window of the history."""
-    marks = history_of(ctx, SECRET_DECRYPT_MARKS, pl.col(s.ACTOR).is_in(actors.implode()))
+    marks = history_of(ctx, SECRET_DECRYPT_MARKS, pl.col(s.ACTOR).is_in(actors.implode())).rename(
+        {_STORED_ITEM: _ITEM}
+    )
     return (
         _peak_windows(marks, minutes).select(s.ACTOR, pl.col("_distinct").alias("_usual")).collect()
     )
