@@ -195,7 +195,8 @@ def run(
         context = DetectionContext(
             day=day,
             events=day_events,
-            history=past,
+            # Only the tables the rule declared: reading another one fails here, not silently.
+            history={table.name: past[table.name] for table in detector.history},
             history_days=baselines.history_days,
             org_accounts=org_accounts,
             settings=settings,

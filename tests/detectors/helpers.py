@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,10 @@ def context(
 
 
 def run(detector: RuleDetector, ctx: DetectionContext) -> pl.DataFrame:
-    """Run a detector the way the alert layer does: detect, then conform."""
-    return conform_findings(detector, detector.detect(ctx))
+    """Run a detector the way detection does: with only the history tables it declared, then
+    conform its findings."""
+    declared = {table.name: ctx.history[table.name] for table in detector.history}
+    return conform_findings(detector, detector.detect(replace(ctx, history=declared)))
 
 
 def sample_history(detector: RuleDetector) -> pl.DataFrame:
