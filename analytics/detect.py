@@ -11,13 +11,14 @@ import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from analytics import baselines as bl
-from analytics import features, incidents, model
+from analytics import features, history, incidents, model
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
@@ -49,6 +50,10 @@ class DetectionResult:
     alerts: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
     incidents: pl.DataFrame = field(default_factory=incidents.empty_incidents)
+    files_read: list[Path] = field(default_factory=list)
+    """Every lake file the run read data from, once each: the day's events, the window's
+    features and history tables, earlier alerts, and the events of any day whose derived files
+    had to be recomputed. (Footers read to list a partition's usable files are not counted.)"""
 
 
 def alerts_path(lake: LocalLake, day: dt.date) -> Any:
@@ -59,17 +64,14 @@ def incidents_path(lake: LocalLake, day: dt.date) -> Any:
     return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
 
 
-def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
-    """Events of ``first``..``last``: only files readable in the event schema (the lake notes
-    the others in ``skipped_files``)."""
-    files = [
-        str(path)
-        for offset in range((last - first).days + 1)
-        for path in lake.partition_files(first + dt.timedelta(days=offset))
-    ]
+def _day_events(lake: LocalLake, day: dt.date, reads: list[Path]) -> pl.LazyFrame:
+    """Events of ``day``: only files readable in the event schema (the lake notes the others in
+    ``skipped_files``). Earlier days are read through their history tables, never as events."""
+    files = lake.partition_files(day)
+    reads.extend(files)
     if not files:
         return _empty_events().lazy()
-    return pl.scan_parquet(files, hive_partitioning=False)
+    return pl.scan_parquet([str(path) for path in files], hive_partitioning=False)
 
 
 def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
@@ -154,6 +156,8 @@ class FeatureWindow:
     present: list[dt.date]
     """Days of the window before ``day`` that hold events."""
     seconds: float
+    files_read: tuple[Path, ...] = ()
+    """Lake files opened to bring the features up to date and read them."""
 
 
 def window_dates(day: dt.date, config: Config) -> list[dt.date]:
@@ -166,10 +170,12 @@ def feature_window(lake: LocalLake, day: dt.date, config: Config) -> FeatureWind
     """Bring the window's feature files up to date and read them: the features stage."""
     started = time.perf_counter()
     first, last = bl.window(day, config.baseline_window_days)
-    recomputed = features.ensure_days(lake, window_dates(day, config))
-    rows = features.scan(lake, first, day).collect()
+    reads: list[Path] = []
+    recomputed = features.ensure_days(lake, window_dates(day, config), reads)
+    rows = features.scan(lake, first, day, reads).collect()
     present = history_dates(lake, first, last)
-    return FeatureWindow(day, recomputed, rows, present, time.perf_counter() - started)
+    return FeatureWindow(day, recomputed, rows, present, time.perf_counter() - started,
+                         tuple(reads))  # fmt: skip
 
 
 def day_baselines(window: FeatureWindow, config: Config) -> bl.Baselines:
@@ -205,9 +211,11 @@ def run(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     first, last = bl.window(day, config.baseline_window_days)
+    days = window_dates(day, config)
     if window is None or window.day != day:
         window = feature_window(lake, day, config)
     timings["features"] = window.seconds
+    reads: list[Path] = list(window.files_read)
     mark = time.perf_counter()
     if baselines is None or baselines.day != day:
         baselines = day_baselines(window, config)
@@ -217,9 +225,14 @@ def run(
     history_features = feature_rows.filter(pl.col(s.EVENT_DATE) < day)
 
     mark = time.perf_counter()
-    day_events = rule_events(_history(lake, day, day)).collect()
+    day_events = rule_events(_day_events(lake, day, reads)).collect()
+    # The day's own history tables come from the events just read; tomorrow reads them back.
+    history_recomputed = history.ensure_days(lake, days, {day: day_events}, reads)
+    past = history.scan(lake, first, last, reads)
+    timings["history"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
-    history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []
     per_detector: Counter[str] = Counter()
     for detector in ALL_DETECTORS:
@@ -229,7 +242,8 @@ def run(
         context = DetectionContext(
             day=day,
             events=day_events,
-            history=history,
+            # Only the tables the rule declared: reading another one fails here, not silently.
+            history={table.name: past[table.name] for table in detector.history},
             history_days=baselines.history_days,
             org_accounts=org_accounts,
             settings=settings,
@@ -253,7 +267,7 @@ def run(
     mark = time.perf_counter()
     lookback_days = config.incidents.lookback().days
     earlier = read_alerts_between(lake, day - dt.timedelta(days=lookback_days),
-                                  day - dt.timedelta(days=1))  # fmt: skip
+                                  day - dt.timedelta(days=1), reads)  # fmt: skip
     grouping = incidents.group(assembled.alerts, earlier, day, config.incidents)
     alerts = incidents.label_alerts(assembled.alerts, grouping)
     timings["incidents"] = time.perf_counter() - mark
@@ -289,11 +303,14 @@ def run(
         "model_note": model_result.silent_reason,
         "warming_up": warming_up(history_needs(config), day, present, lake_name or str(lake.root)),
         "feature_days_recomputed": len(recomputed),
+        "history_days_recomputed": len(history_recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectionResult(day, alerts, summary, grouping.incidents)
+    files_read = sorted(set(reads))
+    summary["bytes_read"] = sum(path.stat().st_size for path in files_read)
+    return DetectionResult(day, alerts, summary, grouping.incidents, files_read)
 
 
 def conform_findings_empty() -> pl.DataFrame:
@@ -308,21 +325,26 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(str(a) for a in owners)
 
 
-def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
-    """The alerts of ``day`` in today's alert schema (older files gain the newer columns)."""
+def read_alerts(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) -> pl.DataFrame:
+    """The alerts of ``day`` in today's alert schema (older files gain the newer columns); the
+    file read is added to ``reads``."""
     path = alerts_path(lake, day)
     if not path.exists() or not lake.readable(path):
         # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
         return empty_alerts()
+    if reads is not None:
+        reads.append(path)
     frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
-def read_alerts_between(lake: LocalLake, first: dt.date, last: dt.date) -> pl.DataFrame:
+def read_alerts_between(
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[Path] | None = None
+) -> pl.DataFrame:
     """Alerts of the days ``first``..``last`` (inclusive); days never scored contribute none."""
     frames = [
-        read_alerts(lake, first + dt.timedelta(days=offset))
+        read_alerts(lake, first + dt.timedelta(days=offset), reads)
         for offset in range((last - first).days + 1)
     ]
     frames = [f for f in frames if f.height]

@@ -65,7 +65,7 @@ def _polars_type(column: str) -> pl.DataType:
     return empty.schema[column]
 
 
-def ensure_day(lake: LocalLake, day: dt.date) -> bool:
+def ensure_day(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) -> bool:
     """Bring one day's feature file up to date with its events; True if it was (re)computed.
 
     A day without events has no feature file (readers treat a missing file as no rows), so a
@@ -79,30 +79,53 @@ def ensure_day(lake: LocalLake, day: dt.date) -> bool:
         target.unlink()
         return True
     fingerprint = events_fingerprint(files)
-    # A feature file that cannot be read is derived data: computed again, never a crash.
-    if target.exists() and parquet_problem(target) is None:
-        metadata = pq.read_schema(target).metadata or {}
-        if metadata.get(FINGERPRINT_KEY) == fingerprint.encode():
-            return False
+    if is_current(target, fingerprint):
+        return False
     events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
-    table = compute_day(events, day).to_arrow()
-    metadata = dict(table.schema.metadata or {})
-    metadata[FINGERPRINT_KEY] = fingerprint.encode()
-    write_parquet_atomic(table.replace_schema_metadata(metadata), target)
+    if reads is not None:
+        reads.extend(files)
+    write_stamped(compute_day(events, day).to_arrow(), target, fingerprint)
     return True
 
 
-def ensure_days(lake: LocalLake, days: Iterable[dt.date]) -> list[dt.date]:
-    """Update the feature files of ``days``; returns the days that were recomputed."""
-    return [day for day in days if ensure_day(lake, day)]
+def is_current(target: Path, stamp: str) -> bool:
+    """Whether a file derived from a day's events exists, is readable and carries ``stamp``
+    (:func:`events_fingerprint` of the day's event files, plus whatever else it depends on):
+    the one test of staleness for every per-day derived table (features, history)."""
+    # A derived file that cannot be read is computed again, never a crash.
+    if not target.exists() or parquet_problem(target) is not None:
+        return False
+    metadata = pq.read_schema(target).metadata or {}
+    return metadata.get(FINGERPRINT_KEY) == stamp.encode()
 
 
-def scan(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
-    """Hourly features of ``first``..``last`` (inclusive) that exist, lazily."""
+def write_stamped(table: pa.Table, target: Path, stamp: str) -> None:
+    """Write a derived file atomically with the stamp :func:`is_current` checks."""
+    metadata = dict(table.schema.metadata or {})
+    metadata[FINGERPRINT_KEY] = stamp.encode()
+    write_parquet_atomic(table.replace_schema_metadata(metadata), target)
+
+
+def ensure_days(
+    lake: LocalLake, days: Iterable[dt.date], reads: list[Path] | None = None
+) -> list[dt.date]:
+    """Update the feature files of ``days``; returns the days that were recomputed (the event
+    files read to do so are added to ``reads``)."""
+    return [day for day in days if ensure_day(lake, day, reads)]
+
+
+def scan(
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[Path] | None = None
+) -> pl.LazyFrame:
+    """Hourly features of ``first``..``last`` (inclusive) that exist, lazily (the files scanned
+    are added to ``reads``)."""
     paths = [
         features_path(lake, first + dt.timedelta(days=i)) for i in range((last - first).days + 1)
     ]
-    existing = [str(p) for p in paths if p.exists() and lake.readable(p)]
+    found = [p for p in paths if p.exists() and lake.readable(p)]
+    if reads is not None:
+        reads.extend(found)
+    existing = [str(p) for p in found]
     if not existing:
         empty = compute_day(
             pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first
