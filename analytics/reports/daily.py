@@ -29,6 +29,7 @@ from analytics.identity import KMS_SOURCE
 from analytics.incidents import empty_incidents
 from analytics.reports import csv_safe, inventory, key_usage, policy_audit, rotation
 from analytics.reports import schemas as r
+from analytics.reports import text as t
 from analytics.reports.inputs import ReportInputs
 from analytics.reports.keyfacts import traits_from, walk
 from analytics.reports.tables import to_arrow
@@ -40,6 +41,27 @@ EVIDENCE_COLUMNS = (s.ALERT_ID, s.EVENT_ID, s.EVENT_TIME, s.EVENT_NAME, s.ACTOR,
                     "source", s.USER_AGENT, s.ERROR_CODE)  # fmt: skip
 
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(s.SEVERITIES)}
+
+MARKED_EVENTS = (
+    "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "EnableKey", "DeleteKey",
+    "PutKeyPolicy", "DisableKeyRotation", "ImportKeyMaterial", "DeleteImportedKeyMaterial",
+    "UpdateAlias",
+)  # fmt: skip
+"""Control-plane events marked on a key's hourly chart (with grants to outside principals): a
+spike of use means little next to the moment someone disabled, deleted or reopened the key."""
+
+MARKER_COLUMNS = (s.KEY_ARN, s.EVENT_TIME, s.EVENT_NAME, s.ACTOR, s.EVENT_ID)
+_MARKER_SCHEMA: dict[str, pl.DataType] = {
+    s.KEY_ARN: pl.String(), s.EVENT_TIME: pl.Datetime("us", "UTC"), s.EVENT_NAME: pl.String(),
+    s.ACTOR: pl.String(), s.EVENT_ID: pl.String(),
+}  # fmt: skip
+
+FINDINGS: dict[str, str] = {
+    "open_to_anyone": "Keys open to anyone",
+    "open_to_outside_accounts": "Keys open to outside accounts",
+    "pending_deletion": "Keys pending deletion",
+}
+"""The key facts that get a card of their own at the top of the report, naming the keys."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,41 @@ class DailyReport:
     """The day's incidents, most severe first: what the reports open with."""
     warming_up: list[dict[str, Any]] = field(default_factory=list)
     """Detectors that could not run or ran on partial history, with the backfill that fills it."""
+    findings: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    """Per :data:`FINDINGS` kind, the keys it names: ``key_arn``, ``label`` and ``detail``."""
+    markers: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_MARKER_SCHEMA))
+    """The day's control-plane events on the charted keys (:data:`MARKED_EVENTS`)."""
+
+    @property
+    def aliases(self) -> dict[str, list[str]]:
+        """Aliases by key ARN, as the inventory and the day's usage know them."""
+        known: dict[str, list[str]] = {}
+        for frame in (self.key_usage, self.keys):
+            for key, names in frame.select(s.KEY_ARN, r.ALIASES).iter_rows():
+                if names:
+                    known[key] = list(names)
+        return known
+
+    def alerted_hours(self, key: str) -> set[int]:
+        """Hours of the day inside the window of an active alert on ``key``: the only hours a
+        chart paints red (a bar above the usual range with no alert is a blip, not a finding)."""
+        hours: set[int] = set()
+        alerts = self.active_alerts.filter(pl.col(s.KEY_ARN) == key)
+        for start, end in alerts.select(s.WINDOW_START, s.WINDOW_END).iter_rows():
+            if start is None:
+                continue
+            # The window's end is exclusive: an alert of 13:00–14:00 is the 13:00 hour alone.
+            last_moment = end - dt.timedelta(microseconds=1) if end and end > start else start
+            if not start.date() <= self.day <= last_moment.date():
+                continue
+            first = start.hour if start.date() == self.day else 0
+            last = last_moment.hour if last_moment.date() == self.day else 23
+            hours.update(range(first, last + 1))
+        return hours
+
+    def label(self, key: Any) -> str:
+        """The display label of ``key`` (:func:`analytics.reports.text.key_label`)."""
+        return t.key_label(key, self.aliases.get(key) if isinstance(key, str) else None)
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """Report tables by file stem, in :data:`~analytics.reports.schemas.REPORT_TABLES` order."""
@@ -108,6 +165,7 @@ class DailyReport:
                 status: self.rotation.filter(pl.col(r.ROTATION_STATUS) == status).height
                 for status in r.ROTATION_STATUSES
             },
+            "key_findings": {kind: list(keys) for kind, keys in self.findings.items()},
             "notes": list(self.notes),
         }
 
@@ -154,6 +212,52 @@ def _alerted_keys(alerts: pl.DataFrame) -> list[str]:
     return list(dict.fromkeys(active.get_column(s.KEY_ARN).to_list()))[:MAX_CHARTS]
 
 
+def key_findings(keys: pl.DataFrame) -> dict[str, list[dict[str, str]]]:
+    """The keys each headline finding names, from the inventory: a key policy that lets anyone
+    (``*``) in, a policy or an active grant that names an account outside the organisation, and
+    a key scheduled for deletion and not cancelled since."""
+    found: dict[str, list[dict[str, str]]] = {kind: [] for kind in FINDINGS}
+    for k in keys.iter_rows(named=True):
+        arn = k[s.KEY_ARN]
+
+        def add(kind: str, detail: str, key: dict[str, Any] = k, arn: str = arn) -> None:
+            label = t.key_label(arn, key[r.ALIASES])
+            found[kind].append({"key_arn": arn, "label": label, "detail": detail})
+
+        if k["policy_public_actions"]:
+            add("open_to_anyone", "anyone (*) may " + t.listed(k["policy_public_actions"], 4))
+        outside = []
+        if k["policy_outside_accounts"]:
+            outside.append("policy names " + t.listed(k["policy_outside_accounts"], 4))
+        if k["outside_grantees"]:
+            outside.append("granted to " + t.listed(k["outside_grantees"], 3))
+        if outside:
+            add("open_to_outside_accounts", "; ".join(outside))
+        if k[r.PENDING_DELETION]:
+            add("pending_deletion", "deletion on " + t.when(k[r.DELETION_DATE]))
+    return found
+
+
+def _markers(inputs: ReportInputs, keys: Sequence[str], changes: pl.DataFrame) -> pl.DataFrame:
+    """The day's successful control-plane events on ``keys``, and grants made to principals
+    outside the organisation, in time order."""
+    outside_grants = changes.filter(
+        (pl.col("change_kind") == r.CHANGE_GRANT) & pl.col("grantee_outside").fill_null(False)
+    ).get_column(s.EVENT_ID)
+    events = inputs.management_events
+    return (
+        events.filter(
+            (pl.col(s.EVENT_DATE) == inputs.day)
+            & pl.col(s.KEY_ARN).is_in(list(keys))
+            & (pl.col(s.ERROR_CODE).is_null() | (pl.col(s.ERROR_CODE) == ""))
+            & (pl.col(s.EVENT_NAME).is_in(MARKED_EVENTS) | pl.col(s.EVENT_ID).is_in(outside_grants))
+        )
+        .select(MARKER_COLUMNS)
+        .unique(s.EVENT_ID, keep="first")
+        .sort(s.KEY_ARN, s.EVENT_TIME, s.EVENT_ID)
+    )
+
+
 def build(
     inputs: ReportInputs,
     generated_at: dt.datetime,
@@ -173,7 +277,9 @@ def build(
     changes = policy_audit.build(history, inputs.org_accounts)
     keys = inventory.build(history, rotation_rows, day, usage, alerts, inputs.org_accounts,
                            snapshots)  # fmt: skip
-    charts = band_data.build(inputs.hourly_features, day, _alerted_keys(alerts), window_days)
+    charted = _alerted_keys(alerts)
+    charts = band_data.build(inputs.hourly_features, day, charted, window_days)
+    findings = key_findings(keys)
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     kms = inputs.day_events.filter(pl.col(s.EVENT_SOURCE) == KMS_SOURCE)
     failed = kms.filter(pl.col(s.ERROR_CODE).is_not_null() & (pl.col(s.ERROR_CODE) != ""))
@@ -195,6 +301,8 @@ def build(
         "rotation_overdue": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "OVERDUE").height,
         "rotation_disabled": rotation_rows.filter(pl.col(r.ROTATION_STATUS) == "DISABLED").height,
         "keys_pending_deletion": keys.filter(pl.col(r.PENDING_DELETION)).height,
+        "keys_open_to_anyone": len(findings["open_to_anyone"]),
+        "keys_open_to_outside_accounts": len(findings["open_to_outside_accounts"]),
         "event_id_clashes": inputs.event_id_clashes,
     }
     return DailyReport(
@@ -213,6 +321,8 @@ def build(
         notes=list(notes),
         incidents=inputs.incidents,
         warming_up=list(inputs.warming_up),
+        findings=findings,
+        markers=_markers(inputs, charted, changes),
     )
 
 

@@ -22,10 +22,13 @@ from analytics import schema as s
 from analytics.bands import hours_above
 from analytics.reports import schemas as r
 from analytics.reports import text as t
-from analytics.reports.daily import DailyReport
-from analytics.reports.svg import HourPoint, hourly_chart
+from analytics.reports.daily import FINDINGS, DailyReport
+from analytics.reports.svg import HourPoint, Marker, hourly_chart
 
 MAX_TABLE_ROWS = 50
+EVIDENCE_AGENT_CHARS = 120
+"""User agents in evidence tables are cut here (whole in the tooltip and in the OCSF export):
+an SDK's agent string runs to hundreds of characters and made every evidence row tall."""
 
 _CSS = """
 :root { color-scheme: light; --ink: #1d2433; --muted: #5b6475; --line: #d9dee7; --bg: #f6f7f9;
@@ -33,7 +36,8 @@ _CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: var(--ink); background: var(--bg); }
-header, main, footer { max-width: 1200px; margin: 0 auto; padding: 0 24px; }
+header, main, footer { max-width: 1400px; margin: 0 auto; padding: 0 24px;
+  overflow-wrap: anywhere; }
 header { padding-top: 24px; }
 h1 { font-size: 24px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 32px 0 12px; border-bottom: 1px solid var(--line);
@@ -45,6 +49,10 @@ nav a { margin-right: 14px; color: var(--low); }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 10px; }
 .card .value { font-size: 22px; font-weight: 600; }
 .card.warn .value { color: var(--high); }
+.findings { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr));
+  gap: 10px; margin-top: 10px; }
+.card.finding { border-left: 6px solid var(--high); }
+.card.finding h3 { margin: 0; } .card.finding ul { margin: 4px 0 0; padding-left: 18px; }
 article.alert { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--info);
   border-radius: 6px; padding: 12px 16px; margin: 0 0 14px; }
 article.sev-critical { border-left-color: var(--critical); }
@@ -61,13 +69,19 @@ article.sev-low { border-left-color: var(--low); }
 .reason { font-size: 15px; margin: 6px 0; }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 6px 0; }
 dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
-.scroll { overflow-x: auto; margin: 6px 0 10px; }
-table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px; }
+@media (min-width: 1000px) { dl.facts { grid-template-columns: max-content minmax(0, 1fr)
+  max-content minmax(0, 1fr); } }
+table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px;
+  margin: 6px 0 10px; }
 th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: left; vertical-align: top;
   overflow-wrap: anywhere; }
 th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; white-space: nowrap; }
+td.num .muted { white-space: normal; }
 td.nowrap { white-space: nowrap; overflow-wrap: normal; }
+td.keycol { min-width: 9.5em; }
+span.key { border-bottom: 1px dotted var(--muted); }
+.arn { font-size: 12px; font-weight: 400; }
 #alerts td:nth-child(2), #incidents td:nth-child(2) { min-width: 9em; }
 #alerts td:nth-child(3), #alerts td:nth-child(4), #incidents td:nth-child(3),
 #incidents td:nth-child(4) { min-width: 16em; }
@@ -75,7 +89,19 @@ pre { white-space: pre-wrap; background: #f0f2f5; padding: 8px; border-radius: 4
 figure { background: #fff; border: 1px solid var(--line); border-radius: 6px; margin: 0 0 14px;
   padding: 10px; }
 svg.chart { width: 100%; max-width: 1100px; height: auto; }
-svg .band { fill: #cfe3f7; } svg .bar { fill: #7a869a; } svg .bar.over { fill: #c0392b; }
+svg .band { fill: #cfe3f7; } svg .bar { fill: #7a869a; } svg .bar.over { fill: #e0a030; }
+svg .bar.alerted { fill: #c0392b; }
+svg .marker line { stroke: #6a1b9a; stroke-width: 2; }
+svg .marker text { fill: #6a1b9a; font-size: 12px; font-weight: 700; }
+ul.legend { list-style: none; display: flex; flex-wrap: wrap; gap: 2px 16px; padding: 0;
+  margin: 4px 0; font-size: 12px; }
+.swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px;
+  vertical-align: -1px; }
+.swatch.bar { background: #7a869a; } .swatch.over { background: #e0a030; }
+.swatch.alerted { background: #c0392b; } .swatch.band { background: #cfe3f7; }
+.swatch.marker { width: 3px; background: #6a1b9a; }
+ol.markers { margin: 4px 0; padding-left: 22px; font-size: 13px; }
+ol.markers li::marker { color: #6a1b9a; font-weight: 700; }
 svg .median { fill: none; stroke: #2e6da4; stroke-width: 1.5; stroke-dasharray: 4 3; }
 svg .grid { stroke: #e3e7ee; } svg .axis { font-size: 11px; fill: #5b6475; }
 article.incident { background: #fff; border: 1px solid var(--line); border-left: 6px solid
@@ -103,15 +129,20 @@ def _table(
     rows: Iterable[Sequence[str]],
     numeric: Sequence[int] = (),
     nowrap: Sequence[int] = (),
+    key: Sequence[int] = (),
 ) -> str:
-    """A table from already-escaped cells; ``numeric`` columns are right-aligned, ``nowrap``
-    columns (times, names) are kept on one line so long ARNs beside them take the wrapping."""
+    """A table from already-escaped cells that fits its container: ``numeric`` columns are
+    right-aligned, ``nowrap`` columns (badges, short names) stay on one line, ``key`` columns
+    are wide enough for a key label; every other cell wraps anywhere rather than widen the
+    table past the page."""
 
     def td(index: int, content: str) -> str:
         if index in numeric:
             return f'<td class="num">{content}</td>'
         if index in nowrap:
             return f'<td class="nowrap">{content}</td>'
+        if index in key:
+            return f'<td class="keycol">{content}</td>'
         return f"<td>{content}</td>"
 
     head = "".join(f"<th>{escape(name)}</th>" for name in headers)
@@ -121,10 +152,7 @@ def _table(
         body.append(f"<tr>{cells}</tr>")
     if not body:
         body.append(f'<tr><td colspan="{len(headers)}" class="muted">none</td></tr>')
-    return (
-        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _short(arn: Any, aliases: Sequence[str] | None = None) -> str:
@@ -138,6 +166,28 @@ def _short(arn: Any, aliases: Sequence[str] | None = None) -> str:
     return f'<span title="{h(arn, 2000)}">{h(label)}</span>{alias}'
 
 
+def _key(key: Any, aliases: Sequence[str] | None = None) -> str:
+    """A key by its label (:func:`analytics.reports.text.key_label`); the full ARN and aliases
+    are its tooltip, and the key legend at the end lists them for reading without a mouse."""
+    label = escape(t.key_label(key, aliases))
+    if key is None:
+        return label
+    full = t.clean(key, 2000) + (f" ({t.listed(aliases)})" if aliases else "")
+    return f'<span class="key" title="{escape(full, quote=True)}">{label}</span>'
+
+
+def _actors(text: str) -> str:
+    """A list of principals, escaped, with IAM ARNs shortened to ``<account>:<resource>``."""
+    return escape(t.short_arn(text), quote=True)
+
+
+def _clipped(value: Any, limit: int) -> str:
+    """A long value cut to ``limit`` characters in the cell, whole in its tooltip."""
+    if value is None or len(str(value)) <= limit:
+        return h(value)
+    return f'<span title="{h(value)}">{h(str(value)[:limit])}…</span>'
+
+
 def _badge(label: str) -> str:
     """A coloured label; its CSS class is the label itself (severities, rotation statuses)."""
     return f'<span class="badge {escape(label)}">{escape(label)}</span>'
@@ -149,14 +199,30 @@ def _more(total: int, shown: int, file_name: str) -> str:
     return f'<p class="muted">{total - shown:,} more in {escape(file_name)}.</p>'
 
 
-def _key_cell(key: Any, aliases: Sequence[str] | None) -> str:
-    alias_text = f'<br><span class="muted">{h(t.listed(aliases))}</span>' if aliases else ""
-    return f"{h(key)}{alias_text}"
+def _findings(report: DailyReport) -> str:
+    """A card per key finding that names keys (open to anyone, to outside accounts, pending
+    deletion): the facts a lead must not have to dig out of the inventory."""
+    cards = []
+    for kind, title in FINDINGS.items():
+        found = report.findings.get(kind) or []
+        if not found:
+            continue
+        items = "".join(
+            f"<li>{_key(f['key_arn'], report.aliases.get(f['key_arn']))}: {_actors(f['detail'])}"
+            "</li>"
+            for f in found
+        )
+        cards.append(
+            f'<div class="card finding" id="finding-{escape(kind)}">'
+            f"<h3>{escape(title)} ({len(found):,})</h3><ul>{items}</ul></div>"
+        )
+    return f'<div class="findings">{"".join(cards)}</div>' if cards else ""
 
 
 def _headline(report: DailyReport) -> str:
     warn = {"alerts", "incident_count", "alerts_outside_incidents", "rotation_overdue",
-            "keys_pending_deletion", "failed_changes", "event_id_clashes"}  # fmt: skip
+            "keys_pending_deletion", "failed_changes", "event_id_clashes", "keys_open_to_anyone",
+            "keys_open_to_outside_accounts"}  # fmt: skip
     cards = []
     for name, value in report.headline.items():
         css = "card warn" if name in warn and value else "card"
@@ -166,7 +232,8 @@ def _headline(report: DailyReport) -> str:
         )
     cards_html = "".join(cards)
     return (
-        f'<section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div></section>'
+        f'<section id="headline"><h2>Headline</h2><div class="cards">{cards_html}</div>'
+        f"{_findings(report)}</section>"
     )
 
 
@@ -176,7 +243,7 @@ def _alert_rows(alerts: pl.DataFrame, aliases: dict[str, Any]) -> list[tuple[str
         (
             _badge(a[s.SEVERITY]),
             f'<a href="#alert-{escape(a[s.ALERT_ID])}">{h(a[s.TITLE])}</a>',
-            _short(a[s.KEY_ARN], aliases.get(a[s.KEY_ARN])),
+            _key(a[s.KEY_ARN], aliases.get(a[s.KEY_ARN])),
             _short(a[s.ACTOR]),
             h(a[s.REASON], 600),
         )
@@ -216,7 +283,7 @@ def _incident(report: DailyReport, incident: dict[str, Any], aliases: dict[str, 
     today = set(members.get_column(s.ALERT_ID).to_list())
     alerts = (
         f"<h3>Its alerts of {report.day.isoformat()} ({members.height:,})</h3>"
-        + _table(_ALERT_HEADERS, _alert_rows(members, aliases), nowrap=(0,))
+        + _table(_ALERT_HEADERS, _alert_rows(members, aliases), nowrap=(0,), key=(2,))
         if members.height
         else ""
     )
@@ -232,7 +299,7 @@ def _incident(report: DailyReport, incident: dict[str, Any], aliases: dict[str, 
 
 def _incidents(report: DailyReport) -> str:
     """The day's incidents, most severe first: what to triage, each with its timeline."""
-    aliases = dict(report.keys.select(s.KEY_ARN, r.ALIASES).iter_rows())
+    aliases = report.aliases
     parts = [f'<section id="incidents"><h2>Incidents ({report.incidents.height:,})</h2>']
     if report.incidents.is_empty():
         parts.append('<p class="muted">No incidents: no alerts of this day belong together.</p>')
@@ -249,16 +316,16 @@ def _evidence_table(report: DailyReport, alert_id: str) -> str:
         (
             h(t.when(e[s.EVENT_TIME], seconds=True)),
             h(e[s.EVENT_NAME]),
-            h(e[s.PRINCIPAL_ARN] or e[s.ACTOR]),
+            _short(e[s.PRINCIPAL_ARN] or e[s.ACTOR]),
             h(e["source"]),
-            h(e[s.USER_AGENT]),
+            _clipped(e[s.USER_AGENT], EVIDENCE_AGENT_CHARS),
             h(e[s.ERROR_CODE]),
             h(e[s.EVENT_ID]),
         )
         for e in rows.iter_rows(named=True)
     ]
     headers = ("time", "event", "principal", "source", "user agent", "error", "event ID")
-    return "<h3>Evidence</h3>" + _table(headers, cells, nowrap=(0, 1, 3, 5))
+    return "<h3>Evidence</h3>" + _table(headers, cells, nowrap=(1,))
 
 
 def _alert(report: DailyReport, alert: dict[str, Any]) -> str:
@@ -311,7 +378,7 @@ def _alerts(report: DailyReport) -> str:
     """Alerts outside any incident: one line each, most severe first, linked to their details."""
     active = report.active_alerts
     alone = report.lone_alerts
-    aliases = dict(report.keys.select(s.KEY_ARN, r.ALIASES).iter_rows())
+    aliases = report.aliases
     parts = [
         f'<section id="alerts"><h2>Alerts outside any incident ({alone.height:,} of '
         f"{active.height:,})</h2>"
@@ -321,21 +388,23 @@ def _alerts(report: DailyReport) -> str:
     elif alone.is_empty():
         parts.append('<p class="muted">Every alert of this day is part of an incident.</p>')
     else:
-        parts.append(_table(_ALERT_HEADERS, _alert_rows(alone, aliases), nowrap=(0,)))
+        parts.append(_table(_ALERT_HEADERS, _alert_rows(alone, aliases), nowrap=(0,), key=(2,)))
     suppressed = report.alerts.filter(pl.col(s.SUPPRESSED_BY).is_not_null())
     if not suppressed.is_empty():
         rows = [
             (
                 h(a[s.SEVERITY]),
                 h(a[s.DETECTOR]),
-                h(a[s.KEY_ARN]),
-                h(a[s.ACTOR]),
+                _key(a[s.KEY_ARN], aliases.get(a[s.KEY_ARN])),
+                _short(a[s.ACTOR]),
                 h(a[s.SUPPRESSED_BY]),
             )
             for a in suppressed.iter_rows(named=True)
         ]
         parts.append(f"<h3>Suppressed ({suppressed.height:,})</h3>")
-        parts.append(_table(("severity", "detector", "key", "actor", "suppressed by"), rows))
+        parts.append(
+            _table(("severity", "detector", "key", "actor", "suppressed by"), rows, key=(2,))
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -351,12 +420,32 @@ def _alert_details(report: DailyReport) -> str:
     )
 
 
+_LEGEND = (
+    '<ul class="legend"><li><span class="swatch bar"></span>calls in the hour</li>'
+    '<li><span class="swatch band"></span>usual range (10th–90th percentile)</li>'
+    '<li><span class="swatch over"></span>above the usual range</li>'
+    '<li><span class="swatch alerted"></span>hour of an alert on this key</li>'
+    '<li><span class="swatch marker"></span>numbered: a change to the key (listed below)</li>'
+    "</ul>"
+)
+
+
+def _chart_markers(report: DailyReport, key: str) -> list[tuple[Marker, dict[str, Any]]]:
+    rows = report.markers.filter(pl.col(s.KEY_ARN) == key).iter_rows(named=True)
+    return [
+        (Marker(n, e[s.EVENT_TIME].hour, e[s.EVENT_TIME].minute,
+                f"{t.when(e[s.EVENT_TIME])} {t.clean(e[s.EVENT_NAME], 80)} by "
+                f"{t.short_arn(t.clean(e[s.ACTOR], 200))}"), e)
+        for n, e in enumerate(rows, start=1)
+    ]  # fmt: skip
+
+
 def _charts(report: DailyReport) -> str:
     keys = list(dict.fromkeys(report.bands.get_column(s.KEY_ARN).to_list()))
     parts = ['<section id="charts"><h2>Alerted keys: hourly use against the usual range</h2>']
     if not keys:
         parts.append('<p class="muted">No alert names a key.</p>')
-    aliases = dict(report.key_usage.select(s.KEY_ARN, r.ALIASES).iter_rows())
+    aliases = report.aliases
     for key in keys:
         rows = report.bands.filter(pl.col(s.KEY_ARN) == key)
         points = [
@@ -378,14 +467,23 @@ def _charts(report: DailyReport) -> str:
             else "No history before this day yet: no usual range to compare with."
         )
         if above:
-            caption += " Red bars are above the usual range: " + ", ".join(
+            caption += " Above the usual range: " + ", ".join(
                 f"{hour:02d}:00 ({calls:,} vs ≤{t.number(high)})"
                 for hour, calls, _low, high in above
             )
+        markers = _chart_markers(report, key)
+        changes = "".join(f"<li>{_actors(m.text)}</li>" for m, _event in markers)
+        listed = (
+            f'<ol class="markers">{changes}</ol>'
+            if markers
+            else '<p class="muted">No change to the key on this day.</p>'
+        )
+        chart = hourly_chart(t.clean(key), points, [m for m, _e in markers],
+                             report.alerted_hours(key))  # fmt: skip
         parts.append(
-            f"<figure><h3>{_key_cell(key, aliases.get(key))}</h3>"
-            f"{hourly_chart(t.clean(key), points)}"
-            f"<figcaption>{escape(caption)}</figcaption></figure>"
+            f"<figure><h3>{_key(key, aliases.get(key))} "
+            f'<span class="muted arn">{h(key)}</span></h3>{chart}'
+            f"{_LEGEND}<figcaption>{escape(caption)}</figcaption>{listed}</figure>"
         )
     parts.append("</section>")
     return "".join(parts)
@@ -395,41 +493,50 @@ def _usage(report: DailyReport) -> str:
     usage = report.key_usage
     rows = [
         (
-            _key_cell(k[s.KEY_ARN], k[r.ALIASES]),
+            _key(k[s.KEY_ARN], k[r.ALIASES]),
             h(t.number(k[r.CALLS])),
-            h(t.number(k[r.ERRORS])),
+            h(t.number(k[r.ERRORS]))
+            + (
+                f'<br><span class="muted">{h(t.counted(k["errors_by_code"]))}</span>'
+                if k["errors_by_code"]
+                else ""
+            ),
             h(t.counted(k["calls_by_operation"])),
-            h(t.counted(k["top_actors"]))
+            _actors(t.counted(k["top_actors"]))
             + (
                 f'<br><span class="muted">+{k["other_actors"]:,} other actor(s), '
                 f"{k['other_actor_calls']:,} calls</span>"
                 if k["other_actors"]
                 else ""
             ),
-            h(t.counted(k["errors_by_code"])),
             h(t.number(k["distinct_source_ips"])),
             h(t.listed(k["caller_accounts"])),
-            h(t.listed(k["new_actors"])),
+            _actors(t.listed(k["new_actors"])),
             h(t.number(k[r.ALERTS])),
         )
         for k in usage.head(MAX_TABLE_ROWS).iter_rows(named=True)
     ]
-    headers = ("key", "calls", "errors", "operations", "actors", "errors by code", "IPs",
-               "caller accounts", "new actors", "alerts")  # fmt: skip
+    headers = ("key", "calls", "errors", "operations", "actors", "IPs", "caller accounts",
+               "new actors", "alerts")  # fmt: skip
     actors = [
         (
-            h(a[s.ACTOR]),
+            _short(a[s.ACTOR]),
             h(t.number(a[r.CALLS])),
             h(t.number(a[r.ERRORS])),
-            h(t.counted(a["keys"])),
-            h(t.listed(a["new_keys"])),
+            ", ".join(
+                f"{_key(e['name'], report.aliases.get(e['name']))} ×{e['count']:,}"
+                for e in (a["keys"] or [])[:3]
+            )
+            + (f" (+{len(a['keys']) - 3} more)" if len(a["keys"] or []) > 3 else ""),
+            ", ".join(_key(k, report.aliases.get(k)) for k in (a["new_keys"] or [])[:5])
+            + (f" (+{len(a['new_keys']) - 5} more)" if len(a["new_keys"] or []) > 5 else ""),
             h(t.listed(a["invoked_by"])),
         )
         for a in report.actor_usage.head(MAX_TABLE_ROWS).iter_rows(named=True)
     ]
     return (
         '<section id="usage"><h2>Key usage</h2>'
-        + _table(headers, rows, numeric=(1, 2, 6, 9))
+        + _table(headers, rows, numeric=(1, 2, 5, 8), key=(0,))
         + _more(usage.height, MAX_TABLE_ROWS, "key_usage.csv")
         + "<h3>By actor</h3>"
         + _table(
@@ -442,15 +549,24 @@ def _usage(report: DailyReport) -> str:
     )
 
 
+def _rotation_due(k: dict[str, Any]) -> str:
+    due = h(t.when(k[r.NEXT_ROTATION_DUE]))
+    if k["days_overdue"]:
+        due += f'<br><span class="muted">{h(t.number(k["days_overdue"]))} day(s) late</span>'
+    return due
+
+
 def _rotation(report: DailyReport) -> str:
+    """Keys with a known rotation status, one row each; keys whose status the lake cannot tell,
+    one row per reason with the keys listed — so a reason shared by twenty keys is read once."""
+    known = report.rotation.filter(pl.col(r.ROTATION_STATUS) != "UNKNOWN")
+    unknown = report.rotation.filter(pl.col(r.ROTATION_STATUS) == "UNKNOWN")
     rows = [
         (
             _badge(k[r.ROTATION_STATUS]),
-            _key_cell(k[s.KEY_ARN], k[r.ALIASES]),
-            h(k[r.KEY_MANAGER]),
+            _key(k[s.KEY_ARN], k[r.ALIASES]),
             h(" / ".join(v for v in (k[r.KEY_SPEC], k[r.ORIGIN]) if v) or None),
             h(k[r.KEY_STATE]),
-            h(t.yes_no(k[r.ROTATION_ENABLED])),
             h(t.number(k["rotation_period_days"])),
             h(t.when(k["last_rotation_at"]))
             + (
@@ -458,20 +574,43 @@ def _rotation(report: DailyReport) -> str:
                 if k["last_rotation_type"]
                 else ""
             ),
-            h(t.when(k[r.NEXT_ROTATION_DUE])),
-            h(t.number(k["days_overdue"])),
+            _rotation_due(k),
             h(k["not_applicable_reason"] or k["note"], 600),
         )
-        for k in report.rotation.iter_rows(named=True)
+        for k in known.iter_rows(named=True)
     ]
-    headers = ("status", "key", "manager", "spec / origin", "state", "enabled", "period (days)",
-               "last rotation", "next due", "days overdue", "note")  # fmt: skip
+    headers = ("status", "key", "spec / origin", "state", "period (days)", "last rotation",
+               "next due", "note")  # fmt: skip
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for k in unknown.iter_rows(named=True):
+        groups.setdefault(k["unknown_reason"] or t.MISSING, []).append(k)
+    grouped = [
+        (
+            h(reason, 600),
+            f"<b>{len(keys):,}</b>: "
+            + ", ".join(
+                _key(k[s.KEY_ARN], k[r.ALIASES])
+                + (f" ({h(k[r.KEY_STATE])})" if k[r.KEY_STATE] else "")
+                for k in keys
+            ),
+        )
+        for reason, keys in groups.items()
+    ]
+    unknown_part = (
+        f"<h3>Rotation unknown ({unknown.height:,} keys)</h3>"
+        '<p class="muted">The lake holds no rotation fact about these keys; run the report with '
+        "--inventory to ask KMS. Why, by what the lake holds:</p>"
+        + _table(("why unknown", "keys"), grouped)
+        if grouped
+        else ""
+    )
     return (
         '<section id="rotation"><h2>Key rotation</h2>'
         '<p class="muted">Overdue means rotation is on and the next rotation is more than '
         "2 days late. Keys that cannot rotate automatically are listed as NOT_APPLICABLE with "
         "the reason.</p>"
-        + _table(headers, rows, numeric=(6, 9), nowrap=(0, 2, 4, 5))
+        + _table(headers, rows, numeric=(4,), nowrap=(0, 3), key=(1,))
+        + unknown_part
         + "</section>"
     )
 
@@ -505,8 +644,8 @@ def _policy(report: DailyReport) -> str:
         (
             h(t.when(c[s.EVENT_TIME], seconds=True)),
             h(c[s.EVENT_NAME]),
-            h(c[s.KEY_ARN]),
-            h(c[s.ACTOR]),
+            _key(c[s.KEY_ARN], report.aliases.get(c[s.KEY_ARN])),
+            _short(c[s.ACTOR]),
             h("yes" if c["succeeded"] else f"no ({c[s.ERROR_CODE]})"),
             h(c["summary"], 1000),
             _change_details(c),
@@ -516,15 +655,27 @@ def _policy(report: DailyReport) -> str:
     headers = ("time", "event", "key", "actor", "succeeded", "what changed", "details")
     return (
         '<section id="policy"><h2>Key policy and grant changes</h2>'
-        + _table(headers, rows, nowrap=(1,))
+        + _table(headers, rows, nowrap=(1,), key=(2,))
         + "</section>"
     )
+
+
+def _exposure(k: dict[str, Any]) -> str:
+    """Who outside the key's organisation its policy or grants let in."""
+    parts = []
+    if k["policy_public_actions"]:
+        parts.append(f"<b>anyone</b>: {h(t.listed(k['policy_public_actions']))}")
+    if k["policy_outside_accounts"]:
+        parts.append(f"policy: {h(t.listed(k['policy_outside_accounts']))}")
+    if k["outside_grantees"]:
+        parts.append(f"grants: {_actors(t.listed(k['outside_grantees']))}")
+    return "<br>".join(parts) or h(None)
 
 
 def _inventory(report: DailyReport) -> str:
     rows = [
         (
-            _key_cell(k[s.KEY_ARN], k[r.ALIASES]),
+            _key(k[s.KEY_ARN], k[r.ALIASES]),
             h(f"{k[s.ACCOUNT_ID] or t.MISSING} / {k[s.AWS_REGION] or t.MISSING}"),
             h(k[r.KEY_STATE])
             + (
@@ -532,33 +683,47 @@ def _inventory(report: DailyReport) -> str:
                 if k[r.PENDING_DELETION]
                 else ""
             ),
-            h(t.when(k["first_seen"])),
             h(t.when(k["last_used"])),
-            h(t.listed(k["policy_principals"], 4))
+            _actors(t.listed(k["policy_principals"], 4))
             if k["policy_known"]
             else '<span class="muted">not in the lake</span>',
-            h(t.listed(k["policy_outside_accounts"])),
-            h(t.listed(k["policy_public_actions"])),
-            h(t.number(k["active_grants"]))
-            + (
-                f'<br><span class="muted">outside: {h(t.listed(k["outside_grantees"]))}</span>'
-                if k["outside_grantees"]
-                else ""
-            ),
+            _exposure(k),
+            h(t.number(k["active_grants"])),
             h(k[r.ROTATION_STATUS]),
             h(t.number(k["alerts_on_day"])),
         )
         for k in report.keys.iter_rows(named=True)
     ]
-    headers = ("key", "account / region", "state", "first seen", "last used", "policy allows",
-               "outside accounts", "open to anyone", "active grants", "rotation",
-               "alerts")  # fmt: skip
+    headers = ("key", "account / region", "state", "last used", "policy allows",
+               "outside the organisation", "active grants", "rotation", "alerts")  # fmt: skip
     return (
         '<section id="inventory"><h2>Key inventory</h2>'
         '<p class="muted">Every key seen in the lake up to this day, with its last known key '
-        "policy (from CloudTrail) and the grants created and not retired since the lake began.</p>"
-        + _table(headers, rows, numeric=(8, 10))
+        "policy (from CloudTrail) and the grants created and not retired since the lake began. "
+        "First use and every other column are in keys.csv.</p>"
+        + _table(headers, rows, numeric=(6, 8), key=(0,))
         + "</section>"
+    )
+
+
+def _legend_keys(report: DailyReport) -> list[str]:
+    """Every key the tables name, inventory first: each label's full ARN is listed once."""
+    keys: dict[str, None] = {}
+    for frame in (report.keys, report.key_usage, report.active_alerts, report.policy_changes):
+        keys.update(dict.fromkeys(k for k in frame.get_column(s.KEY_ARN).to_list() if k))
+    return sorted(keys, key=lambda k: (report.label(k), k))
+
+
+def _key_legend(report: DailyReport) -> str:
+    """The full ARN of every key label, readable without hovering or scripts."""
+    keys = _legend_keys(report)
+    rows = [(_key(k, report.aliases.get(k)), h(k), h(t.listed(report.aliases.get(k))))
+            for k in keys]  # fmt: skip
+    return (
+        '<section id="key-legend"><h2>Key legend</h2><details><summary>The full ARN of each of '
+        f"the {len(keys):,} keys named in this report</summary>"
+        + _table(("key", "key ARN", "aliases"), rows, key=(0,))
+        + "</details></section>"
     )
 
 
@@ -595,6 +760,7 @@ def render(report: DailyReport) -> str:
             ("rotation", "Rotation"),
             ("policy", "Policies and grants"),
             ("inventory", "Inventory"),
+            ("key-legend", "Key legend"),
         )
     )
     return (
@@ -620,6 +786,7 @@ def render(report: DailyReport) -> str:
         + _rotation(report)
         + _policy(report)
         + _inventory(report)
+        + _key_legend(report)
         + "</main><footer>keytrail · report files: key_usage, key_usage_by_actor, rotation, "
         "policy_changes and keys (.parquet and .csv), summary.json, report.md</footer>"
         "</body></html>\n"

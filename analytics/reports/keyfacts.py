@@ -124,6 +124,8 @@ class KeyFacts:
     policy: PolicyVersion | None = None
     grants: dict[str, GrantInfo] = field(default_factory=dict)
     traits: KeyTraits | None = None
+    events_seen: set[str] = field(default_factory=set)
+    """Names of the successful management events about this key (an empty set: only used)."""
 
     @property
     def account_id(self) -> str | None:
@@ -161,6 +163,9 @@ class History:
     facts: dict[str, KeyFacts]
     aliases: dict[str, list[str]]
     day_changes: list[DayChange]
+    managed_accounts: frozenset[str] = frozenset()
+    """Accounts the lake holds any KMS management event of: a key of another account is only
+    ever seen in use, because its own trail is not collected here."""
 
 
 def traits_from(activity: pl.DataFrame) -> dict[str, KeyTraits]:
@@ -256,6 +261,7 @@ class _Walker:
         if key is None or not ok:
             return
         fact = self.fact(key)
+        fact.events_seen.add(name)
         if name in _CUSTOMER_ONLY and fact.key_manager is None:
             fact.key_manager = "CUSTOMER"
         if name == "CreateKey":
@@ -287,6 +293,7 @@ class _Walker:
         if target:
             self.alias_targets[slot] = target
             fact = self.fact(target)
+            fact.events_seen.add(name)
             fact.key_manager = fact.key_manager or "CUSTOMER"
 
     def create(self, fact: KeyFacts, row: Mapping[str, Any], request: Mapping[str, Any],
@@ -403,6 +410,7 @@ class _Walker:
                 self.grants[grant_id] = info
                 if key:
                     self.fact(key).grants[grant_id] = info
+                    self.fact(key).events_seen.add(name)
             if on_day:
                 self.day_changes.append(DayChange(row, key, grant=info))
             return
@@ -447,10 +455,12 @@ def walk(events: pl.DataFrame, day: dt.date, traits: Mapping[str, KeyTraits]) ->
         aliases.setdefault(key, []).append(alias_name)
     for key in aliases:
         walker.fact(key)
+    accounts = ordered.get_column(s.RECIPIENT_ACCOUNT_ID).drop_nulls().unique().to_list()
     return History(
         facts=dict(sorted(walker.facts.items())),
         aliases={k: sorted(v) for k, v in aliases.items()},
         day_changes=walker.day_changes,
+        managed_accounts=frozenset(accounts),
     )
 
 

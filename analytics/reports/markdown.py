@@ -24,7 +24,7 @@ from analytics import schema as s
 from analytics.bands import hours_above
 from analytics.reports import schemas as r
 from analytics.reports import text as t
-from analytics.reports.daily import DailyReport
+from analytics.reports.daily import FINDINGS, DailyReport
 
 MAX_TABLE_ROWS = 50
 _ESCAPED = frozenset("\\`*_[]|~#<>@")
@@ -55,7 +55,74 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 def _key(key: Any, aliases: Sequence[str] | None) -> str:
-    return md(key) + (f" ({md(t.listed(aliases))})" if aliases else "")
+    """A key by its label (:func:`analytics.reports.text.key_label`); the key legend at the end
+    of the document gives each label's full ARN."""
+    return md(t.key_label(key, aliases))
+
+
+def _findings(report: DailyReport) -> list[str]:
+    """The headline findings that name keys, as the HTML report's cards."""
+    lines: list[str] = []
+    for kind, title in FINDINGS.items():
+        found = report.findings.get(kind) or []
+        if found:
+            lines += [f"**{md(title)} ({len(found):,}):**", ""]
+            lines += [f"- {md(f['label'])}: {md(t.short_arn(f['detail']))}" for f in found]
+            lines.append("")
+    return lines
+
+
+def _rotation(report: DailyReport) -> list[str]:
+    """Keys with a known rotation status one per row; unknown ones one row per reason."""
+    known = report.rotation.filter(pl.col(r.ROTATION_STATUS) != "UNKNOWN")
+    unknown = report.rotation.filter(pl.col(r.ROTATION_STATUS) == "UNKNOWN")
+    lines = ["## Key rotation", ""]
+    lines += _table(
+        ("status", "key", "state", "last rotation", "next due", "note"),
+        (
+            (
+                md(k[r.ROTATION_STATUS]),
+                _key(k[s.KEY_ARN], k[r.ALIASES]),
+                md(k[r.KEY_STATE]),
+                md(t.when(k["last_rotation_at"])),
+                md(t.when(k[r.NEXT_ROTATION_DUE])),
+                md(k["not_applicable_reason"] or k["note"], 600),
+            )
+            for k in known.iter_rows(named=True)
+        ),
+    )
+    if unknown.is_empty():
+        return lines
+    groups: dict[str, list[str]] = {}
+    for k in unknown.iter_rows(named=True):
+        groups.setdefault(k["unknown_reason"] or t.MISSING, []).append(
+            _key(k[s.KEY_ARN], k[r.ALIASES])
+        )
+    lines += [
+        f"Rotation unknown for {unknown.height:,} keys: the lake holds no rotation fact about "
+        "them (run the report with --inventory to ask KMS).",
+        "",
+    ]
+    lines += _table(
+        ("why unknown", "keys"),
+        (
+            (md(reason, 600), f"{len(keys):,}: " + ", ".join(keys))
+            for reason, keys in groups.items()
+        ),
+    )
+    return lines
+
+
+def _key_legend(report: DailyReport) -> list[str]:
+    keys: dict[str, None] = {}
+    for frame in (report.keys, report.key_usage, report.active_alerts, report.policy_changes):
+        keys.update(dict.fromkeys(k for k in frame.get_column(s.KEY_ARN).to_list() if k))
+    ordered = sorted(keys, key=lambda k: (report.label(k), k))
+    lines = ["## Key legend", ""]
+    return lines + _table(
+        ("key", "key ARN", "aliases"),
+        ((md(report.label(k)), md(k), md(t.listed(report.aliases.get(k)))) for k in ordered),
+    )
 
 
 def _incidents(report: DailyReport) -> list[str]:
@@ -159,7 +226,7 @@ def _alerts(report: DailyReport) -> list[str]:
                 (
                     md(a[s.SEVERITY]),
                     md(a[s.DETECTOR]),
-                    md(a[s.KEY_ARN]),
+                    _key(a[s.KEY_ARN], report.aliases.get(a[s.KEY_ARN])),
                     md(a[s.ACTOR]),
                     md(a[s.SUPPRESSED_BY]),
                 )
@@ -191,7 +258,18 @@ def _charts(report: DailyReport) -> list[str]:
             )
         else:
             detail = f"within the usual range every hour ({days} day(s) of history)"
-        lines.append(f"- {md(key)}: {total:,} calls; {md(detail, 2000)}")
+        hours = sorted(report.alerted_hours(key))
+        if hours:
+            detail += f"; alerts cover {hours[0]:02d}:00–{hours[-1] + 1:02d}:00"
+        changes = [
+            f"{t.when(e[s.EVENT_TIME])} {t.clean(e[s.EVENT_NAME], 80)} by "
+            f"{t.short_arn(t.clean(e[s.ACTOR], 200))}"
+            for e in report.markers.filter(pl.col(s.KEY_ARN) == key).iter_rows(named=True)
+        ]
+        if changes:
+            detail += "; changes to the key: " + ", ".join(changes)
+        label = _key(key, report.aliases.get(key))
+        lines.append(f"- {label}: {total:,} calls; {md(detail, 2000)}")
     return [*lines, ""]
 
 
@@ -233,6 +311,7 @@ def render(report: DailyReport) -> str:
         ("figure", "value"),
         ((md(t.HEADLINE_LABELS.get(k, k)), t.number(v)) for k, v in report.headline.items()),
     )
+    lines += _findings(report)
     lines += _warming_up(report)
     lines += _incidents(report)
     lines += _alerts(report)
@@ -256,22 +335,7 @@ def render(report: DailyReport) -> str:
     )
     if usage.height > MAX_TABLE_ROWS:
         lines += [f"{usage.height - MAX_TABLE_ROWS:,} more keys in key\\_usage.csv.", ""]
-    lines += ["## Key rotation", ""]
-    lines += _table(
-        ("status", "key", "state", "enabled", "last rotation", "next due", "note"),
-        (
-            (
-                md(k[r.ROTATION_STATUS]),
-                _key(k[s.KEY_ARN], k[r.ALIASES]),
-                md(k[r.KEY_STATE]),
-                t.yes_no(k[r.ROTATION_ENABLED]),
-                md(t.when(k["last_rotation_at"])),
-                md(t.when(k[r.NEXT_ROTATION_DUE])),
-                md(k["not_applicable_reason"] or k["note"], 600),
-            )
-            for k in report.rotation.iter_rows(named=True)
-        ),
-    )
+    lines += _rotation(report)
     lines += ["## Key policy and grant changes", ""]
     lines += _table(
         ("time", "event", "key", "actor", "succeeded", "what changed"),
@@ -279,7 +343,7 @@ def render(report: DailyReport) -> str:
             (
                 md(t.when(c[s.EVENT_TIME], seconds=True)),
                 md(c[s.EVENT_NAME]),
-                md(c[s.KEY_ARN]),
+                _key(c[s.KEY_ARN], report.aliases.get(c[s.KEY_ARN])),
                 md(c[s.ACTOR]),
                 md("yes" if c["succeeded"] else f"no ({c[s.ERROR_CODE]})"),
                 md(c["summary"], 1000),
@@ -301,4 +365,5 @@ def render(report: DailyReport) -> str:
             for k in report.keys.iter_rows(named=True)
         ),
     )  # fmt: skip
+    lines += _key_legend(report)
     return "\n".join(lines).rstrip("\n") + "\n"

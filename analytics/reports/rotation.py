@@ -21,6 +21,9 @@ the list. The rules it follows (reference §3.10):
   :data:`OVERDUE_GRACE_DAYS` behind the report day (CloudTrail delivery and KMS's own scheduling
   both lag a little). KMS does not rotate disabled or pending-deletion keys, so those are never
   overdue; they are listed with their state.
+* A key the lake holds no rotation fact about is UNKNOWN, and the row says what is missing
+  (:data:`UNKNOWN_REASONS`): a reader can act on "this account's trail is not collected" or "this
+  key predates the lake", not on a column of dashes.
 """
 
 from __future__ import annotations
@@ -49,6 +52,25 @@ OVERDUE_GRACE_DAYS = 2
 _NOT_ROTATING_STATES = frozenset({"Disabled", "PendingDeletion", "PendingImport",
                                   "PendingReplicaDeletion", "Unavailable"})  # fmt: skip
 _STATUS_RANK = {status: rank for rank, status in enumerate(r.ROTATION_STATUSES)}
+_ROTATION_FACTS = "no EnableKeyRotation, DisableKeyRotation or automatic RotateKey event"
+
+UNKNOWN_OTHER_ACCOUNT = (
+    "only used here: the lake holds no KMS management event of the key's account at all "
+    "(its own trail is not collected), so " + _ROTATION_FACTS + " can be seen"
+)
+UNKNOWN_TYPE = (
+    "only used in the lake's history, in calls that do not show its key type: no CreateKey "
+    "and " + _ROTATION_FACTS + ", so whether it can rotate at all is unknown"
+)
+UNKNOWN_PREDATES = (
+    "only used in the lake's history: created before it, and " + _ROTATION_FACTS + " since"
+)
+UNKNOWN_MANAGED = "changed in the lake's history, but " + _ROTATION_FACTS + " among the changes"
+UNKNOWN_REASONS: tuple[str, ...] = (
+    UNKNOWN_OTHER_ACCOUNT, UNKNOWN_TYPE, UNKNOWN_PREDATES, UNKNOWN_MANAGED,
+)  # fmt: skip
+"""Why a key's rotation is UNKNOWN, derived from what the lake holds about it; the fix for all
+of them is the KMS API's answer (``--inventory``)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,15 @@ def not_applicable_reason(
     if store or origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
         return "key in a custom key store: automatic rotation is not supported; rotate manually"
     return None
+
+
+def unknown_reason(fact: KeyFacts, spec_cls: str | None, managed_accounts: frozenset[str]) -> str:
+    """What the lake lacks to say whether ``fact``'s key rotates (for an UNKNOWN row)."""
+    if fact.events_seen:
+        return UNKNOWN_MANAGED
+    if fact.account_id is not None and fact.account_id not in managed_accounts:
+        return UNKNOWN_OTHER_ACCOUNT
+    return UNKNOWN_TYPE if spec_cls is None else UNKNOWN_PREDATES
 
 
 def _merge(fact: KeyFacts, snap: KeySnapshot | None, aliases: Sequence[str]) -> _Merged:
@@ -112,8 +143,10 @@ def _latest(*values: dt.datetime | None) -> dt.datetime | None:
     return max(known) if known else None
 
 
-def _row(fact: KeyFacts, snap: KeySnapshot | None, merged: _Merged, day: dt.date) -> dict[str, Any]:
+def _row(fact: KeyFacts, snap: KeySnapshot | None, merged: _Merged, day: dt.date,
+         managed_accounts: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
     notes: list[str] = []
+    unknown: str | None = None
     reason = not_applicable_reason(merged.spec_class, merged.origin, merged.store)
     api_knows = snap is not None and snap.rotation_enabled is not None
     enabled: bool | None = snap.rotation_enabled if api_knows and snap else fact.rotation_enabled
@@ -165,6 +198,9 @@ def _row(fact: KeyFacts, snap: KeySnapshot | None, merged: _Merged, day: dt.date
         status = "DISABLED"
     else:
         status = "UNKNOWN"
+        unknown = unknown_reason(fact, merged.spec_class, managed_accounts)
+        if fact.events_seen:
+            notes.append("events seen: " + ", ".join(sorted(fact.events_seen)))
         notes.append("no rotation setting in the lake's history (run the report with --inventory)")
     overdue: bool | None = None
     days_overdue: int | None = None
@@ -202,6 +238,7 @@ def _row(fact: KeyFacts, snap: KeySnapshot | None, merged: _Merged, day: dt.date
             else None
         ),
         "not_applicable_reason": reason if status == "NOT_APPLICABLE" else None,
+        "unknown_reason": unknown,
         r.ROTATION_ENABLED: enabled,
         "rotation_period_days": period if status != "NOT_APPLICABLE" else None,
         "rotation_source": source,
@@ -228,6 +265,6 @@ def build(history: History, day: dt.date, snapshots: Sequence[KeySnapshot] = ())
     for arn, fact in sorted(facts.items()):
         snap = by_arn.get(arn)
         merged = _merge(fact, snap, history.aliases.get(arn, []))
-        rows.append(_row(fact, snap, merged, day))
+        rows.append(_row(fact, snap, merged, day, history.managed_accounts))
     rows.sort(key=lambda row: (_STATUS_RANK[row[r.ROTATION_STATUS]], row[s.KEY_ARN]))
     return conform(rows, r.ROTATION_SCHEMA)

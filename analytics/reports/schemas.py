@@ -114,6 +114,7 @@ ROTATION_SCHEMA = pa.schema(
         pa.field(ROTATION_STATUS, pa.string(), nullable=False),
         pa.field("automatic_rotation_possible", pa.bool_()),
         pa.field("not_applicable_reason", pa.string()),
+        pa.field("unknown_reason", pa.string()),
         pa.field(ROTATION_ENABLED, pa.bool_()),
         pa.field("rotation_period_days", pa.int32()),
         pa.field("rotation_source", pa.string(), nullable=False),
@@ -132,7 +133,9 @@ ROTATION_SCHEMA = pa.schema(
 """One row per key seen in the lake up to the report day (plus, with ``--inventory``, every key
 the KMS API listed). ``rotation_status`` is one of :data:`ROTATION_STATUSES`;
 ``rotation_source`` says whether the rotation facts came from CloudTrail history or the KMS API.
-``overdue`` is null when the next due date cannot be known."""
+``overdue`` is null when the next due date cannot be known. ``unknown_reason`` says, for an
+UNKNOWN row, what the lake lacks (one of
+:data:`analytics.reports.rotation.UNKNOWN_REASONS`, so rows group by it)."""
 
 ROTATION_STATUSES: tuple[str, ...] = (
     "OVERDUE", "DISABLED", "UNKNOWN", "ENABLED", "AWS_MANAGED", "NOT_APPLICABLE", "DELETED",

@@ -4,18 +4,23 @@ Hand-written SVG rather than a plotting library: the report must open offline wi
 and no fetched assets, the chart is 24 bars and a shaded band, and generating it here keeps the
 output byte-for-byte deterministic for the golden tests. Every text that reaches the markup —
 the key ARN in the label, the tooltips — goes through :func:`html.escape`.
+
+Colour carries meaning, so it is spent sparingly: a bar above the usual range is amber (worth a
+glance), and only an hour inside an alert's window on the key is red. The moments someone changed
+the key — disabled it, scheduled its deletion, replaced its policy — are numbered markers at
+their minute, because those, not a blip of use, are what a reader must find on the chart.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from html import escape
 
 WIDTH = 760
-HEIGHT = 200
-_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 14, 30
+HEIGHT = 210
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 24, 30
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,16 @@ class HourPoint:
     @property
     def above(self) -> bool:
         return self.band_high is not None and self.calls > self.band_high
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A control-plane event on the key: drawn at its minute, numbered as in the legend."""
+
+    number: int
+    hour: int
+    minute: int
+    text: str
 
 
 def _nice_ceiling(value: float) -> float:
@@ -50,8 +65,14 @@ def _xy(value: float) -> str:
     return f"{value:.1f}"
 
 
-def hourly_chart(label: str, points: Sequence[HourPoint]) -> str:
-    """An SVG of 24 hourly bars over the band; ``label`` names the key (escaped here)."""
+def hourly_chart(
+    label: str,
+    points: Sequence[HourPoint],
+    markers: Sequence[Marker] = (),
+    alerted_hours: Collection[int] = (),
+) -> str:
+    """An SVG of 24 hourly bars over the band; ``label`` names the key (escaped here). Hours in
+    ``alerted_hours`` are red; ``markers`` are drawn as numbered lines."""
     plot_w = WIDTH - _LEFT - _RIGHT
     plot_h = HEIGHT - _TOP - _BOTTOM
     top_value = max([float(p.calls) for p in points] + [p.band_high or 0.0 for p in points] + [1.0])
@@ -99,7 +120,11 @@ def hourly_chart(label: str, points: Sequence[HourPoint]) -> str:
         tooltip = f"{point.hour:02d}:00–{(point.hour + 1) % 24:02d}:00 UTC: " + (
             f"{point.calls:,} calls ({band_text})"
         )
-        css = "bar over" if point.above else "bar"
+        if point.hour in alerted_hours:
+            css = "bar alerted"
+            tooltip += "; in an alert's window"
+        else:
+            css = "bar over" if point.above else "bar"
         parts.append(
             f'<rect class="{css}" x="{_xy(x0 + (slot - bar_w) / 2)}" y="{_xy(bar_top)}" '
             f'width="{_xy(bar_w)}" height="{_xy(_TOP + plot_h - bar_top)}">'
@@ -112,5 +137,15 @@ def hourly_chart(label: str, points: Sequence[HourPoint]) -> str:
             )
     if median_path:
         parts.append(f'<path class="median" d="{" ".join(median_path)}"/>')
+    label_x = float("-inf")
+    for marker in sorted(markers, key=lambda m: (m.hour, m.minute, m.number)):
+        mx = _LEFT + (marker.hour + marker.minute / 60) * slot
+        label_x = min(max(mx, label_x + 14), WIDTH - _RIGHT)  # numbers of close events side by side
+        parts.append(
+            f'<g class="marker"><title>{escape(f"{marker.number}: {marker.text}")}</title>'
+            f'<line x1="{_xy(mx)}" y1="{_TOP - 6}" x2="{_xy(mx)}" y2="{_TOP + plot_h}"/>'
+            f'<text x="{_xy(label_x)}" y="{_TOP - 9}" text-anchor="middle">{marker.number}</text>'
+            "</g>"
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -11,7 +11,8 @@ reorder or hide the text around it, and long values are clipped with a note of h
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from analytics import schema as s
@@ -37,6 +38,8 @@ HEADLINE_LABELS: dict[str, str] = {
     "rotation_overdue": "rotation overdue",
     "rotation_disabled": "rotation disabled",
     "keys_pending_deletion": "keys pending deletion",
+    "keys_open_to_anyone": "keys open to anyone",
+    "keys_open_to_outside_accounts": "keys open to outside accounts",
     "event_id_clashes": "eventID clashes quarantined",
 }
 
@@ -56,6 +59,42 @@ def clean(value: Any, limit: int = DISPLAY_LIMIT) -> str:
 def one_line(value: Any, limit: int = DISPLAY_LIMIT) -> str:
     """Like :func:`clean`, with line breaks turned into spaces (for table cells)."""
     return clean(value, limit).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+LABEL_CHARS = 40
+"""A key label longer than this (an attacker can name an alias) is cut: labels sit in narrow
+table columns, and the full ARN is always one hover or one legend away."""
+_KEY_ID_CHARS = 8
+_KEY_ARN = re.compile(r"^arn:[a-z-]+:kms:[^:]*:[^:]*:(key|alias)/(.+)$", re.DOTALL)
+_IAM_PREFIX = re.compile(r"\barn:aws[a-z-]*:iam::(\d{12}):")
+
+
+def key_label(key: Any, aliases: Sequence[str] | None = None) -> str:
+    """How a key is named in every table of both documents: its first alias, else its short key
+    ID (``key/c4761df1…``), else the value as given — never the full ARN, which made every key
+    column a few characters wide and every row many lines tall."""
+    if key is None:
+        return MISSING
+    names = [a for a in aliases or [] if a]
+    match = _KEY_ARN.match(str(key))
+    if names:
+        label = names[0]
+    elif match and match.group(1) == "key":
+        key_id = match.group(2)
+        width = _KEY_ID_CHARS + (4 if key_id.startswith("mrk-") else 0)
+        label = f"key/{key_id[:width]}" + ("…" if len(key_id) > width else "")
+    elif match:
+        label = f"alias/{match.group(2)}"
+    else:
+        label = str(key)
+    cut = label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+    return visible(cut)
+
+
+def short_arn(text: str) -> str:
+    """IAM ARNs within ``text`` as ``<account>:<resource>``: the partition and service only
+    repeat themselves in a table of principals."""
+    return _IAM_PREFIX.sub(r"\1:", text)
 
 
 def when(value: dt.datetime | dt.date | None, seconds: bool = False) -> str:

@@ -71,6 +71,27 @@ def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
     return BuiltReport(lake, report, files)
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "trail"
+SAMPLE_DAY = dt.date(2026, 11, 14)
+
+
+@pytest.fixture(scope="session")
+def sample_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
+    """The embedded sample trail's last day, ingested and scored as ``keytrail demo`` does: the
+    report with many keys (most of them only ever used, never managed, in the sample's window)."""
+    from analytics.adapters.sources import LocalSource
+    from analytics.detect import run as detect
+    from analytics.ingest import IngestOptions, ingest
+
+    lake = LocalLake(tmp_path_factory.mktemp("samples") / "lake")
+    ingest(LocalSource(SAMPLES), lake, IngestOptions(workers=1))
+    detect(lake, SAMPLE_DAY, today=SAMPLE_DAY)
+    report, files = reports.run(
+        lake, SAMPLE_DAY, generated_at=dt.datetime(2026, 11, 15, 6, 0, tzinfo=dt.UTC)
+    )
+    return BuiltReport(lake, report, files)
+
+
 @dataclass
 class Listener:
     """A scripted HEC: answers with ``responses`` in turn (the last one repeats). With

@@ -243,3 +243,67 @@ def test_incident_timeline_is_rendered_above_the_alerts(
         f"[...{timeline}.querySelectorAll('li')].filter(li => li.offsetHeight === 0).length"
     )
     assert hidden == 0
+
+
+_LAYOUT = """(() => {
+  const main = document.querySelector('main');
+  const box = main.getBoundingClientRect();
+  const right = box.right - parseFloat(getComputedStyle(main).paddingRight);
+  const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+    (el.className && typeof el.className === 'string' ? '.' + el.className.split(' ')[0] : '') +
+    ' in #' + (el.closest('section') || main).id + ': ' + (el.textContent || '').slice(0, 40);
+  const overflowing = [];
+  for (const el of main.querySelectorAll('*')) {
+    const rect = el.getBoundingClientRect();
+    if (rect.width === 0 || rect.height === 0) continue;
+    if (rect.right > right + 1) overflowing.push('past the page: ' + name(el));
+    const style = getComputedStyle(el);
+    if (style.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1)
+      overflowing.push('scrolls sideways: ' + name(el));
+  }
+  for (const table of main.querySelectorAll('table')) {
+    const width = table.getBoundingClientRect().width;
+    if (width > table.parentElement.clientWidth + 1)
+      overflowing.push('wider than its container: ' + name(table));
+  }
+  return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+          scrollHeight: document.documentElement.scrollHeight, overflowing};
+})()"""
+
+HEIGHT_PER_KEY_BOUND = {1400: 400, 800: 650}
+"""Pixels of page per key the sample report may take, by viewport width (see the test below)."""
+
+
+@pytest.mark.parametrize("width", sorted(HEIGHT_PER_KEY_BOUND))
+def test_sample_report_fits_the_window_and_stays_short(
+    browser: Browser, sample_report: BuiltReport, tmp_path: Path, width: int
+) -> None:
+    """The sample trail's report (29 keys, most never managed in the window so their rotation
+    is unknown) read at a desktop width and at a narrow one: nothing may scroll sideways — the
+    page, a table or any element in it — and the page must stay short for the keys it lists.
+
+    Page height per key is ``scrollHeight`` / keys in the inventory. With full ARNs in every key
+    column the key column was a few characters wide, each ARN wrapped over many lines, and the
+    page measured 37,761 px at 1,400 px (1,302 px per key) and 71,525 px at 800 px (2,466 per
+    key), with the inventory scrolling sideways at both widths.
+    NEWMEASURE
+    """
+    bound = HEIGHT_PER_KEY_BOUND[width]
+    browser.call("Emulation.setDeviceMetricsOverride",
+                 {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                 session=True)  # fmt: skip
+    try:
+        browser.open(_offline_copy(sample_report, tmp_path))
+        assert browser.problems() == []
+        layout = browser.evaluate(_LAYOUT)
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride", session=True)
+    print("MEASURE", width, layout["scrollHeight"], layout["scrollWidth"], len(layout["overflowing"]), layout["overflowing"][:8])
+    assert layout["innerWidth"] == width
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    assert layout["overflowing"] == []
+    keys = sample_report.report.keys.height
+    assert keys >= 20
+    per_key = layout["scrollHeight"] / keys
+    print(f"{width}px: {layout['scrollHeight']} px for {keys} keys = {per_key:.0f} px per key")
+    assert per_key <= bound, f"{per_key:.0f} px of page per key at {width} px (bound {bound})"
