@@ -117,6 +117,13 @@ class DailyReport:
             hours.update(range(first, last + 1))
         return hours
 
+    def named_keys(self) -> list[str]:
+        """Every key the report's tables name, by label: the rows of the key legend."""
+        keys: dict[str, None] = {}
+        for frame in (self.keys, self.key_usage, self.active_alerts, self.policy_changes):
+            keys.update(dict.fromkeys(k for k in frame.get_column(s.KEY_ARN) if k is not None))
+        return sorted(keys, key=lambda k: (self.label(k), k))
+
     def label(self, key: Any) -> str:
         """The display label of ``key`` (:func:`analytics.reports.text.key_label`)."""
         return t.key_label(key, self.aliases.get(key) if isinstance(key, str) else None)
@@ -241,9 +248,13 @@ def key_findings(keys: pl.DataFrame) -> dict[str, list[dict[str, str]]]:
 def _markers(inputs: ReportInputs, keys: Sequence[str], changes: pl.DataFrame) -> pl.DataFrame:
     """The day's successful control-plane events on ``keys``, and grants made to principals
     outside the organisation, in time order."""
-    outside_grants = changes.filter(
-        (pl.col("change_kind") == r.CHANGE_GRANT) & pl.col("grantee_outside").fill_null(False)
-    ).get_column(s.EVENT_ID)
+    outside_grants = (
+        changes.filter(
+            (pl.col("change_kind") == r.CHANGE_GRANT) & pl.col("grantee_outside").fill_null(False)
+        )
+        .get_column(s.EVENT_ID)
+        .to_list()
+    )
     events = inputs.management_events
     return (
         events.filter(

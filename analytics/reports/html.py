@@ -75,16 +75,17 @@ table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13p
   margin: 6px 0 10px; }
 th, td { border: 1px solid var(--line); padding: 4px 6px; text-align: left; vertical-align: top;
   overflow-wrap: anywhere; }
-th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
+th { background: #eef1f5; font-weight: 600; overflow-wrap: normal; }
 td.num { text-align: right; white-space: nowrap; }
 td.num .muted { white-space: normal; }
 td.nowrap { white-space: nowrap; overflow-wrap: normal; }
+@media (max-width: 999px) { td.nowrap { white-space: normal; overflow-wrap: anywhere; } }
 td.keycol { min-width: 9.5em; }
 span.key { border-bottom: 1px dotted var(--muted); }
 .arn { font-size: 12px; font-weight: 400; }
 #alerts td:nth-child(2), #incidents td:nth-child(2) { min-width: 9em; }
-#alerts td:nth-child(3), #alerts td:nth-child(4), #incidents td:nth-child(3),
-#incidents td:nth-child(4) { min-width: 16em; }
+#alerts td:nth-child(4), #incidents td:nth-child(4) { min-width: 10em; }
+#alerts td:nth-child(5), #incidents td:nth-child(5) { width: 45%; }
 pre { white-space: pre-wrap; background: #f0f2f5; padding: 8px; border-radius: 4px; }
 figure { background: #fff; border: 1px solid var(--line); border-radius: 6px; margin: 0 0 14px;
   padding: 10px; }
@@ -157,9 +158,10 @@ def _table(
 
 def _short(arn: Any, aliases: Sequence[str] | None = None) -> str:
     """An ARN as ``<account> <resource>`` (the full text in a tooltip), for summary tables where
-    the partition, service and region only repeat themselves."""
+    the partition, service and region only repeat themselves. Any other value is shown whole,
+    in the same markup: what a record holds must not change the page's structure."""
     if not isinstance(arn, str) or not arn.startswith("arn:") or arn.count(":") < 5:
-        return h(arn)
+        return f'<span title="{h(arn, 2000)}">{h(arn)}</span>'
     parts = arn.split(":", 5)
     label = f"{parts[4]} {parts[5]}".strip()
     alias = f'<br><span class="muted">{h(t.listed(aliases))}</span>' if aliases else ""
@@ -170,8 +172,6 @@ def _key(key: Any, aliases: Sequence[str] | None = None) -> str:
     """A key by its label (:func:`analytics.reports.text.key_label`); the full ARN and aliases
     are its tooltip, and the key legend at the end lists them for reading without a mouse."""
     label = escape(t.key_label(key, aliases))
-    if key is None:
-        return label
     full = t.clean(key, 2000) + (f" ({t.listed(aliases)})" if aliases else "")
     return f'<span class="key" title="{escape(full, quote=True)}">{label}</span>'
 
@@ -182,10 +182,11 @@ def _actors(text: str) -> str:
 
 
 def _clipped(value: Any, limit: int) -> str:
-    """A long value cut to ``limit`` characters in the cell, whole in its tooltip."""
-    if value is None or len(str(value)) <= limit:
-        return h(value)
-    return f'<span title="{h(value)}">{h(str(value)[:limit])}…</span>'
+    """A long value cut to ``limit`` characters in the cell, whole in its tooltip (the same
+    markup either way: a value's length must not change the page's structure)."""
+    text = t.clean(value)
+    shown = text if len(text) <= limit else text[:limit] + "…"
+    return f'<span title="{escape(text, quote=True)}">{escape(shown, quote=True)}</span>'
 
 
 def _badge(label: str) -> str:
@@ -706,17 +707,9 @@ def _inventory(report: DailyReport) -> str:
     )
 
 
-def _legend_keys(report: DailyReport) -> list[str]:
-    """Every key the tables name, inventory first: each label's full ARN is listed once."""
-    keys: dict[str, None] = {}
-    for frame in (report.keys, report.key_usage, report.active_alerts, report.policy_changes):
-        keys.update(dict.fromkeys(k for k in frame.get_column(s.KEY_ARN).to_list() if k))
-    return sorted(keys, key=lambda k: (report.label(k), k))
-
-
 def _key_legend(report: DailyReport) -> str:
     """The full ARN of every key label, readable without hovering or scripts."""
-    keys = _legend_keys(report)
+    keys = report.named_keys()
     rows = [(_key(k, report.aliases.get(k)), h(k), h(t.listed(report.aliases.get(k))))
             for k in keys]  # fmt: skip
     return (

@@ -114,10 +114,8 @@ def _rotation(report: DailyReport) -> list[str]:
 
 
 def _key_legend(report: DailyReport) -> list[str]:
-    keys: dict[str, None] = {}
-    for frame in (report.keys, report.key_usage, report.active_alerts, report.policy_changes):
-        keys.update(dict.fromkeys(k for k in frame.get_column(s.KEY_ARN).to_list() if k))
-    ordered = sorted(keys, key=lambda k: (report.label(k), k))
+    """Each key label's full ARN: the tables name keys only by label."""
+    ordered = report.named_keys()
     lines = ["## Key legend", ""]
     return lines + _table(
         ("key", "key ARN", "aliases"),

@@ -270,7 +270,7 @@ _LAYOUT = """(() => {
           scrollHeight: document.documentElement.scrollHeight, overflowing};
 })()"""
 
-HEIGHT_PER_KEY_BOUND = {1400: 400, 800: 650}
+HEIGHT_PER_KEY_BOUND = {1400: 600, 800: 1000}
 """Pixels of page per key the sample report may take, by viewport width (see the test below)."""
 
 
@@ -285,8 +285,12 @@ def test_sample_report_fits_the_window_and_stays_short(
     Page height per key is ``scrollHeight`` / keys in the inventory. With full ARNs in every key
     column the key column was a few characters wide, each ARN wrapped over many lines, and the
     page measured 37,761 px at 1,400 px (1,302 px per key) and 71,525 px at 800 px (2,466 per
-    key), with the inventory scrolling sideways at both widths.
-    NEWMEASURE
+    key), with the inventory scrolling sideways at both widths. With keys named by label (the
+    ARN in a tooltip and the key legend), unknown rotation grouped by reason and tables that
+    wrap inside the page it measures 15,737 px (543 per key) and 25,324 px (873 per key). The
+    bounds — 600 and 1,000 px per key — leave room for a few more alerts, and fail if a full-ARN
+    column came back to any of the large tables (the old rotation table alone would add ~155 px
+    per key at 1,400 px, the old inventory ~450).
     """
     bound = HEIGHT_PER_KEY_BOUND[width]
     browser.call("Emulation.setDeviceMetricsOverride",
@@ -298,7 +302,6 @@ def test_sample_report_fits_the_window_and_stays_short(
         layout = browser.evaluate(_LAYOUT)
     finally:
         browser.call("Emulation.clearDeviceMetricsOverride", session=True)
-    print("MEASURE", width, layout["scrollHeight"], layout["scrollWidth"], len(layout["overflowing"]), layout["overflowing"][:8])
     assert layout["innerWidth"] == width
     assert layout["scrollWidth"] <= layout["innerWidth"], layout
     assert layout["overflowing"] == []
@@ -307,3 +310,45 @@ def test_sample_report_fits_the_window_and_stays_short(
     per_key = layout["scrollHeight"] / keys
     print(f"{width}px: {layout['scrollHeight']} px for {keys} keys = {per_key:.0f} px per key")
     assert per_key <= bound, f"{per_key:.0f} px of page per key at {width} px (bound {bound})"
+
+
+def test_charts_mark_changes_to_the_key_and_paint_only_alerted_hours_red(
+    browser: Browser, sample_report: BuiltReport, tmp_path: Path
+) -> None:
+    """key/c4761df1 was disabled at 13:06 and scheduled for deletion at 13:11: both are numbered
+    markers on its chart, listed under it; red bars are hours of an alert on the key, nothing
+    else."""
+    report = sample_report.report
+    key = next(k for k in report.bands.get_column("key_arn").unique() if "c4761df1" in k)
+    browser.open(_offline_copy(sample_report, tmp_path))
+    assert browser.problems() == []
+    figure = (
+        "[...document.querySelectorAll('#charts figure')]"
+        f".find(f => f.querySelector('span.key').title.startsWith({json.dumps(key)}))"
+    )
+    markers = browser.evaluate(
+        f"[...{figure}.querySelectorAll('svg .marker')].map(m => "
+        "[m.querySelector('text').textContent, m.querySelector('title').textContent, "
+        "m.querySelector('line').getBoundingClientRect().height])"
+    )
+    assert [(number, name) for number, name, _h in markers] == [
+        ("1", next(t for t in (m[1] for m in markers) if "DisableKey" in t)),
+        ("2", next(t for t in (m[1] for m in markers) if "ScheduleKeyDeletion" in t)),
+    ]
+    assert all(height > 100 for _n, _t, height in markers)
+    listed = browser.evaluate(
+        f"[...{figure}.querySelectorAll('ol.markers li')].map(li => li.innerText)"
+    )
+    assert [item.split(" UTC ")[1].split(" by ")[0] for item in listed] == [
+        "DisableKey",
+        "ScheduleKeyDeletion",
+    ]
+    assert browser.evaluate(f"{figure}.querySelector('ul.legend').offsetHeight") > 0
+    red = browser.evaluate(
+        "[...document.querySelectorAll('#charts figure')].map(f => [f.querySelector('span.key')"
+        ".title.split(' ')[0], [...f.querySelectorAll('svg .bar.alerted')].map(b => "
+        "parseInt(b.querySelector('title').textContent.slice(0, 2)))])"
+    )
+    assert any(hours for _key, hours in red)
+    for charted, hours in red:
+        assert set(hours) <= report.alerted_hours(charted), charted

@@ -159,3 +159,33 @@ def test_csv_cells_show_invisible_characters_and_are_bounded() -> None:
     assert rows[1] == ["a\\u202egnp.exe\\x1b[31m"]
     assert rows[2][0].endswith("…[clipped, 100000 bytes]")
     assert len(rows[2][0].encode()) <= 32_000
+
+
+_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+
+
+def _outside_code(text: str) -> str:
+    """The Markdown text with fenced blocks and code spans removed (entities are literal there)."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    return re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", text)
+
+
+@pytest.mark.parametrize("built", ["fixture_report", "sample_report"])
+def test_markdown_has_no_html_entities_outside_code(
+    built: str, request: pytest.FixtureRequest
+) -> None:
+    """Markdown is read raw as often as rendered: ``MITRE ATT&CK`` must read as that, never as
+    ``ATT&amp;CK``. An ``&`` that would start an entity is backslash-escaped instead."""
+    report: BuiltReport = request.getfixturevalue(built)
+    text = report.files["report.md"].read_text("utf-8")
+    prose = _outside_code(text)
+    assert [m.group(0) for m in _ENTITY.finditer(prose) if prose[m.start() - 1] != "\\"] == []
+    assert "MITRE ATT&CK" in text
+
+
+def test_markdown_escapes_hostile_text_without_entities(fixture_report: BuiltReport) -> None:
+    """The fixture's hostile values stay inert in report.md, escaped the Markdown way."""
+    text = fixture_report.files["report.md"].read_text("utf-8")
+    assert r'\<script\>alert("kt")\</script\>' in text
+    assert "&lt;" not in text and "&quot;" not in text
+    assert md("&amp; &#60; <b> ATT&CK") == r"\&amp; &\#60; \<b\> ATT&CK"
