@@ -598,7 +598,7 @@ def _rotation(report: DailyReport) -> str:
         for reason, keys in groups.items()
     ]
     unknown_part = (
-        f"<h3>Rotation unknown ({unknown.height:,} keys)</h3>"
+        f"<h3>Rotation unknown ({unknown.height:,} key(s))</h3>"
         '<p class="muted">The lake holds no rotation fact about these keys; run the report with '
         "--inventory to ask KMS. Why, by what the lake holds:</p>"
         + _table(("why unknown", "keys"), grouped)

@@ -99,7 +99,7 @@ def _rotation(report: DailyReport) -> list[str]:
             _key(k[s.KEY_ARN], k[r.ALIASES])
         )
     lines += [
-        f"Rotation unknown for {unknown.height:,} keys: the lake holds no rotation fact about "
+        f"Rotation unknown for {unknown.height:,} key(s): the lake holds no rotation fact about "
         "them (run the report with --inventory to ask KMS).",
         "",
     ]
@@ -258,7 +258,7 @@ def _charts(report: DailyReport) -> list[str]:
             detail = f"within the usual range every hour ({days} day(s) of history)"
         hours = sorted(report.alerted_hours(key))
         if hours:
-            detail += f"; alerts cover {hours[0]:02d}:00–{hours[-1] + 1:02d}:00"
+            detail += "; hours of an alert on the key: " + ", ".join(f"{h:02d}:00" for h in hours)
         changes = [
             f"{t.when(e[s.EVENT_TIME])} {t.clean(e[s.EVENT_NAME], 80)} by "
             f"{t.short_arn(t.clean(e[s.ACTOR], 200))}"

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
+import pytest
 
 from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
@@ -321,3 +322,59 @@ def test_chart_band_comes_from_the_same_hour_of_earlier_days(fixture_report: Bui
     assert (at_13["band_low"], at_13["band_median"], at_13["band_high"]) == (3.0, 3.0, 3.0)
     assert at_13["history_days"] == 5  # weekdays only: the report day is a Monday
     assert band.height == 24
+
+
+def test_unknown_rotation_says_what_the_lake_lacks() -> None:
+    """An UNKNOWN row's reason follows from what the lake holds about the key."""
+    from analytics.reports import rotation
+    from analytics.reports.keyfacts import KeyFacts
+
+    arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    ours = frozenset({"111122223333"})
+    managed = KeyFacts(arn, events_seen={"ScheduleKeyDeletion"})
+    assert rotation.unknown_reason(managed, None, ours) == rotation.UNKNOWN_MANAGED
+    assert rotation.unknown_reason(KeyFacts(arn), "symmetric", frozenset({"444455556666"})) == (
+        rotation.UNKNOWN_OTHER_ACCOUNT
+    )
+    assert rotation.unknown_reason(KeyFacts(arn), None, ours) == rotation.UNKNOWN_TYPE
+    assert rotation.unknown_reason(KeyFacts(arn), "symmetric", ours) == rotation.UNKNOWN_PREDATES
+
+
+def test_unknown_rotation_rows_carry_their_reason(fixture_report: BuiltReport) -> None:
+    rows = fixture_report.report.rotation
+    unknown = rows.filter(pl.col("rotation_status") == "UNKNOWN")
+    assert unknown.height >= 1
+    assert unknown.get_column("unknown_reason").null_count() == 0
+    assert (
+        rows.filter(pl.col("rotation_status") != "UNKNOWN")
+        .get_column("unknown_reason")
+        .null_count()
+        == rows.height - unknown.height
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "aliases", "label"),
+    [
+        ("arn:aws:kms:eu-west-1:1:key/c4761df1-b0f4-4876-ba34-8d8fed6569c5", None, "key/c4761df1…"),
+        (
+            "arn:aws:kms:eu-west-1:1:key/mrk-0123456789abcdef0123456789abcdef",
+            [],
+            "key/mrk-01234567…",
+        ),
+        (
+            "arn:aws:kms:eu-west-1:1:key/c4761df1-b0f4",
+            ["alias/payments", "alias/z"],
+            "alias/payments",
+        ),
+        ("arn:aws:kms:eu-west-1:1:alias/orders", None, "alias/orders"),
+        ("x", ["alias/" + "a" * 80], "alias/" + "a" * 33 + "…"),
+        (None, None, "—"),
+    ],
+)
+def test_one_label_names_a_key_in_both_documents(
+    key: str | None, aliases: list[str] | None, label: str
+) -> None:
+    from analytics.reports.text import key_label
+
+    assert key_label(key, aliases) == label
