@@ -9,6 +9,7 @@ under ``docs/`` is refreshed with ``KEYTRAIL_UPDATE_GOLDEN=1``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import json
 import re
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from tests.publish import fixture as f
@@ -310,6 +312,34 @@ def test_sample_report_fits_the_window_and_stays_short(
     per_key = layout["scrollHeight"] / keys
     print(f"{width}px: {layout['scrollHeight']} px for {keys} keys = {per_key:.0f} px per key")
     assert per_key <= bound, f"{per_key:.0f} px of page per key at {width} px (bound {bound})"
+
+
+def test_long_record_values_wrap_inside_the_page(
+    browser: Browser, fixture_report: BuiltReport, tmp_path: Path
+) -> None:
+    """Attacker-chosen values with no break opportunity (a 3,000-character user agent, actor,
+    key ARN and alias) wrap or are cut inside their cells at 800 px: the page never scrolls
+    sideways."""
+    from analytics.reports import html
+    from tests.publish.test_hostile_outputs import _with_text
+
+    long = "Z" * 3000
+    report = _with_text(fixture_report.report, long)
+    keys = report.keys.with_columns(pl.lit([f"alias/{long}"]).alias("aliases"))
+    page = tmp_path / "report.html"
+    page.write_text(html.render(dataclasses.replace(report, keys=keys)), "utf-8")
+    browser.call("Emulation.setDeviceMetricsOverride",
+                 {"width": 800, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                 session=True)  # fmt: skip
+    try:
+        browser.open(page)
+        layout = browser.evaluate(_LAYOUT)
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride", session=True)
+    assert browser.problems() == []
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout["scrollWidth"]
+    assert layout["overflowing"] == []
+    assert browser.evaluate("document.body.innerText").count("Z" * 300) > 0
 
 
 def test_charts_mark_changes_to_the_key_and_paint_only_alerted_hours_red(
