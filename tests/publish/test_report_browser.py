@@ -2,7 +2,9 @@
 
 Checks what only a browser can: the page loads offline with no console errors (a blocked fetch,
 a CSP violation or a script error would all be reported), record values containing markup are
-rendered as text, and the charts are there. The screenshot of the generated organisation's report
+rendered as text, the charts are there with their markers, and the layout holds — nothing scrolls
+sideways at 1,400 or 800 px, even with very long record values, and the page stays short for the
+number of keys it lists. The screenshot of the generated organisation's report
 under ``docs/`` is refreshed with ``KEYTRAIL_UPDATE_GOLDEN=1``.
 """
 
