@@ -71,21 +71,23 @@ def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
     return BuiltReport(lake, report, files)
 
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "trail"
 SAMPLE_DAY = dt.date(2026, 11, 14)
 
 
 @pytest.fixture(scope="session")
-def sample_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
-    """The embedded sample trail's last day, ingested and scored as ``keytrail demo`` does: the
-    report with many keys (most of them only ever used, never managed, in the sample's window)."""
-    from analytics.adapters.sources import LocalSource
+def sample_report(tmp_path_factory: pytest.TempPathFactory, sample_lake: LocalLake) -> BuiltReport:
+    """The embedded sample trail's last day as ``keytrail demo`` leaves it: the demo's days
+    scored oldest first, then the last day's report — the one with many keys (most of them only
+    ever used, never managed, in the sample's window) and the README's screenshot."""
+    import shutil
+
     from analytics.detect import run as detect
-    from analytics.ingest import IngestOptions, ingest
+    from flows.demo import DEFAULT_DAYS, scored_span
 
     lake = LocalLake(tmp_path_factory.mktemp("samples") / "lake")
-    ingest(LocalSource(SAMPLES), lake, IngestOptions(workers=1))
-    detect(lake, SAMPLE_DAY, today=SAMPLE_DAY)
+    shutil.copytree(sample_lake.root, lake.root)
+    for day in scored_span(lake, SAMPLE_DAY, DEFAULT_DAYS).days:
+        detect(lake, day, today=SAMPLE_DAY)
     report, files = reports.run(
         lake, SAMPLE_DAY, generated_at=dt.datetime(2026, 11, 15, 6, 0, tzinfo=dt.UTC)
     )

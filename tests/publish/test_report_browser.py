@@ -204,15 +204,16 @@ def test_charts_are_inline_svg(
     assert browser.evaluate("document.querySelectorAll('svg .bar.over').length") > 0
 
 
-def test_generated_report_opens_cleanly_and_matches_the_docs_screenshot(
-    browser: Browser, generated_report: BuiltReport, tmp_path: Path
+def test_the_demos_report_opens_cleanly_and_is_the_docs_screenshot(
+    browser: Browser, sample_report: BuiltReport, tmp_path: Path
 ) -> None:
-    browser.open(_offline_copy(generated_report, tmp_path))
+    """The README shows the report ``make demo`` writes for the sample's last day."""
+    browser.open(_offline_copy(sample_report, tmp_path))
     assert browser.problems() == []
     assert browser.evaluate("document.querySelectorAll('article.alert').length") == (
-        generated_report.report.active_alerts.height
+        sample_report.report.active_alerts.height
     )
-    image = browser.screenshot(1280, 2000)
+    image = browser.screenshot(1400, 2000)
     assert image.startswith(b"\x89PNG\r\n\x1a\n")
     if UPDATE:
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +223,7 @@ def test_generated_report_opens_cleanly_and_matches_the_docs_screenshot(
         int.from_bytes(SCREENSHOT.read_bytes()[16:20]),
         int.from_bytes(SCREENSHOT.read_bytes()[20:24]),
     )
-    assert (width, height) == (1280, 2000)
+    assert (width, height) == (1400, 2000)
 
 
 def test_incident_timeline_is_rendered_above_the_alerts(
