@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from analytics import baselines as bl
 from analytics import features, history, incidents, model
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_parquet_atomic
+from analytics.adapters.lake import (
+    LocalLake,
+    read_partition_file,
+    scan_partitions,
+    without_partition_column,
+    write_parquet_atomic,
+)
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
 from analytics.config import Config
 from analytics.detectors._common import rule_events
@@ -71,7 +76,7 @@ def _day_events(lake: LocalLake, day: dt.date, reads: list[Path]) -> pl.LazyFram
     reads.extend(files)
     if not files:
         return _empty_events().lazy()
-    return pl.scan_parquet([str(path) for path in files], hive_partitioning=False)
+    return scan_partitions(files, s.EVENT_COLUMNS)
 
 
 def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
@@ -273,9 +278,10 @@ def run(
     timings["incidents"] = time.perf_counter() - mark
     if not dry_run:
         # Incidents first: an alerts file never names an incident that is not on disk.
-        write_parquet_atomic(grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA),
-                             incidents_path(lake, day))  # fmt: skip
-        write_parquet_atomic(alerts.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, day))
+        incidents_table = grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA)
+        write_parquet_atomic(without_partition_column(incidents_table), incidents_path(lake, day))
+        alerts_table = alerts.to_arrow().cast(s.ALERT_SCHEMA)
+        write_parquet_atomic(without_partition_column(alerts_table), alerts_path(lake, day))
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     for row in active.group_by(s.DETECTOR).len().iter_rows():
         per_detector[row[0]] = row[1]
@@ -334,7 +340,7 @@ def read_alerts(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) 
         return empty_alerts()
     if reads is not None:
         reads.append(path)
-    frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
+    frame = pl.from_arrow(s.conform_alerts(read_partition_file(path, s.ALERT_SCHEMA)))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -356,6 +362,7 @@ def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
     path = incidents_path(lake, day)
     if not path.exists():
         return incidents.empty_incidents()
-    frame = pl.from_arrow(pq.read_table(path).cast(s.INCIDENT_SCHEMA))
+    table = read_partition_file(path, s.INCIDENT_SCHEMA)
+    frame = pl.from_arrow(table.select(s.INCIDENT_SCHEMA.names).cast(s.INCIDENT_SCHEMA))
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -19,7 +19,13 @@ import pyarrow.parquet as pq
 
 from analytics import schema as s
 from analytics import sql
-from analytics.adapters.lake import LocalLake, parquet_problem, write_parquet_atomic
+from analytics.adapters.lake import (
+    LocalLake,
+    parquet_problem,
+    scan_partitions,
+    without_partition_column,
+    write_parquet_atomic,
+)
 
 FINGERPRINT_KEY = b"keytrail.events_fingerprint"
 
@@ -55,7 +61,7 @@ def read_day_events(lake: LocalLake, day: dt.date, columns: Iterable[str]) -> pl
     files = lake.partition_files(day)
     if not files:
         return pl.DataFrame(schema={c: _polars_type(c) for c in columns})
-    return pl.read_parquet(files, columns=list(columns), hive_partitioning=False)
+    return scan_partitions(files, list(columns)).collect()
 
 
 def _polars_type(column: str) -> pl.DataType:
@@ -84,7 +90,8 @@ def ensure_day(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) -
     events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
     if reads is not None:
         reads.extend(files)
-    write_stamped(compute_day(events, day).to_arrow(), target, fingerprint)
+    table = without_partition_column(compute_day(events, day).to_arrow())
+    write_stamped(table, target, fingerprint)
     return True
 
 
@@ -125,10 +132,9 @@ def scan(
     found = [p for p in paths if p.exists() and lake.readable(p)]
     if reads is not None:
         reads.extend(found)
-    existing = [str(p) for p in found]
-    if not existing:
-        empty = compute_day(
-            pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first
-        )
+    empty = compute_day(
+        pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first
+    )
+    if not found:
         return empty.lazy()
-    return pl.scan_parquet(existing, hive_partitioning=False)
+    return scan_partitions(found, empty.columns)

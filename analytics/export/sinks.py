@@ -48,7 +48,7 @@ import orjson
 import polars as pl
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.lake import LocalLake, scan_partitions, write_bytes_atomic
 from analytics.adapters.securityhub import MAX_BATCH, SecurityHub, SecurityHubError
 from analytics.detect import alerts_path, read_alerts, read_incidents
 from analytics.export import asff, hec, ocsf
@@ -672,7 +672,7 @@ def default_ocsf_path(lake: LocalLake, day: dt.date) -> Path:
 
 def _day_events(lake: LocalLake, day: dt.date) -> pl.DataFrame | None:
     files = lake.partition_files(day)
-    return pl.read_parquet(files, hive_partitioning=False) if files else None
+    return scan_partitions(files, s.EVENT_COLUMNS).collect() if files else None
 
 
 def deliver(
