@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import datetime as dt
 import inspect
 import itertools
 import sys
@@ -24,7 +23,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 
 from analytics import detect, features, history, incidents, model, sql
@@ -500,14 +498,6 @@ def render_detectors() -> str:
 # --- the lake schema --------------------------------------------------------------------------
 
 
-def _feature_schema() -> pa.Schema:
-    """The hourly features' schema, as the SQL produces it (computed on an empty day)."""
-    empty = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-    table = features.compute_day(empty, dt.date(2000, 1, 1)).to_arrow()
-    return pa.schema([f.with_nullable(True) for f in table.schema])
-
-
 def _sql_header(name: str) -> list[str]:
     """The leading comment block of ``sql/<name>.sql`` (purpose, grain, inputs, params, output)."""
     lines = sql.load(name).splitlines()
@@ -640,7 +630,9 @@ def render_lake_schema() -> str:
         *_sql_header("features_hourly"),
         "```",
         "",
-        *_columns_table(_feature_schema(), FEATURE_COLUMNS, "sql/features_hourly.sql", False),
+        *_columns_table(
+            features.feature_schema(), FEATURE_COLUMNS, "sql/features_hourly.sql", False
+        ),
         "",
         *_history_section(),
         "## Source objects: `LAKE/_state/objects.parquet`",

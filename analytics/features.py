@@ -57,6 +57,15 @@ def compute_day(events: pa.Table | pl.DataFrame, day: dt.date) -> pl.DataFrame:
     return sql.query("features_hourly", {"events": events}, {"day": day})
 
 
+def feature_schema() -> pa.Schema:
+    """The hourly features' schema, as the SQL produces it (computed on an empty day): the SQL
+    is its one definition, so the docs and the engines' DDL take it from there."""
+    empty = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    table = compute_day(empty, dt.date(2000, 1, 1)).to_arrow()
+    return pa.schema([f.with_nullable(True) for f in table.schema])
+
+
 def read_day_events(lake: LocalLake, day: dt.date, columns: Iterable[str]) -> pl.DataFrame:
     files = lake.partition_files(day)
     if not files:

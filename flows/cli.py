@@ -7,6 +7,7 @@ or a lake another run holds.
 
 from __future__ import annotations
 
+import enum
 import importlib.metadata
 import json
 import os
@@ -49,6 +50,14 @@ from flows.lake_access import (
     command_lake,
     quarantine_location,
 )
+
+
+class DdlEngine(enum.StrEnum):
+    """The engines ``keytrail lake ddl`` writes SQL for (kept in step with analytics.ddl)."""
+
+    ATHENA = "athena"
+    TRINO = "trino"
+    SPARK = "spark"
 
 
 def environment_problem(error: BaseException) -> str | None:
@@ -274,7 +283,7 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
 lake_app = typer.Typer(
     name="lake",
     cls=_ErrorBoundary,
-    help="Look after the lake itself: integrity checks.",
+    help="Look after the lake itself: integrity checks, tables for query engines.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -324,6 +333,43 @@ def lake_check_command(
                 out.print(f"… {count - MAX_FINDINGS_PER_KIND:,} more {kind}; see --json counts")
     if not report.clean:
         raise typer.Exit(EXIT_STRICT)
+
+
+@lake_app.command("ddl")
+def lake_ddl_command(
+    engine: Annotated[
+        DdlEngine, typer.Option(case_sensitive=False, help="Engine whose SQL to print.")
+    ],
+    lake: Annotated[
+        str, typer.Option(help="The lake in S3: s3://bucket/prefix.", metavar="S3_URI")
+    ] = "s3://my-bucket/keytrail",
+    database: Annotated[
+        str, typer.Option(help="Database (Trino: schema) to create the tables in.")
+    ] = "keytrail",
+    since: Annotated[
+        str, typer.Option(help="Athena: first day partition projection covers.", metavar="DATE")
+    ] = "2020-01-01",
+) -> None:
+    """Print the SQL that makes an S3 lake queryable from Athena, Trino or Spark.
+
+    Tables events, hourly_features, alerts and incidents, partitioned by event_date (the
+    folder name), with column types taken from the lake's schemas. Athena finds days by
+    partition projection; Trino and Spark by the statement printed after each table (run it
+    again after each nightly ingest). Reads nothing and needs no credentials.
+
+    Example:
+
+        [bold]keytrail lake ddl --engine athena --lake s3://sec-lake/keytrail > lake.sql[/]
+    """
+    from analytics.ddl import DdlError, script
+
+    first = _date(since, "--since")
+    assert first is not None
+    try:
+        text = script(engine.value, lake, database, first)
+    except DdlError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(text, nl=False)
 
 
 def _register_extensions() -> None:
