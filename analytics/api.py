@@ -136,14 +136,8 @@ class Lake:
         return self.local.event_dates()
 
     def alert_dates(self) -> list[dt.date]:
-        """The days that have been scored (their alerts file exists, even if it is empty)."""
-        folder = self.root / "alerts"
-        if not folder.is_dir():
-            return []
-        days = []
-        for path in folder.glob(f"{s.EVENT_DATE}=*/alerts.parquet"):
-            days.append(dt.date.fromisoformat(path.parent.name.split("=", 1)[1]))
-        return sorted(days)
+        """The days that have been scored, with or without alerts."""
+        return detect.scored_days(self.local)
 
     @property
     def first_day(self) -> dt.date:

@@ -6,7 +6,9 @@ and the Prefect flows call it the same way.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import shlex
 import time
 from collections import Counter
@@ -21,9 +23,11 @@ from analytics import features, history, incidents, model
 from analytics import schema as s
 from analytics.adapters.lake import (
     LocalLake,
+    partition_date,
     read_partition_file,
     scan_partitions,
     without_partition_column,
+    write_bytes_atomic,
     write_parquet_atomic,
 )
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
@@ -67,6 +71,68 @@ def alerts_path(lake: LocalLake, day: dt.date) -> Any:
 
 def incidents_path(lake: LocalLake, day: dt.date) -> Any:
     return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
+
+
+def scored_path(lake: LocalLake, day: dt.date) -> Path:
+    """``LAKE/_state/scored/D.json``: the record that ``day`` was scored, and with what result.
+
+    A day without alerts has no alerts file (a zero-row file in a partition is noise to every
+    engine that lists the table), so this record, not the file, says the day was scored."""
+    return lake.root / "_state" / "scored" / f"{day.isoformat()}.json"
+
+
+def was_scored(lake: LocalLake, day: dt.date) -> bool:
+    """Whether ``day`` was scored: its record, or (in a lake written before the records) its
+    alerts file, which was then written even when empty."""
+    return scored_path(lake, day).exists() or Path(alerts_path(lake, day)).exists()
+
+
+def scored_days(lake: LocalLake) -> list[dt.date]:
+    """Every scored day, oldest first (see :func:`was_scored`)."""
+    days: set[dt.date] = set()
+    records = lake.root / "_state" / "scored"
+    if records.is_dir():
+        for path in records.glob("*.json"):
+            with contextlib.suppress(ValueError):
+                days.add(dt.date.fromisoformat(path.stem))
+    alerts = lake.root / "alerts"
+    if alerts.is_dir():
+        for path in alerts.glob(f"{s.EVENT_DATE}=*/alerts.parquet"):
+            day = partition_date(path.parent.name)
+            if day is not None:
+                days.add(day)
+    return sorted(days)
+
+
+def _write_day(
+    lake: LocalLake, day: dt.date, day_incidents: pl.DataFrame, alerts: pl.DataFrame
+) -> None:
+    """Replace the day's incidents and alerts files, then record that the day was scored.
+
+    Incidents first: an alerts file never names an incident that is not on disk. A table with
+    no rows has no file (a rerun that finds nothing removes the earlier run's file, alerts
+    before incidents for the same reason); the record in ``_state/`` is written last, as the
+    state always is."""
+    incidents_file, alerts_file = Path(incidents_path(lake, day)), Path(alerts_path(lake, day))
+    if day_incidents.height:
+        table = day_incidents.to_arrow().cast(s.INCIDENT_SCHEMA)
+        write_parquet_atomic(without_partition_column(table), incidents_file)
+    if alerts.height:
+        table = alerts.to_arrow().cast(s.ALERT_SCHEMA)
+        write_parquet_atomic(without_partition_column(table), alerts_file)
+    else:
+        _remove(alerts_file)
+    if not day_incidents.height:
+        _remove(incidents_file)
+    record = {"day": day.isoformat(), "alerts": alerts.height, "incidents": day_incidents.height}
+    write_bytes_atomic(json.dumps(record).encode(), scored_path(lake, day))
+
+
+def _remove(path: Path) -> None:
+    """Delete a day's file, and its folder if nothing else is left in it."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (an OCSF export beside it), or absent
+        path.parent.rmdir()
 
 
 def _day_events(lake: LocalLake, day: dt.date, reads: list[Path]) -> pl.LazyFrame:
@@ -277,11 +343,7 @@ def run(
     alerts = incidents.label_alerts(assembled.alerts, grouping)
     timings["incidents"] = time.perf_counter() - mark
     if not dry_run:
-        # Incidents first: an alerts file never names an incident that is not on disk.
-        incidents_table = grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA)
-        write_parquet_atomic(without_partition_column(incidents_table), incidents_path(lake, day))
-        alerts_table = alerts.to_arrow().cast(s.ALERT_SCHEMA)
-        write_parquet_atomic(without_partition_column(alerts_table), alerts_path(lake, day))
+        _write_day(lake, day, grouping.incidents, alerts)
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     for row in active.group_by(s.DETECTOR).len().iter_rows():
         per_detector[row[0]] = row[1]
