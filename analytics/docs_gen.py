@@ -91,7 +91,8 @@ MODEL_FEATURE_TEXT: dict[str, str] = {
 EVENT_COLUMNS: dict[str, str] = {
     s.EVENT_ID: "CloudTrail `eventID`; unique in the lake (duplicate deliveries are dropped)",
     s.EVENT_TIME: "`eventTime`, UTC",
-    s.EVENT_DATE: "UTC date of `event_time`; the partition (`event_date=YYYY-MM-DD`)",
+    s.EVENT_DATE: "UTC date of `event_time`; the partition, in the folder name "
+    "(`event_date=YYYY-MM-DD`), not inside the files",
     s.EVENT_VERSION: "`eventVersion` of the record format",
     s.EVENT_SOURCE: "the service called, e.g. `kms.amazonaws.com`, `cloudtrail.amazonaws.com`",
     s.EVENT_NAME: "the API action, e.g. `Decrypt`, `PutKeyPolicy`, `ScheduleKeyDeletion`",
@@ -559,8 +560,22 @@ def render_lake_schema() -> str:
         "",
         "Every table is Hive-partitioned zstd Parquet, written atomically (temporary files are "
         "hidden `.tmp-…partial` files that no reader's `*.parquet` glob picks up). Times are "
-        "UTC and `event_date` is the event's own UTC date. DuckDB, Polars, Spark, Athena and "
-        "Trino read the folders as they are:",
+        "UTC and `event_date` is the event's own UTC date. A partition holds no zero-row file: "
+        "a day without alerts or incidents has no file (`_state/scored/D.json` records that it "
+        "was scored), and no table has files for days before the lake's first event.",
+        "",
+        "`event_date` lives in the folder name only, not inside the files, as Hive, Athena, "
+        "Trino and Spark expect of a partition column. Read with Hive partitioning, every "
+        "engine gets it from the path and agrees on the rows: DuckDB "
+        "(`hive_partitioning = true`) and Polars (`hive_partitioning=True`) type it as a date; "
+        'pyarrow (`partitioning="hive"`) infers a string, or a date with '
+        '`partitioning=ds.partitioning(pa.schema([("event_date", pa.date32())]), '
+        'flavor="hive")`. Reading the files without Hive partitioning gives no `event_date`. '
+        "Files written by keytrail versions that kept the column inside the files (as a date) "
+        "still read, through keytrail and through DuckDB and Polars; pyarrow's inferred string "
+        "clashes with their date, so read such a lake with the typed partitioning above.",
+        "",
+        "DuckDB, Polars, Spark, Athena and Trino read the folders as they are:",
         "",
         "```sql",
         "-- DuckDB",
@@ -569,6 +584,40 @@ def render_lake_schema() -> str:
         "where event_date = date '2026-11-14' and key_arn like '%:key/c4761df1-%'",
         "group by actor order by calls desc;",
         "```",
+        "",
+        "## Querying from Athena, Trino and Spark",
+        "",
+        "`keytrail lake ddl` prints the SQL that makes an S3 lake four tables of one database "
+        "(`events`, `hourly_features`, `alerts`, `incidents`), partitioned by `event_date`, "
+        "with column types derived from the schemas below (strings, booleans, integers, "
+        "doubles, UTC timestamps, arrays and structs, in each engine's own words):",
+        "",
+        "```",
+        "keytrail lake ddl --engine athena --lake s3://sec-lake/keytrail --database keytrail",
+        "keytrail lake ddl --engine trino  --lake s3://sec-lake/keytrail > keytrail-trino.sql",
+        "keytrail lake ddl --engine spark  --lake s3://sec-lake/keytrail > keytrail-spark.sql",
+        "```",
+        "",
+        "- **Athena**: `CREATE EXTERNAL TABLE … PARTITIONED BY (event_date DATE) STORED AS "
+        "PARQUET` with partition projection (`projection.event_date.type = 'date'`, format "
+        "`yyyy-MM-dd`, range `--since` (default 2020-01-01) to `NOW`, "
+        "`storage.location.template`), so new days are queryable as soon as they are written, "
+        "with no `MSCK REPAIR` and no crawler. Filter on `event_date` to read only those days.",
+        "- **Trino** (Hive connector): `CREATE TABLE … WITH (external_location = …, format = "
+        "'PARQUET', partitioned_by = ARRAY['event_date'])`, then "
+        "`CALL system.sync_partition_metadata(…, 'ADD')` per table; run that again after each "
+        "nightly ingest. Timestamps are read at the connector's `hive.timestamp-precision` "
+        "(milliseconds unless set to `MICROSECONDS`).",
+        "- **Spark**: `CREATE TABLE … USING parquet PARTITIONED BY (event_date) LOCATION …`, "
+        "then `MSCK REPAIR TABLE` per table after each ingest. Outside EMR, Hadoop's S3 "
+        "connector wants `s3a://`: change the scheme in the printed `LOCATION`.",
+        "",
+        "The location must be a plain `s3://bucket/prefix` (no quotes, spaces, control "
+        "characters, `$` or braces) and the database a lower-case name; anything else is "
+        "refused, exit 2. The command reads nothing and needs no credentials. An OCSF file "
+        "export to its default place (`alerts.ocsf.jsonl`, beside `alerts.parquet`) puts a "
+        "non-Parquet file in the alerts table's folder, which these engines would try to read: "
+        "export to a file elsewhere (`--output`) or to S3 (`--sink s3`) on a lake they query.",
         "",
         "In Python, `analytics.api` answers the common questions with the same definitions the "
         "detectors use (`api.events`, `api.hourly_usage`, `api.baseline_band`, `api.alerts`, "
