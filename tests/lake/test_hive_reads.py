@@ -139,3 +139,8 @@ def test_a_lake_written_with_event_date_in_the_files_still_reads(full_lake: Loca
     after_features = features.scan(full_lake, DAY - dt.timedelta(days=3), DAY).collect()
     assert after_features.equals(before_features)
     assert check_lake(full_lake).clean
+    # Features are derived: an old-shape feature file is computed again in today's shape.
+    assert features.ensure_days(full_lake, [DAY - dt.timedelta(days=1)]) == [
+        DAY - dt.timedelta(days=1)
+    ]
+    assert s.EVENT_DATE not in pq.read_schema(feature_file).names
