@@ -552,6 +552,7 @@ def render_lake_schema() -> str:
         "LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet   one row per incident of that day",
         "LAKE/features/hourly/event_date=YYYY-MM-DD/features.parquet   hourly (key, actor) usage",
         "LAKE/history/<table>/event_date=YYYY-MM-DD/<table>.parquet    detection history",
+        "LAKE/ocsf/event_date=YYYY-MM-DD/alerts.ocsf.jsonl       the alerts as OCSF, once exported",
         "LAKE/_state/objects.parquet                              one row per log object read",
         "LAKE/quarantine/objects/*.json, records/*.jsonl          what was refused, and why",
         "LAKE/reports/YYYY-MM-DD/                                 the day's reports (Parquet, CSV,",
@@ -614,10 +615,12 @@ def render_lake_schema() -> str:
         "",
         "The location must be a plain `s3://bucket/prefix` (no quotes, spaces, control "
         "characters, `$` or braces) and the database a lower-case name; anything else is "
-        "refused, exit 2. The command reads nothing and needs no credentials. An OCSF file "
-        "export to its default place (`alerts.ocsf.jsonl`, beside `alerts.parquet`) puts a "
-        "non-Parquet file in the alerts table's folder, which these engines would try to read: "
-        "export to a file elsewhere (`--output`) or to S3 (`--sink s3`) on a lake they query.",
+        "refused, exit 2. The command reads nothing and needs no credentials. These engines read "
+        "every file in a table's folder as Parquet: keep other files out of `events/`, "
+        "`features/hourly/`, `alerts/` and `incidents/`. Lakes written by keytrail versions "
+        "that put the OCSF export beside `alerts.parquet` have "
+        "`alerts/event_date=D/alerts.ocsf.jsonl` files: move them to "
+        "`ocsf/event_date=D/alerts.ocsf.jsonl` before querying the alerts table.",
         "",
         "In Python, `analytics.api` answers the common questions with the same definitions the "
         "detectors use (`api.events`, `api.hourly_usage`, `api.baseline_band`, `api.alerts`, "
@@ -637,8 +640,9 @@ def render_lake_schema() -> str:
         "## Alerts: `LAKE/alerts/event_date=YYYY-MM-DD/alerts.parquet`",
         "",
         _prose(docs["ALERT_SCHEMA"])
-        + " Beside it, `alerts.ocsf.jsonl` holds the same alerts as OCSF Detection Findings "
-        "once they have been exported to a file.",
+        + " `LAKE/ocsf/event_date=YYYY-MM-DD/alerts.ocsf.jsonl` holds the same alerts as OCSF "
+        "Detection Findings once they have been exported to a file (a folder of its own: a "
+        "JSON file in the alerts table's folder would fail Athena, Trino and Spark queries).",
         "",
         *_columns_table(s.ALERT_SCHEMA, ALERT_COLUMNS, "ALERT_SCHEMA"),
         "",

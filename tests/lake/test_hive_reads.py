@@ -22,6 +22,7 @@ import pytest
 from analytics import api, detect, features
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, with_partition_column
+from analytics.export import OcsfFileSink, default_ocsf_path, export
 from analytics.lake_check import check_lake
 from tests.lake.conftest import LAST_DAY
 
@@ -36,10 +37,13 @@ TABLES = {
 
 @pytest.fixture
 def full_lake(lake_copy: LocalLake) -> LocalLake:
-    """The sample lake with every table: features of every day, the last two days scored."""
+    """The sample lake with every table: features of every day, the last two days scored, and
+    the last day's alerts exported to the default OCSF file."""
     features.ensure_days(lake_copy, lake_copy.event_dates())
     for day in (DAY - dt.timedelta(days=1), DAY):
         detect.run(lake_copy, day)
+    export(lake_copy, DAY, OcsfFileSink(default_ocsf_path(lake_copy, DAY)))
+    assert default_ocsf_path(lake_copy, DAY).is_file()
     return lake_copy
 
 
@@ -88,8 +92,10 @@ def test_pyarrow_duckdb_and_polars_agree_with_keytrail_on_every_table(
     full_lake: LocalLake, table: str
 ) -> None:
     root = full_lake.root / table
-    files = sorted(root.rglob("*.parquet"))
-    assert files and not any(s.EVENT_DATE in pq.read_schema(f).names for f in files)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    # Engines read every file of a table's folder as Parquet: nothing else may be there.
+    assert files and all(f.suffix == ".parquet" for f in files)
+    assert not any(s.EVENT_DATE in pq.read_schema(f).names for f in files)
     arrow_type, by_pyarrow = _pyarrow(root)
     duck_type, by_duckdb = _duckdb(root)
     polars_type, by_polars = _polars(root)
