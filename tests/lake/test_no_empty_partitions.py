@@ -1,6 +1,7 @@
 """No partition holds a zero-row file: not for days before the first event a baseline window
-reaches back to, not for scored days without alerts or incidents. That a day was scored is
-recorded in ``_state/scored/``, which is what tells a quiet day from one never scored.
+reaches back to, not for scored days without alerts, incidents or history rows. That a day was
+scored is recorded in ``_state/scored/``, a history table's empty day in ``_state/history/``:
+that is what tells a quiet day from one never computed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ DAY = dt.date.fromisoformat(LAST_DAY)
 def _empty_files(lake: LocalLake) -> list[str]:
     return sorted(
         path.relative_to(lake.root).as_posix()
-        for table in ("events", "features", "alerts", "incidents")
+        for table in ("events", "features", "history", "alerts", "incidents")
         for path in (lake.root / table).rglob("*.parquet")
         if pq.read_metadata(path).num_rows == 0
     )
@@ -57,6 +58,12 @@ def test_a_35_day_window_over_a_14_day_lake_writes_no_empty_file(lake_copy: Loca
         assert not Path(detect.alerts_path(lake_copy, day)).exists()
         assert _scored(lake_copy, day) == {"day": day.isoformat(), "alerts": 0, "incidents": 0}
     assert api.open_lake(lake_copy.root).alert_dates() == scored
+    # A history table without rows on a scored day is a stamp in _state/, not an empty file.
+    stamps = sorted((lake_copy.root / "_state" / "history").rglob("*.stamp"))
+    assert stamps, "the sample lake should have a day without rows in some history table"
+    for stamp in stamps:
+        day = stamp.stem
+        assert not (lake_copy.root / "history" / stamp.parent.name / f"event_date={day}").exists()
     assert [detect.was_scored(lake_copy, d) for d in (start, first)] == [False, True]
 
 
