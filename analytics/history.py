@@ -7,9 +7,10 @@ scored day, so each rule declares the tables that answer its questions (`History
 `analytics/detectors/base.py`), and one file per table and day is kept:
 `LAKE/history/<table>/event_date=D/<table>.parquet`. It is computed from that day's events as
 the rules see them, stamped like the hourly features with a fingerprint of the day's event
-files (plus the table's version), and recomputed only when either changes. Scoring a day reads
-that day's events and the window's features and history tables, never the events of the days
-before it.
+files (plus the table's version), and recomputed only when either changes. A day whose table
+has no rows has no file: its stamp is `LAKE/_state/history/<table>/D.stamp` instead. Scoring a
+day reads that day's events and the window's features and history tables, never the events of
+the days before it.
 """
 
 from __future__ import annotations
