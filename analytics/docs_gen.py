@@ -563,7 +563,9 @@ def render_lake_schema() -> str:
         "hidden `.tmp-…partial` files that no reader's `*.parquet` glob picks up). Times are "
         "UTC and `event_date` is the event's own UTC date. A partition holds no zero-row file: "
         "a day without alerts or incidents has no file (`_state/scored/D.json` records that it "
-        "was scored), and no table has files for days before the lake's first event.",
+        "was scored), nor has a history table's day without rows (its stamp is "
+        "`_state/history/<table>/D.stamp`), and no table has files for days before the lake's "
+        "first event.",
         "",
         "`event_date` lives in the folder name only, not inside the files, as Hive, Athena, "
         "Trino and Spark expect of a partition column. Read with Hive partitioning, every "
