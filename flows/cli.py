@@ -7,7 +7,6 @@ or a lake another run holds.
 
 from __future__ import annotations
 
-import enum
 import importlib.metadata
 import json
 import os
@@ -34,6 +33,7 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
+from analytics.ddl import Engine
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED
 from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
@@ -50,14 +50,6 @@ from flows.lake_access import (
     command_lake,
     quarantine_location,
 )
-
-
-class DdlEngine(enum.StrEnum):
-    """The engines ``keytrail lake ddl`` writes SQL for (kept in step with analytics.ddl)."""
-
-    ATHENA = "athena"
-    TRINO = "trino"
-    SPARK = "spark"
 
 
 def environment_problem(error: BaseException) -> str | None:
@@ -338,7 +330,7 @@ def lake_check_command(
 @lake_app.command("ddl")
 def lake_ddl_command(
     engine: Annotated[
-        DdlEngine, typer.Option(case_sensitive=False, help="Engine whose SQL to print.")
+        Engine, typer.Option(case_sensitive=False, help="Engine whose SQL to print.")
     ],
     lake: Annotated[
         str, typer.Option(help="The lake in S3: s3://bucket/prefix.", metavar="S3_URI")
@@ -366,7 +358,7 @@ def lake_ddl_command(
     first = _date(since, "--since")
     assert first is not None
     try:
-        text = script(engine.value, lake, database, first)
+        text = script(engine, lake, database, first)
     except DdlError as exc:
         raise _fail(str(exc)) from None
     typer.echo(text, nl=False)
