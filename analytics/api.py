@@ -44,7 +44,7 @@ from analytics import config as cfg
 from analytics import detect, features, model
 from analytics import incidents as grouping
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake import LocalLake, scan_partitions
 from analytics.baselines import Baselines
 from analytics.config import Config
 
@@ -136,14 +136,8 @@ class Lake:
         return self.local.event_dates()
 
     def alert_dates(self) -> list[dt.date]:
-        """The days that have been scored (their alerts file exists, even if it is empty)."""
-        folder = self.root / "alerts"
-        if not folder.is_dir():
-            return []
-        days = []
-        for path in folder.glob(f"{s.EVENT_DATE}=*/alerts.parquet"):
-            days.append(dt.date.fromisoformat(path.parent.name.split("=", 1)[1]))
-        return sorted(days)
+        """The days that have been scored, with or without alerts."""
+        return detect.scored_days(self.local)
 
     @property
     def first_day(self) -> dt.date:
@@ -360,10 +354,10 @@ def _empty_events() -> pl.DataFrame:
 
 def _event_scan(lake: Lake, days: Iterable[dt.date]) -> pl.LazyFrame:
     """The event files of ``days`` only: partition pruning by listing, not by filtering."""
-    files = [str(path) for day in days for path in lake.local.partition_files(day)]
+    files = [path for day in days for path in lake.local.partition_files(day)]
     if not files:
         return _empty_events().lazy()
-    return pl.scan_parquet(files, hive_partitioning=False)
+    return scan_partitions(files, s.EVENT_COLUMNS)
 
 
 def _day_range(start: TimeLike | None, end: TimeLike | None) -> tuple[dt.date, dt.date]:

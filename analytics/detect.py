@@ -6,7 +6,9 @@ and the Prefect flows call it the same way.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import shlex
 import time
 from collections import Counter
@@ -15,12 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from analytics import baselines as bl
 from analytics import features, history, incidents, model
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_parquet_atomic
+from analytics.adapters.lake import (
+    LocalLake,
+    partition_date,
+    read_partition_file,
+    scan_partitions,
+    without_partition_column,
+    write_bytes_atomic,
+    write_parquet_atomic,
+)
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
 from analytics.config import Config
 from analytics.detectors._common import rule_events
@@ -64,6 +73,68 @@ def incidents_path(lake: LocalLake, day: dt.date) -> Any:
     return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
 
 
+def scored_path(lake: LocalLake, day: dt.date) -> Path:
+    """``LAKE/_state/scored/D.json``: the record that ``day`` was scored, and with what result.
+
+    A day without alerts has no alerts file (a zero-row file in a partition is noise to every
+    engine that lists the table), so this record, not the file, says the day was scored."""
+    return lake.root / "_state" / "scored" / f"{day.isoformat()}.json"
+
+
+def was_scored(lake: LocalLake, day: dt.date) -> bool:
+    """Whether ``day`` was scored: its record, or (in a lake written before the records) its
+    alerts file, which was then written even when empty."""
+    return scored_path(lake, day).exists() or Path(alerts_path(lake, day)).exists()
+
+
+def scored_days(lake: LocalLake) -> list[dt.date]:
+    """Every scored day, oldest first (see :func:`was_scored`)."""
+    days: set[dt.date] = set()
+    records = lake.root / "_state" / "scored"
+    if records.is_dir():
+        for path in records.glob("*.json"):
+            with contextlib.suppress(ValueError):
+                days.add(dt.date.fromisoformat(path.stem))
+    alerts = lake.root / "alerts"
+    if alerts.is_dir():
+        for path in alerts.glob(f"{s.EVENT_DATE}=*/alerts.parquet"):
+            day = partition_date(path.parent.name)
+            if day is not None:
+                days.add(day)
+    return sorted(days)
+
+
+def _write_day(
+    lake: LocalLake, day: dt.date, day_incidents: pl.DataFrame, alerts: pl.DataFrame
+) -> None:
+    """Replace the day's incidents and alerts files, then record that the day was scored.
+
+    Incidents first: an alerts file never names an incident that is not on disk. A table with
+    no rows has no file (a rerun that finds nothing removes the earlier run's file, alerts
+    before incidents for the same reason); the record in ``_state/`` is written last, as the
+    state always is."""
+    incidents_file, alerts_file = Path(incidents_path(lake, day)), Path(alerts_path(lake, day))
+    if day_incidents.height:
+        table = day_incidents.to_arrow().cast(s.INCIDENT_SCHEMA)
+        write_parquet_atomic(without_partition_column(table), incidents_file)
+    if alerts.height:
+        table = alerts.to_arrow().cast(s.ALERT_SCHEMA)
+        write_parquet_atomic(without_partition_column(table), alerts_file)
+    else:
+        _remove(alerts_file)
+    if not day_incidents.height:
+        _remove(incidents_file)
+    record = {"day": day.isoformat(), "alerts": alerts.height, "incidents": day_incidents.height}
+    write_bytes_atomic(json.dumps(record).encode(), scored_path(lake, day))
+
+
+def _remove(path: Path) -> None:
+    """Delete a day's file, and its folder if nothing else is left in it."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (an OCSF export beside it), or absent
+        path.parent.rmdir()
+
+
 def _day_events(lake: LocalLake, day: dt.date, reads: list[Path]) -> pl.LazyFrame:
     """Events of ``day``: only files readable in the event schema (the lake notes the others in
     ``skipped_files``). Earlier days are read through their history tables, never as events."""
@@ -71,7 +142,7 @@ def _day_events(lake: LocalLake, day: dt.date, reads: list[Path]) -> pl.LazyFram
     reads.extend(files)
     if not files:
         return _empty_events().lazy()
-    return pl.scan_parquet([str(path) for path in files], hive_partitioning=False)
+    return scan_partitions(files, s.EVENT_COLUMNS)
 
 
 def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
@@ -272,10 +343,7 @@ def run(
     alerts = incidents.label_alerts(assembled.alerts, grouping)
     timings["incidents"] = time.perf_counter() - mark
     if not dry_run:
-        # Incidents first: an alerts file never names an incident that is not on disk.
-        write_parquet_atomic(grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA),
-                             incidents_path(lake, day))  # fmt: skip
-        write_parquet_atomic(alerts.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, day))
+        _write_day(lake, day, grouping.incidents, alerts)
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     for row in active.group_by(s.DETECTOR).len().iter_rows():
         per_detector[row[0]] = row[1]
@@ -334,7 +402,7 @@ def read_alerts(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) 
         return empty_alerts()
     if reads is not None:
         reads.append(path)
-    frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
+    frame = pl.from_arrow(s.conform_alerts(read_partition_file(path, s.ALERT_SCHEMA)))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -356,6 +424,7 @@ def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
     path = incidents_path(lake, day)
     if not path.exists():
         return incidents.empty_incidents()
-    frame = pl.from_arrow(pq.read_table(path).cast(s.INCIDENT_SCHEMA))
+    table = read_partition_file(path, s.INCIDENT_SCHEMA)
+    frame = pl.from_arrow(table.select(s.INCIDENT_SCHEMA.names).cast(s.INCIDENT_SCHEMA))
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import datetime as dt
 import inspect
 import itertools
 import sys
@@ -24,7 +23,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 
 from analytics import detect, features, history, incidents, model, sql
@@ -93,7 +91,8 @@ MODEL_FEATURE_TEXT: dict[str, str] = {
 EVENT_COLUMNS: dict[str, str] = {
     s.EVENT_ID: "CloudTrail `eventID`; unique in the lake (duplicate deliveries are dropped)",
     s.EVENT_TIME: "`eventTime`, UTC",
-    s.EVENT_DATE: "UTC date of `event_time`; the partition (`event_date=YYYY-MM-DD`)",
+    s.EVENT_DATE: "UTC date of `event_time`; the partition, in the folder name "
+    "(`event_date=YYYY-MM-DD`), not inside the files",
     s.EVENT_VERSION: "`eventVersion` of the record format",
     s.EVENT_SOURCE: "the service called, e.g. `kms.amazonaws.com`, `cloudtrail.amazonaws.com`",
     s.EVENT_NAME: "the API action, e.g. `Decrypt`, `PutKeyPolicy`, `ScheduleKeyDeletion`",
@@ -500,14 +499,6 @@ def render_detectors() -> str:
 # --- the lake schema --------------------------------------------------------------------------
 
 
-def _feature_schema() -> pa.Schema:
-    """The hourly features' schema, as the SQL produces it (computed on an empty day)."""
-    empty = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-    table = features.compute_day(empty, dt.date(2000, 1, 1)).to_arrow()
-    return pa.schema([f.with_nullable(True) for f in table.schema])
-
-
 def _sql_header(name: str) -> list[str]:
     """The leading comment block of ``sql/<name>.sql`` (purpose, grain, inputs, params, output)."""
     lines = sql.load(name).splitlines()
@@ -561,6 +552,7 @@ def render_lake_schema() -> str:
         "LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet   one row per incident of that day",
         "LAKE/features/hourly/event_date=YYYY-MM-DD/features.parquet   hourly (key, actor) usage",
         "LAKE/history/<table>/event_date=YYYY-MM-DD/<table>.parquet    detection history",
+        "LAKE/ocsf/event_date=YYYY-MM-DD/alerts.ocsf.jsonl       the alerts as OCSF, once exported",
         "LAKE/_state/objects.parquet                              one row per log object read",
         "LAKE/quarantine/objects/*.json, records/*.jsonl          what was refused, and why",
         "LAKE/reports/YYYY-MM-DD/                                 the day's reports (Parquet, CSV,",
@@ -569,8 +561,24 @@ def render_lake_schema() -> str:
         "",
         "Every table is Hive-partitioned zstd Parquet, written atomically (temporary files are "
         "hidden `.tmp-…partial` files that no reader's `*.parquet` glob picks up). Times are "
-        "UTC and `event_date` is the event's own UTC date. DuckDB, Polars, Spark, Athena and "
-        "Trino read the folders as they are:",
+        "UTC and `event_date` is the event's own UTC date. A partition holds no zero-row file: "
+        "a day without alerts or incidents has no file (`_state/scored/D.json` records that it "
+        "was scored), nor has a history table's day without rows (its stamp is "
+        "`_state/history/<table>/D.stamp`), and no table has files for days before the lake's "
+        "first event.",
+        "",
+        "`event_date` lives in the folder name only, not inside the files, as Hive, Athena, "
+        "Trino and Spark expect of a partition column. Read with Hive partitioning, every "
+        "engine gets it from the path and agrees on the rows: DuckDB "
+        "(`hive_partitioning = true`) and Polars (`hive_partitioning=True`) type it as a date; "
+        'pyarrow (`partitioning="hive"`) infers a string, or a date with '
+        '`partitioning=ds.partitioning(pa.schema([("event_date", pa.date32())]), '
+        'flavor="hive")`. Reading the files without Hive partitioning gives no `event_date`. '
+        "Files written by keytrail versions that kept the column inside the files (as a date) "
+        "still read, through keytrail and through DuckDB and Polars; pyarrow's inferred string "
+        "clashes with their date, so read such a lake with the typed partitioning above.",
+        "",
+        "DuckDB, Polars, Spark, Athena and Trino read the folders as they are:",
         "",
         "```sql",
         "-- DuckDB",
@@ -579,6 +587,42 @@ def render_lake_schema() -> str:
         "where event_date = date '2026-11-14' and key_arn like '%:key/c4761df1-%'",
         "group by actor order by calls desc;",
         "```",
+        "",
+        "## Querying from Athena, Trino and Spark",
+        "",
+        "`keytrail lake ddl` prints the SQL that makes an S3 lake four tables of one database "
+        "(`events`, `hourly_features`, `alerts`, `incidents`), partitioned by `event_date`, "
+        "with column types derived from the schemas below (strings, booleans, integers, "
+        "doubles, UTC timestamps, arrays and structs, in each engine's own words):",
+        "",
+        "```",
+        "keytrail lake ddl --engine athena --lake s3://sec-lake/keytrail --database keytrail",
+        "keytrail lake ddl --engine trino  --lake s3://sec-lake/keytrail > keytrail-trino.sql",
+        "keytrail lake ddl --engine spark  --lake s3://sec-lake/keytrail > keytrail-spark.sql",
+        "```",
+        "",
+        "- **Athena**: `CREATE EXTERNAL TABLE … PARTITIONED BY (event_date DATE) STORED AS "
+        "PARQUET` with partition projection (`projection.event_date.type = 'date'`, format "
+        "`yyyy-MM-dd`, range `--since` (default 2020-01-01) to `NOW`, "
+        "`storage.location.template`), so new days are queryable as soon as they are written, "
+        "with no `MSCK REPAIR` and no crawler. Filter on `event_date` to read only those days.",
+        "- **Trino** (Hive connector): `CREATE TABLE … WITH (external_location = …, format = "
+        "'PARQUET', partitioned_by = ARRAY['event_date'])`, then "
+        "`CALL system.sync_partition_metadata(…, 'ADD')` per table; run that again after each "
+        "nightly ingest. Timestamps are read at the connector's `hive.timestamp-precision` "
+        "(milliseconds unless set to `MICROSECONDS`).",
+        "- **Spark**: `CREATE TABLE … USING parquet PARTITIONED BY (event_date) LOCATION …`, "
+        "then `MSCK REPAIR TABLE` per table after each ingest. Outside EMR, Hadoop's S3 "
+        "connector wants `s3a://`: change the scheme in the printed `LOCATION`.",
+        "",
+        "The location must be a plain `s3://bucket/prefix` (no quotes, spaces, control "
+        "characters, `$` or braces) and the database a lower-case name; anything else is "
+        "refused, exit 2. The command reads nothing and needs no credentials. These engines read "
+        "every file in a table's folder as Parquet: keep other files out of `events/`, "
+        "`features/hourly/`, `alerts/` and `incidents/`. Lakes written by keytrail versions "
+        "that put the OCSF export beside `alerts.parquet` have "
+        "`alerts/event_date=D/alerts.ocsf.jsonl` files: move them to "
+        "`ocsf/event_date=D/alerts.ocsf.jsonl` before querying the alerts table.",
         "",
         "In Python, `analytics.api` answers the common questions with the same definitions the "
         "detectors use (`api.events`, `api.hourly_usage`, `api.baseline_band`, `api.alerts`, "
@@ -598,8 +642,9 @@ def render_lake_schema() -> str:
         "## Alerts: `LAKE/alerts/event_date=YYYY-MM-DD/alerts.parquet`",
         "",
         _prose(docs["ALERT_SCHEMA"])
-        + " Beside it, `alerts.ocsf.jsonl` holds the same alerts as OCSF Detection Findings "
-        "once they have been exported to a file.",
+        + " `LAKE/ocsf/event_date=YYYY-MM-DD/alerts.ocsf.jsonl` holds the same alerts as OCSF "
+        "Detection Findings once they have been exported to a file (a folder of its own: a "
+        "JSON file in the alerts table's folder would fail Athena, Trino and Spark queries).",
         "",
         *_columns_table(s.ALERT_SCHEMA, ALERT_COLUMNS, "ALERT_SCHEMA"),
         "",
@@ -640,7 +685,9 @@ def render_lake_schema() -> str:
         *_sql_header("features_hourly"),
         "```",
         "",
-        *_columns_table(_feature_schema(), FEATURE_COLUMNS, "sql/features_hourly.sql", False),
+        *_columns_table(
+            features.feature_schema(), FEATURE_COLUMNS, "sql/features_hourly.sql", False
+        ),
         "",
         *_history_section(),
         "## Source objects: `LAKE/_state/objects.parquet`",

@@ -19,7 +19,13 @@ import pyarrow.parquet as pq
 
 from analytics import schema as s
 from analytics import sql
-from analytics.adapters.lake import LocalLake, parquet_problem, write_parquet_atomic
+from analytics.adapters.lake import (
+    LocalLake,
+    parquet_problem,
+    scan_partitions,
+    without_partition_column,
+    write_parquet_atomic,
+)
 
 FINGERPRINT_KEY = b"keytrail.events_fingerprint"
 
@@ -51,11 +57,20 @@ def compute_day(events: pa.Table | pl.DataFrame, day: dt.date) -> pl.DataFrame:
     return sql.query("features_hourly", {"events": events}, {"day": day})
 
 
+def feature_schema() -> pa.Schema:
+    """The hourly features' schema, as the SQL produces it (computed on an empty day): the SQL
+    is its one definition, so the docs and the engines' DDL take it from there."""
+    empty = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    table = compute_day(empty, dt.date(2000, 1, 1)).to_arrow()
+    return pa.schema([f.with_nullable(True) for f in table.schema])
+
+
 def read_day_events(lake: LocalLake, day: dt.date, columns: Iterable[str]) -> pl.DataFrame:
     files = lake.partition_files(day)
     if not files:
         return pl.DataFrame(schema={c: _polars_type(c) for c in columns})
-    return pl.read_parquet(files, columns=list(columns), hive_partitioning=False)
+    return scan_partitions(files, list(columns)).collect()
 
 
 def _polars_type(column: str) -> pl.DataType:
@@ -79,12 +94,15 @@ def ensure_day(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) -
         target.unlink()
         return True
     fingerprint = events_fingerprint(files)
-    if is_current(target, fingerprint):
+    # A feature file written with event_date inside it (which a Hive reader would see twice)
+    # is computed again in today's shape.
+    if is_current(target, fingerprint) and s.EVENT_DATE not in pq.read_schema(target).names:
         return False
     events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
     if reads is not None:
         reads.extend(files)
-    write_stamped(compute_day(events, day).to_arrow(), target, fingerprint)
+    table = without_partition_column(compute_day(events, day).to_arrow())
+    write_stamped(table, target, fingerprint)
     return True
 
 
@@ -125,10 +143,9 @@ def scan(
     found = [p for p in paths if p.exists() and lake.readable(p)]
     if reads is not None:
         reads.extend(found)
-    existing = [str(p) for p in found]
-    if not existing:
-        empty = compute_day(
-            pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first
-        )
+    empty = compute_day(
+        pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first
+    )
+    if not found:
         return empty.lazy()
-    return pl.scan_parquet(existing, hive_partitioning=False)
+    return scan_partitions(found, empty.columns)

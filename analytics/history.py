@@ -7,9 +7,10 @@ scored day, so each rule declares the tables that answer its questions (`History
 `analytics/detectors/base.py`), and one file per table and day is kept:
 `LAKE/history/<table>/event_date=D/<table>.parquet`. It is computed from that day's events as
 the rules see them, stamped like the hourly features with a fingerprint of the day's event
-files (plus the table's version), and recomputed only when either changes. Scoring a day reads
-that day's events and the window's features and history tables, never the events of the days
-before it.
+files (plus the table's version), and recomputed only when either changes. A day whose table
+has no rows has no file: its stamp is `LAKE/_state/history/<table>/D.stamp` instead. Scoring a
+day reads that day's events and the window's features and history tables, never the events of
+the days before it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from analytics import features
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake import (
+    LocalLake,
+    scan_partitions,
+    without_partition_column,
+    write_bytes_atomic,
+)
 from analytics.detectors._common import RULE_EVENT_COLUMNS, rule_events
 from analytics.detectors.base import HistoryTable
 from analytics.detectors.registry import ALL_DETECTORS
@@ -52,6 +59,38 @@ def table_path(lake: LocalLake, table: HistoryTable, day: dt.date) -> Path:
         / f"{s.EVENT_DATE}={day.isoformat()}"
         / f"{table.name}.parquet"
     )
+
+
+def empty_day_path(lake: LocalLake, table: HistoryTable, day: dt.date) -> Path:
+    """``LAKE/_state/history/<table>/D.stamp``: the stamp of a day whose table has no rows.
+
+    Such a day has no file in the table's partition (a zero-row file is noise to every engine
+    that lists the folder), so this is what says it was computed, and from which events."""
+    return lake.root / "_state" / HISTORY_DIR / table.name / f"{day.isoformat()}.stamp"
+
+
+def _current(lake: LocalLake, table: HistoryTable, day: dt.date, stamp: str) -> bool:
+    marker = empty_day_path(lake, table, day)
+    if marker.exists() and marker.read_text(encoding="utf-8") == stamp:
+        return True
+    # A file written with event_date inside (before it left the files) is computed again.
+    target = table_path(lake, table, day)
+    return features.is_current(target, stamp) and s.EVENT_DATE not in pq.read_schema(target).names
+
+
+def _write(lake: LocalLake, table: HistoryTable, day: dt.date, frame: pl.DataFrame,
+           stamp: str) -> None:  # fmt: skip
+    """The day's table as a stamped file, or, without rows, as a stamp in ``_state/`` (and no
+    file); ``event_date`` is the folder's name, not a column of the file."""
+    target, marker = table_path(lake, table, day), empty_day_path(lake, table, day)
+    if frame.height:
+        features.write_stamped(without_partition_column(frame.to_arrow()), target, stamp)
+        marker.unlink(missing_ok=True)
+        return
+    write_bytes_atomic(stamp.encode(), marker)
+    target.unlink(missing_ok=True)
+    if target.parent.is_dir() and not any(target.parent.iterdir()):
+        target.parent.rmdir()
 
 
 def _stamp(fingerprint: str, table: HistoryTable) -> str:
@@ -93,15 +132,14 @@ def ensure_day(
     files = lake.partition_files(day)
     targets = {table.name: table_path(lake, table, day) for table in TABLES}
     if not files:
-        gone = [path for path in targets.values() if path.exists()]
+        markers = [empty_day_path(lake, table, day) for table in TABLES]
+        gone = [path for path in [*targets.values(), *markers] if path.exists()]
         for path in gone:
             path.unlink()
         return bool(gone)
     fingerprint = features.events_fingerprint(files)
     stale = [
-        table
-        for table in TABLES
-        if not features.is_current(targets[table.name], _stamp(fingerprint, table))
+        table for table in TABLES if not _current(lake, table, day, _stamp(fingerprint, table))
     ]
     if not stale:
         return False
@@ -112,7 +150,7 @@ def ensure_day(
     view = rule_events(events.lazy())
     for table in stale:
         frame = _sorted(table.build(view).collect())
-        features.write_stamped(frame.to_arrow(), targets[table.name], _stamp(fingerprint, table))
+        _write(lake, table, day, frame, _stamp(fingerprint, table))
     return True
 
 
@@ -143,9 +181,6 @@ def scan(
         existing = [p for p in paths if p.exists() and lake.readable(p)]
         if reads is not None:
             reads.extend(existing)
-        tables[table.name] = (
-            pl.scan_parquet([str(p) for p in existing], hive_partitioning=False)
-            if existing
-            else empties[table.name]
-        )
+        names = empties[table.name].collect_schema().names()
+        tables[table.name] = scan_partitions(existing, names) if existing else empties[table.name]
     return tables

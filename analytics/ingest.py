@@ -44,7 +44,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics import schema as s
-from analytics.adapters.lake import EVENT_PARQUET_OPTIONS, LocalLake, safe_name, write_bytes_atomic
+from analytics.adapters.lake import (
+    EVENT_PARQUET_OPTIONS,
+    LocalLake,
+    safe_name,
+    without_partition_column,
+    write_bytes_atomic,
+)
 from analytics.adapters.sources import ObjectFetchError, ObjectRef, Source
 from analytics.cloudtrail import (
     BadRecord,
@@ -382,7 +388,7 @@ class _Committer:
             final = self.lake.partition_dir(day) / name
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".tmp-{uuid.uuid4().hex}-{name}.partial")
-            writer = pq.ParquetWriter(tmp, s.EVENT_SCHEMA, **EVENT_PARQUET_OPTIONS)
+            writer = pq.ParquetWriter(tmp, s.EVENT_FILE_SCHEMA, **EVENT_PARQUET_OPTIONS)
             self.writers[day] = (writer, tmp, final)
         return self.writers[day][0]
 
@@ -452,7 +458,7 @@ class _Committer:
                 continue
             rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
             ordered = table.take(rows.to_arrow())
-            self._writer(day).write_table(ordered.cast(s.EVENT_SCHEMA))
+            self._writer(day).write_table(without_partition_column(ordered.cast(s.EVENT_SCHEMA)))
             seen.add(
                 fresh.get_column(s.EVENT_ID),
                 fresh.select(

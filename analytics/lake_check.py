@@ -197,13 +197,13 @@ def _check_events(
     per_object: list[pl.DataFrame] = []
     for day, files in files_by_day.items():
         paths = [str(p) for p in files]
-        events = pl.read_parquet(
-            paths, columns=[s.EVENT_ID, s.EVENT_DATE, s.SOURCE_OBJECT], hive_partitioning=False
-        )
+        events = _scan(paths).select(s.EVENT_ID, s.SOURCE_OBJECT).collect()
         report.events += events.height
+        # Only files written before event_date left the files can hold another day's rows.
+        dated = [p for p in paths if s.EVENT_DATE in pq.read_schema(p).names]
         misplaced = pl.col(s.EVENT_DATE).cast(pl.String) != day
-        if events.select(misplaced.any()).item():
-            _name_misplaced(lake, paths, day, misplaced, report)
+        if dated and _scan(dated).select(misplaced.any()).collect().item():
+            _name_misplaced(lake, dated, day, misplaced, report)
         repeated = (
             events.group_by(s.EVENT_ID).len().filter(pl.col("len") > 1).get_column(s.EVENT_ID)
         )
@@ -228,8 +228,14 @@ def _check_events(
     return pl.concat(per_object)
 
 
+def _scan(paths: list[str], file_column: str | None = None) -> pl.LazyFrame:
+    """Event files as stored, of either shape (with or without ``event_date``)."""
+    return pl.scan_parquet(paths, hive_partitioning=False, include_file_paths=file_column,
+                           missing_columns="insert", extra_columns="ignore")  # fmt: skip
+
+
 def _with_files(paths: list[str]) -> pl.LazyFrame:
-    return pl.scan_parquet(paths, hive_partitioning=False, include_file_paths=_FILE)
+    return _scan(paths, _FILE)
 
 
 def _name_misplaced(
@@ -292,7 +298,7 @@ def _duplicates_across_days(
         return
     files = [str(p) for day_files in files_by_day.values() for p in day_files]
     found = (
-        pl.scan_parquet(files, hive_partitioning=False, include_file_paths=_FILE)
+        _with_files(files)
         .select(s.EVENT_ID, _FILE)
         .filter(pl.col(s.EVENT_ID).hash(seed=0).is_in(shared.implode()))
         .group_by(s.EVENT_ID)

@@ -96,6 +96,12 @@ is lost; they are attacker-influenced and must be escaped wherever they are show
 """
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+PARTITION_COLUMNS: tuple[str, ...] = (EVENT_DATE,)
+"""Columns that live in the partition folder's name (``event_date=YYYY-MM-DD``), not in the
+files: every table under ``events/``, ``features/``, ``alerts/`` and ``incidents/`` is read with
+them added back from the path, which is how Hive, Athena, Trino and Spark see a partition."""
+EVENT_FILE_SCHEMA = EVENT_SCHEMA.remove(EVENT_SCHEMA.get_field_index(EVENT_DATE))
+"""The event columns as stored in each file: :data:`EVENT_SCHEMA` without the partition."""
 UNIQUE_PER_EVENT_COLUMNS: tuple[str, ...] = (
     EVENT_ID, EVENT_TIME, REQUEST_ID, SHARED_EVENT_ID, REQUEST_PARAMETERS, RESPONSE_ELEMENTS,
     ENCRYPTION_CONTEXT, ADDITIONAL_EVENT_DATA, SERVICE_EVENT_DETAILS,

@@ -33,6 +33,7 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
+from analytics.ddl import Engine
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED
 from analytics.ingest import IngestOptions, IngestSummary, ingest
 from analytics.ingest import Progress as IngestProgress
@@ -274,7 +275,7 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
 lake_app = typer.Typer(
     name="lake",
     cls=_ErrorBoundary,
-    help="Look after the lake itself: integrity checks.",
+    help="Look after the lake itself: integrity checks, tables for query engines.",
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
@@ -324,6 +325,43 @@ def lake_check_command(
                 out.print(f"… {count - MAX_FINDINGS_PER_KIND:,} more {kind}; see --json counts")
     if not report.clean:
         raise typer.Exit(EXIT_STRICT)
+
+
+@lake_app.command("ddl")
+def lake_ddl_command(
+    engine: Annotated[
+        Engine, typer.Option(case_sensitive=False, help="Engine whose SQL to print.")
+    ],
+    lake: Annotated[
+        str, typer.Option(help="The lake in S3: s3://bucket/prefix.", metavar="S3_URI")
+    ] = "s3://my-bucket/keytrail",
+    database: Annotated[
+        str, typer.Option(help="Database (Trino: schema) to create the tables in.")
+    ] = "keytrail",
+    since: Annotated[
+        str, typer.Option(help="Athena: first day partition projection covers.", metavar="DATE")
+    ] = "2020-01-01",
+) -> None:
+    """Print the SQL that makes an S3 lake queryable from Athena, Trino or Spark.
+
+    Tables events, hourly_features, alerts and incidents, partitioned by event_date (the
+    folder name), with column types taken from the lake's schemas. Athena finds days by
+    partition projection; Trino and Spark by the statement printed after each table (run it
+    again after each nightly ingest). Reads nothing and needs no credentials.
+
+    Example:
+
+        [bold]keytrail lake ddl --engine athena --lake s3://sec-lake/keytrail > lake.sql[/]
+    """
+    from analytics.ddl import DdlError, script
+
+    first = _date(since, "--since")
+    assert first is not None
+    try:
+        text = script(engine, lake, database, first)
+    except DdlError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(text, nl=False)
 
 
 def _register_extensions() -> None:

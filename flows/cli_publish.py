@@ -334,7 +334,7 @@ def export_command(
     """
     from analytics.config import ConfigError
     from analytics.config import load as load_config
-    from analytics.detect import alerts_path
+    from analytics.detect import was_scored
     from analytics.export import SinkError, export
 
     day = _day(date)
@@ -358,8 +358,8 @@ def export_command(
             kms_key_id=lake_kms_key,
             wait_seconds=wait,
         ) as local:
-            if not Path(alerts_path(local, day)).exists():
-                raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
+            if not was_scored(local, day):
+                raise _fail(f"{day} was not scored in {lake}; run keytrail detect first")
             target = _sink(sink, local, day, output, s3_uri, hec.url, hec_token_block, hec,
                            region, endpoint_url)  # fmt: skip
             result = export(local, day, target)

@@ -17,11 +17,12 @@ import datetime as dt
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -35,7 +36,7 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionar
 EVENT_PARQUET_OPTIONS = {
     **PARQUET_OPTIONS,
     "compression_level": 1,
-    "use_dictionary": [c for c in s.EVENT_COLUMNS if c not in s.UNIQUE_PER_EVENT_COLUMNS],
+    "use_dictionary": [c for c in s.EVENT_FILE_SCHEMA.names if c not in s.UNIQUE_PER_EVENT_COLUMNS],
 }
 _TMP_PREFIX = ".tmp-"
 PARTITION_PREFIX = f"{s.EVENT_DATE}="
@@ -76,8 +77,11 @@ def safe_name(key: str) -> str:
 
 
 def schema_mismatch(found: pa.Schema, expected: pa.Schema) -> str | None:
-    """How ``found`` differs from ``expected`` (names and types; order and metadata aside)."""
-    missing = [name for name in expected.names if name not in found.names]
+    """How ``found`` differs from ``expected`` (names and types; order and metadata aside).
+
+    ``event_date`` lives in the partition folder's name; a file may lack it (as every file
+    written today does) or carry it as a date (as files written before did)."""
+    missing = [name for name in expected.names if name not in found.names and name != s.EVENT_DATE]
     extra = [name for name in found.names if name not in expected.names]
     wrong = [
         f"{name} is {found.field(name).type}, not {expected.field(name).type}"
@@ -143,6 +147,63 @@ def partition_date(name: str) -> dt.date | None:
         return dt.date.fromisoformat(name.removeprefix(PARTITION_PREFIX))
     except ValueError:
         return None
+
+
+def file_day(path: Path | str) -> dt.date:
+    """The day of a file in an ``event_date=YYYY-MM-DD`` folder (ValueError if it is not in one)."""
+    folder = Path(path).parent.name
+    day = partition_date(folder)
+    if day is None:
+        raise ValueError(f"{path} is not in an {PARTITION_PREFIX}YYYY-MM-DD folder")
+    return day
+
+
+def without_partition_column(table: pa.Table) -> pa.Table:
+    """``table`` as it is written into a day's folder: without ``event_date``.
+
+    The folder's name carries the day. Keeping the column in the file as well would give every
+    engine two sources for one column, and pyarrow (``partitioning="hive"``) and Spark refuse a
+    file column whose type differs from the one they infer from the path."""
+    return table.drop_columns([s.EVENT_DATE]) if s.EVENT_DATE in table.column_names else table
+
+
+def with_partition_column(table: pa.Table, day: dt.date, schema: pa.Schema) -> pa.Table:
+    """A file's rows with ``event_date`` (the folder's day) back at its place in ``schema``.
+
+    A file written before the column left the files carries it already; the folder's day
+    replaces it, so old and new files read the same."""
+    table = without_partition_column(table)
+    index = min(schema.get_field_index(s.EVENT_DATE), table.num_columns)
+    days = pa.array([day] * table.num_rows, pa.date32())
+    return table.add_column(index, pa.field(s.EVENT_DATE, pa.date32(), nullable=False), days)
+
+
+def read_partition_file(path: Path, schema: pa.Schema) -> pa.Table:
+    """One partitioned lake file with its ``event_date`` from the folder name."""
+    return with_partition_column(pq.read_table(path), file_day(path), schema)
+
+
+def scan_partitions(files: Iterable[Path | str], names: Sequence[str]) -> pl.LazyFrame:
+    """Partitioned lake files as one lazy frame with columns ``names``, ``event_date`` taken
+    from each file's folder.
+
+    One scan per day: the day is a literal, so a filter on it prunes whole days, and files of
+    both shapes (with the column, written before it left the files, and without) mix in a day.
+    Not Polars' own Hive parsing: it reads every ``name=value`` folder of the path, including
+    any above the lake."""
+    by_day: dict[dt.date, list[str]] = {}
+    for path in files:
+        by_day.setdefault(file_day(path), []).append(str(path))
+    frames = [
+        pl.scan_parquet(paths, hive_partitioning=False, missing_columns="insert",
+                        extra_columns="ignore")
+        .with_columns(pl.lit(day, dtype=pl.Date).alias(s.EVENT_DATE))
+        .select(names)
+        for day, paths in sorted(by_day.items())
+    ]  # fmt: skip
+    if not frames:
+        raise ValueError("no files to scan")
+    return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
 
 
 @dataclass(frozen=True)

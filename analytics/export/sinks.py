@@ -6,9 +6,8 @@ rest the same way for all of them — drop suppressed alerts, skip the ones the 
 says were delivered, send batch by batch, and record each accepted batch in the ledger before
 sending the next — so "a rerun sends nothing twice" is one piece of code, not four.
 
-* ``ocsf-file`` — OCSF JSON Lines beside the day's alerts
-  (``LAKE/alerts/event_date=D/alerts.ocsf.jsonl``) or at a given path; new findings are added to
-  the file, which is rewritten atomically.
+* ``ocsf-file`` — OCSF JSON Lines in the lake (``LAKE/ocsf/event_date=D/alerts.ocsf.jsonl``) or
+  at a given path; new findings are added to the file, which is rewritten atomically.
 * ``s3`` — OCSF JSON Lines as one new object per export run under a prefix
   (``…/event_date=D/alerts-<digest>.ocsf.jsonl``), named by the digest of the alert IDs it
   holds: consumers that ingest each new object once (Security Lake, Splunk's SQS-based S3
@@ -48,9 +47,9 @@ import orjson
 import polars as pl
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.lake import LocalLake, scan_partitions, write_bytes_atomic
 from analytics.adapters.securityhub import MAX_BATCH, SecurityHub, SecurityHubError
-from analytics.detect import alerts_path, read_alerts, read_incidents
+from analytics.detect import read_alerts, read_incidents
 from analytics.export import asff, hec, ocsf
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.export.idempotency import Ledger
@@ -666,13 +665,15 @@ def prepare_incidents(
 
 
 def default_ocsf_path(lake: LocalLake, day: dt.date) -> Path:
-    """``LAKE/alerts/event_date=D/alerts.ocsf.jsonl``, beside the day's alerts."""
-    return Path(alerts_path(lake, day)).with_name(OCSF_FILE_NAME)
+    """``LAKE/ocsf/event_date=D/alerts.ocsf.jsonl``: in a folder of its own, not beside the
+    day's ``alerts.parquet``, because Athena, Trino and Spark read every file in a table's
+    folder as the table's format, and a JSON file there fails every query of the alerts table."""
+    return lake.root / "ocsf" / f"{s.EVENT_DATE}={day.isoformat()}" / OCSF_FILE_NAME
 
 
 def _day_events(lake: LocalLake, day: dt.date) -> pl.DataFrame | None:
     files = lake.partition_files(day)
-    return pl.read_parquet(files, hive_partitioning=False) if files else None
+    return scan_partitions(files, s.EVENT_COLUMNS).collect() if files else None
 
 
 def deliver(

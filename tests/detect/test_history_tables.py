@@ -14,6 +14,7 @@ from analytics import history
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.detect import run
+from tests.hive import read_table
 
 LAST_DAY = dt.date(2026, 11, 14)
 
@@ -70,9 +71,8 @@ def test_history_tables_built_day_by_day_equal_one_build_over_the_days(
     sample_lake: LocalLake,
 ) -> None:
     days = sample_lake.event_dates()
-    events = [
-        pl.read_parquet(sample_lake.partition_files(day), hive_partitioning=False) for day in days
-    ]
+    stored = read_table(sample_lake.events_dir, s.EVENT_COLUMNS)
+    events = [stored.filter(pl.col(s.EVENT_DATE) == day) for day in days]
     whole = history.compute(pl.concat(events))
     by_day = [history.compute(frame) for frame in events]
     for table in history.TABLES:

@@ -122,7 +122,7 @@ def test_a_day_without_kms_calls_is_still_history(lake_copy: LocalLake) -> None:
     assert 0 < others.height < events.height
     for path in files[1:]:
         path.unlink()
-    pq.write_table(others.to_arrow().cast(s.EVENT_SCHEMA), files[0])  # as ingest writes it
+    pq.write_table(others.to_arrow().cast(s.EVENT_FILE_SCHEMA), files[0])  # as ingest writes it
     summary = run(lake_copy, dt.date(2026, 11, 8), dry_run=True).summary
     assert summary["history_days"] == 7
     assert DETECTOR_ID not in {entry["id"] for entry in summary["warming_up"]}

@@ -63,7 +63,7 @@ def test_operations_recipes_work(tmp_path: Path) -> None:
     for day in ("2026-11-12", "2026-11-13", "2026-11-14"):
         assert (lake / "alerts" / f"event_date={day}" / "alerts.parquet").is_file()
     assert (lake / "reports" / "2026-11-14" / "report.html").is_file()
-    assert (lake / "alerts" / "event_date=2026-11-14" / "alerts.ocsf.jsonl").is_file()
+    assert (lake / "ocsf" / "event_date=2026-11-14" / "alerts.ocsf.jsonl").is_file()
     assert "would raise" in out  # the dry run
     assert "already sent" in out  # the rerun's export sent nothing twice
     # the quarantine listing names the broken object and why

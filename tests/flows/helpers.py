@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -13,6 +14,8 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from analytics import schema as s
+from analytics.adapters.lake import LocalLake
+from analytics.detect import read_alerts
 
 
 def events(lake: Path) -> pl.DataFrame:
@@ -27,7 +30,8 @@ def state(lake: Path) -> pl.DataFrame:
 
 
 def alerts(lake: Path, day: str) -> pl.DataFrame:
-    return pl.read_parquet(lake / "alerts" / f"event_date={day}" / "alerts.parquet")
+    """The day's alerts as stored (none for a day scored without alerts: it has no file)."""
+    return read_alerts(LocalLake(lake), dt.date.fromisoformat(day))
 
 
 def quarantine(lake: Path) -> dict[str, Any]:

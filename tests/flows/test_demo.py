@@ -17,6 +17,8 @@ import pytest
 
 from analytics import api, incidents
 from analytics.adapters.lake import LocalLake
+from analytics.detect import scored_days
+from analytics.export import default_ocsf_path
 from flows import demo
 from flows.cli_incidents import one_line
 from flows.tasks import read_record
@@ -50,13 +52,12 @@ def test_the_demo_scores_the_last_four_days_each_with_its_report(
     demo_run: tuple[Path, list[str], str],
 ) -> None:
     lake, _, _ = demo_run
-    scored = sorted(p.name for p in (lake / "alerts").iterdir())
-    assert scored == [f"event_date={day}" for day in SPAN]
+    assert scored_days(LocalLake(lake)) == list(SPAN)
     for day in SPAN:
         record = read_record(LocalLake(lake), day)
         assert record is not None and record["history_days"] >= 7
         assert (lake / "reports" / day.isoformat() / "report.html").is_file()
-        assert (lake / "alerts" / f"event_date={day}" / "alerts.ocsf.jsonl").is_file()
+        assert default_ocsf_path(LocalLake(lake), day).is_file()
     assert not (lake / "reports" / "2026-11-10").exists()
 
 

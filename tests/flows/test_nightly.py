@@ -57,7 +57,7 @@ def test_nightly_flow_gives_the_same_lake_and_alerts_as_the_cli_stages(
     helpers.assert_same_lake(lake, hand_lake, [LAST_DAY])
     day = result["days"][0]
     assert day["alerts"] == helpers.alerts(hand_lake, LAST_DAY).height > 0
-    ocsf = f"alerts/event_date={LAST_DAY}/alerts.ocsf.jsonl"
+    ocsf = f"ocsf/event_date={LAST_DAY}/alerts.ocsf.jsonl"
     assert (lake / ocsf).read_bytes() == (hand_lake / ocsf).read_bytes()
     for table in ("key_usage", "key_usage_by_actor", "rotation", "policy_changes", "keys"):
         name = f"reports/{LAST_DAY}/{table}.parquet"

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from analytics import schema as s
+from tests.hive import read_table
 
 KEYTRAIL = [sys.executable, "-m", "flows"]
 
@@ -36,8 +37,7 @@ def lake_events(lake: Path) -> pl.DataFrame:
     files = sorted((lake / "events").glob("event_date=*/*.parquet"))
     if not files:
         return pl.DataFrame(schema=pl.Schema(pl.from_arrow(s.EVENT_SCHEMA.empty_table()).schema))
-    frame = pl.read_parquet(files, hive_partitioning=False)
-    return frame.sort(s.EVENT_ID)
+    return read_table(lake / "events", s.EVENT_COLUMNS).sort(s.EVENT_ID)
 
 
 def event_ids(lake: Path) -> list[str]:

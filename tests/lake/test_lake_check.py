@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from analytics import schema as s
-from analytics.adapters.lake import EVENT_PARQUET_OPTIONS, LocalLake
+from analytics.adapters.lake import EVENT_PARQUET_OPTIONS, LocalLake, with_partition_column
 from analytics.lake_check import FindingKind, check_lake
 from flows.cli import app
 from tests.lake.conftest import LAST_DAY
@@ -52,11 +52,8 @@ def test_an_event_stored_twice_in_one_day_is_found(lake_copy: LocalLake) -> None
 def test_an_event_stored_on_two_days_is_found_by_the_global_pass(lake_copy: LocalLake) -> None:
     earlier = DAY - dt.timedelta(days=1)
     table = pq.read_table(lake_copy.partition_files(earlier)[0]).slice(0, 1)
-    moved = pl.from_arrow(table)
-    assert isinstance(moved, pl.DataFrame)
-    moved = moved.with_columns(pl.lit(DAY).alias(s.EVENT_DATE))
     target = lake_copy.partition_dir(DAY) / "moved.parquet"
-    pq.write_table(moved.to_arrow().cast(s.EVENT_SCHEMA), target, **EVENT_PARQUET_OPTIONS)
+    pq.write_table(table.cast(s.EVENT_FILE_SCHEMA), target, **EVENT_PARQUET_OPTIONS)
     report = check_lake(lake_copy)
     assert [f.kind for f in report.findings] == [FindingKind.DUPLICATE_EVENT]
     assert table.column(s.EVENT_ID)[0].as_py() in report.findings[0].detail
@@ -97,9 +94,13 @@ def test_events_the_state_does_not_record_are_found(lake_copy: LocalLake) -> Non
 def test_badly_named_partitions_stray_and_misplaced_files_are_found(lake_copy: LocalLake) -> None:
     (lake_copy.events_dir / "event_date=yesterday").mkdir()
     (lake_copy.partition_dir(DAY) / "notes.txt").write_text("hello")
+    # Only a file of the shape written before event_date left the files can say its rows
+    # belong to another day than its folder's.
     source = lake_copy.partition_files(DAY - dt.timedelta(days=2))[0]
     misplaced = lake_copy.partition_dir(DAY) / "misplaced.parquet"
-    misplaced.write_bytes(source.read_bytes())
+    old_shape = with_partition_column(pq.read_table(source), DAY - dt.timedelta(days=2),
+                                      s.EVENT_SCHEMA)  # fmt: skip
+    pq.write_table(old_shape, misplaced, **EVENT_PARQUET_OPTIONS)
     source.unlink()
     (lake_copy.partition_dir(DAY) / ".tmp-abc-part.parquet.partial").write_bytes(b"writing")
     found = check_lake(lake_copy)

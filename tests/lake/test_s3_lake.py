@@ -88,7 +88,7 @@ def test_every_command_works_on_an_s3_lake_with_sse_kms(
 
     written = objects(s3, bucket, "lake/")
     for part in ("_state/objects.parquet", f"alerts/event_date={LAST}/alerts.parquet",
-                 f"alerts/event_date={LAST}/alerts.ocsf.jsonl", f"reports/{LAST}/report.html"):  # fmt: skip
+                 f"ocsf/event_date={LAST}/alerts.ocsf.jsonl", f"reports/{LAST}/report.html"):  # fmt: skip
         assert f"lake/{part}" in written, sorted(written)
     assert any(key.startswith(f"lake/events/event_date={LAST}/") for key in written)
     assert not any("lock.json" in key or "/." in key for key in written)

@@ -15,6 +15,7 @@ from analytics import api, bands
 from analytics.adapters.lake import LocalLake
 from analytics.config import ConfigError
 from analytics.detect import alerts_path
+from tests.hive import read_table
 
 pytestmark = pytest.mark.xdist_group("notebooks")
 
@@ -124,9 +125,7 @@ def test_hourly_usage_by_actor_adds_up_to_the_total(lake: api.Lake, busy_key: st
 
 def test_baseline_band_is_the_reports_band(lake: api.Lake, busy_key: str) -> None:
     ours = api.baseline_band(lake, key_arn=busy_key, start=DAY, end=DAY)
-    rows = pl.concat(
-        pl.read_parquet(p) for p in sorted((lake.root / "features" / "hourly").glob("*/*.parquet"))
-    )
+    rows = read_table(lake.root / "features" / "hourly", name="features")
     report = bands.build(rows, DAY, [busy_key])
     columns = ["hour_of_day", "calls", "band_low", "band_median", "band_high", "history_days"]
     assert ours.select(columns).equals(report.select(columns))

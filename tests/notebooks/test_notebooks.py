@@ -13,8 +13,10 @@ import nbformat
 import polars as pl
 import pytest
 
+from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.config import parse
+from tests.hive import read_table
 from tests.notebooks.conftest import NOTEBOOKS, SCORED_DAYS, run_notebook
 
 pytestmark = pytest.mark.xdist_group("notebooks")
@@ -24,16 +26,15 @@ NAMES = ("01_key_usage.ipynb", "02_investigate_alert.ipynb", "03_tune_detection.
 
 
 def _events(lake: LocalLake) -> pl.DataFrame:
-    return pl.read_parquet(lake.root / "events" / "**" / "*.parquet", hive_partitioning=False)
+    return read_table(lake.root / "events", s.EVENT_COLUMNS)
 
 
 def _alerts(lake: LocalLake) -> pl.DataFrame:
-    return pl.read_parquet(lake.root / "alerts" / "**" / "alerts.parquet", hive_partitioning=False)
+    return read_table(lake.root / "alerts", s.ALERT_COLUMNS, "alerts")
 
 
 def _incidents(lake: LocalLake) -> pl.DataFrame:
-    files = sorted((lake.root / "incidents").glob("event_date=*/incidents.parquet"))
-    return pl.read_parquet(files, hive_partitioning=False)
+    return read_table(lake.root / "incidents", s.INCIDENT_SCHEMA.names, "incidents")
 
 
 def _code_cells(name: str) -> list[str]:

@@ -41,7 +41,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def test_default_file_sits_beside_the_days_alerts(lake: LocalLake) -> None:
     result = export(lake, f.DAY, OcsfFileSink(default_ocsf_path(lake, f.DAY)), version=VERSION)
-    path = lake.root / "alerts" / "event_date=2026-11-09" / "alerts.ocsf.jsonl"
+    path = lake.root / "ocsf" / "event_date=2026-11-09" / "alerts.ocsf.jsonl"
     assert path.exists() and result.destination == str(path)
     assert (result.sent, result.suppressed, result.alerts) == (5, 1, 6)
 
