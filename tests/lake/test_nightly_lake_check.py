@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.nightly import _lake_check_markdown
+from analytics.reports.run_summary import lake_check_markdown
 from tests.lake.conftest import LAST_DAY, SAMPLES, keytrail_process
 
 FIRST_DAY = "2026-11-01"
@@ -43,11 +43,11 @@ def test_the_nightly_run_reports_lake_check_findings_and_completes(tmp_path: Pat
 def test_the_run_summary_lists_the_findings() -> None:
     finding = {"kind": "missing_events", "path": "events/event_date=2026-11-10",
                "detail": "an event file was deleted"}  # fmt: skip
-    lines = _lake_check_markdown(
+    lines = lake_check_markdown(
         {"finding_counts": {"missing_events": 1}, "findings": [finding], "days": 14,
          "event_files": 14, "events": 17106, "quarantine": {"objects": 2, "records": 3}}
     )  # fmt: skip
     text = "\n".join(lines)
     assert "## Lake check" in text and "verdict: 1 missing\\_events" in text
     assert "event\\_date=2026-11-10" in text and "quarantined: 2 object(s), 3 record(s)" in text
-    assert _lake_check_markdown({"clean": True, "finding_counts": {}})[2] == "- verdict: clean"
+    assert lake_check_markdown({"clean": True, "finding_counts": {}})[2] == "- verdict: clean"
