@@ -44,7 +44,7 @@ from analytics import config as cfg
 from analytics import detect, features, model
 from analytics import incidents as grouping
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake import LocalLake, partition_date
 from analytics.baselines import Baselines
 from analytics.config import Config
 
@@ -128,8 +128,13 @@ class Lake:
 
     @property
     def root(self) -> Path:
-        """The lake's folder."""
+        """The lake's folder (for an S3 lake: this machine's cache folder for it)."""
         return self.local.root
+
+    @property
+    def name(self) -> str:
+        """The lake as it was opened: a folder, or ``s3://bucket/prefix``."""
+        return self.local.name
 
     def event_dates(self) -> list[dt.date]:
         """The UTC days that have events, oldest first."""
@@ -137,12 +142,12 @@ class Lake:
 
     def alert_dates(self) -> list[dt.date]:
         """The days that have been scored (their alerts file exists, even if it is empty)."""
-        folder = self.root / "alerts"
-        if not folder.is_dir():
-            return []
         days = []
-        for path in folder.glob(f"{s.EVENT_DATE}=*/alerts.parquet"):
-            days.append(dt.date.fromisoformat(path.parent.name.split("=", 1)[1]))
+        for file in self.local.store.files("alerts", recursive=True):
+            folder, _, name = file.relative.rpartition("/")
+            day = partition_date(folder.rpartition("/")[2])
+            if name == "alerts.parquet" and day is not None:
+                days.append(day)
         return sorted(days)
 
     @property
@@ -164,7 +169,7 @@ class Lake:
     def _dates(self) -> list[dt.date]:
         dates = self.event_dates()
         if not dates:
-            raise LakeError(f"{self.root} holds no events yet; run keytrail ingest first")
+            raise LakeError(f"{self.name} holds no events yet; run keytrail ingest first")
         return dates
 
 
@@ -172,25 +177,25 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
     """Open the lake at ``path``: a folder written by ``keytrail ingest`` or ``keytrail demo``,
     or an ``s3://bucket/prefix`` lake.
 
-    An S3 lake is read through a local read-only mirror (under ``KEYTRAIL_CACHE_DIR``, apart
-    from the one a writing run uses): opening it downloads what changed since the last time,
-    takes no lock and never writes to the bucket. Call ``open_lake`` again to see a newer night.
+    An S3 lake is read where it is: opening it lists the bucket prefix, each query then
+    fetches only the partitions and columns it needs. It takes no lock and never writes to the
+    bucket; a query sees the lake as it is when it runs.
 
     Fails early with a message that says what to run, rather than letting every later query
     return an empty frame that looks like a quiet day.
     """
     text = str(path)
     if text.startswith("s3://"):
-        from analytics.adapters.s3_lake import LakeSyncError, open_mirror
+        from analytics.adapters.s3_lake import LakeSyncError, in_place_lake
 
         try:
-            mirror = open_mirror(text, endpoint_url=endpoint_url, read_only=True)
-            mirror.pull()
-        except LakeSyncError as exc:
+            remote = in_place_lake(text, endpoint_url=endpoint_url)
+            found = remote.store.folders("")
+        except (LakeSyncError, OSError) as exc:
             raise LakeError(str(exc)) from None
-        path = mirror.root
-        if not ((path / "events").is_dir() or (path / "_state").is_dir()):
+        if not {"events", "_state"} & set(found):
             raise LakeError(f"{text} is not a keytrail lake (it has neither events/ nor _state/)")
+        return Lake(remote)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise LakeError(
@@ -360,10 +365,10 @@ def _empty_events() -> pl.DataFrame:
 
 def _event_scan(lake: Lake, days: Iterable[dt.date]) -> pl.LazyFrame:
     """The event files of ``days`` only: partition pruning by listing, not by filtering."""
-    files = [str(path) for day in days for path in lake.local.partition_files(day)]
+    files = [file for day in days for file in lake.local.event_files(day)]
     if not files:
         return _empty_events().lazy()
-    return pl.scan_parquet(files, hive_partitioning=False)
+    return lake.local.store.scan(files, s.EVENT_SCHEMA)
 
 
 def _day_range(start: TimeLike | None, end: TimeLike | None) -> tuple[dt.date, dt.date]:
@@ -755,7 +760,7 @@ def alert(lake: Lake, alert_id: str) -> dict[str, Any]:
     if found.height == 0 and len(alert_id) >= 8:
         found = every.filter(pl.col(s.ALERT_ID).str.starts_with(alert_id))
     if found.height == 0:
-        raise AlertNotFound(f"no alert {alert_id!r} in {lake.root}")
+        raise AlertNotFound(f"no alert {alert_id!r} in {lake.name}")
     ids = found.get_column(s.ALERT_ID).unique().to_list()
     if len(ids) > 1:
         raise AlertNotFound(f"{alert_id!r} matches {len(ids)} alerts; give more characters")
@@ -990,7 +995,7 @@ def _scored_days(lake: Lake, days: Iterable[TimeLike]) -> list[dt.date]:
     wanted = sorted({_day(d) for d in days})
     absent = [d.isoformat() for d in wanted if d not in present]
     if absent:
-        raise LakeError(f"no events for {', '.join(absent)} in {lake.root}")
+        raise LakeError(f"no events for {', '.join(absent)} in {lake.name}")
     return wanted
 
 

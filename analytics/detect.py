@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from analytics import baselines as bl
 from analytics import features, incidents, model
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_parquet_atomic
+from analytics.adapters.lake import LocalLake
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
 from analytics.config import Config
 from analytics.detectors._common import rule_events
@@ -51,25 +50,36 @@ class DetectionResult:
     incidents: pl.DataFrame = field(default_factory=incidents.empty_incidents)
 
 
+def alerts_key(day: dt.date) -> str:
+    """The day's alerts file inside the lake."""
+    return f"alerts/{s.EVENT_DATE}={day.isoformat()}/alerts.parquet"
+
+
+def incidents_key(day: dt.date) -> str:
+    """The day's incidents file inside the lake."""
+    return f"incidents/{s.EVENT_DATE}={day.isoformat()}/incidents.parquet"
+
+
 def alerts_path(lake: LocalLake, day: dt.date) -> Any:
-    return lake.root / "alerts" / f"{s.EVENT_DATE}={day.isoformat()}" / "alerts.parquet"
+    """:func:`alerts_key` in a lake folder."""
+    return lake.root / alerts_key(day)
 
 
 def incidents_path(lake: LocalLake, day: dt.date) -> Any:
-    return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
+    return lake.root / incidents_key(day)
 
 
 def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
     """Events of ``first``..``last``: only files readable in the event schema (the lake notes
     the others in ``skipped_files``)."""
     files = [
-        str(path)
+        file
         for offset in range((last - first).days + 1)
-        for path in lake.partition_files(first + dt.timedelta(days=offset))
+        for file in lake.event_files(first + dt.timedelta(days=offset))
     ]
     if not files:
         return _empty_events().lazy()
-    return pl.scan_parquet(files, hive_partitioning=False)
+    return lake.store.scan(files, s.EVENT_SCHEMA)
 
 
 def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
@@ -80,7 +90,7 @@ def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.dat
     log files held no event at all cannot be told from a day never ingested; it is not counted.
     """
     days = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
-    return [day for day in days if lake.partition_files(day)]
+    return [day for day in days if lake.event_files(day)]
 
 
 def warming_up(
@@ -135,7 +145,7 @@ def warm_up(
     (the day's report), so both say the same."""
     first, last = bl.window(day, config.baseline_window_days)
     present = history_dates(lake, first, last)
-    return warming_up(history_needs(config), day, present, lake_name or str(lake.root))
+    return warming_up(history_needs(config), day, present, lake_name or lake.name)
 
 
 def _empty_events() -> pl.DataFrame:
@@ -167,7 +177,7 @@ def run(
     timings["features"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    feature_rows = features.scan(lake, first, day).collect()
+    feature_rows = features.scan(lake, first, day).drop(features.NOT_FOR_DETECTION).collect()
     day_features = feature_rows.filter(pl.col(s.EVENT_DATE) == day)
     history_features = feature_rows.filter(pl.col(s.EVENT_DATE) < day)
     present = history_dates(lake, first, last)
@@ -217,9 +227,9 @@ def run(
     timings["incidents"] = time.perf_counter() - mark
     if not dry_run:
         # Incidents first: an alerts file never names an incident that is not on disk.
-        write_parquet_atomic(grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA),
-                             incidents_path(lake, day))  # fmt: skip
-        write_parquet_atomic(alerts.to_arrow().cast(s.ALERT_SCHEMA), alerts_path(lake, day))
+        lake.store.write_parquet(incidents_key(day),
+                                 grouping.incidents.to_arrow().cast(s.INCIDENT_SCHEMA))  # fmt: skip
+        lake.store.write_parquet(alerts_key(day), alerts.to_arrow().cast(s.ALERT_SCHEMA))
     active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
     for row in active.group_by(s.DETECTOR).len().iter_rows():
         per_detector[row[0]] = row[1]
@@ -245,7 +255,7 @@ def run(
         "rows_without_history": model_result.rows_without_history,
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
-        "warming_up": warming_up(history_needs(config), day, present, lake_name or str(lake.root)),
+        "warming_up": warming_up(history_needs(config), day, present, lake_name or lake.name),
         "feature_days_recomputed": len(recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -268,11 +278,11 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
 
 def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
     """The alerts of ``day`` in today's alert schema (older files gain the newer columns)."""
-    path = alerts_path(lake, day)
-    if not path.exists() or not lake.readable(path):
+    file = lake.lake_file(alerts_key(day))
+    if file is None:
         # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
         return empty_alerts()
-    frame = pl.from_arrow(s.conform_alerts(pq.read_table(path)))
+    frame = pl.from_arrow(s.conform_alerts(lake.store.read_table([file])))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -289,9 +299,9 @@ def read_alerts_between(lake: LocalLake, first: dt.date, last: dt.date) -> pl.Da
 
 def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
     """The incidents file of ``day`` (empty when the day was not scored)."""
-    path = incidents_path(lake, day)
-    if not path.exists():
+    file = lake.store.file(incidents_key(day))
+    if file is None:
         return incidents.empty_incidents()
-    frame = pl.from_arrow(pq.read_table(path).cast(s.INCIDENT_SCHEMA))
+    frame = pl.from_arrow(lake.store.read_table([file]).cast(s.INCIDENT_SCHEMA))
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -431,8 +431,8 @@ def detect_command(
     settings = _load_config(config)
     with command_lake(lake, f"keytrail detect {day}", endpoint_url=endpoint_url,
                       kms_key_id=lake_kms_key, writes=not dry_run,
-                      wait_seconds=wait) as local:  # fmt: skip
-        if not local.partition_files(day):
+                      wait_seconds=wait, in_place=True) as local:  # fmt: skip
+        if not local.event_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
         result = run(local, day, settings, dry_run=dry_run, lake_name=lake)
     summary = result.summary

@@ -148,7 +148,7 @@ def _write_report(
 ) -> tuple[Any, dict[str, Path]]:
     from analytics import reports
 
-    if not local.partition_files(day):
+    if not local.event_files(day):
         raise _fail(f"no events for {day} in the lake; run keytrail ingest first")
     window = settings.baseline_window_days
     inputs = reports.load(local, day, window, frozenset(settings.org_accounts), settings, lake_name)

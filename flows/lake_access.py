@@ -216,14 +216,23 @@ def working_lake(
     writes: bool = True,
     wait_seconds: float = 0.0,
     log: Log | None = None,
+    in_place: bool = False,
 ) -> Iterator[LocalLake]:
-    """The lake a CLI command works on: lock (if ``writes``), work, unlock; for ``s3://`` lakes
-    lock the bucket, pull, lock the mirror, work, push, unlock.
+    """The lake a CLI command works on: lock (if ``writes``), work, unlock. An ``s3://`` lake
+    is worked on in place when ``in_place`` (lock the bucket, work, unlock: see
+    :func:`in_place_s3_lake`); otherwise (ingest, lake check) lock the bucket, pull, lock the
+    mirror, work, push, unlock.
 
     ``writes=False`` (read-only commands) takes no lock, and never pushes an S3 lake. A lake
     another run holds raises :class:`LakeLocked` naming it, after ``wait_seconds`` of waiting.
     """
     log = log or _LOGGER.info
+    if in_place and is_remote(lake):
+        with in_place_s3_lake(str(lake), command, endpoint_url=endpoint_url,
+                              kms_key_id=kms_key_id, ttl=ttl, writes=writes,
+                              wait_seconds=wait_seconds, log=log) as remote:  # fmt: skip
+            yield remote
+        return
     if not is_remote(lake):
         if not writes:
             yield LocalLake(Path(lake))
@@ -269,6 +278,44 @@ def working_lake(
         raise
     finally:
         remote.close(push=writes and _should_push(error), log=log)
+
+
+@contextmanager
+def in_place_s3_lake(
+    lake: str,
+    command: str,
+    *,
+    endpoint_url: str | None,
+    kms_key_id: str | None,
+    ttl: dt.timedelta,
+    writes: bool,
+    wait_seconds: float,
+    log: Log,
+) -> Iterator[LocalLake]:
+    """An S3 lake read and written where it is: nothing is downloaded up front, readers fetch
+    the partitions and columns they use, writers put each file with SSE-KMS. A command that
+    writes holds the bucket's lock (the only exclusion between machines) for its whole run."""
+    from analytics.adapters.s3_lake import S3LakeLock, in_place_lake, s3_client
+
+    local = in_place_lake(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id)
+    if not writes:
+        yield local
+        return
+    from analytics.adapters.s3_lake import S3LakeUri
+
+    lock = S3LakeLock(S3LakeUri.parse(lake), s3_client(endpoint_url), command, ttl, kms_key_id)
+    acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
+    if lock.recovered is not None:
+        holder, reason = lock.recovered
+        who = holder.describe() if holder else "an unknown run"
+        log(f"recovered a stale lock on {lake} left by {who}: {reason}")
+    try:
+        with Heartbeat(lambda: lock.refresh(force=True), _heartbeat_every(ttl)) as beat:
+            yield local
+        if beat.error is not None:
+            raise beat.error
+    finally:
+        lock.release()
 
 
 class HeldLake:
@@ -318,6 +365,7 @@ def command_lake(
     writes: bool = True,
     wait_seconds: float = 0.0,
     creates: bool = False,
+    in_place: bool = False,
 ) -> Iterator[LocalLake]:
     """:func:`working_lake` for a CLI command: progress on stderr, a local lake that is a file
     or missing (unless the command ``creates`` it), a locked lake or an unreachable S3 lake a
@@ -335,13 +383,14 @@ def command_lake(
 
     try:
         with working_lake(lake, command, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
-                          writes=writes, wait_seconds=wait_seconds, log=log) as local:  # fmt: skip
+                          writes=writes, wait_seconds=wait_seconds, log=log,
+                          in_place=in_place) as local:  # fmt: skip
             try:
                 yield local
             finally:
                 for path, reason in local.skipped_files().items():
                     console.print(
-                        f"[yellow]skipped[/] {plain(shown_path(lake, local, local.root / path))}: "
+                        f"[yellow]skipped[/] {plain(shown_file(lake, local, path))}: "
                         f"{plain(reason)}",
                         highlight=False,
                         soft_wrap=True,
@@ -357,6 +406,13 @@ def command_lake(
 def quarantine_location(lake: str) -> str:
     """Where a lake's quarantine records are, as the user should look for them."""
     return f"{lake.rstrip('/')}/quarantine" if is_remote(lake) else str(Path(lake) / "quarantine")
+
+
+def shown_file(lake: str, local: LocalLake, relative: str) -> str:
+    """A file inside the lake (``relative``) as the user knows it."""
+    if local.in_place:
+        return local.store.shown(relative)
+    return shown_path(lake, local, local.root / relative)
 
 
 def shown_path(lake: str, local: LocalLake, path: Path) -> str:

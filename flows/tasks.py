@@ -573,7 +573,7 @@ def inputs_fingerprint(
     """
     from analytics.features import events_fingerprint
 
-    files = [path for d in window_days(day, config) for path in lake.partition_files(d)]
+    files = [path for d in window_days(day, config) for path in lake.event_files(d)]
     digest = hashlib.sha256()
     digest.update(events_fingerprint(files).encode())
     digest.update(repr(config).encode())

@@ -46,6 +46,7 @@ from analytics.adapters.s3 import explain, s3_client
 from analytics.adapters.sources import SourceError
 
 if TYPE_CHECKING:
+    from analytics.adapters.lake import LocalLake
     from mypy_boto3_s3 import S3Client
 
 SCHEME = "s3://"
@@ -384,6 +385,22 @@ def sse_kms(kms_key_id: str | None) -> dict[str, Any]:
     return args
 
 
+def s3_put(
+    bucket: str, endpoint_url: str | None = None, kms_key_id: str | None = None
+) -> Callable[[str, bytes], None]:
+    """``put(key, data)``: one ``PutObject`` of ``data`` under SSE-KMS, the write path of an
+    S3 lake worked on in place (:mod:`analytics.adapters.lake_fs`)."""
+    client = s3_client(endpoint_url)
+
+    def put(key: str, data: bytes) -> None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, **sse_kms(kms_key_id))
+        except ClientError as exc:
+            raise LakeSyncError(explain(exc, bucket, key, "PutObject")) from None
+
+    return put
+
+
 def _error_code(exc: ClientError) -> str:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -553,3 +570,23 @@ def open_mirror(
     uri = S3LakeUri.parse(text)
     root = default_mirror_root(uri, cache_dir, read_only=read_only)
     return S3LakeMirror(uri, root, s3_client(endpoint_url), kms_key_id)
+
+
+def in_place_lake(
+    text: str,
+    *,
+    endpoint_url: str | None = None,
+    kms_key_id: str | None = None,
+    cache_dir: Path | None = None,
+) -> LocalLake:
+    """The S3 lake ``text`` read and written where it is (:mod:`analytics.adapters.lake_fs`);
+    its ``root`` is a cache folder of this machine that nothing requires to exist."""
+    from analytics.adapters.lake import LocalLake
+    from analytics.adapters.lake_fs import open_lake_fs
+
+    uri = S3LakeUri.parse(text)
+    root = default_mirror_root(uri, cache_dir).with_name(
+        default_mirror_root(uri, cache_dir).name + "-cache"
+    )
+    store = open_lake_fs(str(uri), endpoint_url=endpoint_url, kms_key_id=kms_key_id)
+    return LocalLake(root, store=store)
