@@ -547,7 +547,7 @@ def evaluate_command(
         why = scenarios.get("scenarios_missing")
         raise _fail(f"labels {labels}: {NOTHING_TO_SCORE}" + (f" ({why})" if why else ""))
     with command_lake(lake, "keytrail evaluate", endpoint_url=endpoint_url,
-                      writes=False) as local:  # fmt: skip
+                      writes=False, in_place=True) as local:  # fmt: skip
         report = evaluate(local, scenarios)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))

@@ -34,7 +34,7 @@ from flows.lake_access import (
     LakeOption,
     LockWaitOption,
     command_lake,
-    shown_path,
+    shown_file,
 )
 
 if TYPE_CHECKING:
@@ -108,11 +108,13 @@ def report_command(
         endpoint_url=endpoint_url,
         kms_key_id=lake_kms_key,
         wait_seconds=wait,
+        in_place=True,
     ) as local:
         report, files = _write_report(local, day, settings, inventory, region or [],
                                       endpoint_url, top_actors, lake)  # fmt: skip
-        shown = {name: shown_path(lake, local, path) for name, path in files.items()}
-        folder = shown_path(lake, local, _report_dir(local, day))
+        shown = {name: shown_file(lake, local, path.relative_to(local.root).as_posix())
+                 for name, path in files.items()}  # fmt: skip
+        folder = shown_file(lake, local, _report_dir(local, day).relative_to(local.root).as_posix())
     notes = report.notes
     summary = {**report.summary(), "files": shown}
     if as_json:
@@ -370,7 +372,7 @@ def export_command(
     """
     from analytics.config import ConfigError
     from analytics.config import load as load_config
-    from analytics.detect import alerts_path
+    from analytics.detect import alerts_key
     from analytics.export import SinkError, export
 
     day = _day(date)
@@ -393,8 +395,9 @@ def export_command(
             endpoint_url=endpoint_url,
             kms_key_id=lake_kms_key,
             wait_seconds=wait,
+            in_place=True,
         ) as local:
-            if not Path(alerts_path(local, day)).exists():
+            if not local.store.exists(alerts_key(day)):
                 raise _fail(f"no alerts file for {day} in {lake}; run keytrail detect first")
             target = _sink(sink, local, day, output, s3_uri, hec.url, hec_token_block, hec,
                            region, endpoint_url)  # fmt: skip

@@ -230,8 +230,8 @@ def working_lake(
     if in_place and is_remote(lake):
         with in_place_s3_lake(str(lake), command, endpoint_url=endpoint_url,
                               kms_key_id=kms_key_id, ttl=ttl, writes=writes,
-                              wait_seconds=wait_seconds, log=log) as remote:  # fmt: skip
-            yield remote
+                              wait_seconds=wait_seconds, log=log) as in_place_lake:  # fmt: skip
+            yield in_place_lake
         return
     if not is_remote(lake):
         if not writes:
@@ -295,7 +295,8 @@ def in_place_s3_lake(
     """An S3 lake read and written where it is: nothing is downloaded up front, readers fetch
     the partitions and columns they use, writers put each file with SSE-KMS. A command that
     writes holds the bucket's lock (the only exclusion between machines) for its whole run."""
-    from analytics.adapters.s3_lake import S3LakeLock, in_place_lake, s3_client
+    from analytics.adapters.s3 import s3_client
+    from analytics.adapters.s3_lake import S3LakeLock, in_place_lake
 
     local = in_place_lake(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id)
     if not writes:

@@ -182,7 +182,8 @@ class LocalLake:
     store: LakeFS = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.store is None:
+        given: LakeFS | None = self.store  # None (the default): the folder ``root``
+        if given is None:
             object.__setattr__(self, "store", LakeFS.local(self.root))
 
     @property

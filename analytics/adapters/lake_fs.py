@@ -26,11 +26,12 @@ Credentials come from the normal AWS chain of each library and are never logged.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,9 @@ class LakeFS:
             return pq.read_schema(file.path)
         return self.metadata(file).schema.to_arrow_schema()
 
-    def read_table(self, files: Sequence[LakeFile], columns: Sequence[str] | None = None) -> pa.Table:
+    def read_table(
+        self, files: Sequence[LakeFile], columns: Sequence[str] | None = None
+    ) -> pa.Table:
         """``columns`` (default all) of the Parquet ``files``, concatenated; on S3 only those
         columns' chunks are fetched."""
         cols = list(columns) if columns is not None else None
@@ -240,7 +243,7 @@ class LakeFS:
             _batch_size: int | None,
         ) -> Iterator[pl.DataFrame]:
             wanted = with_columns if with_columns is not None else names
-            types = dict(empty.select(wanted).schema)
+            types = empty.select(wanted).schema
 
             def read(file: LakeFile) -> pl.DataFrame:
                 part = pl.from_arrow(self.read_table([file], wanted))
@@ -278,14 +281,12 @@ class LakeFS:
             write_parquet_atomic(table, Path(self.path(relative)))
             return
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        pq.write_table(table, buffer, **PARQUET_OPTIONS)
         self.write_bytes(relative, buffer.getvalue())
 
     def delete(self, relative: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(relative))
-        except FileNotFoundError:
-            pass
 
 
 def is_s3(lake: str | os.PathLike[str]) -> bool:

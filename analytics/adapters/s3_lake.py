@@ -46,8 +46,9 @@ from analytics.adapters.s3 import explain, s3_client
 from analytics.adapters.sources import SourceError
 
 if TYPE_CHECKING:
-    from analytics.adapters.lake import LocalLake
     from mypy_boto3_s3 import S3Client
+
+    from analytics.adapters.lake import LocalLake
 
 SCHEME = "s3://"
 MANIFEST_NAME = ".keytrail-mirror.json"

@@ -49,8 +49,9 @@ import polars as pl
 
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.lake_fs import LakeFS
 from analytics.adapters.securityhub import MAX_BATCH, SecurityHub, SecurityHubError
-from analytics.detect import alerts_path, read_alerts, read_incidents
+from analytics.detect import alerts_key, alerts_path, read_alerts, read_incidents
 from analytics.export import asff, hec, ocsf
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.export.idempotency import Ledger
@@ -176,20 +177,30 @@ class _ConfirmsOnTheSpot:
 
 @dataclass(frozen=True)
 class OcsfFileSink(_ConfirmsOnTheSpot):
+    """OCSF JSON Lines in a file: ``path``, or with ``store`` the lake file ``key`` (an S3 lake
+    worked on in place, where the file is put whole with each batch)."""
+
     path: Path
     name: str = "ocsf-file"
     delivery: str = "written"
     takes_incidents: bool = True
+    store: LakeFS | None = None
+    key: str = ""
 
     @property
     def destination(self) -> str:
-        return str(self.path)
+        return self.store.shown(self.key) if self.store is not None else str(self.path)
+
+    def _existing(self) -> bytes:
+        if self.store is None:
+            return self.path.read_bytes() if self.path.exists() else b""
+        return self.store.read_bytes(self.key) if self.store.exists(self.key) else b""
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]:
         return [list(items)] if items else []
 
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome:
-        existing = self.path.read_bytes() if self.path.exists() else b""
+        existing = self._existing()
         present = set()
         for line in existing.splitlines():
             try:
@@ -202,9 +213,12 @@ class OcsfFileSink(_ConfirmsOnTheSpot):
         if existing and not existing.endswith(b"\n"):
             existing += b"\n"
         try:
-            write_bytes_atomic(existing + ocsf.jsonl(fresh), self.path)
+            if self.store is not None:
+                self.store.write_bytes(self.key, existing + ocsf.jsonl(fresh))
+            else:
+                write_bytes_atomic(existing + ocsf.jsonl(fresh), self.path)
         except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise SinkError(f"cannot write {self.destination}: {exc.strerror or exc}") from None
         return BatchOutcome(accepted=[item.alert_id for item in batch])
 
 
@@ -670,9 +684,19 @@ def default_ocsf_path(lake: LocalLake, day: dt.date) -> Path:
     return Path(alerts_path(lake, day)).with_name(OCSF_FILE_NAME)
 
 
+def default_ocsf_sink(lake: LocalLake, day: dt.date) -> OcsfFileSink:
+    """The OCSF file beside the day's alerts, in the lake wherever it is."""
+    key = alerts_key(day).rsplit("/", 1)[0] + f"/{OCSF_FILE_NAME}"
+    if lake.in_place:
+        return OcsfFileSink(lake.root / key, store=lake.store, key=key)
+    return OcsfFileSink(default_ocsf_path(lake, day))
+
+
 def _day_events(lake: LocalLake, day: dt.date) -> pl.DataFrame | None:
-    files = lake.partition_files(day)
-    return pl.read_parquet(files, hive_partitioning=False) if files else None
+    files = lake.event_files(day)
+    if not files:
+        return None
+    return lake.store.scan(files, s.EVENT_SCHEMA).collect()
 
 
 def deliver(

@@ -66,9 +66,7 @@ class Night:
 
 
 @pytest.fixture(scope="module")
-def night(
-    s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory
-) -> Night:
+def night(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Night:
     tmp = tmp_path_factory.mktemp("in-place")
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
