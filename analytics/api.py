@@ -186,12 +186,13 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
     """
     text = str(path)
     if text.startswith("s3://"):
-        from analytics.adapters.s3_lake import LakeSyncError, in_place_lake
+        from analytics.adapters.s3_lake import in_place_lake
+        from analytics.adapters.sources import SourceError
 
         try:
             remote = in_place_lake(text, endpoint_url=endpoint_url)
             found = remote.store.folders("")
-        except (LakeSyncError, OSError) as exc:
+        except (SourceError, OSError) as exc:  # LakeSyncError, EndpointError
             raise LakeError(str(exc)) from None
         if not {"events", "_state"} & set(found):
             raise LakeError(f"{text} is not a keytrail lake (it has neither events/ nor _state/)")

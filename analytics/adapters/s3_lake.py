@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from analytics.adapters.lock import (
     DEFAULT_TTL,
@@ -42,7 +42,8 @@ from analytics.adapters.lock import (
     LockLost,
     stale_reason,
 )
-from analytics.adapters.s3 import explain, s3_client
+from analytics.adapters.s3 import aws_problem, explain, s3_client
+from analytics.redact import redact
 from analytics.adapters.sources import SourceError
 
 if TYPE_CHECKING:
@@ -573,6 +574,18 @@ def open_mirror(
     return S3LakeMirror(uri, root, s3_client(endpoint_url), kms_key_id)
 
 
+def _probe(uri: S3LakeUri, client: S3Client, endpoint_url: str | None) -> None:
+    """One ``ListObjectsV2`` of at most one key, through boto3: a bucket that does not exist, a
+    missing permission, an endpoint that does not answer or absent credentials become one
+    clear error before any work starts, worded as every other S3 error of keytrail's."""
+    try:
+        client.list_objects_v2(Bucket=uri.bucket, Prefix=uri.prefix, MaxKeys=1)
+    except ClientError as exc:
+        raise LakeSyncError(explain(exc, uri.bucket, uri.prefix, "ListObjectsV2")) from None
+    except BotoCoreError as exc:
+        raise aws_problem(exc, endpoint_url) or LakeSyncError(redact(str(exc))) from None
+
+
 def in_place_lake(
     text: str,
     *,
@@ -589,5 +602,6 @@ def in_place_lake(
     root = default_mirror_root(uri, cache_dir).with_name(
         default_mirror_root(uri, cache_dir).name + "-cache"
     )
+    _probe(uri, s3_client(endpoint_url), endpoint_url)
     store = open_lake_fs(str(uri), endpoint_url=endpoint_url, kms_key_id=kms_key_id)
     return LocalLake(root, store=store)
