@@ -190,7 +190,7 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
         from analytics.adapters.sources import SourceError
 
         try:
-            remote = in_place_lake(text, endpoint_url=endpoint_url)
+            remote = in_place_lake(text, endpoint_url=endpoint_url, read_only=True)
             found = remote.store.folders("")
         except (SourceError, OSError) as exc:  # LakeSyncError, EndpointError
             raise LakeError(str(exc)) from None

@@ -1,11 +1,14 @@
-"""Opening the lake a command names: a local folder as it is, an ``s3://`` lake through a mirror.
+"""Opening the lake a command names: a local folder as it is, an ``s3://`` lake in place or
+through a mirror.
 
 Every command and flow goes through :func:`working_lake` or :class:`HeldLake`, so a lake is
 locked the same way everywhere: a command that writes holds the lake's lock for its whole run
-(a local lake's ``_state/lock.json``; for an S3 lake the bucket's lock and its mirror's), readers
-take none. An S3 lake is pulled, worked on and pushed (:mod:`analytics.adapters.s3_lake` says
-how). Pushing happens when the work ends, also after an ordinary error: every lake write is
-atomic, so whatever the mirror holds is a consistent lake, and an ingest's committed progress is
+(a local lake's ``_state/lock.json``; for an S3 lake the bucket's lock, and its mirror's when it
+has one), readers take none. ``detect``, ``report``, ``export`` and ``evaluate`` work on an S3
+lake in place (:func:`in_place_s3_lake`, :mod:`analytics.adapters.lake_fs`). ``ingest``,
+``lake check`` and the nightly flow still pull it, work on the mirror and push it
+(:mod:`analytics.adapters.s3_lake` says how). Pushing happens when the work ends, also after
+an ordinary error: every lake write is atomic, so whatever the mirror holds is a consistent lake, and an ingest's committed progress is
 worth keeping. It does not happen when the run lost its lock or the sync itself failed.
 """
 
@@ -34,8 +37,9 @@ from analytics.adapters.lock import (
 
 LAKE_KMS_KEY_ENV = "KEYTRAIL_LAKE_KMS_KEY"
 LAKE_HELP = (
-    "Lake: a folder, or s3://bucket/prefix (worked on through a local mirror under "
-    "KEYTRAIL_CACHE_DIR, default ~/.cache/keytrail, and written with SSE-KMS)."
+    "Lake: a folder, or s3://bucket/prefix (written with SSE-KMS; detect, report, export and "
+    "evaluate read it in place, ingest and lake check through a local mirror under "
+    "KEYTRAIL_CACHE_DIR, default ~/.cache/keytrail)."
 )
 LOCK_WAIT_HELP = (
     "Seconds to wait for another run's lock on the lake to be released; default 0: refuse at "
@@ -298,7 +302,8 @@ def in_place_s3_lake(
     from analytics.adapters.s3 import s3_client
     from analytics.adapters.s3_lake import S3LakeLock, in_place_lake
 
-    local = in_place_lake(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id)
+    local = in_place_lake(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
+                          read_only=not writes)  # fmt: skip
     if not writes:
         yield local
         return

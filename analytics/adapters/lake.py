@@ -4,7 +4,7 @@ Every file is written beside its final name as a hidden ``.tmp-…`` file, flush
 so a reader or a killed writer never sees half a file; readers that scan ``*.parquet`` ignore
 the temporaries, and the next writer removes stale ones.
 
-Every reader of event files lists them through :meth:`LocalLake.partition_files`, which leaves
+Every reader of event files lists them through :meth:`LocalLake.event_files`, which leaves
 out a file that is not readable Parquet in the event schema (a stray copy, a truncated upload,
 another tool's output) instead of letting one bad file stop every stage. Telling costs one
 footer read per file, remembered per (path, mtime, size) for the process's life; what was left

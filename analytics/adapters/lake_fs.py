@@ -18,7 +18,7 @@ The API is small on purpose; :func:`open_lake_fs` builds one from what the user 
 ``file(relative)`` one file's :class:`LakeFile`, or None
 ``metadata``/``read_schema`` a Parquet footer, fetched once per file and process
 ``read_bytes``, ``read_table``, ``read_frame``, ``scan`` (a lazy Polars frame over files)
-``write_bytes``, ``write_parquet``, ``delete``
+``write_bytes``, ``write_parquet``, ``delete`` (``read_only`` S3 lakes: in memory only)
 
 Every ``relative`` path is inside the lake, ``/``-separated (``alerts/event_date=D/…``).
 Credentials come from the normal AWS chain of each library and are never logged.
@@ -48,6 +48,7 @@ _MAGIC = b"PAR1"
 _TAIL_READ = 8  # footer length + magic
 _FOOTERS_KEPT = 4096
 _READ_THREADS = 8
+_KEPT = "\x00kept/"  # the path of a file a read-only lake keeps in memory
 
 Put = Callable[[str, bytes], None]
 """Write ``bytes`` to an object key, encrypted: the S3 write path (see the module docstring)."""
@@ -98,11 +99,24 @@ def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) ->
 class LakeFS:
     """A lake's root on a pyarrow filesystem; see the module docstring."""
 
-    def __init__(self, fs: pafs.FileSystem, base: str, uri: str, put: Put | None = None) -> None:
+    def __init__(
+        self,
+        fs: pafs.FileSystem,
+        base: str,
+        uri: str,
+        put: Put | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
         self.fs = fs
         self.base = base.rstrip("/")
         self.uri = uri
         self._put = put
+        self._remote = not isinstance(fs, pafs.LocalFileSystem)
+        self.read_only = read_only and self._remote
+        # What a read-only S3 lake was asked to write (derived files: a day's features): kept
+        # in memory for this process, read back as if written, never put.
+        self._kept: dict[str, bytes] = {}
         self._footers: dict[tuple[str, int, int], pq.FileMetaData] = {}
         self._footers_lock = threading.Lock()
 
@@ -112,7 +126,7 @@ class LakeFS:
 
     @property
     def remote(self) -> bool:
-        return self._put is not None
+        return self._remote
 
     def path(self, relative: str) -> str:
         return f"{self.base}/{relative}" if relative else self.base
@@ -149,6 +163,8 @@ class LakeFS:
         )
 
     def file(self, relative: str) -> LakeFile | None:
+        if relative in self._kept:
+            return LakeFile(_KEPT + relative, relative, len(self._kept[relative]), 0)
         info = self.fs.get_file_info(self.path(relative))
         return self._file(info) if info.type == pafs.FileType.File else None
 
@@ -157,6 +173,8 @@ class LakeFS:
 
     def read_bytes(self, relative: str) -> bytes:
         """The whole file; raises FileNotFoundError if there is none."""
+        if relative in self._kept:
+            return self._kept[relative]
         with self.fs.open_input_stream(self.path(relative)) as stream:
             return bytes(stream.read())
 
@@ -169,6 +187,8 @@ class LakeFS:
         process's life per (path, size, mtime): every later read of the file fetches only its
         column chunks. Guessing a larger tail would save a request and, on the small files of
         features and alerts, download most of each file twice."""
+        if file.path.startswith(_KEPT):
+            return pq.read_metadata(pa.BufferReader(self._kept[file.relative]))
         key = (file.path, file.size, file.mtime_ns)
         found = self._footers.get(key)
         if found is not None:
@@ -205,6 +225,10 @@ class LakeFS:
         cols = list(columns) if columns is not None else None
         tables = []
         for file in files:
+            if file.path.startswith(_KEPT):
+                kept = pa.BufferReader(self._kept[file.relative])
+                tables.append(pq.read_table(kept, columns=cols))
+                continue
             if not self.remote:
                 tables.append(pq.read_table(file.path, columns=cols))
                 continue
@@ -265,7 +289,11 @@ class LakeFS:
     # --- writing -------------------------------------------------------------------------------
 
     def write_bytes(self, relative: str, data: bytes) -> None:
-        """Replace ``relative`` with ``data`` atomically (S3: one encrypted PutObject)."""
+        """Replace ``relative`` with ``data`` atomically (S3: one encrypted PutObject; a
+        read-only S3 lake keeps it in memory for this process)."""
+        if self.read_only:
+            self._kept[relative] = data
+            return
         if self._put is not None:
             self._put(self.path(relative).split("/", 1)[1], data)
             return
@@ -277,7 +305,7 @@ class LakeFS:
         """``table`` as zstd Parquet at ``relative``, atomically."""
         from analytics.adapters.lake import PARQUET_OPTIONS, write_parquet_atomic
 
-        if self._put is None:
+        if not self._remote:
             write_parquet_atomic(table, Path(self.path(relative)))
             return
         buffer = io.BytesIO()
@@ -285,6 +313,9 @@ class LakeFS:
         self.write_bytes(relative, buffer.getvalue())
 
     def delete(self, relative: str) -> None:
+        if self.read_only:
+            self._kept.pop(relative, None)
+            return
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(relative))
 
@@ -299,9 +330,11 @@ def open_lake_fs(
     endpoint_url: str | None = None,
     kms_key_id: str | None = None,
     region: str | None = None,
+    read_only: bool = False,
 ) -> LakeFS:
     """The :class:`LakeFS` of ``lake``: a folder, or ``s3://bucket/prefix`` (read through
-    pyarrow, written through boto3 with SSE-KMS under ``kms_key_id``, default aws/s3)."""
+    pyarrow, written through boto3 with SSE-KMS under ``kms_key_id``, default aws/s3; with
+    ``read_only`` never written: what a reader derives stays in memory)."""
     if not is_s3(lake):
         return LakeFS.local(Path(lake))
     from analytics.adapters.s3_lake import S3LakeUri, s3_put
@@ -309,4 +342,4 @@ def open_lake_fs(
     uri = S3LakeUri.parse(str(lake))
     put = s3_put(uri.bucket, endpoint_url, kms_key_id)
     base = f"{uri.bucket}/{uri.prefix}".rstrip("/")
-    return LakeFS(s3_filesystem(endpoint_url, region), base, str(uri), put)
+    return LakeFS(s3_filesystem(endpoint_url, region), base, str(uri), put, read_only=read_only)

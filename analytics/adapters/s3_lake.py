@@ -1,12 +1,13 @@
-"""A lake in S3: a local mirror pulled before a run and pushed after it, encrypted with SSE-KMS.
+"""A lake in S3: its lock, its in-place handle, and the mirror that ingest still works through.
 
-Every stage reads and writes the lake as Parquet files by path (Polars, DuckDB and pyarrow all
-scan local files fastest and with the least memory), so an ``s3://bucket/prefix`` lake is worked
-on through a mirror folder: :meth:`S3LakeMirror.pull` makes the folder equal to the bucket
-(downloading only objects whose ETag changed since the last pull), the run works on it as on any
-local lake, and :meth:`S3LakeMirror.push` uploads what the run wrote — every object with
-server-side encryption under a KMS key, the lake's own audit trail in the service it audits —
-and deletes what the run removed. The bucket stays the truth, in the same Hive layout, so
+``detect``, ``report``, ``export``, ``evaluate`` and the analyst API read and write an S3 lake in
+place (:func:`in_place_lake`, :mod:`analytics.adapters.lake_fs`). Ingest, ``lake check`` and the
+nightly flow read and write it as Parquet files by path, so for them an ``s3://bucket/prefix``
+lake is worked on through a mirror folder: :meth:`S3LakeMirror.pull` makes the folder equal to
+the bucket (downloading only objects whose ETag changed since the last pull), the run works on
+it as on any local lake, and :meth:`S3LakeMirror.push` uploads what the run wrote — every
+object with server-side encryption under a KMS key, the lake's own audit trail in the service
+it audits — and deletes what the run removed. The bucket stays the truth, in the same Hive layout, so
 Athena, Trino and Spark read it where it is.
 
 Pushes upload event and feature partitions before ``_state/``: a push cut short leaves files
@@ -43,8 +44,8 @@ from analytics.adapters.lock import (
     stale_reason,
 )
 from analytics.adapters.s3 import aws_problem, explain, s3_client
-from analytics.redact import redact
 from analytics.adapters.sources import SourceError
+from analytics.redact import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -592,9 +593,11 @@ def in_place_lake(
     endpoint_url: str | None = None,
     kms_key_id: str | None = None,
     cache_dir: Path | None = None,
+    read_only: bool = False,
 ) -> LocalLake:
     """The S3 lake ``text`` read and written where it is (:mod:`analytics.adapters.lake_fs`);
-    its ``root`` is a cache folder of this machine that nothing requires to exist."""
+    its ``root`` is a cache folder of this machine that nothing requires to exist. A
+    ``read_only`` lake (a reader holds no lock) never writes to the bucket."""
     from analytics.adapters.lake import LocalLake
     from analytics.adapters.lake_fs import open_lake_fs
 
@@ -603,5 +606,6 @@ def in_place_lake(
         default_mirror_root(uri, cache_dir).name + "-cache"
     )
     _probe(uri, s3_client(endpoint_url), endpoint_url)
-    store = open_lake_fs(str(uri), endpoint_url=endpoint_url, kms_key_id=kms_key_id)
+    store = open_lake_fs(str(uri), endpoint_url=endpoint_url, kms_key_id=kms_key_id,
+                         read_only=read_only)  # fmt: skip
     return LocalLake(root, store=store)
