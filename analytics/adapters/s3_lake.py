@@ -7,8 +7,8 @@ lake is worked on through a mirror folder: :meth:`S3LakeMirror.pull` makes the f
 the bucket (downloading only objects whose ETag changed since the last pull), the run works on
 it as on any local lake, and :meth:`S3LakeMirror.push` uploads what the run wrote — every
 object with server-side encryption under a KMS key, the lake's own audit trail in the service
-it audits — and deletes what the run removed. The bucket stays the truth, in the same Hive layout, so
-Athena, Trino and Spark read it where it is.
+it audits — and deletes what the run removed. The bucket stays the truth, in the same Hive
+layout, so Athena, Trino and Spark read it where it is.
 
 Pushes upload event and feature partitions before ``_state/``: a push cut short leaves files
 the state does not yet account for, which the next ingest de-duplicates by event ID, never
