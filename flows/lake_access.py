@@ -9,7 +9,8 @@ lake in place (:func:`in_place_s3_lake`, :mod:`analytics.adapters.lake_fs`). ``i
 ``lake check`` and the nightly flow still pull it, work on the mirror and push it
 (:mod:`analytics.adapters.s3_lake` says how). Pushing happens when the work ends, also after
 an ordinary error: every lake write is atomic, so whatever the mirror holds is a consistent
-lake, and an ingest's committed progress is worth keeping. It does not happen when the run lost its lock or the sync itself failed.
+lake, and an ingest's committed progress is worth keeping. It does not happen when the run
+lost its lock or the sync itself failed.
 """
 
 from __future__ import annotations
