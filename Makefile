@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.keytrail-installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
@@ -10,13 +11,19 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 setup: $(STAMP)
 
+# One short line per step; pip at -qq shows errors but not its per-package warnings, and a
+# failing step stops make with pip's error and a non-zero exit.
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keytrail needs Python 3.11 or newer")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "setup: creating $(VENV)/"; $(PYTHON) -m venv $(VENV); }
+	@echo "setup: updating pip"
+	@$(PIP) install --upgrade pip
+	@echo "setup: installing pinned dependencies (a few minutes on first run)"
+	@$(PIP) install -r requirements.lock
+	@echo "setup: installing keytrail"
+	@$(PIP) install --no-deps -e .
+	@touch $(STAMP)
+	@echo "setup: done; $(VENV)/ is ready"
 
 demo: setup
 	$(BIN)/keytrail demo

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from analytics import schema as s
+from analytics.baselines import DEFAULT_WINDOW_DAYS
 
 BAND_LOW_QUANTILE = 0.10
 BAND_HIGH_QUANTILE = 0.90
@@ -44,7 +45,7 @@ def build(
     features: pl.DataFrame,
     day: dt.date,
     keys: Iterable[str],
-    window_days: int = 30,
+    window_days: int = DEFAULT_WINDOW_DAYS,
 ) -> pl.DataFrame:
     """24 rows per key: the day's calls per hour and the band of the window before it.
 

@@ -11,14 +11,16 @@ import shlex
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from analytics import baselines as bl
-from analytics import features, incidents, model
+from analytics import features, history, incidents, model
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake_fs import LakeFile
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
 from analytics.config import Config
 from analytics.detectors._common import rule_events
@@ -48,6 +50,10 @@ class DetectionResult:
     alerts: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
     incidents: pl.DataFrame = field(default_factory=incidents.empty_incidents)
+    files_read: list[Path] = field(default_factory=list)  # under lake.root (see its docs)
+    """Every lake file the run read data from, once each: the day's events, the window's
+    features and history tables, earlier alerts, and the events of any day whose derived files
+    had to be recomputed. (Footers read to list a partition's usable files are not counted.)"""
 
 
 def alerts_key(day: dt.date) -> str:
@@ -69,14 +75,11 @@ def incidents_path(lake: LocalLake, day: dt.date) -> Any:
     return lake.root / incidents_key(day)
 
 
-def _history(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
-    """Events of ``first``..``last``: only files readable in the event schema (the lake notes
-    the others in ``skipped_files``)."""
-    files = [
-        file
-        for offset in range((last - first).days + 1)
-        for file in lake.event_files(first + dt.timedelta(days=offset))
-    ]
+def _day_events(lake: LocalLake, day: dt.date, reads: list[LakeFile]) -> pl.LazyFrame:
+    """Events of ``day``: only files readable in the event schema (the lake notes the others in
+    ``skipped_files``). Earlier days are read through their history tables, never as events."""
+    files = lake.event_files(day)
+    reads.extend(files)
     if not files:
         return _empty_events().lazy()
     return lake.store.scan(files, s.EVENT_SCHEMA)
@@ -148,6 +151,50 @@ def warm_up(
     return warming_up(history_needs(config), day, present, lake_name or lake.name)
 
 
+@dataclass(frozen=True)
+class FeatureWindow:
+    """The features a scored day needs: its own and those of its baseline window.
+
+    Computed once per run (:func:`feature_window`) and passed on, so the nightly flow's features
+    and baselines stages and detection work on the same values instead of each reading them again.
+    """
+
+    day: dt.date
+    recomputed: list[dt.date]
+    """Days whose feature files were (re)written to bring the window up to date."""
+    rows: pl.DataFrame
+    """Feature rows of the window's first day through ``day``."""
+    present: list[dt.date]
+    """Days of the window before ``day`` that hold events."""
+    seconds: float
+    files_read: tuple[LakeFile, ...] = ()
+    """Lake files opened to bring the features up to date and read them."""
+
+
+def window_dates(day: dt.date, config: Config) -> list[dt.date]:
+    """The scored day's baseline window and the day itself, oldest first."""
+    first, _ = bl.window(day, config.baseline_window_days)
+    return [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+
+
+def feature_window(lake: LocalLake, day: dt.date, config: Config) -> FeatureWindow:
+    """Bring the window's feature files up to date and read them: the features stage."""
+    started = time.perf_counter()
+    first, last = bl.window(day, config.baseline_window_days)
+    reads: list[LakeFile] = []
+    recomputed = features.ensure_days(lake, window_dates(day, config), reads)
+    rows = features.scan(lake, first, day, reads).drop(features.NOT_FOR_DETECTION).collect()
+    present = history_dates(lake, first, last)
+    return FeatureWindow(day, recomputed, rows, present, time.perf_counter() - started,
+                         tuple(reads))  # fmt: skip
+
+
+def day_baselines(window: FeatureWindow, config: Config) -> bl.Baselines:
+    """The scored day's baselines from the days before it only: the baselines stage."""
+    return bl.build(window.rows.lazy(), window.day, config.baseline_window_days,
+                    len(window.present))  # fmt: skip
+
+
 def _empty_events() -> pl.DataFrame:
     frame = pl.from_arrow(s.EVENT_SCHEMA.empty_table())
     assert isinstance(frame, pl.DataFrame)
@@ -161,33 +208,42 @@ def run(
     dry_run: bool = False,
     today: dt.date | None = None,
     lake_name: str | None = None,
+    window: FeatureWindow | None = None,
+    baselines: bl.Baselines | None = None,
 ) -> DetectionResult:
     """Detect for ``day`` and (unless ``dry_run``) replace that day's alerts file atomically.
 
     ``lake_name`` is the lake as the user names it (a path or ``s3://…``), quoted in the backfill
-    commands of ``summary["warming_up"]``; by default the local lake's directory.
+    commands of ``summary["warming_up"]``; by default the local lake's directory. ``window`` and
+    ``baselines`` are the day's features and baselines when an earlier stage of the same run has
+    them (:func:`feature_window`, :func:`day_baselines`); otherwise they are computed here.
     """
     config = config or Config()
     started = time.perf_counter()
     timings: dict[str, float] = {}
     first, last = bl.window(day, config.baseline_window_days)
-    days = [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
+    days = window_dates(day, config)
+    if window is None or window.day != day:
+        window = feature_window(lake, day, config)
+    timings["features"] = window.seconds
+    reads: list[LakeFile] = list(window.files_read)
     mark = time.perf_counter()
-    recomputed = features.ensure_days(lake, days)
-    timings["features"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    feature_rows = features.scan(lake, first, day).drop(features.NOT_FOR_DETECTION).collect()
+    if baselines is None or baselines.day != day:
+        baselines = day_baselines(window, config)
+    timings["baselines"] = time.perf_counter() - mark
+    feature_rows, present, recomputed = window.rows, window.present, window.recomputed
     day_features = feature_rows.filter(pl.col(s.EVENT_DATE) == day)
     history_features = feature_rows.filter(pl.col(s.EVENT_DATE) < day)
-    present = history_dates(lake, first, last)
-    baselines = bl.build(feature_rows.lazy(), day, config.baseline_window_days, len(present))
-    timings["baselines"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    day_events = rule_events(_history(lake, day, day)).collect()
+    day_events = rule_events(_day_events(lake, day, reads)).collect()
+    # The day's own history tables come from the events just read; tomorrow reads them back.
+    history_recomputed = history.ensure_days(lake, days, {day: day_events}, reads)
+    past = history.scan(lake, first, last, reads)
+    timings["history"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
     org_accounts = frozenset(config.org_accounts) or _org_accounts(feature_rows)
-    history = _history(lake, first, last)
     findings: list[tuple[DetectorInfo, pl.DataFrame]] = []
     per_detector: Counter[str] = Counter()
     for detector in ALL_DETECTORS:
@@ -197,7 +253,8 @@ def run(
         context = DetectionContext(
             day=day,
             events=day_events,
-            history=history,
+            # Only the tables the rule declared: reading another one fails here, not silently.
+            history={table.name: past[table.name] for table in detector.history},
             history_days=baselines.history_days,
             org_accounts=org_accounts,
             settings=settings,
@@ -221,7 +278,7 @@ def run(
     mark = time.perf_counter()
     lookback_days = config.incidents.lookback().days
     earlier = read_alerts_between(lake, day - dt.timedelta(days=lookback_days),
-                                  day - dt.timedelta(days=1))  # fmt: skip
+                                  day - dt.timedelta(days=1), reads)  # fmt: skip
     grouping = incidents.group(assembled.alerts, earlier, day, config.incidents)
     alerts = incidents.label_alerts(assembled.alerts, grouping)
     timings["incidents"] = time.perf_counter() - mark
@@ -257,11 +314,15 @@ def run(
         "model_note": model_result.silent_reason,
         "warming_up": warming_up(history_needs(config), day, present, lake_name or lake.name),
         "feature_days_recomputed": len(recomputed),
+        "history_days_recomputed": len(history_recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectionResult(day, alerts, summary, grouping.incidents)
+    read_once = {file.relative: file for file in reads}
+    summary["bytes_read"] = sum(file.size for file in read_once.values())
+    files_read = sorted(lake.root / relative for relative in read_once)
+    return DetectionResult(day, alerts, summary, grouping.incidents, files_read)
 
 
 def conform_findings_empty() -> pl.DataFrame:
@@ -276,21 +337,26 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(str(a) for a in owners)
 
 
-def read_alerts(lake: LocalLake, day: dt.date) -> pl.DataFrame:
-    """The alerts of ``day`` in today's alert schema (older files gain the newer columns)."""
+def read_alerts(lake: LocalLake, day: dt.date, reads: list[LakeFile] | None = None) -> pl.DataFrame:
+    """The alerts of ``day`` in today's alert schema (older files gain the newer columns); the
+    file read is added to ``reads``."""
     file = lake.lake_file(alerts_key(day))
     if file is None:
         # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
         return empty_alerts()
+    if reads is not None:
+        reads.append(file)
     frame = pl.from_arrow(s.conform_alerts(lake.store.read_table([file])))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
-def read_alerts_between(lake: LocalLake, first: dt.date, last: dt.date) -> pl.DataFrame:
+def read_alerts_between(
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[LakeFile] | None = None
+) -> pl.DataFrame:
     """Alerts of the days ``first``..``last`` (inclusive); days never scored contribute none."""
     frames = [
-        read_alerts(lake, first + dt.timedelta(days=offset))
+        read_alerts(lake, first + dt.timedelta(days=offset), reads)
         for offset in range((last - first).days + 1)
     ]
     frames = [f for f in frames if f.height]

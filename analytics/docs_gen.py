@@ -27,7 +27,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from analytics import detect, features, incidents, model, sql
+from analytics import detect, features, history, incidents, model, sql
 from analytics import schema as s
 from analytics.detectors.registry import ALL_DETECTORS
 
@@ -515,6 +515,35 @@ def _sql_header(name: str) -> list[str]:
     return [line.removeprefix("-- ").rstrip() for line in header]
 
 
+def _history_section() -> list[str]:
+    """One entry per history table, from the tables the registered rules declare."""
+    empty = history.empty()
+    out = [
+        "## Detection history: `LAKE/history/<table>/event_date=YYYY-MM-DD/<table>.parquet`",
+        "",
+        _prose(inspect.getdoc(history) or ""),
+        "",
+    ]
+    for table in history.TABLES:
+        readers = [d.id for d in ALL_DETECTORS if table in d.history]
+        schema = empty[table.name].collect().to_arrow().schema
+        if table.name == "control_events":
+            columns = "the rule columns of the event schema: " + ", ".join(
+                f"`{name}`" for name in schema.names
+            )
+        else:
+            columns = ", ".join(f"`{f.name}` ({_type_name(f.type)})" for f in schema)
+        out += [
+            f"### `{table.name}`",
+            "",
+            f"{table.description[0].upper()}{table.description[1:]}. Read by "
+            + ", ".join(f"`{r}`" for r in readers)
+            + f". Columns: {columns}.",
+            "",
+        ]
+    return out
+
+
 def render_lake_schema() -> str:
     """``docs/lake-schema.md``: every file of the lake and every column, for analysts."""
     docs = _attribute_docstrings(s)
@@ -531,6 +560,7 @@ def render_lake_schema() -> str:
         "LAKE/alerts/event_date=YYYY-MM-DD/alerts.parquet         one row per alert of that day",
         "LAKE/incidents/event_date=YYYY-MM-DD/incidents.parquet   one row per incident of that day",
         "LAKE/features/hourly/event_date=YYYY-MM-DD/features.parquet   hourly (key, actor) usage",
+        "LAKE/history/<table>/event_date=YYYY-MM-DD/<table>.parquet    detection history",
         "LAKE/_state/objects.parquet                              one row per log object read",
         "LAKE/quarantine/objects/*.json, records/*.jsonl          what was refused, and why",
         "LAKE/reports/YYYY-MM-DD/                                 the day's reports (Parquet, CSV,",
@@ -612,6 +642,7 @@ def render_lake_schema() -> str:
         "",
         *_columns_table(_feature_schema(), FEATURE_COLUMNS, "sql/features_hourly.sql", False),
         "",
+        *_history_section(),
         "## Source objects: `LAKE/_state/objects.parquet`",
         "",
         _prose(docs["OBJECT_STATE_SCHEMA"]),

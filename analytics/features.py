@@ -73,7 +73,7 @@ def _polars_type(column: str) -> pl.DataType:
     return empty.schema[column]
 
 
-def ensure_day(lake: LocalLake, day: dt.date) -> bool:
+def ensure_day(lake: LocalLake, day: dt.date, reads: list[LakeFile] | None = None) -> bool:
     """Bring one day's feature file up to date with its events; True if it was (re)computed.
 
     A day without events has no feature file (readers treat a missing file as no rows), so a
@@ -81,41 +81,64 @@ def ensure_day(lake: LocalLake, day: dt.date) -> bool:
     file left from events since removed is deleted, which counts as a change."""
     files = lake.event_files(day)
     key = features_key(day)
-    target = lake.store.file(key)
     if not files:
-        if target is None:
+        if not lake.store.exists(key):
             return False
         lake.store.delete(key)
         return True
     fingerprint = events_fingerprint(files)
-    # A feature file that cannot be read is derived data: computed again, never a crash.
-    if target is not None and lake_file_problem(lake.store, target) is None:
-        metadata = lake.store.read_schema(target).metadata or {}
-        if metadata.get(FINGERPRINT_KEY) == fingerprint.encode():
-            return False
+    if is_current(lake, key, fingerprint):
+        return False
     events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
-    table = compute_day(events, day).to_arrow()
-    metadata = dict(table.schema.metadata or {})
-    metadata[FINGERPRINT_KEY] = fingerprint.encode()
-    lake.store.write_parquet(key, table.replace_schema_metadata(metadata))
+    if reads is not None:
+        reads.extend(files)
+    write_stamped(lake, key, compute_day(events, day).to_arrow(), fingerprint)
     return True
 
 
-def ensure_days(lake: LocalLake, days: Iterable[dt.date]) -> list[dt.date]:
-    """Update the feature files of ``days``; returns the days that were recomputed."""
-    return [day for day in days if ensure_day(lake, day)]
+def is_current(lake: LocalLake, key: str, stamp: str) -> bool:
+    """Whether a file derived from a day's events (``key`` in the lake) exists, is readable and
+    carries ``stamp`` (:func:`events_fingerprint` of the day's event files, plus whatever else
+    it depends on): the one test of staleness for every per-day derived table (features,
+    history). On S3 it costs the file's footer, which later reads of the file reuse."""
+    # A derived file that cannot be read is computed again, never a crash.
+    target = lake.store.file(key)
+    if target is None or lake_file_problem(lake.store, target) is not None:
+        return False
+    metadata = lake.store.read_schema(target).metadata or {}
+    return metadata.get(FINGERPRINT_KEY) == stamp.encode()
 
 
-def scan(lake: LocalLake, first: dt.date, last: dt.date) -> pl.LazyFrame:
-    """Hourly features of ``first``..``last`` (inclusive) that exist, lazily."""
-    found = [
+def write_stamped(lake: LocalLake, key: str, table: pa.Table, stamp: str) -> None:
+    """Write a derived file atomically with the stamp :func:`is_current` checks."""
+    metadata = dict(table.schema.metadata or {})
+    metadata[FINGERPRINT_KEY] = stamp.encode()
+    lake.store.write_parquet(key, table.replace_schema_metadata(metadata))
+
+
+def ensure_days(
+    lake: LocalLake, days: Iterable[dt.date], reads: list[LakeFile] | None = None
+) -> list[dt.date]:
+    """Update the feature files of ``days``; returns the days that were recomputed (the event
+    files read to do so are added to ``reads``)."""
+    return [day for day in days if ensure_day(lake, day, reads)]
+
+
+def scan(
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[LakeFile] | None = None
+) -> pl.LazyFrame:
+    """Hourly features of ``first``..``last`` (inclusive) that exist, lazily (the files scanned
+    are added to ``reads``)."""
+    candidates = [
         lake.lake_file(features_key(first + dt.timedelta(days=i)))
         for i in range((last - first).days + 1)
     ]
-    existing = [f for f in found if f is not None]
-    if not existing:
+    found = [f for f in candidates if f is not None]
+    if reads is not None:
+        reads.extend(found)
+    if not found:
         empty = compute_day(
             pl.DataFrame(schema={c: _polars_type(c) for c in FEATURE_INPUT_COLUMNS}), first
         )
         return empty.lazy()
-    return lake.store.scan(existing)
+    return lake.store.scan(found)

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,7 +39,8 @@ from analytics.ingest import Progress as IngestProgress
 from analytics.layout import Selection
 from analytics.redact import redact_log_records
 from flows.cli_help import tidy_help
-from flows.console import EXIT_STRICT, console, fail, parse_date, plain
+from flows.console import EXIT_STRICT, console, fail, parse_date, plain, terminal
+from flows.demo import DEFAULT_DAYS
 from flows.lake_access import (
     EndpointUrlOption,
     LakeKmsKeyOption,
@@ -236,7 +236,7 @@ def _run_ingest(
 
 
 def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
-    out = Console()
+    out = terminal()
     title = plain(f"ingest {summary.source} → {lake}")
     table = Table(title=title, show_header=False, box=None)
     rows = [
@@ -308,7 +308,7 @@ def lake_check_command(
     if as_json:
         typer.echo(json.dumps({"lake": lake, **report.to_dict()}, indent=2))
     else:
-        out = Console()
+        out = terminal()
         verdict = "[green]clean[/]" if report.clean else "[red]findings[/]"
         out.print(
             f"lake {plain(lake)}: {verdict} — {report.days:,} day(s), {report.event_files:,} "
@@ -381,7 +381,7 @@ def generate_command(
         out, days=days, events_per_day=events_per_day, seed=seed, start=first,
         org_id=org, corrupt=corrupt, workers=workers,
     )  # fmt: skip
-    Console().print(
+    terminal().print(
         f"wrote {summary.events_written:,} events in {summary.files_written:,} log files "
         f"(+{summary.digest_files:,} digests, {summary.bytes_written / 1e6:,.1f} MB) to "
         f"{plain(str(out))} in {summary.seconds:.1f} s; labels: {plain(str(summary.labels_path))}",
@@ -455,7 +455,7 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
                   incidents: pl.DataFrame) -> None:  # fmt: skip
     from flows.cli_incidents import labels, print_incidents
 
-    out = Console()
+    out = terminal()
     verb = "would raise" if summary["dry_run"] else "raised"
     out.print(
         f"[bold]{summary['date']}[/]: {verb} {summary['alerts']} alert(s) in "
@@ -552,7 +552,7 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    out = Console()
+    out = terminal()
     table = Table("scenario", "malicious", "found", "alerts", "high+", "incidents", "to triage",
                   box=None)  # fmt: skip
     for row in report["scenarios"]:
@@ -583,14 +583,28 @@ def demo_command(
         Path, typer.Option(help="Fresh lake to create (replaced if it exists).")
     ] = Path("demo-lake"),
     samples: Annotated[Path, typer.Option(help="Trail tree to read.")] = SAMPLES,
+    days: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Score the last N days with events (each before the last needs 7 of history).",
+        ),
+    ] = DEFAULT_DAYS,
+    update_readme: Annotated[
+        bool,
+        typer.Option("--update-readme", help="Also rewrite README.md's copy of the summary."),
+    ] = False,
 ) -> None:
-    """Run the nightly flow over the embedded sample trail into a fresh lake.
+    """Run keytrail over the embedded sample trail into a fresh lake, and say what it found.
 
-    Uses Prefect's temporary local API: no AWS credentials and no server are needed. Prints
-    the path of the last day's report.html, its alert and incident counts. Example:
+    The nightly flow ingests the whole trail and scores its last day, then the backfill flow
+    scores the days before it, each with its report and OCSF file. Uses Prefect's temporary
+    local API: no AWS credentials and no server are needed. Ends with a summary: alerts,
+    incidents and what to triage per day, one line per incident, and what to try next.
+    Example:
 
-        [bold]keytrail demo[/]
+        [bold]keytrail demo --days 4[/]
     """
-    from flows.cli_orchestrate import run_demo
+    from flows.demo import README, run_demo
 
-    run_demo(lake, samples)
+    run_demo(lake, samples, days, readme=README if update_readme else None)

@@ -8,20 +8,23 @@ goes through :func:`flows.console.plain`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
 from rich.console import Console
 
 from analytics import schema as s
+from analytics.export.bounds import visible
 from analytics.incidents import short_arn
+from analytics.redact import redact
 from flows.console import plain
 
 SHOWN_NAMES = 3
 """Actors and keys named per incident; the rest are counted."""
 TOP_INCIDENTS = 5
-"""Incidents named one line each at the end of ``keytrail run`` and ``keytrail demo``."""
+"""Incidents named one line each at the end of ``keytrail run``."""
 
 
 def names(values: Sequence[str] | None, limit: int = SHOWN_NAMES) -> str:
@@ -69,12 +72,51 @@ def print_incidents(out: Console, incidents: pl.DataFrame, verb: str) -> None:
             )
 
 
-def one_line(incident: dict[str, Any]) -> str:
-    """One incident as one escaped line: severity, title, alert count (for run summaries)."""
-    return (
-        f"{plain(str(incident.get('severity', '')).upper())} {plain(str(incident.get('title')))}"
-        f" ({incident.get('alert_count', 0)} alerts)"
-    )
+def one_line(incident: Mapping[str, Any], width: int | None = None) -> str:
+    """One incident as one escaped line.
+
+    Without ``width``: severity, title and alert count, the title naming actors and keys in
+    full (``keytrail run``'s summary, soft-wrapped). With ``width``: severity, the leading
+    finding, who and on which keys, in the short names of :func:`short_name`, fitted to
+    ``width`` columns (keys left out first, then clipped) — the demo's closing summary is read
+    on an 80-column terminal.
+    """
+    severity = str(incident.get("severity", "")).upper()
+    title = str(incident.get("title"))
+    if width is None:
+        return f"{plain(severity)} {plain(title)} ({incident.get('alert_count', 0)} alerts)"
+    actors = [short_name(str(a)) for a in incident.get(s.ACTORS) or []]
+    keys = [str(k) for k in incident.get(s.KEY_ARNS) or []]
+    who = f"{actors[0]} +{len(actors) - 1}" if len(actors) > 1 else (actors or ["?"])[0]
+    where = f" on {short_arn(keys[0])}" if len(keys) == 1 else (
+        f" across {len(keys)} keys" if keys else ""
+    )  # fmt: skip
+    lead = _LEAD.match(title)
+    finding = lead.group(1) if lead else title
+    line = f"{severity:8} {finding}: {who}{where}"
+    if len(visible(line)) > width:  # the keys go first: the report names them
+        line = f"{severity:8} {finding}: {who}"
+    return plain(fit(line, width))
+
+
+_LEAD = re.compile(r"^(.+?)(?: \(\+\d+ other findings?\))?: .+$")
+"""An incident title: the leading alert's title, how many other findings, then who and where
+(:func:`analytics.incidents.group` writes it)."""
+
+
+def short_name(actor: str) -> str:
+    """The last part of an actor's name (``role/app/billing`` → ``billing``); ``root:…`` and
+    ``service:…`` as they are. For a glance: the reports and ``keytrail detect`` name it in
+    full."""
+    name = short_arn(actor).rpartition("@")[0] or short_arn(actor)
+    return name.rsplit("/", 1)[-1] if "/" in name else name
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` made visible (controls as escapes) and clipped to ``width`` characters with
+    an ellipsis; not yet escaped for rich markup."""
+    shown = visible(redact(text))
+    return shown if len(shown) <= width else shown[: max(width - 1, 0)] + "…"
 
 
 def top(incidents: pl.DataFrame, limit: int = TOP_INCIDENTS) -> list[dict[str, Any]]:

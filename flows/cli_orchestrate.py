@@ -19,19 +19,18 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, check_unlocked
 from flows.cli_incidents import one_line
 from flows.console import fail as _fail
 from flows.console import parse_date as _day
 from flows.console import plain as _plain
+from flows.console import terminal
 from flows.lake_access import (
     EndpointUrlOption,
     LakeKmsKeyOption,
@@ -94,8 +93,9 @@ def _check_lake(lake: str | Path, ttl_hours: float) -> None:
 
 SINK_HELP = (
     "Where alerts go (repeatable): ocsf-file or ocsf-file=PATH, s3=s3://bucket/prefix, "
-    "splunk-hec=URL (e.g. https://splunk:8088; token: $KEYTRAIL_HEC_TOKEN or "
-    "--hec-token-block), securityhub or securityhub=REGION. Default: ocsf-file."
+    "splunk-hec or splunk-hec=URL (e.g. https://splunk:8088; else [hec] url; token: "
+    "$KEYTRAIL_HEC_TOKEN or --hec-token-block), securityhub or securityhub=REGION. "
+    "Default: ocsf-file."
 )
 
 # Options shared by `run` and `serve`, declared once so their help texts cannot drift.
@@ -251,7 +251,7 @@ def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
 def print_result(result: dict[str, Any]) -> None:
     """One line per day: alerts and incidents, the top incidents one line each, report path and
     exports; plus what ingest did."""
-    out = Console()
+    out = terminal()
     ingest = result.get("ingest")
     if ingest:
         out.print(
@@ -397,51 +397,6 @@ def sample_days(samples: Path) -> tuple[dt.date, dt.date]:
         raise ValueError(f"no CloudTrail log files under {samples}")
     # The last folder holds late deliveries of the day before it.
     return min(delivered), max(min(delivered), max(delivered) - dt.timedelta(days=1))
-
-
-def run_demo(lake: Path, samples: Path, ephemeral: bool = True) -> dict[str, Any]:
-    """``keytrail demo``: the nightly flow over a sample trail into a fresh lake.
-
-    Ingests the whole sample (so the last day has a baseline window), scores its last day,
-    writes the reports and the OCSF file, then prints the report's path and the alert and
-    incident counts.
-    ``ephemeral``: use Prefect's temporary local API even if PREFECT_API_URL is set, so the
-    demo never depends on a server being up.
-    """
-    import shutil
-
-    if not samples.is_dir():
-        raise _fail(f"sample trail {samples} not found")
-    _check_lake(lake, _TTL_HOURS)
-    if lake.exists():
-        if not (lake / "_state" / "objects.parquet").exists() and any(lake.iterdir()):
-            raise _fail(f"{lake} exists and is not a keytrail lake; choose another --lake")
-        shutil.rmtree(lake)
-    first, last = sample_days(samples)
-    _quiet_prefect_defaults()
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.nightly import nightly
-
-    # The flow's own log lines carry the counts; one "Finished" line per partition does not help
-    # someone trying the tool (the Prefect UI still shows every task run's state).
-    logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
-    parameters = {"source": str(samples), "lake": str(lake), "date": last, "ingest_from": first,
-                  "sinks": ["ocsf-file"]}  # fmt: skip
-    if ephemeral:
-        with temporary_settings(restore_defaults={PREFECT_API_URL}):
-            result = _call(nightly, **parameters)
-    else:
-        result = _call(nightly, **parameters)
-    print_result(result)
-    day = result["days"][0]
-    Console().print(
-        f"\n[bold]{day.get('alerts', 0)} alert(s) in {day.get('incident_count', 0)} "
-        f"incident(s)[/] on {day['date']}\n"
-        f"report: {_plain(str(Path(day['report_html']).resolve()))}",
-        highlight=False,
-    )
-    return result
 
 
 def register(app: typer.Typer) -> None:

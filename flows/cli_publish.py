@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,13 +35,13 @@ from flows.lake_access import (
     command_lake,
     shown_file,
 )
+from flows.sinks import HEC_TOKEN_ENV, SinkUnavailable, make_sink
 
 if TYPE_CHECKING:
     from analytics.adapters.lake import LocalLake
     from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
-HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 
@@ -189,36 +188,6 @@ def _inventory(
     return result.keys, notes
 
 
-def _hec_token(block: str | None) -> str:
-    """The HEC token from a Prefect Secret block, else from the environment. Never printed."""
-    if block:
-        try:
-            from prefect.blocks.system import Secret
-        except ImportError:
-            raise _fail("--hec-token-block needs Prefect installed") from None
-        try:
-            secret: Any = Secret.load(block)
-            value = secret.get()
-        except Exception as exc:  # any failure to load must stop the export, token-free
-            raise _fail(
-                f"cannot load the Prefect Secret block {block!r} ({type(exc).__name__})"
-            ) from None
-        if not isinstance(value, str) or not value:
-            raise _fail(f"the Prefect Secret block {block!r} holds no token string")
-        return value
-    token = os.environ.get(HEC_TOKEN_ENV, "")
-    if not token:
-        raise _fail(f"no HEC token: set {HEC_TOKEN_ENV} or give --hec-token-block NAME")
-    return token
-
-
-def _region(region: str | None) -> str:
-    found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not found:
-        raise _fail("--region is needed for Security Hub (or set AWS_REGION)")
-    return found
-
-
 def _sink(
     sink: SinkName,
     lake: LocalLake,
@@ -231,21 +200,16 @@ def _sink(
     region: str | None,
     endpoint_url: str | None,
 ) -> Sink:
-    from analytics.export.settings import build_sink
-
     targets = {SinkName.OCSF_FILE: str(output) if output else None, SinkName.S3: s3_uri,
-               SinkName.SPLUNK_HEC: hec_url, SinkName.SECURITYHUB: None}  # fmt: skip
+               SinkName.SPLUNK_HEC: hec_url, SinkName.SECURITYHUB: region}  # fmt: skip
     if sink is SinkName.S3 and not (s3_uri or "").startswith("s3://"):
         raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
     if sink is SinkName.SPLUNK_HEC and not (hec_url or hec.url):
         raise _fail("--sink splunk-hec needs --hec-url https://splunk:8088 (or [hec] url)")
     try:
-        return build_sink(
-            sink.value, lake=lake, day=day, target=targets[sink], hec_settings=hec,
-            token=lambda: _hec_token(hec_token_block), endpoint_url=endpoint_url,
-            region=_region(region) if sink is SinkName.SECURITYHUB else region,
-        )  # fmt: skip
-    except ValueError as exc:
+        return make_sink(sink.value, targets[sink], lake, day, hec=hec,
+                         hec_token_block=hec_token_block, endpoint_url=endpoint_url)  # fmt: skip
+    except SinkUnavailable as exc:
         raise _fail(str(exc)) from None
 
 

@@ -46,6 +46,7 @@ from analytics.ingest import IngestCommit, IngestOptions, IngestSummary
 from analytics.lake_check import check_lake
 from analytics.layout import Selection
 from analytics.redact import redact, redact_log_records
+from analytics.reports.run_summary import alert_rows, incident_rows
 from flows import tasks
 from flows.cli_incidents import top as top_incidents
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
@@ -246,6 +247,12 @@ def resolve_settings(
         specs = tuple(tasks.SinkSpec.parse(text) for text in (sinks or DEFAULT_SINKS))
     except ValueError as exc:
         raise StageFailed("settings", str(exc)) from None
+    if any(spec.kind == "splunk-hec" and not (spec.target or hec.url) for spec in specs):
+        raise StageFailed(
+            "settings",
+            "sink splunk-hec needs a collector URL: splunk-hec=https://splunk:8088 "
+            "or [hec] url in the configuration",
+        )
     if lock_ttl_hours <= 0:
         raise StageFailed("settings", "lock_ttl_hours must be positive")
     remote = lake if is_remote(lake) else None
@@ -451,15 +458,16 @@ def process_day(
         )
     started = time.perf_counter()
     with stage("features"):
-        recomputed = tasks.build_features(lake, day, settings.config)
-    logger.info("features: %d day(s) recomputed", len(recomputed))
+        window = tasks.build_features(lake, day, settings.config)
+    logger.info("features: %d day(s) recomputed", len(window.recomputed))
     with stage("baselines"):
-        baselines = tasks.summarise_baselines(lake, day, settings.config)
-    logger.info("baselines %s: %d day(s) of history, %d (key, actor) pairs, %d actors, %d keys",
-                baselines["window"], baselines["history_days"], baselines["key_actor_pairs"],
-                baselines["actors"], baselines["keys"])  # fmt: skip
+        baselines = tasks.summarise_baselines(window, settings.config)
+    logger.info("baselines %s..%s: %d day(s) of history, %d (key, actor) pairs, %d actors, "
+                "%d keys", baselines.window_first, baselines.window_last, baselines.history_days,
+                baselines.pair_profile.height, baselines.actor_profile.height,
+                baselines.key_profile.height)  # fmt: skip
     with stage("detect"):
-        detection = tasks.detect_day(lake, day, settings.config)
+        detection = tasks.detect_day(lake, window, baselines, settings.config)
     summary = detection.summary
     by_severity = ", ".join(
         f"{count} {name}" for name, count in summary["alerts_by_severity"].items() if count
@@ -509,7 +517,7 @@ def process_day(
         "to_triage": summary["to_triage"],
         "top_incidents": top_incidents(detection.incidents),
         "events_scored": summary["events_scored"],
-        "history_days": baselines["history_days"],
+        "history_days": baselines.history_days,
         "model_note": summary.get("model_note"),
         "warming_up": summary.get("warming_up", []),
         "report_html": settings.shown(published["report_html"]),
@@ -517,120 +525,11 @@ def process_day(
         "seconds": round(time.perf_counter() - started, 3),
     }
     tasks.write_record(lake, day, record)
-    return {**record, "skipped": False, "alert_rows": tasks.alert_rows(detection.alerts),
-            "incident_rows": tasks.incident_rows(detection.incidents)}  # fmt: skip
+    return {**record, "skipped": False, "alert_rows": alert_rows(detection.alerts),
+            "incident_rows": incident_rows(detection.incidents)}  # fmt: skip
 
 
 # --- artifacts ----------------------------------------------------------------------------------
-
-
-def md(text: object) -> str:
-    """Untrusted text for Markdown: no markup, no HTML, no table breaks, one line."""
-    value = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    for char, escaped in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-        value = value.replace(char, escaped)
-    for char in "\\`*_{}[]()#+!|~":
-        value = value.replace(char, "\\" + char)
-    return value
-
-
-def _ingest_markdown(summary: IngestSummary | None) -> list[str]:
-    if summary is None:
-        return []
-    lines = [
-        "## Ingest",
-        "",
-        "| | |",
-        "|---|---:|",
-        f"| log objects listed | {summary.objects_seen:,} |",
-        f"| read | {summary.objects_ingested:,} |",
-        f"| already in the lake | {summary.objects_skipped:,} |",
-        f"| quarantined objects | {summary.objects_quarantined:,} |",
-        f"| quarantined records | {summary.records_quarantined:,} |",
-        f"| events written | {summary.events_written:,} |",
-        f"| duplicate events dropped | {summary.duplicate_events_dropped:,} |",
-        f"| eventID clashes quarantined | {summary.event_id_clashes:,} |",
-        f"| seconds | {summary.seconds} |",
-        "",
-    ]
-    for line in [*summary.quarantined[:20], *summary.clashes[:20]]:
-        lines.append(f"- quarantined: {md(line)}")
-    return lines
-
-
-def _lake_check_markdown(result: dict[str, Any] | None) -> list[str]:
-    if result is None:
-        return []
-    if result.get("error"):
-        return ["## Lake check", "", f"Could not run: {md(result['error'])}", ""]
-    counts = result.get("finding_counts") or {}
-    verdict = "clean" if not counts else ", ".join(f"{n} {md(k)}" for k, n in counts.items())
-    quarantine = result.get("quarantine") or {}
-    lines = [
-        "## Lake check",
-        "",
-        f"- verdict: {verdict}",
-        f"- {result.get('days', 0):,} day(s), {result.get('event_files', 0):,} event file(s), "
-        f"{result.get('events', 0):,} events",
-        f"- quarantined: {quarantine.get('objects', 0):,} object(s), "
-        f"{quarantine.get('records', 0):,} record(s)",
-    ]
-    for finding in (result.get("findings") or [])[:20]:
-        lines.append(f"- {md(finding['kind'])}: {md(finding['path'])}: {md(finding['detail'])}")
-    return [*lines, ""]
-
-
-def _severity_counts(counts: dict[str, int]) -> str:
-    """``2 high, 1 critical`` from a count per severity, zeros left out."""
-    shown = [f"{count} {md(name)}" for name, count in counts.items() if count]
-    return ", ".join(shown) or "none"
-
-
-def _incidents_markdown(outcome: dict[str, Any]) -> list[str]:
-    """The day's incidents as a Markdown table, before anything else about the day."""
-    rows = outcome.get("incident_rows", [])
-    if not rows:
-        return []
-    lines = [
-        "| severity | incident | alerts | actors | keys | first seen |",
-        "|---|---|---:|---|---|---|",
-    ]
-    lines += [
-        f"| {md(row['severity'])} | {md(row['title'])} | {row['alerts']} | {md(row['actors'])} "
-        f"| {md(row['keys'])} | {md(row['first_seen'])} |"
-        for row in rows
-    ]
-    return [*lines, ""]
-
-
-def _day_markdown(outcome: dict[str, Any]) -> list[str]:
-    state = "unchanged since the last run (skipped)" if outcome.get("skipped") else "scored"
-    lines = [
-        f"## {outcome.get('date')}: {outcome.get('alerts', 0)} alert(s) — {state}",
-        "",
-        f"- incidents: {outcome.get('incident_count', 0)} "
-        f"({_severity_counts(outcome.get('incidents_by_severity', {}))}); to triage: "
-        f"{outcome.get('to_triage', 0)}",
-        "",
-        *_incidents_markdown(outcome),
-        f"- suppressed: {outcome.get('suppressed', 0)}; events scored: "
-        f"{outcome.get('events_scored', 0):,}; history: {outcome.get('history_days', 0)} day(s)",
-        f"- alerts by severity: {_severity_counts(outcome.get('alerts_by_severity', {}))}",
-        f"- report: `{md(outcome.get('report_html', ''))}`",
-    ]
-    if outcome.get("model_note"):
-        lines.append(f"- model: {md(outcome['model_note'])}")
-    for warming in outcome.get("warming_up", []):
-        lines.append(
-            f"- warming up: {md(warming['id'])} has {warming['history_days']} of "
-            f"{warming['needed_days']} day(s) of history; backfill: {md(warming['backfill'])}"
-        )
-    for export in outcome.get("exports", []):
-        lines.append(
-            f"- export {md(export.get('sink'))} → {md(export.get('destination'))}: sent "
-            f"{export.get('sent', 0)}, already sent {export.get('already_sent', 0)}"
-        )
-    return [*lines, ""]
 
 
 def publish_artifacts(
@@ -645,15 +544,12 @@ def publish_artifacts(
     (one history each). Incidents come first: they are what an analyst triages."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    lines = [f"# {md(title)}", ""]
-    if error:
-        lines += [f"**Failed:** {md(error)}", ""]
-    lines += _ingest_markdown(ingest)
-    lines += _lake_check_markdown(lake_check)
-    for outcome in days:
-        lines += _day_markdown(outcome)
+    from analytics.reports.run_summary import run_markdown
+
     create_markdown_artifact(
-        markdown="\n".join(lines), key=f"keytrail-{kind}-summary", description=title
+        markdown=run_markdown(title, ingest, days, error, lake_check),
+        key=f"keytrail-{kind}-summary",
+        description=title,
     )
     incidents = [row for outcome in days for row in outcome.get("incident_rows", [])]
     if incidents or days:

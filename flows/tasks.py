@@ -30,7 +30,6 @@ import gc
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -58,17 +57,17 @@ from analytics.ingest import (
     select_log_objects,
 )
 from analytics.layout import Selection, classify
+from flows import sinks
 
 if TYPE_CHECKING:
-    import polars as pl
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
 
-    from analytics.detect import DetectionResult
+    from analytics.baselines import Baselines
+    from analytics.detect import DetectionResult, FeatureWindow
     from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
-HEC_TOKEN_ENV = "KEYTRAIL_HEC_TOKEN"  # noqa: S105 - the variable's name, not a token
 PIECE_BYTES = 8 * 1024 * 1024
 """Compressed bytes one read task takes from a pre-listed partition (~40k events)."""
 _S3_DAY_PREFIX = re.compile(
@@ -143,7 +142,8 @@ class PartitionRead:
 class SinkSpec:
     """A sink named on the command line or in a deployment's parameters.
 
-    ``ocsf-file[=PATH]``, ``s3=s3://bucket/prefix``, ``splunk-hec=URL``, ``securityhub[=REGION]``.
+    ``ocsf-file[=PATH]``, ``s3=s3://bucket/prefix``, ``splunk-hec[=URL]`` (without a URL, the
+    ``[hec] url`` of the configuration), ``securityhub[=REGION]``.
     """
 
     kind: str
@@ -158,8 +158,6 @@ class SinkSpec:
         spec = cls(kind, target.strip() or None)
         if kind == "s3" and not (spec.target or "").startswith("s3://"):
             raise ValueError("sink s3 needs a target: s3=s3://bucket[/prefix]")
-        if kind == "splunk-hec" and not spec.target:
-            raise ValueError("sink splunk-hec needs a target: splunk-hec=https://splunk:8088")
         return spec
 
     def __str__(self) -> str:
@@ -381,45 +379,31 @@ def finish_ingest(session: IngestCommit) -> IngestSummary:
 # --- features, baselines, detection -------------------------------------------------------------
 
 
-def window_days(day: dt.date, config: Config) -> list[dt.date]:
-    """The scored day and the baseline window before it, oldest first."""
-    from analytics.baselines import window
-
-    first, _ = window(day, config.baseline_window_days)
-    return [first + dt.timedelta(days=i) for i in range((day - first).days + 1)]
-
-
 @task(name="features", cache_policy=NO_CACHE)
-def build_features(lake: LocalLake, day: dt.date, config: Config) -> list[dt.date]:
-    """Bring the hourly feature files of the window up to date; returns the days recomputed."""
-    from analytics import features
+def build_features(lake: LocalLake, day: dt.date, config: Config) -> FeatureWindow:
+    """Bring the hourly feature files of the window up to date and read them, once per day."""
+    from analytics import detect
 
-    return features.ensure_days(lake, window_days(day, config))
+    return detect.feature_window(lake, day, config)
 
 
 @task(name="baselines", cache_policy=NO_CACHE)
-def summarise_baselines(lake: LocalLake, day: dt.date, config: Config) -> dict[str, Any]:
-    """Baselines of ``day`` from the days before it only, summarised for the run's log."""
-    from analytics import baselines, features
+def summarise_baselines(window: FeatureWindow, config: Config) -> Baselines:
+    """Baselines of the window's day from the days before it only."""
+    from analytics import detect
 
-    days = window_days(day, config)
-    built = baselines.build(features.scan(lake, days[0], day), day, config.baseline_window_days)
-    return {
-        "window": f"{built.window_first.isoformat()}..{built.window_last.isoformat()}",
-        "history_days": built.history_days,
-        "warm": built.warm,
-        "key_actor_pairs": built.pair_profile.height,
-        "actors": built.actor_profile.height,
-        "keys": built.key_profile.height,
-    }
+    return detect.day_baselines(window, config)
 
 
 @task(name="detect", cache_policy=NO_CACHE)
-def detect_day(lake: LocalLake, day: dt.date, config: Config) -> DetectionResult:
-    """Rules and the isolation forest for ``day``; writes the day's alerts file."""
+def detect_day(
+    lake: LocalLake, window: FeatureWindow, baselines: Baselines, config: Config
+) -> DetectionResult:
+    """Rules and the isolation forest for the window's day on the features and baselines the
+    run already has; writes the day's alerts file."""
     from analytics import detect
 
-    return detect.run(lake, day, config)
+    return detect.run(lake, window.day, config, window=window, baselines=baselines)
 
 
 # --- publishing ---------------------------------------------------------------------------------
@@ -471,27 +455,6 @@ def publish_day(
     }
 
 
-def _hec_token(block: str | None) -> str:
-    """The HEC token from a Prefect Secret block, else the environment; never logged."""
-    if block:
-        from prefect.blocks.system import Secret
-
-        try:
-            secret: Any = Secret.load(block)
-            value = secret.get()
-        except Exception as exc:  # a missing or unreadable block must stop the export, token-free
-            raise ExportFailed(
-                f"cannot load the Prefect Secret block {block!r} ({type(exc).__name__})", False
-            ) from None
-        if isinstance(value, str) and value:
-            return value
-        raise ExportFailed(f"the Prefect Secret block {block!r} holds no token string", False)
-    token = os.environ.get(HEC_TOKEN_ENV, "")
-    if not token:
-        raise ExportFailed(f"no HEC token: set {HEC_TOKEN_ENV} or give a Secret block name", False)
-    return token
-
-
 def make_sink(
     spec: SinkSpec,
     lake: LocalLake,
@@ -500,21 +463,13 @@ def make_sink(
     hec_token_block: str | None = None,
     hec: HecSettings | None = None,
 ) -> Sink:
-    """The :mod:`analytics.export` sink a spec names (built by
-    :func:`analytics.export.settings.build_sink`, as the CLI's are)."""
-    from analytics.export.settings import build_sink
-
-    region = None
-    if spec.kind == "securityhub":
-        region = spec.target or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if not region:
-            raise ExportFailed("sink securityhub needs a region: securityhub=eu-west-1", False)
-    target = None if spec.kind == "securityhub" else spec.target
+    """The sink a spec names, built by :func:`flows.sinks.make_sink` as the CLI's are."""
     try:
-        return build_sink(spec.kind, lake=lake, day=day, target=target, hec_settings=hec,
-                          token=lambda: _hec_token(hec_token_block), endpoint_url=endpoint_url,
-                          region=region)  # fmt: skip
-    except ValueError as exc:
+        return sinks.make_sink(
+            spec.kind, spec.target, lake, day, hec=hec,
+            hec_token_block=hec_token_block, endpoint_url=endpoint_url,
+        )  # fmt: skip
+    except sinks.SinkUnavailable as exc:
         raise ExportFailed(f"{spec.kind}: {exc}", False) from None
 
 
@@ -571,9 +526,10 @@ def inputs_fingerprint(
     Equal fingerprints mean a rerun would compute the same alerts and reports, so the run skips
     the day instead of rewriting identical files under a new ``generated_at``.
     """
+    from analytics.detect import window_dates
     from analytics.features import events_fingerprint
 
-    files = [path for d in window_days(day, config) for path in lake.event_files(d)]
+    files = [path for d in window_dates(day, config) for path in lake.event_files(d)]
     digest = hashlib.sha256()
     digest.update(events_fingerprint(files).encode())
     digest.update(repr(config).encode())
@@ -599,56 +555,3 @@ def write_record(lake: LocalLake, day: dt.date, record: dict[str, Any]) -> None:
     write_bytes_atomic(
         (json.dumps(record, indent=2, default=str) + "\n").encode(), record_path(lake, day)
     )
-
-
-def incident_rows(incidents: pl.DataFrame, limit: int = 100) -> list[dict[str, Any]]:
-    """Incidents as rows for the Prefect table artifact: one flat row each, lists as text."""
-    from analytics.incidents import short_arn
-
-    def shortened(values: list[str] | None) -> str:
-        return _short(", ".join(short_arn(v) for v in values or []))
-
-    return [
-        {
-            "date": str(incident[s.EVENT_DATE]),
-            "severity": incident[s.SEVERITY],
-            "title": _short(incident[s.TITLE], 300),
-            "alerts": incident[s.ALERT_COUNT],
-            "actors": shortened(incident[s.ACTORS]),
-            "keys": shortened(incident[s.KEY_ARNS]),
-            "tactics": _short(" → ".join(incident[s.TACTICS] or [])),
-            "first_seen": str(incident[s.FIRST_SEEN]),
-            "last_seen": str(incident[s.LAST_SEEN]),
-            "severity_raised_because": _short(incident[s.SEVERITY_RAISED_BECAUSE] or ""),
-            "incident_id": incident[s.INCIDENT_ID],
-        }
-        for incident in incidents.head(limit).iter_rows(named=True)
-    ]
-
-
-def alert_rows(alerts: pl.DataFrame, limit: int = 200) -> list[dict[str, Any]]:
-    """Active alerts as rows for the Prefect table artifact (untrusted text cut short)."""
-    import polars as pl
-
-    active = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null())
-    rows = []
-    for alert in active.head(limit).iter_rows(named=True):
-        rows.append(
-            {
-                "date": str(alert[s.EVENT_DATE]),
-                "incident_id": alert.get(s.INCIDENT_ID) or "",
-                "severity": alert[s.SEVERITY],
-                "detector": alert[s.DETECTOR],
-                "actor": _short(alert.get(s.ACTOR)),
-                "key_arn": _short(alert.get(s.KEY_ARN)),
-                "reason": _short(alert.get(s.REASON), 300),
-                "alert_id": alert[s.ALERT_ID],
-            }
-        )
-    return rows
-
-
-def _short(value: object, limit: int = 160) -> str:
-    text = "" if value is None else str(value)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

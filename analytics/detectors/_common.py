@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 import polars as pl
 
 from analytics import schema as s
-from analytics.detectors.base import DetectionContext
+from analytics.detectors.base import DetectionContext, HistoryTable
 from analytics.identity import KMS_SOURCE
 
 __all__ = [
     "CLOUDTRAIL_SOURCE",
+    "CONTROL_EVENTS",
     "DATA_PLANE_EVENTS",
     "HUMAN_PRINCIPAL_TYPES",
     "KMS_SOURCE",
@@ -29,6 +30,7 @@ __all__ = [
     "SECRET_SERVICES",
     "UTC_US",
     "clip_text",
+    "distinct_rows",
     "from_source",
     "history_of",
     "hour_text",
@@ -143,33 +145,78 @@ def from_source(source: str, names: Iterable[str]) -> pl.Expr:
     return (pl.col(s.EVENT_SOURCE) == source) & pl.col(s.EVENT_NAME).is_in(list(names))
 
 
-def history_of(ctx: DetectionContext, predicate: pl.Expr, columns: Sequence[str]) -> pl.LazyFrame:
-    """The history rows matching ``predicate``, projected to ``columns``.
+def _control_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    kms_write = (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & ~pl.col(s.EVENT_NAME).is_in(READ_EVENTS)
+    return events.filter(kms_write.fill_null(False) & succeeded())
 
-    The filter comes before the projection so a Parquet scan pushes both down and never
-    materialises the other columns of 30 days of events.
+
+CONTROL_EVENTS = HistoryTable(
+    name="control_events",
+    description=(
+        "every successful KMS call that changes something (policies, key state, aliases, "
+        "grants, key material, rotation), whole in the rule view: the few events whose last "
+        "known value a rule compares the day against"
+    ),
+    build=_control_events,
+)
+"""Management calls are a sliver of a day (the data plane is the bulk), so they are kept as
+events rather than summarised: a rule asking "what was this key's policy before today" reads
+the events themselves, with their IDs as evidence."""
+
+
+def history_of(
+    ctx: DetectionContext,
+    table: HistoryTable,
+    predicate: pl.Expr | None = None,
+    columns: Sequence[str] | None = None,
+) -> pl.LazyFrame:
+    """The rows of history ``table`` matching ``predicate``, projected to ``columns``.
+
+    The table is one of the detector's declared :attr:`RuleDetector.history`; the filter comes
+    before the projection so the Parquet scan pushes both down.
     """
-    return ctx.history.filter(predicate).select(list(columns))
+    try:
+        frame = ctx.history[table.name]
+    except KeyError:
+        raise KeyError(f"history table {table.name!r} is not in this detection context") from None
+    if predicate is not None:
+        frame = frame.filter(predicate)
+    return frame.select(list(columns)) if columns is not None else frame
 
 
-def unseen_today(ctx: DetectionContext, predicate: pl.Expr, pair: Sequence[str]) -> pl.DataFrame:
-    """The day's events matching ``predicate`` whose ``pair`` of columns never appears among the
-    history's events matching it, sorted by time: the shared core of the first-seen rules.
+def unseen_today(
+    ctx: DetectionContext, predicate: pl.Expr, table: HistoryTable, pair: Sequence[str]
+) -> pl.DataFrame:
+    """The day's events matching ``predicate`` whose ``pair`` of columns is not among the rows
+    of history ``table`` (the distinct pairs of the same predicate, day by day), sorted by
+    time: the shared core of the first-seen rules.
 
-    The history is read only for the keys seen today (``pair`` starts with the key ARN), and
-    only the pair's columns, so 30 days of events are never materialised.
+    The history is read only for the keys seen today (``pair`` starts with the key ARN).
     """
     today = ctx.events.filter(predicate)
     if today.is_empty():
         return today
     keys = today.get_column(s.KEY_ARN).unique()
     seen = (
-        history_of(ctx, predicate, pair)
+        history_of(ctx, table, columns=pair)
         .filter(pl.col(s.KEY_ARN).is_in(keys.implode()))
         .unique()
         .collect()
     )
     return today.join(seen, on=list(pair), how="anti").sort(s.EVENT_TIME, s.EVENT_ID)
+
+
+def distinct_rows(
+    name: str, description: str, predicate: pl.Expr, columns: Sequence[str], version: int = 1
+) -> HistoryTable:
+    """A history table of the distinct ``columns`` of the events matching ``predicate``: what a
+    first-seen question needs of the past, a few rows per day however busy the day was."""
+    kept = list(columns)
+
+    def build(events: pl.LazyFrame) -> pl.LazyFrame:
+        return events.filter(predicate.fill_null(False)).select(kept).unique()
+
+    return HistoryTable(name=name, description=description, build=build, version=version)
 
 
 def shown(value: pl.Expr, fallback: str = "unknown", limit: int = SHOWN_CHARS) -> pl.Expr:

@@ -20,6 +20,7 @@ import polars as pl
 
 from analytics import schema as s
 from analytics.detectors._common import (
+    CONTROL_EVENTS,
     KMS_SOURCE,
     from_source,
     history_of,
@@ -71,7 +72,7 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
         return empty_findings()
     aliases = day.get_column(_ALIAS).drop_nulls().unique()
     last_known = (
-        history_of(ctx, mapping_event, _COLUMNS)
+        history_of(ctx, CONTROL_EVENTS, mapping_event, _COLUMNS)
         .pipe(_with_mapping)
         .filter(pl.col(_ALIAS).is_in(aliases.implode()))
         .group_by(_ALIAS)
@@ -171,5 +172,6 @@ DETECTOR = RuleDetector(
         "5. Restrict kms:UpdateAlias/CreateAlias/DeleteAlias with kms:AliasName conditions."
     ),
     detect=detect,
+    history=(CONTROL_EVENTS,),
     history_days_needed=0,
 )

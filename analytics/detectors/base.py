@@ -1,7 +1,7 @@
 """What a rule detector is: metadata plus one pure, vectorised function over events.
 
-A detector never reads files or calls AWS. It receives the target day's events and a lazy view
-of the events before it (for "last known policy", "first seen" and warm-up questions), and
+A detector never reads files or calls AWS. It receives the target day's events and the compact
+history tables it declared (for "last known policy", "first seen" and baseline questions), and
 returns *findings*: one row per thing worth an alert, with the evidence that proves it. The
 alert layer (:mod:`analytics.alerts`) turns findings into alerts with stable IDs, merges them
 per window and applies suppressions.
@@ -10,7 +10,7 @@ per window and applies suppressions.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,19 +52,43 @@ WARMUP_SETTING = "warmup_days"
 
 
 @dataclass(frozen=True)
+class HistoryTable:
+    """A compact table of the past that a rule reads instead of the raw events of the window.
+
+    ``build`` turns a span of events (in the rule view of
+    :func:`analytics.detectors._common.rule_events`) into rows that answer the rule's question
+    exactly, and must be *decomposable by day*: building it over several days must equal the
+    rows of each day's build put together (up to duplicate rows, which readers drop). That is
+    what lets :mod:`analytics.history` keep one file per table per day, computed once, and lets
+    a test build the same table from a frame of events. ``version`` is part of each file's
+    stamp: raise it when ``build`` changes meaning, and every day is recomputed.
+    """
+
+    name: str
+    description: str
+    build: Callable[[pl.LazyFrame], pl.LazyFrame]
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.name.replace("_", "").isalnum() or not self.name.islower():
+            raise ValueError(f"history table name {self.name!r}: lower-case words and _ only")
+
+
+@dataclass(frozen=True)
 class DetectionContext:
     """Everything a rule may look at for one target day.
 
     ``events`` holds the target day's events in the narrow view of
     :func:`analytics.detectors._common.rule_events` (the columns rules read; no request JSON
-    on cryptographic calls); ``history`` the events of the ``history_days`` before it, in the
-    full event schema but lazily, so a rule projects only the columns it needs.
+    on cryptographic calls); ``history`` the compact history tables (by name, see
+    :class:`HistoryTable`) of the ``history_days`` before it, lazily, so a rule reads only the
+    rows and columns it needs and never the raw events of the window.
     ``settings`` holds this detector's thresholds from ``keytrail.toml`` (defaults applied).
     """
 
     day: dt.date
     events: pl.DataFrame
-    history: pl.LazyFrame
+    history: Mapping[str, pl.LazyFrame]
     history_days: int
     org_accounts: frozenset[str] = frozenset()
     settings: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +106,8 @@ class RuleDetector:
     runbook: str
     detect: Callable[[DetectionContext], pl.DataFrame]
     defaults: dict[str, Any] = field(default_factory=dict)
+    history: tuple[HistoryTable, ...] = ()
+    """The compact history tables the rule reads (none for rules that see only the day)."""
     history_days_needed: int = 0
     """Days of history before the scored day the rule needs to judge fully: 0 for rules that
     read only the day's events, N for first-seen and baseline rules. Detection lists a rule

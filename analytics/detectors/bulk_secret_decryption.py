@@ -47,7 +47,7 @@ from analytics.detectors._common import (
     shown,
     succeeded,
 )
-from analytics.detectors.base import DetectionContext, RuleDetector, empty_findings
+from analytics.detectors.base import DetectionContext, HistoryTable, RuleDetector, empty_findings
 
 DEFAULTS: dict[str, Any] = {
     "window_minutes": 15,
@@ -57,7 +57,6 @@ DEFAULTS: dict[str, Any] = {
     "warmup_days": 7,
 }
 NAMES_SHOWN = 3
-_HISTORY_COLUMNS = [s.ACTOR, s.EVENT_TIME, s.INVOKED_BY, s.ENCRYPTION_CONTEXT]
 _ITEM, _KIND = "_item", "_kind"
 _SECRET, _PARAMETER, _OTHER = "secret", "parameter", "other"
 
@@ -87,27 +86,50 @@ def _with_items(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _peak_windows(items: pl.LazyFrame, minutes: int) -> pl.LazyFrame:
-    """Per actor, its busiest sliding window: the end time and the distinct items in it.
+_MINUTE, _FIRST, _LAST, _STORED_ITEM = "minute", "first_time", "last_time", "item"
 
-    Only the first and last use of each item in each minute can start or end a window that
-    holds it, so the rolling count runs over those rows, not over every call: an application
-    decrypting its five secrets ten thousand times a day yields a few thousand rows.
+
+def _minute_marks(items: pl.LazyFrame) -> pl.LazyFrame:
+    """Per (actor, item, minute): the first and last use of the item in that minute.
+
+    Only those uses can start or end a window that holds the item, so the rolling count runs
+    over them, not over every call: an application decrypting its five secrets ten thousand
+    times a day yields a few thousand rows. A minute lies within one day, so a day's marks are
+    final once the day is ingested: they are what the history keeps.
     """
     minute = pl.col(s.EVENT_TIME).dt.truncate("1m")
-    marks = (
-        items.group_by(s.ACTOR, _ITEM, minute.alias("_minute"))
-        .agg(pl.col(s.EVENT_TIME).min().alias("_first"), pl.col(s.EVENT_TIME).max().alias("_last"))
-        .select(
+    return items.group_by(s.ACTOR, _ITEM, minute.alias(_MINUTE)).agg(
+        pl.col(s.EVENT_TIME).min().alias(_FIRST), pl.col(s.EVENT_TIME).max().alias(_LAST)
+    )
+
+
+SECRET_DECRYPT_MARKS = HistoryTable(
+    name="secret_decrypt_marks",
+    description=(
+        "per (actor, secret or parameter, minute) the first and last counted decrypt: enough "
+        "to find each actor's busiest window of distinct secrets, windows across midnight "
+        "included, for KMS.BulkSecretDecryption"
+    ),
+    build=lambda events: _minute_marks(_with_items(events.filter(_counted()))).select(
+        s.ACTOR, pl.col(_ITEM).alias(_STORED_ITEM), _FIRST, _LAST
+    ),
+)
+
+
+def _peak_windows(marks: pl.LazyFrame, minutes: int) -> pl.LazyFrame:
+    """Per actor, its busiest sliding window over its :func:`_minute_marks`: the end time and
+    the distinct items in it."""
+    points = (
+        marks.select(
             s.ACTOR,
             _ITEM,
-            pl.concat_list("_first", "_last").list.unique().alias(s.EVENT_TIME),
+            pl.concat_list(_FIRST, _LAST).list.unique().alias(s.EVENT_TIME),
         )
         .explode(s.EVENT_TIME)
         .sort(s.ACTOR, s.EVENT_TIME, _ITEM)
     )
     return (
-        marks.rolling(index_column=s.EVENT_TIME, period=f"{minutes}m", group_by=s.ACTOR)
+        points.rolling(index_column=s.EVENT_TIME, period=f"{minutes}m", group_by=s.ACTOR)
         .agg(pl.col(_ITEM).n_unique().cast(pl.Int64).alias("_distinct"))
         .sort(s.ACTOR, pl.col("_distinct"), s.EVENT_TIME, descending=[False, True, False])
         .group_by(s.ACTOR, maintain_order=True)
@@ -118,13 +140,11 @@ def _peak_windows(items: pl.LazyFrame, minutes: int) -> pl.LazyFrame:
 
 def _usual_peaks(ctx: DetectionContext, actors: pl.Series, minutes: int) -> pl.DataFrame:
     """Per actor, the most distinct secrets it decrypted in any window of the history."""
-    history = history_of(ctx, _counted(), _HISTORY_COLUMNS).filter(
-        pl.col(s.ACTOR).is_in(actors.implode())
+    marks = history_of(ctx, SECRET_DECRYPT_MARKS, pl.col(s.ACTOR).is_in(actors.implode())).rename(
+        {_STORED_ITEM: _ITEM}
     )
     return (
-        _peak_windows(_with_items(history), minutes)
-        .select(s.ACTOR, pl.col("_distinct").alias("_usual"))
-        .collect()
+        _peak_windows(marks, minutes).select(s.ACTOR, pl.col("_distinct").alias("_usual")).collect()
     )
 
 
@@ -148,7 +168,9 @@ def detect(ctx: DetectionContext) -> pl.DataFrame:
     today = _with_items(ctx.events.lazy().filter(_counted())).with_columns(
         is_person(pl.col(s.SESSION_NAME)).alias("_person")
     )
-    peaks = _peak_windows(today, minutes).filter(pl.col("_distinct") >= floor).collect()
+    peaks = (
+        _peak_windows(_minute_marks(today), minutes).filter(pl.col("_distinct") >= floor).collect()
+    )
     if peaks.is_empty():
         return empty_findings()
     usual = _usual_peaks(ctx, peaks.get_column(s.ACTOR), minutes) if judged else None
@@ -320,5 +342,6 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history=(SECRET_DECRYPT_MARKS,),
     history_days_needed=DEFAULTS["warmup_days"],  # people are judged from day one; others after
 )

@@ -25,6 +25,7 @@ import polars as pl
 from analytics import schema as s
 from analytics.detectors._common import (
     KMS_SOURCE,
+    distinct_rows,
     setting,
     shown,
     unseen_today,
@@ -47,11 +48,20 @@ def _cross_account_call() -> pl.Expr:
     )
 
 
+CROSS_ACCOUNT_PAIRS = distinct_rows(
+    "cross_account_pairs",
+    "distinct (key, calling account) pairs of KMS calls from an account other than the key's "
+    "owner, refused ones included: the pairs KMS.NewCrossAccountCaller has seen",
+    _cross_account_call(),
+    _PAIR,
+)
+
+
 def detect(ctx: DetectionContext) -> pl.DataFrame:
     """Per never-seen (key, calling account) pair: the day's calls, first to last."""
     if ctx.history_days < setting(ctx, DEFAULTS, "warmup_days", int):
         return empty_findings()
-    unseen = unseen_today(ctx, _cross_account_call(), _PAIR)
+    unseen = unseen_today(ctx, _cross_account_call(), CROSS_ACCOUNT_PAIRS, _PAIR)
     if unseen.is_empty():
         return empty_findings()
     org = sorted(ctx.org_accounts)
@@ -165,5 +175,6 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history=(CROSS_ACCOUNT_PAIRS,),
     history_days_needed=DEFAULTS["warmup_days"],
 )

@@ -32,7 +32,7 @@ from analytics.detectors._common import (
     setting,
     shown,
 )
-from analytics.detectors.base import DetectionContext, RuleDetector, empty_findings
+from analytics.detectors.base import DetectionContext, HistoryTable, RuleDetector, empty_findings
 
 DECRYPT_FAMILY: tuple[str, ...] = (
     "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
@@ -59,14 +59,34 @@ def _actor() -> pl.Expr:
     return pl.col(s.ACTOR).fill_null("unknown")
 
 
-def _usual_hourly_failures(ctx: DetectionContext, actors: pl.Series) -> pl.DataFrame:
-    """Per actor: the p99 and max of its hourly failure counts over the history."""
+_HOUR, _FAILURES = "hour", "failures"
+
+
+def _hourly_failures(events: pl.LazyFrame) -> pl.LazyFrame:
     return (
-        history_of(ctx, _counted_failure(), [s.ACTOR, s.EVENT_TIME])
-        .with_columns(_actor().alias(s.ACTOR))
-        .filter(pl.col(s.ACTOR).is_in(actors.implode()))
-        .group_by(s.ACTOR, pl.col(s.EVENT_TIME).dt.truncate("1h"))
-        .agg(pl.len().alias("_hourly"))
+        events.filter(_counted_failure())
+        .group_by(_actor().alias(s.ACTOR), pl.col(s.EVENT_TIME).dt.truncate("1h").alias(_HOUR))
+        .agg(pl.len().cast(pl.Int64).alias(_FAILURES))
+    )
+
+
+HOURLY_FAILURES = HistoryTable(
+    name="decrypt_failures_hourly",
+    description=(
+        "per (actor, hour) the decrypt-family calls refused with a counted error: the "
+        "baseline of KMS.FailedDecryptBurst"
+    ),
+    build=_hourly_failures,
+)
+
+
+def _usual_hourly_failures(ctx: DetectionContext, actors: pl.Series) -> pl.DataFrame:
+    """Per actor: the p99 of its hourly failure counts over the history, and its failing hours
+    (an hour is within one day, so a day's rows never share an hour with another day's)."""
+    return (
+        history_of(ctx, HOURLY_FAILURES, pl.col(s.ACTOR).is_in(actors.implode()))
+        .group_by(s.ACTOR, _HOUR)
+        .agg(pl.col(_FAILURES).sum().alias("_hourly"))
         .group_by(s.ACTOR)
         .agg(
             pl.col("_hourly").quantile(_QUANTILE, interpolation="higher").alias("_p99"),
@@ -176,5 +196,6 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history=(HOURLY_FAILURES,),
     history_days_needed=MIN_WINDOW_DAYS,  # its per-actor failure baseline
 )

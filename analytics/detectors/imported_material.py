@@ -17,6 +17,7 @@ import polars as pl
 
 from analytics import schema as s
 from analytics.detectors._common import (
+    CONTROL_EVENTS,
     KMS_SOURCE,
     UTC_US,
     from_source,
@@ -48,7 +49,7 @@ def _external_creations(ctx: DetectionContext, keys: pl.Series) -> pl.DataFrame:
         & succeeded()
         & (pl.col(s.REQUEST_PARAMETERS).str.json_path_match("$.origin") == "EXTERNAL")
     )
-    past = history_of(ctx, is_external_create, columns).collect()
+    past = history_of(ctx, CONTROL_EVENTS, is_external_create, columns).collect()
     today = ctx.events.filter(is_external_create).select(columns)
     both = pl.concat([past, today], how="vertical_relaxed")
     return (
@@ -151,5 +152,6 @@ DETECTOR = RuleDetector(
         "5. Limit kms:ImportKeyMaterial and kms:DeleteImportedKeyMaterial to a key-custodian role."
     ),
     detect=detect,
+    history=(CONTROL_EVENTS,),
     history_days_needed=0,
 )

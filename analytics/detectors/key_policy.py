@@ -27,6 +27,7 @@ import polars as pl
 
 from analytics import schema as s
 from analytics.detectors._common import (
+    CONTROL_EVENTS,
     KMS_SOURCE,
     clip_text,
     from_source,
@@ -73,7 +74,7 @@ def _timeline(ctx: DetectionContext, day: pl.DataFrame) -> pl.DataFrame:
     history_columns = [s.EVENT_ID, s.EVENT_TIME, s.EVENT_SOURCE, s.EVENT_NAME, s.ERROR_CODE,
                        s.ACTOR, s.KEY_ARN, s.REQUEST_PARAMETERS, s.RESPONSE_ELEMENTS]  # fmt: skip
     last_known = (
-        history_of(ctx, _policy_event(), history_columns)
+        history_of(ctx, CONTROL_EVENTS, _policy_event(), history_columns)
         .pipe(_with_policy)
         .filter(pl.col(_KEY).is_in(keys.implode()))
         .group_by(_KEY)
@@ -220,5 +221,6 @@ DETECTOR = RuleDetector(
         "aws:PrincipalOrgID condition on every wildcard statement."
     ),
     detect=detect,
+    history=(CONTROL_EVENTS,),
     history_days_needed=0,
 )

@@ -43,6 +43,7 @@ from analytics import schema as s
 from analytics.detectors._common import (
     DATA_PLANE_EVENTS,
     KMS_SOURCE,
+    distinct_rows,
     from_source,
     history_of,
     is_person,
@@ -67,11 +68,27 @@ def _key_use() -> pl.Expr:
     )
 
 
+KEY_USE_PAIRS = distinct_rows(
+    "key_use_pairs",
+    "distinct (key, actor) pairs of successful cryptographic calls by a principal that is not "
+    "an AWS service: the pairs KMS.NewActorForKey has seen",
+    _key_use(),
+    _PAIR,
+)
+KMS_ORIGINS = distinct_rows(
+    "kms_origins",
+    "distinct (actor, source IP, region) of every KMS call with an actor: whether an actor "
+    "called KMS at all, and from where",
+    (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.ACTOR).is_not_null(),
+    [s.ACTOR, s.SOURCE_IP, s.AWS_REGION],
+)
+
+
 def detect(ctx: DetectionContext) -> pl.DataFrame:
     """Per never-seen (key, actor) pair: the day's uses, first to last."""
     if ctx.history_days < setting(ctx, DEFAULTS, "warmup_days", int):
         return empty_findings()
-    unseen = unseen_today(ctx, _key_use(), _PAIR)
+    unseen = unseen_today(ctx, _key_use(), KEY_USE_PAIRS, _PAIR)
     if unseen.is_empty():
         return empty_findings()
     org = sorted(ctx.org_accounts)
@@ -169,12 +186,11 @@ def _new_origins(ctx: DetectionContext, unseen: pl.DataFrame) -> pl.DataFrame:
     IPs and regions of the day's uses from which the actor never called KMS before (the same
     questions the isolation forest asks, so the two agree on what is new).
 
-    Only the KMS history of today's new actors is read, and only three columns of it.
+    Only the KMS origins of today's new actors are read.
     """
     actors = unseen.get_column(s.ACTOR).unique()
-    columns = [s.ACTOR, s.SOURCE_IP, s.AWS_REGION]
-    mine = (pl.col(s.EVENT_SOURCE) == KMS_SOURCE) & pl.col(s.ACTOR).is_in(actors.implode())
-    seen = history_of(ctx, mine, columns).unique().collect()
+    mine = pl.col(s.ACTOR).is_in(actors.implode())
+    seen = history_of(ctx, KMS_ORIGINS, mine).unique().collect()
     # A service calling for the actor puts its own name in sourceIPAddress: not an origin.
     today = unseen.select(
         *_PAIR,
@@ -247,5 +263,6 @@ DETECTOR = RuleDetector(
     ),
     detect=detect,
     defaults=DEFAULTS,
+    history=(KEY_USE_PAIRS, KMS_ORIGINS),
     history_days_needed=DEFAULTS["warmup_days"],
 )

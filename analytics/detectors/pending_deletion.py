@@ -21,6 +21,7 @@ import polars as pl
 
 from analytics import schema as s
 from analytics.detectors._common import (
+    CONTROL_EVENTS,
     DATA_PLANE_EVENTS,
     KMS_SOURCE,
     from_source,
@@ -52,7 +53,7 @@ def _deletion_states(ctx: DetectionContext, keys: pl.Series) -> pl.DataFrame:
     """Every successful schedule/cancel/deletion of the keys in ``keys``, oldest first."""
     is_state = from_source(KMS_SOURCE, (SCHEDULE, CANCEL, DELETED)) & succeeded()
     past = (
-        history_of(ctx, is_state, _STATE_COLUMNS)
+        history_of(ctx, CONTROL_EVENTS, is_state, _STATE_COLUMNS)
         .filter(pl.col(s.KEY_ARN).is_in(keys.implode()))
         .collect()
     )
@@ -184,5 +185,6 @@ DETECTOR = RuleDetector(
         "this detector stay quiet for a full cycle of the application."
     ),
     detect=detect,
+    history=(CONTROL_EVENTS,),
     history_days_needed=0,
 )

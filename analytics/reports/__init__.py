@@ -15,6 +15,7 @@ from pathlib import Path
 
 from analytics.adapters.kms_inventory import KeySnapshot
 from analytics.adapters.lake import LocalLake
+from analytics.baselines import DEFAULT_WINDOW_DAYS
 from analytics.config import Config
 from analytics.reports.daily import DailyReport, build, report_dir, write
 from analytics.reports.inputs import ReportInputs, load
@@ -29,7 +30,7 @@ def run(
     generated_at: dt.datetime | None = None,
     snapshots: Sequence[KeySnapshot] = (),
     org_accounts: frozenset[str] = frozenset(),
-    window_days: int = 30,
+    window_days: int = DEFAULT_WINDOW_DAYS,
     notes: Sequence[str] = (),
     config: Config | None = None,
     lake_name: str | None = None,

@@ -23,6 +23,7 @@ from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
 from analytics.adapters.lake import LocalLake
 from analytics.api import incident_records
+from analytics.baselines import DEFAULT_WINDOW_DAYS
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
 from analytics.identity import KMS_SOURCE
 from analytics.incidents import empty_incidents
@@ -158,7 +159,7 @@ def build(
     generated_at: dt.datetime,
     snapshots: Sequence[KeySnapshot] = (),
     top_actors: int = key_usage.DEFAULT_TOP_ACTORS,
-    window_days: int = 30,
+    window_days: int = DEFAULT_WINDOW_DAYS,
     notes: Sequence[str] = (),
 ) -> DailyReport:
     """Every report of ``inputs.day`` (pure: no lake access, no clock)."""

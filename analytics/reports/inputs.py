@@ -23,6 +23,7 @@ import polars as pl
 from analytics import api, detect
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
+from analytics.baselines import DEFAULT_WINDOW_DAYS
 from analytics.config import Config
 from analytics.detectors._common import DATA_PLANE_EVENTS
 from analytics.identity import KMS_SOURCE
@@ -119,7 +120,7 @@ def org_accounts_of(activity: pl.DataFrame, configured: frozenset[str]) -> froze
 def load(
     lake: LocalLake,
     day: dt.date,
-    window_days: int = 30,
+    window_days: int = DEFAULT_WINDOW_DAYS,
     org_accounts: frozenset[str] = frozenset(),
     config: Config | None = None,
     lake_name: str | None = None,

@@ -8,11 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from analytics import history as history_tables
 from analytics import schema as s
 from analytics.cloudtrail import parse_document
 from analytics.detectors import DetectionContext, RuleDetector, conform_findings
@@ -66,14 +68,20 @@ def context(
     settings: dict[str, Any] | None = None,
     day: dt.date | None = None,
 ) -> DetectionContext:
-    """A context whose day is the events' (earliest) date."""
+    """A context whose day is the events' (earliest) date; ``history`` (raw events) reaches the
+    rules as detection gives it to them, through the compact history tables."""
     if day is None:
         day = events.get_column(s.EVENT_DATE).min() if events.height else dt.date(2026, 11, 28)
     assert isinstance(day, dt.date)
     return DetectionContext(
         day=day,
         events=rule_events(events.lazy()).collect(),
-        history=(history if history is not None else empty_events()).lazy(),
+        history={
+            name: frame.lazy()
+            for name, frame in history_tables.compute(
+                history if history is not None else empty_events()
+            ).items()
+        },
         history_days=history_days,
         org_accounts=org_accounts,
         settings=settings or {},
@@ -81,8 +89,10 @@ def context(
 
 
 def run(detector: RuleDetector, ctx: DetectionContext) -> pl.DataFrame:
-    """Run a detector the way the alert layer does: detect, then conform."""
-    return conform_findings(detector, detector.detect(ctx))
+    """Run a detector the way detection does: with only the history tables it declared, then
+    conform its findings."""
+    declared = {table.name: ctx.history[table.name] for table in detector.history}
+    return conform_findings(detector, detector.detect(replace(ctx, history=declared)))
 
 
 def sample_history(detector: RuleDetector) -> pl.DataFrame:

@@ -86,8 +86,10 @@ def test_following_getting_started_works(tmp_path: Path, s3_endpoint: str) -> No
     )  # fmt: skip
     assert result.returncode == 0, explain(result)
     # What the doc promises is there:
-    assert (clone / "demo-lake" / "reports" / "2026-11-14" / "report.html").is_file()
-    assert "would raise" in result.stdout  # the dry run of 2026-11-13
+    for day in ("2026-11-11", "2026-11-12", "2026-11-13", "2026-11-14"):  # the demo's span
+        assert (clone / "demo-lake" / "reports" / day / "report.html").is_file()
+    assert "Next (in the virtualenv" in result.stdout  # the demo's closing summary
+    assert "would raise" in result.stdout  # the dry run of 2026-11-10
     assert (clone / "lake" / "alerts" / "event_date=2026-11-14" / "alerts.parquet").is_file()
     assert (clone / "lake" / "reports" / "2026-11-14" / "report.html").is_file()
     assert "events written" in result.stdout and "17,111" in result.stdout

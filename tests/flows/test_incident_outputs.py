@@ -18,10 +18,10 @@ from rich.console import Console
 from analytics import incidents
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
+from analytics.reports.run_summary import alert_rows, day_markdown, incident_rows
 from flows.cli_incidents import print_incidents, top
 from flows.cli_orchestrate import print_result
-from flows.nightly import _day_markdown, result_of
-from flows.tasks import alert_rows, incident_rows
+from flows.nightly import result_of
 from tests.detect.alert_frames import DAY, alert, at, frame, key, role
 from tests.flows.conftest import LAST_DAY, copy_days
 from tests.flows.helpers import invoke
@@ -96,7 +96,7 @@ def test_the_artifacts_list_incidents_first_as_a_table(
                "incidents_by_severity": {"high": 0, "critical": 1, "medium": 1},
                "alerts_by_severity": {"high": 2, "medium": 2},
                "incident_rows": rows, "alert_rows": alert_rows(labelled)}  # fmt: skip
-    markdown = _day_markdown(outcome)
+    markdown = day_markdown(outcome)
     table = markdown.index("| severity | incident | alerts | actors | keys | first seen |")
     assert table < next(i for i, line in enumerate(markdown) if line.startswith("- suppressed"))
     assert "- incidents: 2 (1 critical, 1 medium); to triage: 3" in markdown

@@ -202,3 +202,34 @@ def test_a_concurrent_run_is_refused_and_a_killed_runs_lock_recovered(
     result = nightly(source=str(tree), lake=str(lake), date=LAST_DAY, config=str(short_window))
     assert result["ingest"]["events_written"] > 0
     assert not (lake / "_state" / "lock.json").exists()
+
+
+def test_a_nightly_run_computes_features_and_baselines_once(
+    tmp_path: Path, short_window: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The features, baselines and detect stages share one computation: each stage logs what
+    the next one uses, instead of every stage working the window out again."""
+    from analytics import baselines, features
+    from flows.nightly import nightly
+
+    computed: list[Any] = []
+    builds: list[Any] = []
+    compute_day, build = features.compute_day, baselines.build
+
+    def counted_compute_day(events: Any, day: Any) -> Any:
+        if events.height:
+            computed.append(day)
+        return compute_day(events, day)
+
+    def counted_build(*args: Any, **kwargs: Any) -> Any:
+        builds.append(args[1])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(features, "compute_day", counted_compute_day)
+    monkeypatch.setattr(baselines, "build", counted_build)
+    tree = copy_days(["2026-11-12", "2026-11-13", "2026-11-14"], tmp_path / "trail")
+    result = nightly(source=str(tree), lake=str(tmp_path / "lake"), date="2026-11-13",
+                     config=str(short_window))  # fmt: skip
+    assert result["days"][0]["skipped"] is False
+    assert len(computed) == len(set(computed)) > 0, computed  # no day's features twice
+    assert [str(day) for day in builds] == ["2026-11-13"]

@@ -13,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from analytics.adapters.lake import LocalLake
-from flows.cli_publish import HEC_TOKEN_ENV, register
+from flows.cli_publish import register
+from flows.sinks import HEC_TOKEN_ENV
 from tests.publish.conftest import Listener
 from tests.publish.helpers import HEC_TOKEN as TOKEN
 from tests.publish.helpers import copy_lake

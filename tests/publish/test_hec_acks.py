@@ -27,7 +27,7 @@ from analytics.adapters.lake import LocalLake
 from analytics.export import HecSink, RetryPolicy, SinkError, export, hec
 from analytics.export.idempotency import Ledger
 from analytics.export.settings import HecSettings
-from flows.cli_publish import HEC_TOKEN_ENV
+from flows.sinks import HEC_TOKEN_ENV
 from flows.tasks import SinkSpec, make_sink
 from tests.publish import fixture as f
 from tests.publish import ocsf_schema
@@ -304,3 +304,22 @@ def test_the_nightly_flows_hec_parameters_override_keytrail_toml(tmp_path: Path)
     )  # fmt: skip
     with pytest.raises(StageFailed, match="ack timeout must be positive"):
         resolve_settings(*args, {"ack_timeout_seconds": 0})
+
+
+def test_a_flow_sink_without_a_url_takes_the_configured_collector(tmp_path: Path) -> None:
+    from flows.nightly import StageFailed, resolve_settings
+
+    trail = tmp_path / "trail"
+    trail.mkdir()
+    with_url = tmp_path / "with-url.toml"
+    with_url.write_text('[hec]\nurl = "https://splunk.example:8088"\n')
+    without = tmp_path / "without.toml"
+    without.write_text('[hec]\nindex = "kms"\n')
+
+    def settings(config: Path) -> Any:
+        return resolve_settings(str(trail), str(tmp_path / "lake"), str(config), ["splunk-hec"],
+                                None, None, None, 1.0)  # fmt: skip
+
+    assert settings(with_url).hec.url == "https://splunk.example:8088"
+    with pytest.raises(StageFailed, match="splunk-hec needs a collector URL"):
+        settings(without)

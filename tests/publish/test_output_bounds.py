@@ -20,7 +20,7 @@ from analytics.export import HecSink, OcsfFileSink, RetryPolicy, SinkError, expo
 from analytics.export import bounds as b
 from analytics.export.idempotency import Ledger
 from analytics.export.sinks import _day_events, prepare
-from flows.cli_publish import HEC_TOKEN_ENV
+from flows.sinks import HEC_TOKEN_ENV
 from tests.publish import fixture as f
 from tests.publish import ocsf_schema
 from tests.publish.conftest import Listener

@@ -1,0 +1,149 @@
+"""Detection history as compact tables, kept in the lake one day at a time.
+
+The rules ask the past a few narrow questions: which (key, actor) pairs were seen, what an
+alias or a key policy was before today, how often an actor's decrypts fail in an hour. Reading
+the raw events of the whole baseline window to answer them would cost a window of events per
+scored day, so each rule declares the tables that answer its questions (`HistoryTable` in
+`analytics/detectors/base.py`), and one file per table and day is kept:
+`LAKE/history/<table>/event_date=D/<table>.parquet`. It is computed from that day's events as
+the rules see them, stamped like the hourly features with a fingerprint of the day's event
+files (plus the table's version), and recomputed only when either changes. Scoring a day reads
+that day's events and the window's features and history tables, never the events of the days
+before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import polars as pl
+
+from analytics import features
+from analytics import schema as s
+from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake_fs import LakeFile
+from analytics.detectors._common import RULE_EVENT_COLUMNS, rule_events
+from analytics.detectors.base import HistoryTable
+from analytics.detectors.registry import ALL_DETECTORS
+
+HISTORY_DIR = "history"
+
+
+def _tables() -> tuple[HistoryTable, ...]:
+    tables: dict[str, HistoryTable] = {}
+    for detector in ALL_DETECTORS:
+        for table in detector.history:
+            known = tables.setdefault(table.name, table)
+            if known is not table:
+                raise ValueError(f"two different history tables are named {table.name!r}")
+    return tuple(tables.values())
+
+
+TABLES: tuple[HistoryTable, ...] = _tables()
+"""Every history table a registered rule reads, once each, in registry order."""
+
+
+def table_key(table: HistoryTable, day: dt.date) -> str:
+    """The day's file of ``table`` inside the lake."""
+    return f"{HISTORY_DIR}/{table.name}/{s.EVENT_DATE}={day.isoformat()}/{table.name}.parquet"
+
+
+def table_path(lake: LocalLake, table: HistoryTable, day: dt.date) -> Path:
+    """:func:`table_key` in a lake folder."""
+    return lake.root / table_key(table, day)
+
+
+def _stamp(fingerprint: str, table: HistoryTable) -> str:
+    return f"{fingerprint};{table.name}@{table.version}"
+
+
+def compute(events: pl.LazyFrame | pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Every history table of ``events`` (the event schema, or already the rule view: the view
+    of a view is the view), by name. Pure; rows sorted, so the same events give the same file.
+    """
+    view = rule_events(events.lazy())
+    return {table.name: _sorted(table.build(view).collect()) for table in TABLES}
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(frame.columns, nulls_last=True) if frame.width else frame
+
+
+def empty() -> dict[str, pl.LazyFrame]:
+    """Every history table with no rows: the history of a lake with no earlier day."""
+    events = pl.from_arrow(s.empty_events())
+    assert isinstance(events, pl.DataFrame)
+    return {name: frame.lazy() for name, frame in compute(events).items()}
+
+
+def ensure_day(
+    lake: LocalLake,
+    day: dt.date,
+    events: pl.DataFrame | None = None,
+    reads: list[LakeFile] | None = None,
+) -> bool:
+    """Bring the day's history tables up to date with its events; True if any was (re)written.
+
+    ``events`` may hold the day's events already read (in the rule view, from the day's current
+    files), so scoring a day reads them once; otherwise the files are read when a table is stale,
+    and named in ``reads``. A day without events has no history files: any left from events
+    since removed are deleted, which counts as a change.
+    """
+    files = lake.event_files(day)
+    targets = {table.name: table_key(table, day) for table in TABLES}
+    if not files:
+        gone = [key for key in targets.values() if lake.store.exists(key)]
+        for key in gone:
+            lake.store.delete(key)
+        return bool(gone)
+    fingerprint = features.events_fingerprint(files)
+    stale = [
+        table
+        for table in TABLES
+        if not features.is_current(lake, targets[table.name], _stamp(fingerprint, table))
+    ]
+    if not stale:
+        return False
+    if events is None:
+        events = features.read_day_events(lake, day, RULE_EVENT_COLUMNS)
+        if reads is not None:
+            reads.extend(files)
+    view = rule_events(events.lazy())
+    for table in stale:
+        frame = _sorted(table.build(view).collect())
+        features.write_stamped(lake, targets[table.name], frame.to_arrow(),
+                               _stamp(fingerprint, table))  # fmt: skip
+    return True
+
+
+def ensure_days(
+    lake: LocalLake,
+    days: Iterable[dt.date],
+    loaded: Mapping[dt.date, pl.DataFrame] | None = None,
+    reads: list[LakeFile] | None = None,
+) -> list[dt.date]:
+    """Update the history files of ``days``; returns the days that were recomputed.
+
+    ``loaded`` maps days whose events are already in memory (rule view) to those events.
+    """
+    loaded = loaded or {}
+    return [day for day in days if ensure_day(lake, day, loaded.get(day), reads)]
+
+
+def scan(
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[LakeFile] | None = None
+) -> dict[str, pl.LazyFrame]:
+    """Every history table over ``first``..``last`` (inclusive), lazily, by name; the files
+    scanned are added to ``reads``."""
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    empties = empty()
+    tables: dict[str, pl.LazyFrame] = {}
+    for table in TABLES:
+        found = [lake.lake_file(table_key(table, day)) for day in days]
+        existing = [f for f in found if f is not None]
+        if reads is not None:
+            reads.extend(existing)
+        tables[table.name] = lake.store.scan(existing) if existing else empties[table.name]
+    return tables
