@@ -86,14 +86,15 @@ def _day_events(lake: LocalLake, day: dt.date, reads: list[LakeFile]) -> pl.Lazy
 
 
 def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
-    """The days of ``first``..``last`` the lake holds: days with an event partition.
+    """The days of ``first``..``last`` the lake holds: days with Parquet files in their event
+    partition (listed, not opened, so counting the window costs no footer reads).
 
     Any CloudTrail event counts, not only KMS calls, so a quiet day is still history. Ingest
     records the event dates of each object it read, not the days a run covered, so a day whose
     log files held no event at all cannot be told from a day never ingested; it is not counted.
     """
     days = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
-    return [day for day in days if lake.event_files(day)]
+    return [day for day in days if lake.listed_event_files(day)]
 
 
 def warming_up(

@@ -79,19 +79,19 @@ def ensure_day(lake: LocalLake, day: dt.date, reads: list[LakeFile] | None = Non
     A day without events has no feature file (readers treat a missing file as no rows), so a
     window reaching back before the lake's first day costs nothing and counts no day; a feature
     file left from events since removed is deleted, which counts as a change."""
-    files = lake.event_files(day)
+    listed = lake.listed_event_files(day)  # a listing, no footers: most days are current
     key = features_key(day)
-    if not files:
+    if not listed:
         if not lake.store.exists(key):
             return False
         lake.store.delete(key)
         return True
-    fingerprint = events_fingerprint(files)
+    fingerprint = events_fingerprint(listed)
     if is_current(lake, key, fingerprint):
         return False
     events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
     if reads is not None:
-        reads.extend(files)
+        reads.extend(lake.event_files(day))
     write_stamped(lake, key, compute_day(events, day).to_arrow(), fingerprint)
     return True
 

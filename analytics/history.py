@@ -91,7 +91,7 @@ def ensure_day(
     and named in ``reads``. A day without events has no history files: any left from events
     since removed are deleted, which counts as a change.
     """
-    files = lake.event_files(day)
+    files = lake.listed_event_files(day)  # a listing, no footers: most days are current
     targets = {table.name: table_key(table, day) for table in TABLES}
     if not files:
         gone = [key for key in targets.values() if lake.store.exists(key)]
@@ -109,7 +109,7 @@ def ensure_day(
     if events is None:
         events = features.read_day_events(lake, day, RULE_EVENT_COLUMNS)
         if reads is not None:
-            reads.extend(files)
+            reads.extend(lake.event_files(day))
     view = rule_events(events.lazy())
     for table in stale:
         frame = _sorted(table.build(view).collect())

@@ -228,6 +228,12 @@ class LocalLake:
         listed = self.store.files(self.partition_key(day))
         return [f for f in listed if f.name.endswith(".parquet") and self.usable(f, s.EVENT_SCHEMA)]
 
+    def listed_event_files(self, day: dt.date) -> list[LakeFile]:
+        """Every ``*.parquet`` in the day's partition, unchecked: one listing, no footer read.
+        Enough to tell whether a day has events and to fingerprint them (a file that is not
+        usable changes the fingerprint as any other would); readers use :meth:`event_files`."""
+        return [f for f in self.store.files(self.partition_key(day)) if f.name.endswith(".parquet")]
+
     def partition_files(self, day: dt.date) -> list[Path]:
         """:meth:`event_files` as local paths; only for a lake in a folder (ingest, lake check)."""
         return [Path(f.path) for f in self.event_files(day)]
