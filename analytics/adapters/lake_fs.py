@@ -79,16 +79,15 @@ def endpoint_for(endpoint_url: str | None = None) -> str | None:
     )
 
 
+def _configured_region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
 def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
     """A pyarrow S3 filesystem on the endpoint :func:`endpoint_for` picks, credentials from the
     AWS chain (environment, config files, instance metadata)."""
     endpoint = endpoint_for(endpoint_url)
-    options: dict[str, Any] = {
-        "region": region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or DEFAULT_REGION
-    }
+    options: dict[str, Any] = {"region": region or _configured_region() or DEFAULT_REGION}
     if endpoint:
         scheme, _, rest = endpoint.partition("://")
         options["endpoint_override"] = rest.rstrip("/") if rest else endpoint
@@ -342,4 +341,8 @@ def open_lake_fs(
     uri = S3LakeUri.parse(str(lake))
     put = s3_put(uri.bucket, endpoint_url, kms_key_id)
     base = f"{uri.bucket}/{uri.prefix}".rstrip("/")
+    if region is None and not endpoint_for(endpoint_url) and not _configured_region():
+        # AWS itself, no region configured: ask where the bucket is rather than assume.
+        with contextlib.suppress(OSError):
+            region = pafs.resolve_s3_region(uri.bucket)
     return LakeFS(s3_filesystem(endpoint_url, region), base, str(uri), put, read_only=read_only)
