@@ -44,7 +44,7 @@ from analytics import config as cfg
 from analytics import detect, features, model
 from analytics import incidents as grouping
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, scan_partitions
+from analytics.adapters.lake import LocalLake
 from analytics.baselines import Baselines
 from analytics.config import Config
 
@@ -128,8 +128,13 @@ class Lake:
 
     @property
     def root(self) -> Path:
-        """The lake's folder."""
+        """The lake's folder (for an S3 lake: this machine's cache folder for it)."""
         return self.local.root
+
+    @property
+    def name(self) -> str:
+        """The lake as it was opened: a folder, or ``s3://bucket/prefix``."""
+        return self.local.name
 
     def event_dates(self) -> list[dt.date]:
         """The UTC days that have events, oldest first."""
@@ -158,7 +163,7 @@ class Lake:
     def _dates(self) -> list[dt.date]:
         dates = self.event_dates()
         if not dates:
-            raise LakeError(f"{self.root} holds no events yet; run keytrail ingest first")
+            raise LakeError(f"{self.name} holds no events yet; run keytrail ingest first")
         return dates
 
 
@@ -166,25 +171,26 @@ def open_lake(path: str | Path, *, endpoint_url: str | None = None) -> Lake:
     """Open the lake at ``path``: a folder written by ``keytrail ingest`` or ``keytrail demo``,
     or an ``s3://bucket/prefix`` lake.
 
-    An S3 lake is read through a local read-only mirror (under ``KEYTRAIL_CACHE_DIR``, apart
-    from the one a writing run uses): opening it downloads what changed since the last time,
-    takes no lock and never writes to the bucket. Call ``open_lake`` again to see a newer night.
+    An S3 lake is read where it is: opening it lists the bucket prefix, each query then
+    fetches only the partitions and columns it needs. It takes no lock and never writes to the
+    bucket; a query sees the lake as it is when it runs.
 
     Fails early with a message that says what to run, rather than letting every later query
     return an empty frame that looks like a quiet day.
     """
     text = str(path)
     if text.startswith("s3://"):
-        from analytics.adapters.s3_lake import LakeSyncError, open_mirror
+        from analytics.adapters.s3_lake import in_place_lake
+        from analytics.adapters.sources import SourceError
 
         try:
-            mirror = open_mirror(text, endpoint_url=endpoint_url, read_only=True)
-            mirror.pull()
-        except LakeSyncError as exc:
+            remote = in_place_lake(text, endpoint_url=endpoint_url, read_only=True)
+            found = remote.store.folders("")
+        except (SourceError, OSError) as exc:  # LakeSyncError, EndpointError
             raise LakeError(str(exc)) from None
-        path = mirror.root
-        if not ((path / "events").is_dir() or (path / "_state").is_dir()):
+        if not {"events", "_state"} & set(found):
             raise LakeError(f"{text} is not a keytrail lake (it has neither events/ nor _state/)")
+        return Lake(remote)
     root = Path(path).expanduser()
     if not root.is_dir():
         raise LakeError(
@@ -354,10 +360,10 @@ def _empty_events() -> pl.DataFrame:
 
 def _event_scan(lake: Lake, days: Iterable[dt.date]) -> pl.LazyFrame:
     """The event files of ``days`` only: partition pruning by listing, not by filtering."""
-    files = [path for day in days for path in lake.local.partition_files(day)]
+    files = [file for day in days for file in lake.local.event_files(day)]
     if not files:
         return _empty_events().lazy()
-    return scan_partitions(files, s.EVENT_COLUMNS)
+    return lake.local.store.scan_days(files, s.EVENT_COLUMNS, s.EVENT_SCHEMA)
 
 
 def _day_range(start: TimeLike | None, end: TimeLike | None) -> tuple[dt.date, dt.date]:
@@ -749,7 +755,7 @@ def alert(lake: Lake, alert_id: str) -> dict[str, Any]:
     if found.height == 0 and len(alert_id) >= 8:
         found = every.filter(pl.col(s.ALERT_ID).str.starts_with(alert_id))
     if found.height == 0:
-        raise AlertNotFound(f"no alert {alert_id!r} in {lake.root}")
+        raise AlertNotFound(f"no alert {alert_id!r} in {lake.name}")
     ids = found.get_column(s.ALERT_ID).unique().to_list()
     if len(ids) > 1:
         raise AlertNotFound(f"{alert_id!r} matches {len(ids)} alerts; give more characters")
@@ -984,7 +990,7 @@ def _scored_days(lake: Lake, days: Iterable[TimeLike]) -> list[dt.date]:
     wanted = sorted({_day(d) for d in days})
     absent = [d.isoformat() for d in wanted if d not in present]
     if absent:
-        raise LakeError(f"no events for {', '.join(absent)} in {lake.root}")
+        raise LakeError(f"no events for {', '.join(absent)} in {lake.name}")
     return wanted
 
 

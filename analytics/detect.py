@@ -21,15 +21,8 @@ import polars as pl
 from analytics import baselines as bl
 from analytics import features, history, incidents, model
 from analytics import schema as s
-from analytics.adapters.lake import (
-    LocalLake,
-    partition_date,
-    read_partition_file,
-    scan_partitions,
-    without_partition_column,
-    write_bytes_atomic,
-    write_parquet_atomic,
-)
+from analytics.adapters.lake import LocalLake, partition_date, without_partition_column
+from analytics.adapters.lake_fs import LakeFile
 from analytics.alerts import DetectorInfo, assemble, empty_alerts
 from analytics.config import Config
 from analytics.detectors._common import rule_events
@@ -59,48 +52,63 @@ class DetectionResult:
     alerts: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
     incidents: pl.DataFrame = field(default_factory=incidents.empty_incidents)
-    files_read: list[Path] = field(default_factory=list)
+    files_read: list[Path] = field(default_factory=list)  # under lake.root (see its docs)
     """Every lake file the run read data from, once each: the day's events, the window's
     features and history tables, earlier alerts, and the events of any day whose derived files
     had to be recomputed. (Footers read to list a partition's usable files are not counted.)"""
 
 
+def alerts_key(day: dt.date) -> str:
+    """The day's alerts file inside the lake."""
+    return f"alerts/{s.EVENT_DATE}={day.isoformat()}/alerts.parquet"
+
+
+def incidents_key(day: dt.date) -> str:
+    """The day's incidents file inside the lake."""
+    return f"incidents/{s.EVENT_DATE}={day.isoformat()}/incidents.parquet"
+
+
 def alerts_path(lake: LocalLake, day: dt.date) -> Any:
-    return lake.root / "alerts" / f"{s.EVENT_DATE}={day.isoformat()}" / "alerts.parquet"
+    """:func:`alerts_key` in a lake folder."""
+    return lake.root / alerts_key(day)
 
 
 def incidents_path(lake: LocalLake, day: dt.date) -> Any:
-    return lake.root / "incidents" / f"{s.EVENT_DATE}={day.isoformat()}" / "incidents.parquet"
+    return lake.root / incidents_key(day)
 
 
-def scored_path(lake: LocalLake, day: dt.date) -> Path:
-    """``LAKE/_state/scored/D.json``: the record that ``day`` was scored, and with what result.
+def scored_key(day: dt.date) -> str:
+    """``_state/scored/D.json``: the record that ``day`` was scored, and with what result.
 
     A day without alerts has no alerts file (a zero-row file in a partition is noise to every
     engine that lists the table), so this record, not the file, says the day was scored."""
-    return lake.root / "_state" / "scored" / f"{day.isoformat()}.json"
+    return f"_state/scored/{day.isoformat()}.json"
+
+
+def scored_path(lake: LocalLake, day: dt.date) -> Path:
+    """:func:`scored_key` in a lake folder."""
+    return lake.root / scored_key(day)
 
 
 def was_scored(lake: LocalLake, day: dt.date) -> bool:
     """Whether ``day`` was scored: its record, or (in a lake written before the records) its
     alerts file, which was then written even when empty."""
-    return scored_path(lake, day).exists() or Path(alerts_path(lake, day)).exists()
+    return lake.store.exists(scored_key(day)) or lake.store.exists(alerts_key(day))
 
 
 def scored_days(lake: LocalLake) -> list[dt.date]:
     """Every scored day, oldest first (see :func:`was_scored`)."""
     days: set[dt.date] = set()
-    records = lake.root / "_state" / "scored"
-    if records.is_dir():
-        for path in records.glob("*.json"):
+    for file in lake.store.files("_state/scored"):
+        stem, _, suffix = file.name.rpartition(".")
+        if suffix == "json":
             with contextlib.suppress(ValueError):
-                days.add(dt.date.fromisoformat(path.stem))
-    alerts = lake.root / "alerts"
-    if alerts.is_dir():
-        for path in alerts.glob(f"{s.EVENT_DATE}=*/alerts.parquet"):
-            day = partition_date(path.parent.name)
-            if day is not None:
-                days.add(day)
+                days.add(dt.date.fromisoformat(stem))
+    for file in lake.store.files("alerts", recursive=True):
+        folder, _, name = file.relative.rpartition("/")
+        day = partition_date(folder.rpartition("/")[2])
+        if name == "alerts.parquet" and day is not None:
+            days.add(day)
     return sorted(days)
 
 
@@ -109,51 +117,52 @@ def _write_day(
 ) -> None:
     """Replace the day's incidents and alerts files, then record that the day was scored.
 
-    Incidents first: an alerts file never names an incident that is not on disk. A table with
-    no rows has no file (a rerun that finds nothing removes the earlier run's file, alerts
+    Incidents first: an alerts file never names an incident that is not in the lake. A table
+    with no rows has no file (a rerun that finds nothing removes the earlier run's file, alerts
     before incidents for the same reason); the record in ``_state/`` is written last, as the
     state always is."""
-    incidents_file, alerts_file = Path(incidents_path(lake, day)), Path(alerts_path(lake, day))
     if day_incidents.height:
         table = day_incidents.to_arrow().cast(s.INCIDENT_SCHEMA)
-        write_parquet_atomic(without_partition_column(table), incidents_file)
+        lake.store.write_parquet(incidents_key(day), without_partition_column(table))
     if alerts.height:
         table = alerts.to_arrow().cast(s.ALERT_SCHEMA)
-        write_parquet_atomic(without_partition_column(table), alerts_file)
+        lake.store.write_parquet(alerts_key(day), without_partition_column(table))
     else:
-        _remove(alerts_file)
+        _remove(lake, alerts_key(day))
     if not day_incidents.height:
-        _remove(incidents_file)
+        _remove(lake, incidents_key(day))
     record = {"day": day.isoformat(), "alerts": alerts.height, "incidents": day_incidents.height}
-    write_bytes_atomic(json.dumps(record).encode(), scored_path(lake, day))
+    lake.store.write_bytes(scored_key(day), json.dumps(record).encode())
 
 
-def _remove(path: Path) -> None:
-    """Delete a day's file, and its folder if nothing else is left in it."""
-    path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # not empty (an OCSF export beside it), or absent
-        path.parent.rmdir()
+def _remove(lake: LocalLake, key: str) -> None:
+    """Delete a day's file, and in a folder lake its folder if nothing else is left in it."""
+    lake.store.delete(key)
+    if not lake.store.remote:
+        with contextlib.suppress(OSError):  # not empty, or absent
+            Path(lake.store.path(key)).parent.rmdir()
 
 
-def _day_events(lake: LocalLake, day: dt.date, reads: list[Path]) -> pl.LazyFrame:
+def _day_events(lake: LocalLake, day: dt.date, reads: list[LakeFile]) -> pl.LazyFrame:
     """Events of ``day``: only files readable in the event schema (the lake notes the others in
     ``skipped_files``). Earlier days are read through their history tables, never as events."""
-    files = lake.partition_files(day)
+    files = lake.event_files(day)
     reads.extend(files)
     if not files:
         return _empty_events().lazy()
-    return scan_partitions(files, s.EVENT_COLUMNS)
+    return lake.store.scan_days(files, s.EVENT_COLUMNS, s.EVENT_SCHEMA)
 
 
 def history_dates(lake: LocalLake, first: dt.date, last: dt.date) -> list[dt.date]:
-    """The days of ``first``..``last`` the lake holds: days with an event partition.
+    """The days of ``first``..``last`` the lake holds: days with Parquet files in their event
+    partition (listed, not opened, so counting the window costs no footer reads).
 
     Any CloudTrail event counts, not only KMS calls, so a quiet day is still history. Ingest
     records the event dates of each object it read, not the days a run covered, so a day whose
     log files held no event at all cannot be told from a day never ingested; it is not counted.
     """
     days = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
-    return [day for day in days if lake.partition_files(day)]
+    return [day for day in days if lake.listed_event_files(day)]
 
 
 def warming_up(
@@ -208,7 +217,7 @@ def warm_up(
     (the day's report), so both say the same."""
     first, last = bl.window(day, config.baseline_window_days)
     present = history_dates(lake, first, last)
-    return warming_up(history_needs(config), day, present, lake_name or str(lake.root))
+    return warming_up(history_needs(config), day, present, lake_name or lake.name)
 
 
 @dataclass(frozen=True)
@@ -227,7 +236,7 @@ class FeatureWindow:
     present: list[dt.date]
     """Days of the window before ``day`` that hold events."""
     seconds: float
-    files_read: tuple[Path, ...] = ()
+    files_read: tuple[LakeFile, ...] = ()
     """Lake files opened to bring the features up to date and read them."""
 
 
@@ -241,9 +250,9 @@ def feature_window(lake: LocalLake, day: dt.date, config: Config) -> FeatureWind
     """Bring the window's feature files up to date and read them: the features stage."""
     started = time.perf_counter()
     first, last = bl.window(day, config.baseline_window_days)
-    reads: list[Path] = []
+    reads: list[LakeFile] = []
     recomputed = features.ensure_days(lake, window_dates(day, config), reads)
-    rows = features.scan(lake, first, day, reads).collect()
+    rows = features.scan(lake, first, day, reads).drop(features.NOT_FOR_DETECTION).collect()
     present = history_dates(lake, first, last)
     return FeatureWindow(day, recomputed, rows, present, time.perf_counter() - started,
                          tuple(reads))  # fmt: skip
@@ -286,7 +295,7 @@ def run(
     if window is None or window.day != day:
         window = feature_window(lake, day, config)
     timings["features"] = window.seconds
-    reads: list[Path] = list(window.files_read)
+    reads: list[LakeFile] = list(window.files_read)
     mark = time.perf_counter()
     if baselines is None or baselines.day != day:
         baselines = day_baselines(window, config)
@@ -369,15 +378,16 @@ def run(
         "rows_without_history": model_result.rows_without_history,
         "history_days": baselines.history_days,
         "model_note": model_result.silent_reason,
-        "warming_up": warming_up(history_needs(config), day, present, lake_name or str(lake.root)),
+        "warming_up": warming_up(history_needs(config), day, present, lake_name or lake.name),
         "feature_days_recomputed": len(recomputed),
         "history_days_recomputed": len(history_recomputed),
         "skipped_files": lake.skipped_files(),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 3),
     }
-    files_read = sorted(set(reads))
-    summary["bytes_read"] = sum(path.stat().st_size for path in files_read)
+    read_once = {file.relative: file for file in reads}
+    summary["bytes_read"] = sum(file.size for file in read_once.values())
+    files_read = sorted(lake.root / relative for relative in read_once)
     return DetectionResult(day, alerts, summary, grouping.incidents, files_read)
 
 
@@ -393,22 +403,22 @@ def _org_accounts(feature_rows: pl.DataFrame) -> frozenset[str]:
     return frozenset(str(a) for a in owners)
 
 
-def read_alerts(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) -> pl.DataFrame:
+def read_alerts(lake: LocalLake, day: dt.date, reads: list[LakeFile] | None = None) -> pl.DataFrame:
     """The alerts of ``day`` in today's alert schema (older files gain the newer columns); the
     file read is added to ``reads``."""
-    path = alerts_path(lake, day)
-    if not path.exists() or not lake.readable(path):
+    file = lake.lake_file(alerts_key(day))
+    if file is None:
         # An unreadable file is noted in the lake's skipped files; rerunning detect rewrites it.
         return empty_alerts()
     if reads is not None:
-        reads.append(path)
-    frame = pl.from_arrow(s.conform_alerts(read_partition_file(path, s.ALERT_SCHEMA)))
+        reads.append(file)
+    frame = pl.from_arrow(s.conform_alerts(lake.store.read_day_table(file, s.ALERT_SCHEMA)))
     assert isinstance(frame, pl.DataFrame)
     return frame
 
 
 def read_alerts_between(
-    lake: LocalLake, first: dt.date, last: dt.date, reads: list[Path] | None = None
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[LakeFile] | None = None
 ) -> pl.DataFrame:
     """Alerts of the days ``first``..``last`` (inclusive); days never scored contribute none."""
     frames = [
@@ -421,10 +431,10 @@ def read_alerts_between(
 
 def read_incidents(lake: LocalLake, day: dt.date) -> pl.DataFrame:
     """The incidents file of ``day`` (empty when the day was not scored)."""
-    path = incidents_path(lake, day)
-    if not path.exists():
+    file = lake.store.file(incidents_key(day))
+    if file is None:
         return incidents.empty_incidents()
-    table = read_partition_file(path, s.INCIDENT_SCHEMA)
+    table = lake.store.read_day_table(file, s.INCIDENT_SCHEMA)
     frame = pl.from_arrow(table.select(s.INCIDENT_SCHEMA.names).cast(s.INCIDENT_SCHEMA))
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -628,7 +628,8 @@ def render_lake_schema() -> str:
         "detectors use (`api.events`, `api.hourly_usage`, `api.baseline_band`, `api.alerts`, "
         "`api.incidents`, `api.explain`); the notebooks in `notebooks/` and the daily HTML "
         "report are built on it. `api.open_lake` also opens an `s3://bucket/prefix` lake, "
-        "through a read-only local mirror.",
+        "read in place: each query fetches only the partitions and columns it needs, and "
+        "nothing is written to the bucket.",
         "",
         "Values that came from CloudTrail records (user agents, error messages, JSON text, "
         "reasons built from them) are attacker-influenced: escape them wherever they are shown.",

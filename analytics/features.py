@@ -15,17 +15,11 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analytics import schema as s
 from analytics import sql
-from analytics.adapters.lake import (
-    LocalLake,
-    parquet_problem,
-    scan_partitions,
-    without_partition_column,
-    write_parquet_atomic,
-)
+from analytics.adapters.lake import LocalLake, lake_file_problem, without_partition_column
+from analytics.adapters.lake_fs import LakeFile
 
 FINGERPRINT_KEY = b"keytrail.events_fingerprint"
 
@@ -37,18 +31,26 @@ FEATURE_INPUT_COLUMNS = (
 )  # fmt: skip
 
 
+# Feature columns no baseline, rule or model reads: for analysts. Leaving them out of detect's
+# scan spares a third of each feature file's bytes, which on an S3 lake are bytes downloaded.
+NOT_FOR_DETECTION = ("first_event_time", "last_event_time")
+
+
+def features_key(day: dt.date) -> str:
+    """The day's feature file inside the lake."""
+    return f"features/hourly/{s.EVENT_DATE}={day.isoformat()}/features.parquet"
+
+
 def features_path(lake: LocalLake, day: dt.date) -> Path:
-    return (
-        lake.root / "features" / "hourly" / f"{s.EVENT_DATE}={day.isoformat()}" / "features.parquet"
-    )
+    """:func:`features_key` in a lake folder."""
+    return lake.root / features_key(day)
 
 
-def events_fingerprint(files: Iterable[Path]) -> str:
+def events_fingerprint(files: Iterable[LakeFile]) -> str:
     """Names, sizes and mtimes of a day's event files: changes whenever the day's events do."""
     digest = hashlib.sha256()
-    for path in sorted(files):
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    for file in sorted(files, key=lambda f: f.path):
+        digest.update(f"{file.name}:{file.size}:{file.mtime_ns};".encode())
     return digest.hexdigest()
 
 
@@ -67,10 +69,10 @@ def feature_schema() -> pa.Schema:
 
 
 def read_day_events(lake: LocalLake, day: dt.date, columns: Iterable[str]) -> pl.DataFrame:
-    files = lake.partition_files(day)
+    files = lake.event_files(day)
     if not files:
         return pl.DataFrame(schema={c: _polars_type(c) for c in columns})
-    return scan_partitions(files, list(columns)).collect()
+    return lake.store.scan_days(files, list(columns), s.EVENT_SCHEMA).collect()
 
 
 def _polars_type(column: str) -> pl.DataType:
@@ -80,52 +82,57 @@ def _polars_type(column: str) -> pl.DataType:
     return empty.schema[column]
 
 
-def ensure_day(lake: LocalLake, day: dt.date, reads: list[Path] | None = None) -> bool:
+def ensure_day(lake: LocalLake, day: dt.date, reads: list[LakeFile] | None = None) -> bool:
     """Bring one day's feature file up to date with its events; True if it was (re)computed.
 
     A day without events has no feature file (readers treat a missing file as no rows), so a
     window reaching back before the lake's first day costs nothing and counts no day; a feature
     file left from events since removed is deleted, which counts as a change."""
-    files = lake.partition_files(day)
-    target = features_path(lake, day)
-    if not files:
-        if not target.exists():
+    listed = lake.listed_event_files(day)  # a listing, no footers: most days are current
+    key = features_key(day)
+    if not listed:
+        if not lake.store.exists(key):
             return False
-        target.unlink()
+        lake.store.delete(key)
         return True
-    fingerprint = events_fingerprint(files)
-    # A feature file written with event_date inside it (which a Hive reader would see twice)
-    # is computed again in today's shape.
-    if is_current(target, fingerprint) and s.EVENT_DATE not in pq.read_schema(target).names:
+    fingerprint = events_fingerprint(listed)
+    if is_current(lake, key, fingerprint):
         return False
     events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
     if reads is not None:
-        reads.extend(files)
-    table = without_partition_column(compute_day(events, day).to_arrow())
-    write_stamped(table, target, fingerprint)
+        reads.extend(lake.event_files(day))
+    write_stamped(lake, key, compute_day(events, day).to_arrow(), fingerprint)
     return True
 
 
-def is_current(target: Path, stamp: str) -> bool:
-    """Whether a file derived from a day's events exists, is readable and carries ``stamp``
-    (:func:`events_fingerprint` of the day's event files, plus whatever else it depends on):
-    the one test of staleness for every per-day derived table (features, history)."""
+def is_current(lake: LocalLake, key: str, stamp: str) -> bool:
+    """Whether a file derived from a day's events (``key`` in the lake) exists, is readable and
+    carries ``stamp`` (:func:`events_fingerprint` of the day's event files, plus whatever else
+    it depends on): the one test of staleness for every per-day derived table (features,
+    history). On S3 it costs the file's footer, which later reads of the file reuse."""
     # A derived file that cannot be read is computed again, never a crash.
-    if not target.exists() or parquet_problem(target) is not None:
+    target = lake.store.file(key)
+    if target is None or lake_file_problem(lake.store, target) is not None:
         return False
-    metadata = pq.read_schema(target).metadata or {}
-    return metadata.get(FINGERPRINT_KEY) == stamp.encode()
+    schema = lake.store.read_schema(target)
+    # A file written with event_date inside it (which a Hive reader would see twice) is
+    # computed again in today's shape.
+    if s.EVENT_DATE in schema.names:
+        return False
+    return (schema.metadata or {}).get(FINGERPRINT_KEY) == stamp.encode()
 
 
-def write_stamped(table: pa.Table, target: Path, stamp: str) -> None:
-    """Write a derived file atomically with the stamp :func:`is_current` checks."""
+def write_stamped(lake: LocalLake, key: str, table: pa.Table, stamp: str) -> None:
+    """Write a derived file atomically with the stamp :func:`is_current` checks, without
+    ``event_date`` (its folder's name says the day)."""
+    table = without_partition_column(table)
     metadata = dict(table.schema.metadata or {})
     metadata[FINGERPRINT_KEY] = stamp.encode()
-    write_parquet_atomic(table.replace_schema_metadata(metadata), target)
+    lake.store.write_parquet(key, table.replace_schema_metadata(metadata))
 
 
 def ensure_days(
-    lake: LocalLake, days: Iterable[dt.date], reads: list[Path] | None = None
+    lake: LocalLake, days: Iterable[dt.date], reads: list[LakeFile] | None = None
 ) -> list[dt.date]:
     """Update the feature files of ``days``; returns the days that were recomputed (the event
     files read to do so are added to ``reads``)."""
@@ -133,14 +140,15 @@ def ensure_days(
 
 
 def scan(
-    lake: LocalLake, first: dt.date, last: dt.date, reads: list[Path] | None = None
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[LakeFile] | None = None
 ) -> pl.LazyFrame:
     """Hourly features of ``first``..``last`` (inclusive) that exist, lazily (the files scanned
     are added to ``reads``)."""
-    paths = [
-        features_path(lake, first + dt.timedelta(days=i)) for i in range((last - first).days + 1)
+    candidates = [
+        lake.lake_file(features_key(first + dt.timedelta(days=i)))
+        for i in range((last - first).days + 1)
     ]
-    found = [p for p in paths if p.exists() and lake.readable(p)]
+    found = [f for f in candidates if f is not None]
     if reads is not None:
         reads.extend(found)
     empty = compute_day(
@@ -148,4 +156,4 @@ def scan(
     )
     if not found:
         return empty.lazy()
-    return scan_partitions(found, empty.columns)
+    return lake.store.scan_days(found, empty.columns)

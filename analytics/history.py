@@ -15,21 +15,17 @@ the days before it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from analytics import features
 from analytics import schema as s
-from analytics.adapters.lake import (
-    LocalLake,
-    scan_partitions,
-    without_partition_column,
-    write_bytes_atomic,
-)
+from analytics.adapters.lake import LocalLake
+from analytics.adapters.lake_fs import LakeFile
 from analytics.detectors._common import RULE_EVENT_COLUMNS, rule_events
 from analytics.detectors.base import HistoryTable
 from analytics.detectors.registry import ALL_DETECTORS
@@ -51,46 +47,50 @@ TABLES: tuple[HistoryTable, ...] = _tables()
 """Every history table a registered rule reads, once each, in registry order."""
 
 
+def table_key(table: HistoryTable, day: dt.date) -> str:
+    """The day's file of ``table`` inside the lake."""
+    return f"{HISTORY_DIR}/{table.name}/{s.EVENT_DATE}={day.isoformat()}/{table.name}.parquet"
+
+
 def table_path(lake: LocalLake, table: HistoryTable, day: dt.date) -> Path:
-    return (
-        lake.root
-        / HISTORY_DIR
-        / table.name
-        / f"{s.EVENT_DATE}={day.isoformat()}"
-        / f"{table.name}.parquet"
-    )
+    """:func:`table_key` in a lake folder."""
+    return lake.root / table_key(table, day)
 
 
-def empty_day_path(lake: LocalLake, table: HistoryTable, day: dt.date) -> Path:
-    """``LAKE/_state/history/<table>/D.stamp``: the stamp of a day whose table has no rows.
+def empty_day_key(table: HistoryTable, day: dt.date) -> str:
+    """``_state/history/<table>/D.stamp``: the stamp of a day whose table has no rows.
 
     Such a day has no file in the table's partition (a zero-row file is noise to every engine
     that lists the folder), so this is what says it was computed, and from which events."""
-    return lake.root / "_state" / HISTORY_DIR / table.name / f"{day.isoformat()}.stamp"
+    return f"_state/{HISTORY_DIR}/{table.name}/{day.isoformat()}.stamp"
+
+
+def empty_day_path(lake: LocalLake, table: HistoryTable, day: dt.date) -> Path:
+    """:func:`empty_day_key` in a lake folder."""
+    return lake.root / empty_day_key(table, day)
 
 
 def _current(lake: LocalLake, table: HistoryTable, day: dt.date, stamp: str) -> bool:
-    marker = empty_day_path(lake, table, day)
-    if marker.exists() and marker.read_text(encoding="utf-8") == stamp:
+    marker = empty_day_key(table, day)
+    if lake.store.exists(marker) and lake.store.read_bytes(marker) == stamp.encode():
         return True
-    # A file written with event_date inside (before it left the files) is computed again.
-    target = table_path(lake, table, day)
-    return features.is_current(target, stamp) and s.EVENT_DATE not in pq.read_schema(target).names
+    return features.is_current(lake, table_key(table, day), stamp)
 
 
 def _write(lake: LocalLake, table: HistoryTable, day: dt.date, frame: pl.DataFrame,
            stamp: str) -> None:  # fmt: skip
     """The day's table as a stamped file, or, without rows, as a stamp in ``_state/`` (and no
     file); ``event_date`` is the folder's name, not a column of the file."""
-    target, marker = table_path(lake, table, day), empty_day_path(lake, table, day)
+    target, marker = table_key(table, day), empty_day_key(table, day)
     if frame.height:
-        features.write_stamped(without_partition_column(frame.to_arrow()), target, stamp)
-        marker.unlink(missing_ok=True)
+        features.write_stamped(lake, target, frame.to_arrow(), stamp)
+        lake.store.delete(marker)
         return
-    write_bytes_atomic(stamp.encode(), marker)
-    target.unlink(missing_ok=True)
-    if target.parent.is_dir() and not any(target.parent.iterdir()):
-        target.parent.rmdir()
+    lake.store.write_bytes(marker, stamp.encode())
+    lake.store.delete(target)
+    if not lake.store.remote:
+        with contextlib.suppress(OSError):  # not empty, or absent
+            Path(lake.store.path(target)).parent.rmdir()
 
 
 def _stamp(fingerprint: str, table: HistoryTable) -> str:
@@ -120,7 +120,7 @@ def ensure_day(
     lake: LocalLake,
     day: dt.date,
     events: pl.DataFrame | None = None,
-    reads: list[Path] | None = None,
+    reads: list[LakeFile] | None = None,
 ) -> bool:
     """Bring the day's history tables up to date with its events; True if any was (re)written.
 
@@ -129,13 +129,13 @@ def ensure_day(
     and named in ``reads``. A day without events has no history files: any left from events
     since removed are deleted, which counts as a change.
     """
-    files = lake.partition_files(day)
-    targets = {table.name: table_path(lake, table, day) for table in TABLES}
+    files = lake.listed_event_files(day)  # a listing, no footers: most days are current
+    targets = {table.name: table_key(table, day) for table in TABLES}
     if not files:
-        markers = [empty_day_path(lake, table, day) for table in TABLES]
-        gone = [path for path in [*targets.values(), *markers] if path.exists()]
-        for path in gone:
-            path.unlink()
+        markers = [empty_day_key(table, day) for table in TABLES]
+        gone = [key for key in [*targets.values(), *markers] if lake.store.exists(key)]
+        for key in gone:
+            lake.store.delete(key)
         return bool(gone)
     fingerprint = features.events_fingerprint(files)
     stale = [
@@ -146,7 +146,7 @@ def ensure_day(
     if events is None:
         events = features.read_day_events(lake, day, RULE_EVENT_COLUMNS)
         if reads is not None:
-            reads.extend(files)
+            reads.extend(lake.event_files(day))
     view = rule_events(events.lazy())
     for table in stale:
         frame = _sorted(table.build(view).collect())
@@ -158,7 +158,7 @@ def ensure_days(
     lake: LocalLake,
     days: Iterable[dt.date],
     loaded: Mapping[dt.date, pl.DataFrame] | None = None,
-    reads: list[Path] | None = None,
+    reads: list[LakeFile] | None = None,
 ) -> list[dt.date]:
     """Update the history files of ``days``; returns the days that were recomputed.
 
@@ -169,7 +169,7 @@ def ensure_days(
 
 
 def scan(
-    lake: LocalLake, first: dt.date, last: dt.date, reads: list[Path] | None = None
+    lake: LocalLake, first: dt.date, last: dt.date, reads: list[LakeFile] | None = None
 ) -> dict[str, pl.LazyFrame]:
     """Every history table over ``first``..``last`` (inclusive), lazily, by name; the files
     scanned are added to ``reads``."""
@@ -177,10 +177,12 @@ def scan(
     empties = empty()
     tables: dict[str, pl.LazyFrame] = {}
     for table in TABLES:
-        paths = [table_path(lake, table, day) for day in days]
-        existing = [p for p in paths if p.exists() and lake.readable(p)]
+        found = [lake.lake_file(table_key(table, day)) for day in days]
+        existing = [f for f in found if f is not None]
         if reads is not None:
             reads.extend(existing)
         names = empties[table.name].collect_schema().names()
-        tables[table.name] = scan_partitions(existing, names) if existing else empties[table.name]
+        tables[table.name] = (
+            lake.store.scan_days(existing, names) if existing else empties[table.name]
+        )
     return tables

@@ -96,7 +96,7 @@ def backfill(
                 ingest = ingest_stage(settings, Selection(todo[0], todo[-1]), lock.refresh)
                 lock.refresh()
             for day in todo:
-                if not settings.lake.partition_files(day):
+                if not settings.lake.event_files(day):
                     logger.warning("%s: no events in the lake for this day; left incomplete", day)
                     outcomes.append({"date": day.isoformat(), "skipped": False, "empty": True,
                                      "alerts": 0})  # fmt: skip

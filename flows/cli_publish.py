@@ -33,7 +33,7 @@ from flows.lake_access import (
     LakeOption,
     LockWaitOption,
     command_lake,
-    shown_path,
+    shown_file,
 )
 from flows.sinks import HEC_TOKEN_ENV, SinkUnavailable, make_sink
 
@@ -107,11 +107,13 @@ def report_command(
         endpoint_url=endpoint_url,
         kms_key_id=lake_kms_key,
         wait_seconds=wait,
+        in_place=True,
     ) as local:
         report, files = _write_report(local, day, settings, inventory, region or [],
                                       endpoint_url, top_actors, lake)  # fmt: skip
-        shown = {name: shown_path(lake, local, path) for name, path in files.items()}
-        folder = shown_path(lake, local, _report_dir(local, day))
+        shown = {name: shown_file(lake, local, path.relative_to(local.root).as_posix())
+                 for name, path in files.items()}  # fmt: skip
+        folder = shown_file(lake, local, _report_dir(local, day).relative_to(local.root).as_posix())
     notes = report.notes
     summary = {**report.summary(), "files": shown}
     if as_json:
@@ -147,7 +149,7 @@ def _write_report(
 ) -> tuple[Any, dict[str, Path]]:
     from analytics import reports
 
-    if not local.partition_files(day):
+    if not local.event_files(day):
         raise _fail(f"no events for {day} in the lake; run keytrail ingest first")
     window = settings.baseline_window_days
     inputs = reports.load(local, day, window, frozenset(settings.org_accounts), settings, lake_name)
@@ -357,6 +359,7 @@ def export_command(
             endpoint_url=endpoint_url,
             kms_key_id=lake_kms_key,
             wait_seconds=wait,
+            in_place=True,
         ) as local:
             if not was_scored(local, day):
                 raise _fail(f"{day} was not scored in {lake}; run keytrail detect first")

@@ -1,12 +1,16 @@
-"""Opening the lake a command names: a local folder as it is, an ``s3://`` lake through a mirror.
+"""Opening the lake a command names: a local folder as it is, an ``s3://`` lake in place or
+through a mirror.
 
 Every command and flow goes through :func:`working_lake` or :class:`HeldLake`, so a lake is
 locked the same way everywhere: a command that writes holds the lake's lock for its whole run
-(a local lake's ``_state/lock.json``; for an S3 lake the bucket's lock and its mirror's), readers
-take none. An S3 lake is pulled, worked on and pushed (:mod:`analytics.adapters.s3_lake` says
-how). Pushing happens when the work ends, also after an ordinary error: every lake write is
-atomic, so whatever the mirror holds is a consistent lake, and an ingest's committed progress is
-worth keeping. It does not happen when the run lost its lock or the sync itself failed.
+(a local lake's ``_state/lock.json``; for an S3 lake the bucket's lock, and its mirror's when it
+has one), readers take none. ``detect``, ``report``, ``export`` and ``evaluate`` work on an S3
+lake in place (:func:`in_place_s3_lake`, :mod:`analytics.adapters.lake_fs`). ``ingest``,
+``lake check`` and the nightly flow still pull it, work on the mirror and push it
+(:mod:`analytics.adapters.s3_lake` says how). Pushing happens when the work ends, also after
+an ordinary error: every lake write is atomic, so whatever the mirror holds is a consistent
+lake, and an ingest's committed progress is worth keeping. It does not happen when the run
+lost its lock or the sync itself failed.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from analytics.adapters.lock import (
 
 LAKE_KMS_KEY_ENV = "KEYTRAIL_LAKE_KMS_KEY"
 LAKE_HELP = (
-    "Lake: a folder, or s3://bucket/prefix (worked on through a local mirror under "
-    "KEYTRAIL_CACHE_DIR, default ~/.cache/keytrail, and written with SSE-KMS)."
+    "Lake: a folder, or s3://bucket/prefix (written with SSE-KMS; detect, report, export and "
+    "evaluate read it in place, ingest and lake check through a local mirror under "
+    "KEYTRAIL_CACHE_DIR, default ~/.cache/keytrail)."
 )
 LOCK_WAIT_HELP = (
     "Seconds to wait for another run's lock on the lake to be released; default 0: refuse at "
@@ -216,14 +221,23 @@ def working_lake(
     writes: bool = True,
     wait_seconds: float = 0.0,
     log: Log | None = None,
+    in_place: bool = False,
 ) -> Iterator[LocalLake]:
-    """The lake a CLI command works on: lock (if ``writes``), work, unlock; for ``s3://`` lakes
-    lock the bucket, pull, lock the mirror, work, push, unlock.
+    """The lake a CLI command works on: lock (if ``writes``), work, unlock. An ``s3://`` lake
+    is worked on in place when ``in_place`` (lock the bucket, work, unlock: see
+    :func:`in_place_s3_lake`); otherwise (ingest, lake check) lock the bucket, pull, lock the
+    mirror, work, push, unlock.
 
     ``writes=False`` (read-only commands) takes no lock, and never pushes an S3 lake. A lake
     another run holds raises :class:`LakeLocked` naming it, after ``wait_seconds`` of waiting.
     """
     log = log or _LOGGER.info
+    if in_place and is_remote(lake):
+        with in_place_s3_lake(str(lake), command, endpoint_url=endpoint_url,
+                              kms_key_id=kms_key_id, ttl=ttl, writes=writes,
+                              wait_seconds=wait_seconds, log=log) as in_place_lake:  # fmt: skip
+            yield in_place_lake
+        return
     if not is_remote(lake):
         if not writes:
             yield LocalLake(Path(lake))
@@ -269,6 +283,46 @@ def working_lake(
         raise
     finally:
         remote.close(push=writes and _should_push(error), log=log)
+
+
+@contextmanager
+def in_place_s3_lake(
+    lake: str,
+    command: str,
+    *,
+    endpoint_url: str | None,
+    kms_key_id: str | None,
+    ttl: dt.timedelta,
+    writes: bool,
+    wait_seconds: float,
+    log: Log,
+) -> Iterator[LocalLake]:
+    """An S3 lake read and written where it is: nothing is downloaded up front, readers fetch
+    the partitions and columns they use, writers put each file with SSE-KMS. A command that
+    writes holds the bucket's lock (the only exclusion between machines) for its whole run."""
+    from analytics.adapters.s3 import s3_client
+    from analytics.adapters.s3_lake import S3LakeLock, in_place_lake
+
+    local = in_place_lake(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
+                          read_only=not writes)  # fmt: skip
+    if not writes:
+        yield local
+        return
+    from analytics.adapters.s3_lake import S3LakeUri
+
+    lock = S3LakeLock(S3LakeUri.parse(lake), s3_client(endpoint_url), command, ttl, kms_key_id)
+    acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
+    if lock.recovered is not None:
+        holder, reason = lock.recovered
+        who = holder.describe() if holder else "an unknown run"
+        log(f"recovered a stale lock on {lake} left by {who}: {reason}")
+    try:
+        with Heartbeat(lambda: lock.refresh(force=True), _heartbeat_every(ttl)) as beat:
+            yield local
+        if beat.error is not None:
+            raise beat.error
+    finally:
+        lock.release()
 
 
 class HeldLake:
@@ -318,6 +372,7 @@ def command_lake(
     writes: bool = True,
     wait_seconds: float = 0.0,
     creates: bool = False,
+    in_place: bool = False,
 ) -> Iterator[LocalLake]:
     """:func:`working_lake` for a CLI command: progress on stderr, a local lake that is a file
     or missing (unless the command ``creates`` it), a locked lake or an unreachable S3 lake a
@@ -335,13 +390,14 @@ def command_lake(
 
     try:
         with working_lake(lake, command, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
-                          writes=writes, wait_seconds=wait_seconds, log=log) as local:  # fmt: skip
+                          writes=writes, wait_seconds=wait_seconds, log=log,
+                          in_place=in_place) as local:  # fmt: skip
             try:
                 yield local
             finally:
                 for path, reason in local.skipped_files().items():
                     console.print(
-                        f"[yellow]skipped[/] {plain(shown_path(lake, local, local.root / path))}: "
+                        f"[yellow]skipped[/] {plain(shown_file(lake, local, path))}: "
                         f"{plain(reason)}",
                         highlight=False,
                         soft_wrap=True,
@@ -357,6 +413,13 @@ def command_lake(
 def quarantine_location(lake: str) -> str:
     """Where a lake's quarantine records are, as the user should look for them."""
     return f"{lake.rstrip('/')}/quarantine" if is_remote(lake) else str(Path(lake) / "quarantine")
+
+
+def shown_file(lake: str, local: LocalLake, relative: str) -> str:
+    """A file inside the lake (``relative``) as the user knows it."""
+    if local.in_place:
+        return local.store.shown(relative)
+    return shown_path(lake, local, local.root / relative)
 
 
 def shown_path(lake: str, local: LocalLake, path: Path) -> str:

@@ -450,7 +450,7 @@ def process_day(
         record = tasks.read_record(lake, day) or {}
         logger.info("%s: already complete with the same inputs; nothing to do", day)
         return {**record, "skipped": True}
-    if not lake.partition_files(day):
+    if not lake.event_files(day):
         raise StageFailed(
             "detect",
             f"no events for {day} in {lake.root}: the trail delivered none for that day "

@@ -529,7 +529,7 @@ def inputs_fingerprint(
     from analytics.detect import window_dates
     from analytics.features import events_fingerprint
 
-    files = [path for d in window_dates(day, config) for path in lake.partition_files(d)]
+    files = [path for d in window_dates(day, config) for path in lake.event_files(d)]
     digest = hashlib.sha256()
     digest.update(events_fingerprint(files).encode())
     digest.update(repr(config).encode())

@@ -4,7 +4,7 @@ Every file is written beside its final name as a hidden ``.tmp-…`` file, flush
 so a reader or a killed writer never sees half a file; readers that scan ``*.parquet`` ignore
 the temporaries, and the next writer removes stale ones.
 
-Every reader of event files lists them through :meth:`LocalLake.partition_files`, which leaves
+Every reader of event files lists them through :meth:`LocalLake.event_files`, which leaves
 out a file that is not readable Parquet in the event schema (a stray copy, a truncated upload,
 another tool's output) instead of letting one bad file stop every stage. Telling costs one
 footer read per file, remembered per (path, mtime, size) for the process's life; what was left
@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics import schema as s
+from analytics.adapters.lake_fs import LakeFile, LakeFS
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
 # Event files, the bulk of every ingest's writing: dictionary-encode only the columns that
@@ -129,6 +130,27 @@ def parquet_problem(
     return verdict
 
 
+def lake_file_problem(
+    store: LakeFS, file: LakeFile, expected: pa.Schema | None = None, what: str = "expected"
+) -> str | None:
+    """:func:`parquet_problem` for a file on the lake's filesystem (one footer read, remembered
+    per (path, mtime, size, schema) in a process)."""
+    if not store.remote:
+        return parquet_problem(Path(file.path), expected, what)
+    key = (f"{store.uri}|{file.path}", file.mtime_ns, file.size, id(expected))
+    if key in _VERDICTS:
+        return _VERDICTS[key]
+    try:
+        found = store.read_schema(file)
+    except (OSError, pa.ArrowException) as exc:
+        verdict: str | None = f"not a readable Parquet file ({_first_line(exc)})"
+    else:
+        mismatch = schema_mismatch(found, expected) if expected is not None else None
+        verdict = f"not in the {what} schema ({mismatch})" if mismatch else None
+    _VERDICTS[key] = verdict
+    return verdict
+
+
 def event_file_problem(path: Path) -> str | None:
     """Why ``path`` is not a usable event file (unreadable, or not in the event schema), or None."""
     return parquet_problem(path, s.EVENT_SCHEMA, "event")
@@ -208,11 +230,32 @@ def scan_partitions(files: Iterable[Path | str], names: Sequence[str]) -> pl.Laz
 
 @dataclass(frozen=True)
 class LocalLake:
-    """``LAKE/events``, ``LAKE/_state``, ``LAKE/quarantine``, ``LAKE/alerts``, ``LAKE/reports``."""
+    """``LAKE/events``, ``LAKE/_state``, ``LAKE/quarantine``, ``LAKE/alerts``, ``LAKE/reports``.
+
+    ``store`` is where the files are (:class:`LakeFS`): the folder ``root`` by default, or an S3
+    prefix worked on in place, in which case ``root`` is only this machine's cache folder and
+    every reader and writer goes through ``store`` (the ``*_file(s)`` and ``read_*`` methods).
+    """
 
     root: Path
     # Lake files left out by readers of this lake, by path relative to the root: the reason.
     skipped: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    store: LakeFS = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        given: LakeFS | None = self.store  # None (the default): the folder ``root``
+        if given is None:
+            object.__setattr__(self, "store", LakeFS.local(self.root))
+
+    @property
+    def name(self) -> str:
+        """The lake as the user names it: a folder, or ``s3://bucket/prefix``."""
+        return self.store.uri if self.store.remote else str(self.root)
+
+    @property
+    def in_place(self) -> bool:
+        """Whether the lake is read and written where it is, in S3 (no local copy)."""
+        return self.store.remote
 
     @property
     def events_dir(self) -> Path:
@@ -229,6 +272,10 @@ class LocalLake:
     def partition_dir(self, day: dt.date) -> Path:
         return self.events_dir / f"{s.EVENT_DATE}={day.isoformat()}"
 
+    @staticmethod
+    def partition_key(day: dt.date) -> str:
+        return f"events/{s.EVENT_DATE}={day.isoformat()}"
+
     def parquet_files(self, day: dt.date) -> list[Path]:
         """Every ``*.parquet`` in the day's partition, usable or not (for ``lake check``)."""
         folder = self.partition_dir(day)
@@ -236,10 +283,35 @@ class LocalLake:
             return []
         return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and p.is_file())
 
+    def event_files(self, day: dt.date) -> list[LakeFile]:
+        """The day's event files that can be read in the event schema, listed on the lake's
+        filesystem (one listing of one partition); the others are noted in :attr:`skipped`."""
+        listed = self.store.files(self.partition_key(day))
+        return [f for f in listed if f.name.endswith(".parquet") and self.usable(f, s.EVENT_SCHEMA)]
+
+    def listed_event_files(self, day: dt.date) -> list[LakeFile]:
+        """Every ``*.parquet`` in the day's partition, unchecked: one listing, no footer read.
+        Enough to tell whether a day has events and to fingerprint them (a file that is not
+        usable changes the fingerprint as any other would); readers use :meth:`event_files`."""
+        return [f for f in self.store.files(self.partition_key(day)) if f.name.endswith(".parquet")]
+
     def partition_files(self, day: dt.date) -> list[Path]:
-        """The day's event files that can be read in the event schema; the others are left out
-        and noted in :attr:`skipped`."""
-        return [path for path in self.parquet_files(day) if self.readable(path, s.EVENT_SCHEMA)]
+        """:meth:`event_files` as local paths; only for a lake in a folder (ingest, lake check)."""
+        return [Path(f.path) for f in self.event_files(day)]
+
+    def usable(self, file: LakeFile, schema: pa.Schema | None = None) -> bool:
+        """Whether a lake file can be read (in ``schema``); if not, it is noted in
+        :attr:`skipped` for the command to report, and the caller leaves it out."""
+        what = "event" if schema is s.EVENT_SCHEMA else "expected"
+        problem = lake_file_problem(self.store, file, schema, what)
+        if problem is not None:
+            self.skipped[file.relative] = problem
+        return problem is None
+
+    def lake_file(self, relative: str, schema: pa.Schema | None = None) -> LakeFile | None:
+        """The file at ``relative`` if it exists and is readable Parquet (in ``schema``)."""
+        found = self.store.file(relative)
+        return found if found is not None and self.usable(found, schema) else None
 
     def readable(self, path: Path, schema: pa.Schema | None = None) -> bool:
         """Whether a lake file can be read (in ``schema``); if not, it is noted in
@@ -257,17 +329,13 @@ class LocalLake:
 
     def event_dates(self) -> list[dt.date]:
         """Days with a partition folder; a folder whose name is not a date is left out."""
-        if not self.events_dir.is_dir():
-            return []
         days = []
-        for folder in self.events_dir.iterdir():
-            if not folder.is_dir():
-                continue
-            day = partition_date(folder.name)
+        for name in self.store.folders("events"):
+            day = partition_date(name)
             if day is not None:
                 days.append(day)
-            elif folder.name.startswith(PARTITION_PREFIX):
-                self.skipped[f"events/{folder.name}"] = "partition folder name is not a date"
+            elif name.startswith(PARTITION_PREFIX):
+                self.skipped[f"events/{name}"] = "partition folder name is not a date"
         return sorted(days)
 
     def remove_stale_temporaries(self) -> int:

@@ -1,13 +1,14 @@
-"""A lake in S3: a local mirror pulled before a run and pushed after it, encrypted with SSE-KMS.
+"""A lake in S3: its lock, its in-place handle, and the mirror that ingest still works through.
 
-Every stage reads and writes the lake as Parquet files by path (Polars, DuckDB and pyarrow all
-scan local files fastest and with the least memory), so an ``s3://bucket/prefix`` lake is worked
-on through a mirror folder: :meth:`S3LakeMirror.pull` makes the folder equal to the bucket
-(downloading only objects whose ETag changed since the last pull), the run works on it as on any
-local lake, and :meth:`S3LakeMirror.push` uploads what the run wrote — every object with
-server-side encryption under a KMS key, the lake's own audit trail in the service it audits —
-and deletes what the run removed. The bucket stays the truth, in the same Hive layout, so
-Athena, Trino and Spark read it where it is.
+``detect``, ``report``, ``export``, ``evaluate`` and the analyst API read and write an S3 lake in
+place (:func:`in_place_lake`, :mod:`analytics.adapters.lake_fs`). Ingest, ``lake check`` and the
+nightly flow read and write it as Parquet files by path, so for them an ``s3://bucket/prefix``
+lake is worked on through a mirror folder: :meth:`S3LakeMirror.pull` makes the folder equal to
+the bucket (downloading only objects whose ETag changed since the last pull), the run works on
+it as on any local lake, and :meth:`S3LakeMirror.push` uploads what the run wrote — every
+object with server-side encryption under a KMS key, the lake's own audit trail in the service
+it audits — and deletes what the run removed. The bucket stays the truth, in the same Hive
+layout, so Athena, Trino and Spark read it where it is.
 
 Pushes upload event and feature partitions before ``_state/``: a push cut short leaves files
 the state does not yet account for, which the next ingest de-duplicates by event ID, never
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from analytics.adapters.lock import (
     DEFAULT_TTL,
@@ -42,11 +43,14 @@ from analytics.adapters.lock import (
     LockLost,
     stale_reason,
 )
-from analytics.adapters.s3 import explain, s3_client
+from analytics.adapters.s3 import aws_problem, explain, s3_client
 from analytics.adapters.sources import SourceError
+from analytics.redact import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from analytics.adapters.lake import LocalLake
 
 SCHEME = "s3://"
 MANIFEST_NAME = ".keytrail-mirror.json"
@@ -384,6 +388,22 @@ def sse_kms(kms_key_id: str | None) -> dict[str, Any]:
     return args
 
 
+def s3_put(
+    bucket: str, endpoint_url: str | None = None, kms_key_id: str | None = None
+) -> Callable[[str, bytes], None]:
+    """``put(key, data)``: one ``PutObject`` of ``data`` under SSE-KMS, the write path of an
+    S3 lake worked on in place (:mod:`analytics.adapters.lake_fs`)."""
+    client = s3_client(endpoint_url)
+
+    def put(key: str, data: bytes) -> None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, **sse_kms(kms_key_id))
+        except ClientError as exc:
+            raise LakeSyncError(explain(exc, bucket, key, "PutObject")) from None
+
+    return put
+
+
 def _error_code(exc: ClientError) -> str:
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -553,3 +573,39 @@ def open_mirror(
     uri = S3LakeUri.parse(text)
     root = default_mirror_root(uri, cache_dir, read_only=read_only)
     return S3LakeMirror(uri, root, s3_client(endpoint_url), kms_key_id)
+
+
+def _probe(uri: S3LakeUri, client: S3Client, endpoint_url: str | None) -> None:
+    """One ``ListObjectsV2`` of at most one key, through boto3: a bucket that does not exist, a
+    missing permission, an endpoint that does not answer or absent credentials become one
+    clear error before any work starts, worded as every other S3 error of keytrail's."""
+    try:
+        client.list_objects_v2(Bucket=uri.bucket, Prefix=uri.prefix, MaxKeys=1)
+    except ClientError as exc:
+        raise LakeSyncError(explain(exc, uri.bucket, uri.prefix, "ListObjectsV2")) from None
+    except BotoCoreError as exc:
+        raise aws_problem(exc, endpoint_url) or LakeSyncError(redact(str(exc))) from None
+
+
+def in_place_lake(
+    text: str,
+    *,
+    endpoint_url: str | None = None,
+    kms_key_id: str | None = None,
+    cache_dir: Path | None = None,
+    read_only: bool = False,
+) -> LocalLake:
+    """The S3 lake ``text`` read and written where it is (:mod:`analytics.adapters.lake_fs`);
+    its ``root`` is a cache folder of this machine that nothing requires to exist. A
+    ``read_only`` lake (a reader holds no lock) never writes to the bucket."""
+    from analytics.adapters.lake import LocalLake
+    from analytics.adapters.lake_fs import open_lake_fs
+
+    uri = S3LakeUri.parse(text)
+    root = default_mirror_root(uri, cache_dir).with_name(
+        default_mirror_root(uri, cache_dir).name + "-cache"
+    )
+    _probe(uri, s3_client(endpoint_url), endpoint_url)
+    store = open_lake_fs(str(uri), endpoint_url=endpoint_url, kms_key_id=kms_key_id,
+                         read_only=read_only)  # fmt: skip
+    return LocalLake(root, store=store)

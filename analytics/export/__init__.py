@@ -19,6 +19,7 @@ from analytics.export.sinks import (
     Sink,
     SinkError,
     default_ocsf_path,
+    default_ocsf_sink,
     export,
     prepare,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Sink",
     "SinkError",
     "default_ocsf_path",
+    "default_ocsf_sink",
     "export",
     "prepare",
 ]

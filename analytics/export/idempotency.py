@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_parquet_atomic
+from analytics.adapters.lake import LocalLake
 
 DESTINATION = "destination"
 EXPORTED_AT = "exported_at"
@@ -54,13 +53,18 @@ class Ledger:
             raise ValueError(f"unknown sink {self.sink!r}")
 
     @property
+    def key(self) -> str:
+        return f"_state/exports/{self.sink}.parquet"
+
+    @property
     def path(self) -> Path:
-        return self.lake.root / "_state" / "exports" / f"{self.sink}.parquet"
+        return self.lake.root / self.key
 
     def read(self) -> pa.Table:
-        if not self.path.exists():
+        found = self.lake.store.file(self.key)
+        if found is None:
             return LEDGER_SCHEMA.empty_table()
-        return pq.read_table(self.path).cast(LEDGER_SCHEMA)
+        return self.lake.store.read_table([found]).cast(LEDGER_SCHEMA)
 
     def sent(self, destination: str) -> set[str]:
         """IDs of the alerts already delivered to ``destination``."""
@@ -86,5 +90,5 @@ class Ledger:
             },
             schema=LEDGER_SCHEMA,
         )
-        write_parquet_atomic(pa.concat_tables([self.read(), rows]), self.path)
+        self.lake.store.write_parquet(self.key, pa.concat_tables([self.read(), rows]))
         return len(new)

@@ -27,7 +27,7 @@ from analytics.export.sinks import (
     S3Sink,
     SecurityHubSink,
     Sink,
-    default_ocsf_path,
+    default_ocsf_sink,
 )
 
 
@@ -86,7 +86,7 @@ def build_sink(
     """The sink ``kind`` names, for ``target`` (a file, an ``s3://`` URI, a collector URL or a
     region). Raises ValueError with a one-line reason for anything unusable."""
     if kind == "ocsf-file":
-        return OcsfFileSink(Path(target) if target else default_ocsf_path(lake, day))
+        return OcsfFileSink(Path(target)) if target else default_ocsf_sink(lake, day)
     if kind == "s3":
         if not target or not target.startswith("s3://"):
             raise ValueError("sink s3 needs a target: s3://bucket[/prefix]")

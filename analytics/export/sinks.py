@@ -47,7 +47,8 @@ import orjson
 import polars as pl
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, scan_partitions, write_bytes_atomic
+from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.lake_fs import LakeFS
 from analytics.adapters.securityhub import MAX_BATCH, SecurityHub, SecurityHubError
 from analytics.detect import read_alerts, read_incidents
 from analytics.export import asff, hec, ocsf
@@ -175,20 +176,30 @@ class _ConfirmsOnTheSpot:
 
 @dataclass(frozen=True)
 class OcsfFileSink(_ConfirmsOnTheSpot):
+    """OCSF JSON Lines in a file: ``path``, or with ``store`` the lake file ``key`` (an S3 lake
+    worked on in place, where the file is put whole with each batch)."""
+
     path: Path
     name: str = "ocsf-file"
     delivery: str = "written"
     takes_incidents: bool = True
+    store: LakeFS | None = None
+    key: str = ""
 
     @property
     def destination(self) -> str:
-        return str(self.path)
+        return self.store.shown(self.key) if self.store is not None else str(self.path)
+
+    def _existing(self) -> bytes:
+        if self.store is None:
+            return self.path.read_bytes() if self.path.exists() else b""
+        return self.store.read_bytes(self.key) if self.store.exists(self.key) else b""
 
     def batches(self, items: Sequence[ExportItem]) -> list[list[ExportItem]]:
         return [list(items)] if items else []
 
     def send(self, batch: Sequence[ExportItem]) -> BatchOutcome:
-        existing = self.path.read_bytes() if self.path.exists() else b""
+        existing = self._existing()
         present = set()
         for line in existing.splitlines():
             try:
@@ -201,9 +212,12 @@ class OcsfFileSink(_ConfirmsOnTheSpot):
         if existing and not existing.endswith(b"\n"):
             existing += b"\n"
         try:
-            write_bytes_atomic(existing + ocsf.jsonl(fresh), self.path)
+            if self.store is not None:
+                self.store.write_bytes(self.key, existing + ocsf.jsonl(fresh))
+            else:
+                write_bytes_atomic(existing + ocsf.jsonl(fresh), self.path)
         except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise SinkError(f"cannot write {self.destination}: {exc.strerror or exc}") from None
         return BatchOutcome(accepted=[item.alert_id for item in batch])
 
 
@@ -664,16 +678,31 @@ def prepare_incidents(
     return out
 
 
+def ocsf_key(day: dt.date) -> str:
+    """``ocsf/event_date=D/alerts.ocsf.jsonl``: in a folder of its own, not beside the day's
+    ``alerts.parquet``, because Athena, Trino and Spark read every file in a table's folder as
+    the table's format, and a JSON file there fails every query of the alerts table."""
+    return f"ocsf/{s.EVENT_DATE}={day.isoformat()}/{OCSF_FILE_NAME}"
+
+
 def default_ocsf_path(lake: LocalLake, day: dt.date) -> Path:
-    """``LAKE/ocsf/event_date=D/alerts.ocsf.jsonl``: in a folder of its own, not beside the
-    day's ``alerts.parquet``, because Athena, Trino and Spark read every file in a table's
-    folder as the table's format, and a JSON file there fails every query of the alerts table."""
-    return lake.root / "ocsf" / f"{s.EVENT_DATE}={day.isoformat()}" / OCSF_FILE_NAME
+    """:func:`ocsf_key` in a lake folder."""
+    return lake.root / ocsf_key(day)
+
+
+def default_ocsf_sink(lake: LocalLake, day: dt.date) -> OcsfFileSink:
+    """The day's OCSF file (:func:`ocsf_key`), in the lake wherever it is."""
+    key = ocsf_key(day)
+    if lake.in_place:
+        return OcsfFileSink(lake.root / key, store=lake.store, key=key)
+    return OcsfFileSink(default_ocsf_path(lake, day))
 
 
 def _day_events(lake: LocalLake, day: dt.date) -> pl.DataFrame | None:
-    files = lake.partition_files(day)
-    return scan_partitions(files, s.EVENT_COLUMNS).collect() if files else None
+    files = lake.event_files(day)
+    if not files:
+        return None
+    return lake.store.scan_days(files, s.EVENT_COLUMNS, s.EVENT_SCHEMA).collect()
 
 
 def deliver(

@@ -21,7 +21,7 @@ import polars as pl
 from analytics import bands as band_data
 from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
-from analytics.adapters.lake import LocalLake, write_bytes_atomic, write_parquet_atomic
+from analytics.adapters.lake import LocalLake
 from analytics.api import incident_records
 from analytics.baselines import DEFAULT_WINDOW_DAYS
 from analytics.export.bounds import MAX_EVIDENCE_EVENTS
@@ -338,33 +338,37 @@ def build(
 
 
 def report_dir(lake: LocalLake, day: dt.date) -> Path:
-    return lake.root / "reports" / day.isoformat()
+    """The day's report folder under ``lake.root`` (for an S3 lake worked on in place, where
+    it would be in this machine's cache; :meth:`LakeFS.shown` names it in the bucket)."""
+    return lake.root / report_key(day)
+
+
+def report_key(day: dt.date) -> str:
+    return f"reports/{day.isoformat()}"
 
 
 def write(lake: LocalLake, report: DailyReport) -> dict[str, Path]:
-    """Write every file of ``report``; returns them by name."""
+    """Write every file of ``report`` through the lake's store; returns them by name, as paths
+    under ``lake.root`` (see :func:`report_dir`). The HTML report comes last: once it is there,
+    every file it links to is."""
     from analytics.reports import html, markdown
 
-    folder = report_dir(lake, report.day)
+    folder = report_key(report.day)
     written: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        lake.store.write_bytes(f"{folder}/{name}", data)
+        written[name] = lake.root / folder / name
+
     for stem, frame in report.tables().items():
         schema = r.REPORT_TABLES[stem]
-        parquet = folder / f"{stem}.parquet"
-        write_parquet_atomic(to_arrow(frame, schema), parquet)
-        written[parquet.name] = parquet
-        csv_path = folder / f"{stem}.csv"
-        write_bytes_atomic(csv_safe.to_csv(frame).encode("utf-8"), csv_path)
-        written[csv_path.name] = csv_path
-    summary = folder / "summary.json"
-    write_bytes_atomic(
-        (json.dumps(report.summary(), indent=2, sort_keys=False) + "\n").encode(), summary
-    )
-    written[summary.name] = summary
+        lake.store.write_parquet(f"{folder}/{stem}.parquet", to_arrow(frame, schema))
+        written[f"{stem}.parquet"] = lake.root / folder / f"{stem}.parquet"
+        put(f"{stem}.csv", csv_safe.to_csv(frame).encode("utf-8"))
+    put("summary.json", (json.dumps(report.summary(), indent=2, sort_keys=False) + "\n").encode())
     for name, text in (
         ("report.md", markdown.render(report)),
         ("report.html", html.render(report)),
     ):
-        path = folder / name
-        write_bytes_atomic(text.encode("utf-8"), path)
-        written[name] = path
+        put(name, text.encode("utf-8"))
     return dict(sorted(written.items()))

@@ -162,6 +162,6 @@ def load(
         lake_first_day=all_days[0] if all_days else None,
         org_accounts=org_accounts_of(activity, org_accounts),
         incidents=api.incidents(lake_api, day, day),
-        event_id_clashes=clashes_on(lake.quarantine_dir, day),
+        event_id_clashes=clashes_on(lake, day),
         warming_up=detect.warm_up(lake, day, config or Config(), lake_name or "LAKE"),
     )

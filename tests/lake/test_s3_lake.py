@@ -2,7 +2,7 @@
 
 Every command works on it as on a local folder; every object keytrail writes there is
 encrypted with SSE-KMS under the configured key; two runs exclude each other through a lock
-object; keys in the bucket never escape the local mirror.
+object; keys in the bucket never escape the local mirror ingest still works through.
 """
 
 from __future__ import annotations
@@ -289,10 +289,11 @@ def test_the_analyst_api_opens_an_s3_lake_read_only(
     assert {k: v["ETag"] for k, v in objects(s3, bucket, "lake/").items()} == before
 
 
-def test_a_reader_never_pulls_into_the_mirror_a_writer_is_using(
+def test_a_reader_reads_the_bucket_in_place_and_leaves_a_writers_mirror_alone(
     env: dict[str, str], s3: Any, bucket: str
 ) -> None:
-    """A notebook opened during the nightly run must not delete the run's unpushed files."""
+    """A notebook opened during an ingest must not delete the run's unpushed files, and needs
+    no copy of the lake of its own."""
     from analytics import api
     from analytics.adapters.s3_lake import default_mirror_root
 
@@ -303,7 +304,9 @@ def test_a_reader_never_pulls_into_the_mirror_a_writer_is_using(
     unpushed.parent.mkdir(parents=True)
     unpushed.write_bytes(b"written by a run that has not pushed yet")
     lake = api.open_lake(f"s3://{bucket}/busy")
-    assert lake.root != writer_root and (lake.root / "_state" / "objects.parquet").exists()
+    assert lake.name == f"s3://{bucket}/busy" and lake.root != writer_root
+    assert not lake.root.exists()  # nothing downloaded
+    assert lake.event_dates() == []  # the unpushed partition is not in the bucket yet
     assert unpushed.exists()
 
 
@@ -338,3 +341,33 @@ def test_lake_check_of_an_empty_s3_prefix_is_a_usage_error(
     result = CliRunner().invoke(app, ["lake", "check", "--lake", f"s3://{bucket}/nothing"])
     assert result.exit_code == 2
     assert "is not a keytrail lake" in " ".join(result.stderr.split())
+
+
+def test_readers_of_an_s3_lake_in_place_never_write_to_it(
+    env: dict[str, str], s3: Any, bucket: str, trail: Path
+) -> None:
+    """A notebook's feature query and a dry-run detect compute the features they lack, and keep
+    them in memory: a reader holds no lock, so it must not put anything in the bucket."""
+    from analytics import api
+
+    lake = f"s3://{bucket}/readers"
+    keytrail("ingest", trail, "--lake", lake, "--start", DAYS[0], "--end", LAST,
+             "--workers", "1")  # fmt: skip
+    before = {k: v["ETag"] for k, v in objects(s3, bucket, "readers/").items()}
+    assert not any("/features/" in key for key in before)
+
+    opened = api.open_lake(lake)
+    features = api.hourly_features(opened, DAYS[0], LAST)
+    assert features.height > 0
+    dry = json.loads(keytrail("detect", "--lake", lake, "--date", LAST, "--dry-run",
+                              "--json").stdout)  # fmt: skip
+    assert dry["dry_run"] and dry["feature_days_recomputed"] == len(DAYS)
+    assert {k: v["ETag"] for k, v in objects(s3, bucket, "readers/").items()} == before
+
+    # The same detect for real writes the features, the incidents and the alerts in place.
+    real = json.loads(keytrail("detect", "--lake", lake, "--date", LAST, "--json").stdout)
+    written = set(objects(s3, bucket, "readers/")) - set(before)
+    assert f"readers/alerts/event_date={LAST}/alerts.parquet" in written
+    assert f"readers/incidents/event_date={LAST}/incidents.parquet" in written
+    assert {f"readers/features/hourly/event_date={d}/features.parquet" for d in DAYS} <= written
+    assert real["alerts"] == dry["alerts"]
