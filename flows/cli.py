@@ -163,8 +163,8 @@ def ingest_command(
         int, typer.Option(min=1, hidden=True, help="Events written between commits.")
     ] = IngestOptions.checkpoint_events,
     chunk_kb: Annotated[
-        int, typer.Option(min=1, hidden=True, help="Compressed KiB decoded per worker task.")
-    ] = IngestOptions.chunk_bytes // 1024,
+        int, typer.Option(min=1, hidden=True, help="Compressed KiB read per worker task.")
+    ] = IngestOptions.piece_bytes // 1024,
 ) -> None:
     """Read CloudTrail log files into the lake, exactly once.
 
@@ -186,7 +186,8 @@ def ingest_command(
         max_object_bytes=max_object_mb * 1024 * 1024,
         flush_events=min(IngestOptions.flush_events, checkpoint_events),
         checkpoint_events=checkpoint_events,
-        chunk_bytes=chunk_kb * 1024,
+        chunk_bytes=min(IngestOptions.chunk_bytes, chunk_kb * 1024),
+        piece_bytes=chunk_kb * 1024,
     )
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
