@@ -1,4 +1,4 @@
-"""Staged files of an S3 lake: written with SSE-KMS, read and deleted through pyarrow.
+"""Staged files of an S3 lake: written with SSE-KMS, read through pyarrow.
 
 :func:`s3_filesystem` is the one place an S3 file system is built for the lake (endpoint from
 the argument, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``). Writes go through boto3
@@ -8,8 +8,8 @@ object keytrail writes to a lake is encrypted so (:func:`analytics.adapters.s3_l
 
 from __future__ import annotations
 
-import contextlib
 import os
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -19,6 +19,9 @@ from botocore.exceptions import ClientError
 
 from analytics.adapters.s3 import explain, s3_client
 from analytics.adapters.s3_lake import LakeSyncError, S3LakeUri, sse_kms
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 _FILESYSTEMS: dict[tuple[str | None, ...], pafs.S3FileSystem] = {}
 
@@ -63,11 +66,24 @@ def read_table(uri: str, endpoint_url: str | None) -> pa.Table:
 
 
 def delete(uri: str, endpoint_url: str | None, folder: bool) -> None:
-    """Delete one object, or every object under a folder (missing: nothing to do)."""
+    """Delete one object, or every object under a folder (missing: nothing to do).
+
+    Through boto3 rather than pyarrow, whose deletes leave directory marker objects behind to
+    keep the parent "folder" in existence.
+    """
     bucket, key = _bucket_key(uri)
-    filesystem = s3_filesystem(endpoint_url)
-    if folder:
-        filesystem.delete_dir_contents(f"{bucket}/{key}", missing_dir_ok=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            filesystem.delete_file(f"{bucket}/{key}")
+    client = s3_client(endpoint_url)
+    try:
+        if not folder:
+            client.delete_object(Bucket=bucket, Key=key)
+            return
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{key}/"
+        ):
+            keys: list[ObjectIdentifierTypeDef] = [
+                {"Key": item["Key"]} for item in page.get("Contents", [])
+            ]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    except ClientError as exc:
+        raise LakeSyncError(explain(exc, bucket, key, "DeleteObject")) from None
