@@ -1028,15 +1028,23 @@ def open_staging(lake: LocalLake, run_id: str) -> StagingArea:
     return staging
 
 
+PartitionMapper = Callable[
+    [Callable[[Partition], StagedPartition], list[Partition]], Iterable[StagedPartition]
+]
+"""Runs the read of every partition somewhere, yielding the messages in plan order."""
+
+
 def ingest(
     source: Source,
     lake: LocalLake,
     options: IngestOptions = IngestOptions(),
     progress: ProgressCallback | None = None,
+    mapper: PartitionMapper | None = None,
 ) -> IngestSummary:
     """Read every wanted, not-yet-ingested object of ``source`` into ``lake``: plan, read the
-    partitions in ``options.workers`` processes, commit every ``checkpoint_events`` staged
-    events (so a long run shows progress in the lake) and at the end."""
+    partitions in ``options.workers`` processes (or through ``mapper``: threads, a Dask
+    cluster), commit every ``checkpoint_events`` staged events (so a long run shows progress in
+    the lake) and at the end."""
     started = time.perf_counter()
     summary = IngestSummary(source=source.describe())
     lake.root.mkdir(parents=True, exist_ok=True)
@@ -1050,7 +1058,11 @@ def ingest(
     read = partial(_read_for_cli, source=source, options=options, plan=the_plan, staging=staging)
     batch: list[StagedPartition] = []
     try:
-        for staged in _bounded_ordered_map(read, the_plan.partitions, options.workers):
+        if mapper is None:
+            results = _bounded_ordered_map(read, the_plan.partitions, options.workers)
+        else:
+            results = iter(mapper(read, the_plan.partitions))
+        for staged in results:
             batch.append(staged)
             state.objects_done += len(staged.outcomes)
             state.events_done += staged.events_read

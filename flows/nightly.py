@@ -71,8 +71,8 @@ deliveries are in today's folder; change it with ``keytrail serve --cron`` or pr
 
 DEFAULT_SINKS = ("ocsf-file",)
 WAVE_PARTITIONS = 16
-"""Partitions read per wave. Two waves are in memory at most (one committing, one reading);
-a busy account-region delivers ~70k events a day, ~70 MB decoded."""
+"""Read tasks submitted at a time (the next wave goes in while this one is collected). Their
+results are small messages, so this bounds the task runner's queue, not the flow's memory."""
 
 
 class StageFailed(RuntimeError):
