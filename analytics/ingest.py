@@ -107,7 +107,7 @@ class IngestOptions:
 
 @dataclass
 class Progress:
-    objects_total: int = 0
+    objects_total: int = 0  # 0 when unknown: the read tasks list the S3 folders themselves
     objects_done: int = 0
     events_done: int = 0
     bytes_done: int = 0

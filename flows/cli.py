@@ -227,7 +227,7 @@ def _run_ingest(
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(
                 task,
-                total=progress.objects_total,
+                total=progress.objects_total or None,  # S3 folders: listed as read
                 completed=progress.objects_done,
                 events=progress.events_done,
                 rate=progress.events_done / elapsed,

@@ -108,4 +108,6 @@ def test_killing_a_dask_worker_mid_ingest_loses_and_duplicates_nothing(
     helpers.assert_same_lake(copied, threads, [LAST_DAY])
     events = helpers.events(copied)
     assert events.get_column("event_id").n_unique() == events.height
-    assert result["ingest"]["events_written"] == json.loads(local.stdout)["ingest"]["events_written"]
+    assert (
+        result["ingest"]["events_written"] == json.loads(local.stdout)["ingest"]["events_written"]
+    )
