@@ -708,6 +708,78 @@ class DayMerge:
         return self.candidates - self.written - len(self.clashes)
 
 
+class DayMerger:
+    """One day's merge in progress: fed staged files in key order, it writes the fresh events
+    to a hidden file of the day's partition; :meth:`finish` closes it (still hidden)."""
+
+    def __init__(
+        self, lake: LocalLake, day: dt.date, staging: StagingArea, name: str,
+        options: IngestOptions,
+    ) -> None:  # fmt: skip
+        existing = lake.partition_files(day)
+        ids = pl.read_parquet(existing, columns=[s.EVENT_ID]).to_series() if existing else None
+        self.seen = SeenIds(ids, partial(_stored_details, existing))
+        self.lake, self.staging, self.name, self.options = lake, staging, name, options
+        self.result = DayMerge(day, None, None)
+        self.writer: pq.ParquetWriter | None = None
+        self.buffered: list[pa.Table] = []
+        self.buffered_rows = self.buffered_bytes = 0
+
+    def add(self, staged: StagedFile) -> None:
+        try:
+            fresh = _fresh_rows(self.staging.read_table(staged.path), self.seen, self.result)
+            if fresh is not None:
+                self.buffered.append(fresh)
+                self.buffered_rows += fresh.num_rows
+                self.buffered_bytes += fresh.nbytes
+                self.result.written += fresh.num_rows
+            options = self.options
+            if self.buffered_rows >= options.flush_events or (
+                self.buffered_bytes >= options.flush_bytes
+            ):
+                self._flush()
+            _trim_heap_if_large()
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _flush(self) -> None:
+        if not self.buffered:
+            return
+        result = self.result
+        if self.writer is None:
+            result.final = self.lake.partition_dir(result.day) / self.name
+            result.final.parent.mkdir(parents=True, exist_ok=True)
+            hidden = f".tmp-{uuid.uuid4().hex}-{self.name}.partial"
+            result.hidden = result.final.with_name(hidden)
+            self.writer = pq.ParquetWriter(result.hidden, s.EVENT_SCHEMA, **EVENT_PARQUET_OPTIONS)
+        self.writer.write_table(pa.concat_tables(self.buffered).cast(s.EVENT_SCHEMA))
+        self.buffered, self.buffered_rows, self.buffered_bytes = [], 0, 0
+
+    def finish(self) -> DayMerge:
+        try:
+            self._flush()
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+                assert self.result.hidden is not None
+                with open(self.result.hidden, "rb+") as handle:
+                    os.fsync(handle.fileno())
+        except BaseException:
+            self.abandon()
+            raise
+        return self.result
+
+    def abandon(self) -> None:
+        """Close and delete the hidden file: nothing of this merge reaches the lake."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
+        if self.result.hidden is not None:
+            self.result.hidden.unlink(missing_ok=True)
+
+
 def merge_day(
     lake: LocalLake,
     day: dt.date,
@@ -729,51 +801,10 @@ def merge_day(
     see the lake's folder). The result is a hidden file named ``name`` once renamed; nothing
     is visible in the lake until :meth:`IngestCommit.add` renames it.
     """
-    existing = lake.partition_files(day)
-    ids = pl.read_parquet(existing, columns=[s.EVENT_ID]).to_series() if existing else None
-    seen = SeenIds(ids, partial(_stored_details, existing))
-    result = DayMerge(day, None, None)
-    writer: pq.ParquetWriter | None = None
-    buffered: list[pa.Table] = []
-    buffered_rows = buffered_bytes = 0
-
-    def flush() -> None:
-        nonlocal writer, buffered, buffered_rows, buffered_bytes
-        if not buffered:
-            return
-        if writer is None:
-            result.final = lake.partition_dir(day) / name
-            result.final.parent.mkdir(parents=True, exist_ok=True)
-            result.hidden = result.final.with_name(f".tmp-{uuid.uuid4().hex}-{name}.partial")
-            writer = pq.ParquetWriter(result.hidden, s.EVENT_SCHEMA, **EVENT_PARQUET_OPTIONS)
-        writer.write_table(pa.concat_tables(buffered).cast(s.EVENT_SCHEMA))
-        buffered, buffered_rows, buffered_bytes = [], 0, 0
-
-    try:
-        for staged in files:
-            fresh = _fresh_rows(staging.read_table(staged.path), seen, result)
-            if fresh is not None:
-                buffered.append(fresh)
-                buffered_rows += fresh.num_rows
-                buffered_bytes += fresh.nbytes
-                result.written += fresh.num_rows
-            if buffered_rows >= options.flush_events or buffered_bytes >= options.flush_bytes:
-                flush()
-            _trim_heap_if_large()
-        flush()
-        if writer is not None:
-            writer.close()
-            assert result.hidden is not None
-            with open(result.hidden, "rb+") as handle:
-                os.fsync(handle.fileno())
-    except BaseException:
-        if writer is not None:
-            with contextlib.suppress(Exception):
-                writer.close()
-        if result.hidden is not None:
-            result.hidden.unlink(missing_ok=True)
-        raise
-    return result
+    merger = DayMerger(lake, day, staging, name, options)
+    for staged in files:
+        merger.add(staged)
+    return merger.finish()
 
 
 def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | None:
@@ -881,32 +912,70 @@ class IngestCommit:
         self.staging = staging
         self.merge = merge
         self.run_id = staging.root.rstrip("/").rsplit("/", 1)[-1]
-        self.batches = 0
+        self.checkpoints = 0
+        self.taken: list[StagedPartition] = []
+        self.mergers: dict[dt.date, DayMerger] = {}
+        self.merged: list[DayMerge] = []
         self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
         self.dates_written: set[dt.date] = set()
 
     def add(self, staged: Sequence[StagedPartition]) -> None:
-        """Merge, rename into place, quarantine, record in ``_state/`` (last), unstage."""
+        """Merge a batch (days through :attr:`merge`, possibly at once), then
+        :meth:`checkpoint`: the batch is part of the lake when this returns."""
+        if self.taken or self.mergers:  # what :meth:`feed` took goes in first, in files of its own
+            self.checkpoint()
         staged = sorted(staged, key=lambda p: p.partition.index)
-        if not staged:
-            return
-        self.batches += 1
+        self._take(staged)
+        by_day: dict[dt.date, list[StagedFile]] = {}
+        for part in staged:
+            for staged_file in part.files:
+                by_day.setdefault(staged_file.day, []).append(staged_file)
+        jobs = [MergeJob(self.lake, day, tuple(files), self.staging, self._file_name(),
+                         self.options) for day, files in sorted(by_day.items())]  # fmt: skip
+        self.merged.extend(self.merge(jobs))
+        self.checkpoint()
+
+    def feed(self, part: StagedPartition) -> None:
+        """Merge one partition now, in this process (partitions must come in plan order): the
+        commit's merging overlaps the reading of the next partitions. Visible at
+        :meth:`checkpoint`."""
+        self._take([part])
+        for staged_file in part.files:
+            merger = self.mergers.get(staged_file.day)
+            if merger is None:
+                merger = DayMerger(self.lake, staged_file.day, self.staging, self._file_name(),
+                                   self.options)  # fmt: skip
+                self.mergers[staged_file.day] = merger
+            merger.add(staged_file)
+
+    @property
+    def pending_events(self) -> int:
+        """Staged events taken since the last checkpoint."""
+        return sum(p.events_staged for p in self.taken)
+
+    def _file_name(self) -> str:
+        return f"part-{self.run_id}-{self.checkpoints + 1:05d}.parquet"
+
+    def _take(self, staged: Sequence[StagedPartition]) -> None:
+        self.taken.extend(staged)
         summary = self.summary
-        outcomes = [o for p in staged for o in p.outcomes]
-        _tally(summary, outcomes)
+        _tally(summary, [o for p in staged for o in p.outcomes])
         for part in staged:
             part.counts.add_to(summary)
             summary.bytes_read += part.bytes_read
             summary.events_read += part.events_read
             summary.events_outside_range += part.events_outside_range
-        by_day: dict[dt.date, list[StagedFile]] = {}
-        for part in staged:
-            for staged_file in part.files:
-                by_day.setdefault(staged_file.day, []).append(staged_file)
-        name = f"part-{self.run_id}-{self.batches:05d}.parquet"
-        jobs = [MergeJob(self.lake, day, tuple(files), self.staging, name, self.options)
-                for day, files in sorted(by_day.items())]  # fmt: skip
-        merged = self.merge(jobs)
+
+    def checkpoint(self) -> None:
+        """Rename every merged day file into place, write the quarantine, record the objects
+        in ``_state/`` (last), then remove their staged files."""
+        merged = [*self.merged, *(m.finish() for _, m in sorted(self.mergers.items()))]
+        staged, summary = self.taken, self.summary
+        self.merged, self.mergers, self.taken = [], {}, []
+        if not staged and not merged:
+            return
+        self.checkpoints += 1
+        outcomes = [o for p in staged for o in p.outcomes]
         by_key = {o.ref.key: o for o in outcomes}
         for day_merge in merged:
             summary.events_written += day_merge.written
@@ -928,13 +997,20 @@ class IngestCommit:
                 self.staging.remove(staged_file.path)
 
     def close(self) -> IngestSummary:
-        """End the run: drop its staging area, report the days written."""
+        """End the run: commit what is pending, drop the staging area, report the days."""
+        self.checkpoint()
         self.staging.remove()
         self.summary.dates_written = [d.isoformat() for d in sorted(self.dates_written)]
         return self.summary
 
     def abandon(self) -> None:
-        """After a failure: drop what was staged and never committed."""
+        """After a failure: drop the hidden merges and what was staged and never committed."""
+        for merger in self.mergers.values():
+            merger.abandon()
+        for day_merge in self.merged:
+            if day_merge.hidden is not None:
+                day_merge.hidden.unlink(missing_ok=True)
+        self.mergers, self.merged = {}, []
         with contextlib.suppress(Exception):
             self.staging.remove()
 
@@ -1056,23 +1132,20 @@ def ingest(
     if progress:
         progress(state)
     read = partial(_read_for_cli, source=source, options=options, plan=the_plan, staging=staging)
-    batch: list[StagedPartition] = []
     try:
         if mapper is None:
             results = _bounded_ordered_map(read, the_plan.partitions, options.workers)
         else:
             results = iter(mapper(read, the_plan.partitions))
         for staged in results:
-            batch.append(staged)
+            session.feed(staged)
             state.objects_done += len(staged.outcomes)
             state.events_done += staged.events_read
             state.bytes_done += staged.bytes_read
             if progress:
                 progress(state)
-            if sum(p.events_staged for p in batch) >= options.checkpoint_events:
-                session.add(batch)
-                batch = []
-        session.add(batch)
+            if session.pending_events >= options.checkpoint_events:
+                session.checkpoint()
         session.close()
     except BaseException:
         session.abandon()

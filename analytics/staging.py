@@ -13,18 +13,23 @@ earlier file instead of adding a second copy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 STAGING_FOLDER = "_staging"
-_STAGED_OPTIONS = {"compression": "zstd", "compression_level": 1, "use_dictionary": False}
-"""Staged files are written once and read once: the cheapest zstd, no dictionary attempts."""
+_STAGED_OPTIONS: dict[str, Any] = {"compression": "none", "use_dictionary": False}
+"""Staged files are written once and read once: on a local disk, compressing them costs more
+time than it saves; to S3 (over the network) they go with the cheapest zstd."""
+_STAGED_REMOTE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1,
+                                           "use_dictionary": False}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class StagingArea:
             from analytics.adapters.s3_staging import put_bytes
 
             sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, **_STAGED_OPTIONS)
+            pq.write_table(table, sink, **_STAGED_REMOTE_OPTIONS)
             put_bytes(target, sink.getvalue().to_pybytes(), self.endpoint_url, self.kms_key_id)
             return target
         final = Path(target)
@@ -95,6 +100,9 @@ class StagingArea:
             delete(target, self.endpoint_url, folder=where is None)
         elif where is None:
             shutil.rmtree(target, ignore_errors=True)
+            if Path(target).parent.name == STAGING_FOLDER:  # a run's area: and LAKE/_staging/
+                with contextlib.suppress(OSError):  # itself, once no other run's is in it
+                    Path(target).parent.rmdir()
         else:
             Path(target).unlink(missing_ok=True)
 

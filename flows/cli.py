@@ -164,7 +164,7 @@ def ingest_command(
     ] = IngestOptions.checkpoint_events,
     chunk_kb: Annotated[
         int, typer.Option(min=1, hidden=True, help="Compressed KiB read per worker task.")
-    ] = IngestOptions.piece_bytes // 1024,
+    ] = IngestOptions.chunk_bytes // 1024,
 ) -> None:
     """Read CloudTrail log files into the lake, exactly once.
 
