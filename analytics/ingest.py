@@ -737,13 +737,14 @@ class DayMerger:
             if self.buffered_rows >= options.flush_events or (
                 self.buffered_bytes >= options.flush_bytes
             ):
-                self._flush()
+                self.flush()
             _trim_heap_if_large()
         except BaseException:
             self.abandon()
             raise
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the buffered fresh events as a row group of the hidden file."""
         if not self.buffered:
             return
         result = self.result
@@ -758,7 +759,7 @@ class DayMerger:
 
     def finish(self) -> DayMerge:
         try:
-            self._flush()
+            self.flush()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
@@ -947,6 +948,11 @@ class IngestCommit:
                                    self.options)  # fmt: skip
                 self.mergers[staged_file.day] = merger
             merger.add(staged_file)
+        # One bound for the buffers of all open days, not one per day: a run spanning many
+        # days would otherwise hold a full buffer for each.
+        if sum(m.buffered_rows for m in self.mergers.values()) >= self.options.flush_events:
+            for merger in self.mergers.values():
+                merger.flush()
 
     @property
     def pending_events(self) -> int:
