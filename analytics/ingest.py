@@ -1,20 +1,33 @@
-"""Ingest a CloudTrail trail into the lake: incrementally, exactly once, on all cores.
+"""Ingest a CloudTrail trail into the lake: incrementally, exactly once, on any number of workers.
+
+One driver, three steps, each a function taking and returning plain typed values, so the CLI
+(:func:`ingest`, a process pool) and the nightly flow (Prefect tasks on threads or Dask workers)
+are thin faces of the same code:
+
+* :func:`plan` — the partitions to read: one per (account, region, delivery day) folder, large
+  ones cut into pieces; objects already in the lake are left out (or, for an S3 folder the task
+  lists itself, the state rows it needs to leave them out).
+* :func:`read_partition` — fetch, gunzip, decode and normalise one partition; bad objects and
+  records become quarantine outcomes. It writes its events to the lake's staging area
+  (:mod:`analytics.staging`), one file per event day named after the partition, and returns a
+  small :class:`StagedPartition`: the files, per-day counts, every object's outcome. A worker
+  therefore ships no events back, and needs no disk shared with the committer.
+* :func:`commit` (through :class:`IngestCommit`) — per event day, :func:`merge_day` de-duplicates
+  the staged files on ``eventID`` against the day's partition and across partitions (first copy
+  in key order wins) into one hidden file; then every day's file is renamed into place, the
+  quarantine is written, the objects are recorded in ``_state/`` — last — and the staged files
+  are removed.
 
 How exactly-once holds:
 
-* Objects are read in sorted key order and their results committed in that order, so a run
-  killed at any moment has committed a prefix of what a clean run would commit.
-* Events are de-duplicated on ``eventID`` within each flush and against every ``eventID``
-  already in the day's partition, so rereading an object (rerun, overlapping range, the same
-  events delivered under another name, a crash between data and state) adds nothing. A repeat
-  is dropped only if its content is the same; an eventID reused for other content is a clash,
-  quarantined with a reason rather than silently dropped.
+* Partitions are in key order and merged in that order, so the rows kept are those of reading
+  the objects one by one in key order, whoever read them and however often.
+* A retried or re-run read overwrites its own staged files (deterministic names); only the
+  files of the attempt whose message reached the commit are merged.
 * Data files are renamed into place before ``_state/objects.parquet`` records the objects they
-  came from; the state is only an optimisation that lets the next run skip unchanged objects.
-
-Decoding runs in worker processes (``workers``); the parent only de-duplicates and writes, and at
-most ``2 × workers`` chunks are in flight, so memory stays bounded whatever the number of objects.
-A worker reports every failure of an object as that object's outcome, and dies with its parent.
+  came from; a run killed in between reads the objects again and the merge drops every event
+  already in the lake. A repeat is dropped only if its content is the same; an eventID reused
+  for other content is a clash, quarantined with a reason rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import polars as pl
@@ -60,7 +73,7 @@ from analytics.cloudtrail import (
     normalise_each,
 )
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, too_large
-from analytics.layout import Kind, Selection, classify
+from analytics.layout import Kind, LogName, Selection, classify, day_folder
 from analytics.quarantine import EVENT_ID_CLASH
 from analytics.seen_ids import (
     CONTENT,
@@ -71,9 +84,15 @@ from analytics.seen_ids import (
     SeenIds,
     content_hashes,
 )
+from analytics.staging import StagingArea
 
 ProgressCallback = Callable[["Progress"], None]
 _ROW = "__row"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+PIECE_BYTES = 8 * 1024 * 1024
+"""Compressed bytes one read task takes from a pre-listed partition (~40k events)."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +101,19 @@ class IngestOptions:
     workers: int = os.cpu_count() or 1
     max_object_bytes: int = DEFAULT_MAX_DECOMPRESSED
     flush_events: int = 25_000
+    """Fresh events a day's merge buffers before writing them as one row group."""
     flush_bytes: int = 256 * 1024 * 1024
     checkpoint_events: int = 1_000_000
+    """Staged events after which the CLI commits what it has read (a file per day each time)."""
     chunk_bytes: int = 2 * 1024 * 1024
+    """Compressed bytes a read task decodes and normalises at once."""
+    piece_bytes: int = PIECE_BYTES
     fetch_threads: int = 8
 
 
 @dataclass
 class Progress:
-    objects_total: int = 0
+    objects_total: int = 0  # 0 when unknown: the read tasks list the S3 folders themselves
     objects_done: int = 0
     events_done: int = 0
     bytes_done: int = 0
@@ -128,7 +151,9 @@ class IngestSummary:
 
 
 @dataclass
-class _Outcome:
+class ObjectOutcome:
+    """What became of one source object: read, quarantined (with why) or failed to fetch."""
+
     ref: ObjectRef
     status: str  # ingested | quarantined | failed
     reason: str | None = None
@@ -142,31 +167,31 @@ class _Outcome:
 class ChunkResult:
     """What decoding one chunk of objects gave: an outcome per object and their events."""
 
-    outcomes: list[_Outcome]
+    outcomes: list[ObjectOutcome]
     table: pa.Table | None
     bytes_read: int
 
 
 def _decode_one(
     source: Source, ref: ObjectRef, max_bytes: int
-) -> tuple[_Outcome, DecodedObject | None]:
+) -> tuple[ObjectOutcome, DecodedObject | None]:
     """Fetch and decode one object. Any failure of the decoder, foreseen or not, quarantines
     the object with a one-line reason: hostile input must never stop a run."""
     if ref.size > max_bytes:  # as listed: refused without fetching a byte
-        return _Outcome(ref, "quarantined", too_large(max_bytes)), None
+        return ObjectOutcome(ref, "quarantined", too_large(max_bytes)), None
     try:
         data = source.fetch(ref, max_bytes + 1)  # one byte more tells "too large" apart
     except ObjectFetchError as exc:
-        return _Outcome(ref, "failed", str(exc)), None
+        return ObjectOutcome(ref, "failed", str(exc)), None
     except Exception as exc:  # a source's bug is not the object's fault: retried next run
-        return _Outcome(ref, "failed", f"{ref.key}: cannot read ({failure_reason(exc)})"), None
+        return ObjectOutcome(ref, "failed", f"{ref.key}: cannot read ({failure_reason(exc)})"), None
     try:
         decoded = decode_object(data, ref.key, max_bytes, delivered=ref.mtime)
     except RejectedObject as exc:
-        return _Outcome(ref, "quarantined", str(exc)), None
+        return ObjectOutcome(ref, "quarantined", str(exc)), None
     except Exception as exc:
-        return _Outcome(ref, "quarantined", failure_reason(exc)), None
-    return _Outcome(ref, "ingested"), decoded
+        return ObjectOutcome(ref, "quarantined", failure_reason(exc)), None
+    return ObjectOutcome(ref, "ingested"), decoded
 
 
 def _read_chunk(
@@ -182,7 +207,7 @@ def _read_chunk(
         return _read_chunk_once(refs, source, max_bytes, fetch_threads)
     except Exception as exc:
         if len(refs) == 1:
-            outcome = _Outcome(refs[0], "quarantined", failure_reason(exc))
+            outcome = ObjectOutcome(refs[0], "quarantined", failure_reason(exc))
             return ChunkResult([outcome], None, refs[0].size)
     results = [_read_chunk([ref], source, max_bytes, fetch_threads) for ref in refs]
     tables = [r.table for r in results if r.table is not None]
@@ -284,11 +309,11 @@ def _watch_parent(parent: int) -> None:
 
 
 def _bounded_ordered_map(
-    func: Callable[[list[ObjectRef]], ChunkResult], chunks: list[list[ObjectRef]], workers: int
-) -> Iterator[ChunkResult]:
-    """``map`` over worker processes, in order, with at most ``2 × workers`` chunks in flight."""
-    if workers <= 1 or len(chunks) <= 1:
-        yield from map(func, chunks)
+    func: Callable[[_T], _R], items: Sequence[_T], workers: int
+) -> Iterator[_R]:
+    """``map`` over worker processes, in order, with at most ``2 × workers`` items in flight."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(func, items)
         return
     context = multiprocessing.get_context("spawn")  # fork is unsafe beside threads
     # Each worker is one process on one core: its Polars and Arrow pools get one thread each,
@@ -304,266 +329,17 @@ def _bounded_ordered_map(
             os.environ["POLARS_MAX_THREADS"] = previous
     with pool:
         pending: deque[Any] = deque()
-        todo = iter(chunks)
-        for chunk in todo:
-            pending.append(pool.apply_async(func, (chunk,)))
+        todo = iter(items)
+        for item in todo:
+            pending.append(pool.apply_async(func, (item,)))
             if len(pending) >= 2 * workers:
                 break
         while pending:
             result = pending.popleft().get()
-            nxt = next(todo, None)
-            if nxt is not None:
+            for nxt in todo:
                 pending.append(pool.apply_async(func, (nxt,)))
+                break
             yield result
-
-
-class _Committer:
-    """Buffers decoded events and commits them to the lake: data first, then state.
-
-    Each flush appends one sorted row group per day to an open Parquet writer (hidden, not yet
-    part of the lake), so the parent holds only one small buffer at a time. A checkpoint closes
-    the writers, renames their files into place, and only then records the objects they came
-    from in the state; a crash before that loses nothing but work, which the rerun repeats.
-    """
-
-    def __init__(self, lake: LocalLake, selection: Selection, summary: IngestSummary) -> None:
-        self.lake = lake
-        self.selection = selection
-        self.summary = summary
-        self.run_id = (
-            dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-        )
-        self.sequence = 0
-        self.tables: list[pa.Table] = []
-        self.outcomes: list[_Outcome] = []
-        self.rows = 0
-        self.nbytes = 0
-        self.seen: dict[dt.date, SeenIds] = {}
-        self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
-        self.dates_written: set[dt.date] = set()
-        self.writers: dict[dt.date, tuple[pq.ParquetWriter, Path, Path]] = {}
-        self.pending: list[_Outcome] = []
-        self.uncommitted_rows = 0
-
-    def add(self, result: ChunkResult) -> None:
-        self.outcomes.extend(result.outcomes)
-        if result.table is not None:
-            self.tables.append(result.table)
-            self.rows += result.table.num_rows
-            self.nbytes += result.table.nbytes
-
-    def _seen_ids(self, day: dt.date) -> SeenIds:
-        if day not in self.seen:
-            files = self.lake.partition_files(day)
-            ids = pl.read_parquet(files, columns=[s.EVENT_ID]).to_series() if files else None
-            self.seen[day] = SeenIds(ids, partial(_stored_details, files))
-        return self.seen[day]
-
-    def flush(self) -> None:
-        """Write the buffer into the open day files (not yet visible in the lake)."""
-        if self.tables:
-            self._write_events(pa.concat_tables(self.tables))
-        self.pending.extend(self.outcomes)
-        self.uncommitted_rows += self.rows
-        self.tables, self.outcomes, self.rows, self.nbytes = [], [], 0, 0
-
-    def checkpoint(self) -> None:
-        """Make everything flushed so far part of the lake, then record it in the state."""
-        self.flush()
-        for writer, tmp, final in self.writers.values():
-            writer.close()
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        self.writers = {}
-        self.outcomes = self.pending
-        self._write_quarantine()
-        self._write_state()
-        self.outcomes, self.pending, self.uncommitted_rows = [], [], 0
-
-    def _writer(self, day: dt.date) -> pq.ParquetWriter:
-        if day not in self.writers:
-            self.sequence += 1
-            name = f"part-{self.run_id}-{self.sequence:05d}.parquet"
-            final = self.lake.partition_dir(day) / name
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".tmp-{uuid.uuid4().hex}-{name}.partial")
-            writer = pq.ParquetWriter(tmp, s.EVENT_FILE_SCHEMA, **EVENT_PARQUET_OPTIONS)
-            self.writers[day] = (writer, tmp, final)
-        return self.writers[day][0]
-
-    def abandon(self) -> None:
-        """After a failure: close and delete the files that never became part of the lake."""
-        for writer, tmp, _ in self.writers.values():
-            with contextlib.suppress(Exception):
-                writer.close()
-            tmp.unlink(missing_ok=True)
-        self.writers = {}
-
-    def _write_events(self, table: pa.Table) -> None:
-        """Filter, de-duplicate, sort and write one buffer of events.
-
-        Decisions are taken on the small key columns with Polars and end as one list of row
-        numbers per day, in time order; the wide Arrow table is gathered once per day by those
-        numbers (after one concatenation), so a flush costs about two copies of the buffer.
-
-        A repeated eventID is dropped (and counted) when its content (see
-        :data:`~analytics.seen_ids.CONTENT_COLUMNS`) equals that of the event already holding
-        the ID, as CloudTrail's redeliveries do; with different content it is an *eventID clash*
-        (corruption, or someone hiding an event under a known ID) and the newcomer is
-        quarantined as a record of its object, naming both objects and event names.
-        """
-        self.summary.events_read += table.num_rows
-        table = table.combine_chunks()  # gathering rows from one chunk is 4× faster than many
-        keys = pl.from_arrow(
-            table.select([s.EVENT_ID, s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME])
-        )
-        assert isinstance(keys, pl.DataFrame)
-        first = pl.col(s.EVENT_ID).is_first_distinct()
-        other_content = pl.col(CONTENT) != pl.col(CONTENT).first().over(s.EVENT_ID)
-        keys = keys.with_columns(content_hashes(table)).with_row_index(_ROW)
-        keys = keys.with_columns(
-            first.alias(_FIRST),
-            (~first & other_content).alias(_CLASH),
-            pl.col(s.SOURCE_OBJECT).first().over(s.EVENT_ID).alias(HOLDER),
-            pl.col(s.EVENT_NAME).first().over(s.EVENT_ID).alias(HOLDER_EVENT),
-        )
-        keep = pl.col(_FIRST)
-        if self.selection.start is not None or self.selection.end is not None:
-            in_range = self._in_range(pl.col(s.EVENT_DATE))
-            outside = keys.select((~in_range).sum()).item()
-            self.summary.events_outside_range += int(outside)
-            keep = keep & in_range
-        for day in sorted(keys.get_column(s.EVENT_DATE).unique().to_list()):
-            if not self.selection.covers(day):
-                continue
-            seen = self._seen_ids(day)
-            on_day = pl.col(s.EVENT_DATE) == day
-            clashes = [keys.filter(on_day & pl.col(_CLASH))]
-            wanted = keys.filter(keep & on_day)
-            known = seen.lookup(wanted.get_column(s.EVENT_ID))
-            is_known = known.get_column(KNOWN)
-            differs = (known.get_column(CONTENT) != wanted.get_column(CONTENT)).fill_null(False)
-            clashes.append(
-                wanted.drop(HOLDER, HOLDER_EVENT)
-                .hstack(known.select(HOLDER, HOLDER_EVENT))
-                .filter(is_known & differs)
-            )
-            fresh = wanted.filter(~is_known)
-            clashed = pl.concat(clashes, how="diagonal_relaxed")
-            self._quarantine_clashes(table, clashed)
-            candidates = int(keys.select(on_day.sum()).item())
-            self.summary.duplicate_events_dropped += candidates - fresh.height - clashed.height
-            if fresh.is_empty():
-                continue
-            rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
-            ordered = table.take(rows.to_arrow())
-            self._writer(day).write_table(without_partition_column(ordered.cast(s.EVENT_SCHEMA)))
-            seen.add(
-                fresh.get_column(s.EVENT_ID),
-                fresh.select(
-                    pl.col(CONTENT),
-                    pl.col(s.SOURCE_OBJECT).cast(pl.Categorical).alias(HOLDER),
-                    pl.col(s.EVENT_NAME).cast(pl.Categorical).alias(HOLDER_EVENT),
-                ),
-            )
-            self.summary.events_written += ordered.num_rows
-            self.dates_written.add(day)
-        _trim_heap_if_large()
-
-    def _quarantine_clashes(self, table: pa.Table, clashed: pl.DataFrame) -> None:
-        """Quarantine each clashing newcomer as a record of its object, with a reason naming
-        the object (and event name) that holds the ID and its own."""
-        if clashed.is_empty():
-            return
-        outcomes = {o.ref.key: o for o in self.outcomes}
-        for row in clashed.sort(_ROW).iter_rows(named=True):
-            reason = (
-                f"{EVENT_ID_CLASH}: {_quoted(row[s.EVENT_ID])} is already held by "
-                f"{_quoted(row[HOLDER_EVENT])} from {_quoted(row[HOLDER])}; this "
-                f"{_quoted(row[s.EVENT_NAME])} from {_quoted(row[s.SOURCE_OBJECT])} has "
-                "different content"
-            )
-            stored = table.slice(row[_ROW], 1).to_pylist()[0]
-            text = orjson.dumps(stored, default=str).decode()[:_MAX_CLASH_TEXT]
-            self.summary.event_id_clashes += 1
-            self.summary.clashes.append(reason)
-            outcome = outcomes.get(row[s.SOURCE_OBJECT])
-            if outcome is not None:
-                outcome.bad_records.append(BadRecord(None, reason, text, stored.get(s.EVENT_DATE)))
-
-    def _in_range(self, column: pl.Expr) -> pl.Expr:
-        condition = pl.lit(True)
-        if self.selection.start is not None:
-            condition = condition & (column >= self.selection.start)
-        if self.selection.end is not None:
-            condition = condition & (column <= self.selection.end)
-        return condition
-
-    def _write_quarantine(self) -> None:
-        now = dt.datetime.now(dt.UTC).isoformat()
-        for outcome in self.outcomes:
-            name = safe_name(outcome.ref.key)
-            if outcome.status == "quarantined":
-                record = {
-                    "source_object": outcome.ref.key,
-                    "reason": outcome.reason,
-                    "size": outcome.ref.size,
-                    "etag": outcome.ref.etag,
-                    "quarantined_at": now,
-                }
-                target = self.lake.quarantine_dir / "objects" / f"{name}.json"
-                write_bytes_atomic(orjson.dumps(record, option=orjson.OPT_INDENT_2), target)
-            if outcome.bad_records:
-                lines = b"".join(
-                    orjson.dumps(
-                        {
-                            "source_object": outcome.ref.key,
-                            "index": bad.index,
-                            "reason": bad.reason,
-                            "record": bad.raw,
-                            **(
-                                {"event_date": bad.event_date.isoformat()} if bad.event_date else {}
-                            ),
-                        }
-                    )
-                    + b"\n"
-                    for bad in outcome.bad_records
-                )
-                write_bytes_atomic(lines, self.lake.quarantine_dir / "records" / f"{name}.jsonl")
-
-    def _write_state(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        changed = False
-        for outcome in self.outcomes:
-            if outcome.status == "failed":
-                continue
-            previous = self.state.get(outcome.ref.key)
-            same_object = previous is not None and previous[s.OBJ_ETAG] == outcome.ref.etag
-            written = (
-                set(previous[s.OBJ_DATES_WRITTEN] or []) if same_object and previous else set()
-            )
-            written.update(d for d in outcome.dates if self.selection.covers(d))
-            self.state[outcome.ref.key] = {
-                s.OBJ_KEY: outcome.ref.key,
-                s.OBJ_ETAG: outcome.ref.etag,
-                s.OBJ_SIZE: outcome.ref.size,
-                s.OBJ_MTIME: outcome.ref.mtime,
-                s.OBJ_STATUS: (
-                    s.STATUS_QUARANTINED if outcome.status == "quarantined" else s.STATUS_INGESTED
-                ),
-                s.OBJ_EVENTS: outcome.events,
-                s.OBJ_RECORDS_QUARANTINED: len(outcome.bad_records),
-                s.OBJ_REASON: outcome.reason,
-                s.OBJ_NOTE: "; ".join(outcome.notes) or None,
-                s.OBJ_DATES_SEEN: outcome.dates,
-                s.OBJ_DATES_WRITTEN: sorted(written),
-                s.OBJ_INGESTED_AT: now,
-            }
-            changed = True
-        if changed:
-            rows = [self.state[key] for key in sorted(self.state)]
-            self.lake.write_state(pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA))
 
 
 _RESIDENT_BOUND = 320 * 1024 * 1024
@@ -657,63 +433,697 @@ def select_log_objects(
     return sorted(wanted, key=lambda r: r.key)
 
 
-def list_log_objects(
-    source: Source, selection: Selection, summary: IngestSummary
-) -> list[ObjectRef]:
-    """The CloudTrail log files of ``source`` that ``selection`` wants, sorted by key."""
-    return select_log_objects(source.list_objects(selection.delivery_days()), selection, summary)
-
-
 def read_objects(
     source: Source, refs: Sequence[ObjectRef], options: IngestOptions
 ) -> Iterator[ChunkResult]:
-    """Fetch and decode ``refs`` in this process, chunk by chunk, in key order; no lake involved.
-
-    The nightly flow's partition tasks use this, so they can run wherever the trail is readable.
-    """
+    """Fetch and decode ``refs`` in this process, chunk by chunk, in key order; no lake involved
+    (:func:`read_partition` stages what this yields)."""
     for chunk in _chunks(list(refs), options.chunk_bytes):
         yield _read_chunk(chunk, source, options.max_object_bytes, options.fetch_threads)
 
 
-class IngestCommit:
-    """The single writer of one ingest: fed decoded chunks in key order, committed when closed.
+# --- plan ---------------------------------------------------------------------------------------
 
-    It buffers events, flushes them to hidden day files as the buffer fills (by events or by
-    bytes), makes them part of the lake at each checkpoint and at :meth:`close`, and records
-    their objects in the state only after that. :func:`ingest` and the nightly flow both write
-    through it, so they produce the same files and state. The caller holds the lake lock.
+
+@dataclass(frozen=True)
+class Partition:
+    """One (account, region, delivery day) slice of a trail: the unit of the ingest fan-out.
+
+    Either ``prefix`` is set (an S3 folder the task lists itself) or ``refs`` holds the objects
+    to read, already listed, filtered and in key order.
     """
 
-    def __init__(self, lake: LocalLake, options: IngestOptions, summary: IngestSummary) -> None:
+    account: str
+    region: str
+    delivered: dt.date
+    prefix: str | None = None
+    refs: tuple[ObjectRef, ...] = ()
+    piece: int = 0  # 1, 2, … when a large partition is read by several tasks
+    index: int = 0  # place in the plan: several runs of one folder stay apart
+
+    @property
+    def name(self) -> str:
+        name = f"{self.account}/{self.region}/{self.delivered.isoformat()}"
+        return f"{name}#{self.piece}" if self.piece else name
+
+    @property
+    def stem(self) -> str:
+        """The partition's staged-file folder: from its place and name only (account and region
+        are validated digits and ``[a-z0-9-]``), so every attempt of its task uses the same."""
+        stem = f"{self.index:06d}-{self.account}-{self.region}-{self.delivered.isoformat()}"
+        return f"{stem}-{self.piece:04d}" if self.piece else stem
+
+
+@dataclass
+class ListingCounts:
+    """What a listing found, in :class:`IngestSummary`'s terms."""
+
+    objects_seen: int = 0
+    objects_skipped: int = 0
+    digests_skipped: int = 0
+    insights_skipped: int = 0
+    other_files_skipped: int = 0
+
+    def add_to(self, summary: IngestSummary) -> None:
+        summary.objects_seen += self.objects_seen
+        summary.objects_skipped += self.objects_skipped
+        summary.digests_skipped += self.digests_skipped
+        summary.insights_skipped += self.insights_skipped
+        summary.other_files_skipped += self.other_files_skipped
+
+
+@dataclass
+class IngestPlan:
+    """What a run reads: partitions in key order, and what the listing behind them found."""
+
+    run_id: str
+    partitions: list[Partition]
+    counts: ListingCounts
+    # Lake state rows of the objects under each S3 folder partition, so its task can tell new
+    # objects from ingested ones without reading the lake.
+    known: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def known_for(self, partition: Partition) -> dict[str, dict[str, Any]]:
+        return self.known.get(partition.prefix or "", {})
+
+    @property
+    def objects(self) -> int:
+        """Objects already listed (those of S3 folder partitions are listed by their tasks)."""
+        return sum(len(p.refs) for p in self.partitions)
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def partitions_of(refs: Sequence[ObjectRef], piece_bytes: int = PIECE_BYTES) -> list[Partition]:
+    """Cut key-ordered refs into runs of one (account, region, delivery day), and a run larger
+    than ``piece_bytes`` (compressed) into pieces, each a task of its own.
+
+    Runs rather than groups: a tree whose keys interleave partitions (a flat folder sorted by
+    name does not, the native layout does not, but an odd one might) still commits in key
+    order. Pieces: one busy account-region can hold most of an organisation's events, and as
+    a single task it would leave every other worker idle while it is decoded.
+    """
+    runs: list[tuple[LogName, list[ObjectRef]]] = []
+    for ref in refs:
+        _, name = classify(ref.key)
+        if name is None:
+            continue
+        if runs and runs[-1][0] == name:
+            runs[-1][1].append(ref)
+        else:
+            runs.append((name, [ref]))
+    partitions: list[Partition] = []
+    for name, run in runs:
+        pieces: list[list[ObjectRef]] = [[]]
+        size = 0
+        for ref in run:
+            if size >= piece_bytes:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(ref)
+            size += ref.size
+        numbered = len(pieces) > 1
+        for number, piece in enumerate(pieces, start=1):
+            partitions.append(
+                Partition(
+                    name.account,
+                    name.region,
+                    name.delivered,
+                    refs=tuple(piece),
+                    piece=number if numbered else 0,
+                    index=len(partitions),
+                )
+            )
+    return partitions
+
+
+def _state_by_folder(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    by_folder: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, row in state.items():
+        by_folder.setdefault(key.rsplit("/", 1)[0] + "/", {})[key] = row
+    return by_folder
+
+
+def plan(
+    source: Source, lake: LocalLake, selection: Selection, piece_bytes: int = PIECE_BYTES
+) -> IngestPlan:
+    """Find the partitions to read and, where the listing is cheap, the objects in them.
+
+    An S3 trail in the native layout is planned from its folder names (the listing of each
+    folder is left to its task: for a large organisation it is itself thousands of calls); a
+    local tree, or a bucket in another layout, is listed once here and cut into partitions.
+    """
+    state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
+    days = selection.delivery_days()
+    folders = source.day_prefixes(days) if days is not None else None
+    if folders is not None:
+        by_folder = _state_by_folder(state)
+        partitions: list[Partition] = []
+        known = {}
+        for folder in sorted(folders):
+            parsed = day_folder(folder)
+            if parsed is None or not selection.wants(parsed):
+                continue
+            partitions.append(Partition(parsed.account, parsed.region, parsed.delivered,
+                                        prefix=folder, index=len(partitions)))  # fmt: skip
+            known[folder] = by_folder.get(source.folder_key(folder), {})
+        return IngestPlan(new_run_id(), partitions, ListingCounts(), known)
+    listing = ListingCounts()
+    refs = select_log_objects(source.list_objects(days), selection, listing)
+    pending = [ref for ref in refs if needs_reading(ref, state.get(ref.key), selection)]
+    listing.objects_seen = len(refs)
+    listing.objects_skipped = len(refs) - len(pending)
+    return IngestPlan(new_run_id(), partitions_of(pending, piece_bytes), listing)
+
+
+# --- read ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """Events of one partition falling on one day, staged in the lake (``path``)."""
+
+    day: dt.date
+    path: str
+    events: int
+
+
+@dataclass
+class StagedPartition:
+    """The message a read task returns: small, whatever the partition's size."""
+
+    partition: Partition
+    files: list[StagedFile]
+    outcomes: list[ObjectOutcome]
+    counts: ListingCounts
+    events_read: int = 0
+    events_outside_range: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events_staged(self) -> int:
+        return sum(f.events for f in self.files)
+
+    @property
+    def failed(self) -> list[str]:
+        """Why objects could not be fetched (the task's caller decides whether that fails it)."""
+        return [o.reason or o.ref.key for o in self.outcomes if o.status == "failed"]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Decoding allocates millions of short-lived, acyclic objects; the cyclic collector's passes
+    over them cost about a quarter of the decode time. Reference counting still frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_partition(
+    source: Source,
+    partition: Partition,
+    options: IngestOptions,
+    known: dict[str, dict[str, Any]],
+    staging: StagingArea,
+) -> StagedPartition:
+    """List (an S3 folder), fetch, decode and normalise one partition; stage its events.
+
+    Events are kept by their own day when the selection covers it (the others are counted as
+    outside the range) and written to ``staging`` as one file per day, named after the
+    partition. An object that cannot be fetched is a ``failed`` outcome, not an exception.
+    """
+    started = time.perf_counter()
+    counts = ListingCounts()
+    selection = options.selection
+    if partition.prefix is not None:
+        wanted = select_log_objects(source.list_folder(partition.prefix), selection, counts)
+        refs = [r for r in wanted if needs_reading(r, known.get(r.key), selection)]
+        counts.objects_seen = len(wanted)
+        counts.objects_skipped = len(wanted) - len(refs)
+    else:
+        refs = list(partition.refs)
+    outcomes: list[ObjectOutcome] = []
+    by_day: dict[dt.date, list[pa.Table]] = {}
+    events_read = outside = bytes_read = 0
+    with _gc_paused():
+        for chunk in read_objects(source, refs, options):
+            outcomes.extend(chunk.outcomes)
+            bytes_read += chunk.bytes_read
+            if chunk.table is None:
+                continue
+            events_read += chunk.table.num_rows
+            days = pl.Series(chunk.table.column(s.EVENT_DATE))
+            for day in days.unique().sort().to_list():
+                if not selection.covers(day):
+                    outside += int((days == day).sum())
+                    continue
+                mask = (days == day).to_arrow()
+                by_day.setdefault(day, []).append(chunk.table.filter(mask))
+    files = []
+    for day in sorted(by_day):
+        table = pa.concat_tables(by_day.pop(day))
+        where = staging.write_table(f"{partition.stem}/{day.isoformat()}.parquet", table)
+        files.append(StagedFile(day, where, table.num_rows))
+    return StagedPartition(partition, files, outcomes, counts, events_read, outside, bytes_read,
+                           round(time.perf_counter() - started, 3))  # fmt: skip
+
+
+# --- commit -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DayMerge:
+    """A day's merge, written to a hidden file of the day's partition, not yet in the lake."""
+
+    day: dt.date
+    hidden: Path | None
+    final: Path | None
+    candidates: int = 0
+    written: int = 0
+    clashes: list[tuple[str, BadRecord]] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return self.candidates - self.written - len(self.clashes)
+
+
+class DayMerger:
+    """One day's merge in progress: fed staged files in key order, it writes the fresh events
+    to a hidden file of the day's partition; :meth:`finish` closes it (still hidden)."""
+
+    def __init__(
+        self, lake: LocalLake, day: dt.date, staging: StagingArea, name: str,
+        options: IngestOptions,
+    ) -> None:  # fmt: skip
+        existing = lake.partition_files(day)
+        ids = pl.read_parquet(existing, columns=[s.EVENT_ID]).to_series() if existing else None
+        self.seen = SeenIds(ids, partial(_stored_details, existing))
+        self.lake, self.staging, self.name, self.options = lake, staging, name, options
+        self.result = DayMerge(day, None, None)
+        self.writer: pq.ParquetWriter | None = None
+        self.buffered: list[pa.Table] = []
+        self.buffered_rows = self.buffered_bytes = 0
+
+    def add(self, staged: StagedFile) -> None:
+        try:
+            fresh = _fresh_rows(self.staging.read_table(staged.path), self.seen, self.result)
+            if fresh is not None:
+                self.buffered.append(fresh)
+                self.buffered_rows += fresh.num_rows
+                self.buffered_bytes += fresh.nbytes
+                self.result.written += fresh.num_rows
+            options = self.options
+            if self.buffered_rows >= options.flush_events or (
+                self.buffered_bytes >= options.flush_bytes
+            ):
+                self.flush()
+            _trim_heap_if_large()
+        except BaseException:
+            self.abandon()
+            raise
+
+    def flush(self) -> None:
+        """Write the buffered fresh events as a row group of the hidden file."""
+        if not self.buffered:
+            return
+        result = self.result
+        if self.writer is None:
+            result.final = self.lake.partition_dir(result.day) / self.name
+            result.final.parent.mkdir(parents=True, exist_ok=True)
+            hidden = f".tmp-{uuid.uuid4().hex}-{self.name}.partial"
+            result.hidden = result.final.with_name(hidden)
+            self.writer = pq.ParquetWriter(
+                result.hidden, s.EVENT_FILE_SCHEMA, **EVENT_PARQUET_OPTIONS
+            )
+        # event_date is the partition folder's name, not a column of the file.
+        events = pa.concat_tables(self.buffered).cast(s.EVENT_SCHEMA)
+        self.writer.write_table(without_partition_column(events))
+        self.buffered, self.buffered_rows, self.buffered_bytes = [], 0, 0
+
+    def finish(self) -> DayMerge:
+        try:
+            self.flush()
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+                assert self.result.hidden is not None
+                with open(self.result.hidden, "rb+") as handle:
+                    os.fsync(handle.fileno())
+        except BaseException:
+            self.abandon()
+            raise
+        return self.result
+
+    def abandon(self) -> None:
+        """Close and delete the hidden file: nothing of this merge reaches the lake."""
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
+        if self.result.hidden is not None:
+            self.result.hidden.unlink(missing_ok=True)
+
+
+def merge_day(
+    lake: LocalLake,
+    day: dt.date,
+    files: Sequence[StagedFile],
+    staging: StagingArea,
+    name: str,
+    options: IngestOptions = IngestOptions(),
+) -> DayMerge:
+    """De-duplicate one day's staged files (in key order) against the lake and each other.
+
+    Decisions are taken on the small key columns with Polars and end as row numbers in time
+    order; the wide Arrow table is gathered once by them. A repeated eventID is dropped (and
+    counted) when its content (:data:`~analytics.seen_ids.CONTENT_COLUMNS`) equals that of the
+    event already holding the ID, as CloudTrail's redeliveries do; with different content it is
+    an *eventID clash* (corruption, or someone hiding an event under a known ID) and the
+    newcomer is quarantined as a record of its object, naming both objects and event names.
+
+    Days are independent, so merges of different days can run at once (tasks on workers that
+    see the lake's folder). The result is a hidden file named ``name`` once renamed; nothing
+    is visible in the lake until :meth:`IngestCommit.add` renames it.
+    """
+    merger = DayMerger(lake, day, staging, name, options)
+    for staged in files:
+        merger.add(staged)
+    return merger.finish()
+
+
+def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | None:
+    """The rows of one staged file whose eventID the day does not hold yet, in time order;
+    repeats are counted, clashes recorded in ``result``."""
+    result.candidates += table.num_rows
+    if not table.num_rows:
+        return None
+    table = table.combine_chunks()  # gathering rows from one chunk is 4× faster than many
+    keys = pl.from_arrow(
+        table.select([s.EVENT_ID, s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME])
+    )
+    assert isinstance(keys, pl.DataFrame)
+    first = pl.col(s.EVENT_ID).is_first_distinct()
+    other_content = pl.col(CONTENT) != pl.col(CONTENT).first().over(s.EVENT_ID)
+    keys = keys.with_columns(content_hashes(table)).with_row_index(_ROW)
+    keys = keys.with_columns(
+        first.alias(_FIRST),
+        (~first & other_content).alias(_CLASH),
+        pl.col(s.SOURCE_OBJECT).first().over(s.EVENT_ID).alias(HOLDER),
+        pl.col(s.EVENT_NAME).first().over(s.EVENT_ID).alias(HOLDER_EVENT),
+    )
+    clashes = [keys.filter(pl.col(_CLASH))]
+    wanted = keys.filter(pl.col(_FIRST))
+    known = seen.lookup(wanted.get_column(s.EVENT_ID))
+    is_known = known.get_column(KNOWN)
+    differs = (known.get_column(CONTENT) != wanted.get_column(CONTENT)).fill_null(False)
+    clashes.append(
+        wanted.drop(HOLDER, HOLDER_EVENT)
+        .hstack(known.select(HOLDER, HOLDER_EVENT))
+        .filter(is_known & differs)
+    )
+    fresh = wanted.filter(~is_known)
+    _record_clashes(table, pl.concat(clashes, how="diagonal_relaxed"), result)
+    if fresh.is_empty():
+        return None
+    rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
+    seen.add(
+        fresh.get_column(s.EVENT_ID),
+        fresh.select(
+            pl.col(CONTENT),
+            pl.col(s.SOURCE_OBJECT).cast(pl.Categorical).alias(HOLDER),
+            pl.col(s.EVENT_NAME).cast(pl.Categorical).alias(HOLDER_EVENT),
+        ),
+    )
+    return table.take(rows.to_arrow())
+
+
+def _record_clashes(table: pa.Table, clashed: pl.DataFrame, result: DayMerge) -> None:
+    """Each clashing newcomer as a bad record of its object, with a reason naming the object
+    (and event name) that holds the ID and its own."""
+    for row in clashed.sort(_ROW).iter_rows(named=True):
+        reason = (
+            f"{EVENT_ID_CLASH}: {_quoted(row[s.EVENT_ID])} is already held by "
+            f"{_quoted(row[HOLDER_EVENT])} from {_quoted(row[HOLDER])}; this "
+            f"{_quoted(row[s.EVENT_NAME])} from {_quoted(row[s.SOURCE_OBJECT])} has "
+            "different content"
+        )
+        stored = table.slice(row[_ROW], 1).to_pylist()[0]
+        text = orjson.dumps(stored, default=str).decode()[:_MAX_CLASH_TEXT]
+        bad = BadRecord(None, reason, text, stored.get(s.EVENT_DATE))
+        result.clashes.append((row[s.SOURCE_OBJECT], bad))
+
+
+@dataclass(frozen=True)
+class MergeJob:
+    """One day's merge of one commit, as the arguments of :func:`merge_day`."""
+
+    lake: LocalLake
+    day: dt.date
+    files: tuple[StagedFile, ...]
+    staging: StagingArea
+    name: str
+    options: IngestOptions
+
+    def run(self) -> DayMerge:
+        return merge_day(self.lake, self.day, self.files, self.staging, self.name, self.options)
+
+
+MergeRunner = Callable[[list[MergeJob]], list[DayMerge]]
+"""Runs a commit's day merges (in this process by default; the flow may send them to workers)."""
+
+
+def merge_here(jobs: list[MergeJob]) -> list[DayMerge]:
+    return [job.run() for job in jobs]
+
+
+class IngestCommit:
+    """The single writer of one ingest: each :meth:`add` makes a batch of staged partitions part
+    of the lake, exactly once; :meth:`close` ends the run. The caller holds the lake lock."""
+
+    def __init__(
+        self,
+        lake: LocalLake,
+        options: IngestOptions,
+        summary: IngestSummary,
+        staging: StagingArea,
+        merge: MergeRunner = merge_here,
+    ) -> None:
         lake.root.mkdir(parents=True, exist_ok=True)
         lake.remove_stale_temporaries()
+        self.lake = lake
         self.options = options
         self.summary = summary
-        self._committer = _Committer(lake, options.selection, summary)
+        self.staging = staging
+        self.merge = merge
+        self.run_id = staging.root.rstrip("/").rsplit("/", 1)[-1]
+        self.checkpoints = 0
+        self.taken: list[StagedPartition] = []
+        self.mergers: dict[dt.date, DayMerger] = {}
+        self.merged: list[DayMerge] = []
+        self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
+        self.dates_written: set[dt.date] = set()
 
-    def previous(self, key: str) -> dict[str, Any] | None:
-        """The state row of object ``key`` from earlier runs, if any."""
-        return self._committer.state.get(key)
+    def add(self, staged: Sequence[StagedPartition]) -> None:
+        """Merge a batch (days through :attr:`merge`, possibly at once), then
+        :meth:`checkpoint`: the batch is part of the lake when this returns."""
+        if self.taken or self.mergers:  # what :meth:`feed` took goes in first, in files of its own
+            self.checkpoint()
+        staged = sorted(staged, key=lambda p: p.partition.index)
+        self._take(staged)
+        by_day: dict[dt.date, list[StagedFile]] = {}
+        for part in staged:
+            for staged_file in part.files:
+                by_day.setdefault(staged_file.day, []).append(staged_file)
+        jobs = [MergeJob(self.lake, day, tuple(files), self.staging, self._file_name(),
+                         self.options) for day, files in sorted(by_day.items())]  # fmt: skip
+        self.merged.extend(self.merge(jobs))
+        self.checkpoint()
 
-    def add(self, chunk: ChunkResult) -> None:
-        committer, options = self._committer, self.options
-        _tally(self.summary, chunk.outcomes)
-        self.summary.bytes_read += chunk.bytes_read
-        committer.add(chunk)
-        if committer.rows >= options.flush_events or committer.nbytes >= options.flush_bytes:
-            committer.flush()
-        if committer.uncommitted_rows >= options.checkpoint_events:
-            committer.checkpoint()
+    def feed(self, part: StagedPartition) -> None:
+        """Merge one partition now, in this process (partitions must come in plan order): the
+        commit's merging overlaps the reading of the next partitions. Visible at
+        :meth:`checkpoint`."""
+        self._take([part])
+        for staged_file in part.files:
+            merger = self.mergers.get(staged_file.day)
+            if merger is None:
+                merger = DayMerger(self.lake, staged_file.day, self.staging, self._file_name(),
+                                   self.options)  # fmt: skip
+                self.mergers[staged_file.day] = merger
+            merger.add(staged_file)
+        # One bound for the buffers of all open days, not one per day: a run spanning many
+        # days would otherwise hold a full buffer for each.
+        if sum(m.buffered_rows for m in self.mergers.values()) >= self.options.flush_events:
+            for merger in self.mergers.values():
+                merger.flush()
+
+    @property
+    def pending_events(self) -> int:
+        """Staged events taken since the last checkpoint."""
+        return sum(p.events_staged for p in self.taken)
+
+    def _file_name(self) -> str:
+        return f"part-{self.run_id}-{self.checkpoints + 1:05d}.parquet"
+
+    def _take(self, staged: Sequence[StagedPartition]) -> None:
+        self.taken.extend(staged)
+        summary = self.summary
+        _tally(summary, [o for p in staged for o in p.outcomes])
+        for part in staged:
+            part.counts.add_to(summary)
+            summary.bytes_read += part.bytes_read
+            summary.events_read += part.events_read
+            summary.events_outside_range += part.events_outside_range
+
+    def checkpoint(self) -> None:
+        """Rename every merged day file into place, write the quarantine, record the objects
+        in ``_state/`` (last), then remove their staged files."""
+        merged = [*self.merged, *(m.finish() for _, m in sorted(self.mergers.items()))]
+        staged, summary = self.taken, self.summary
+        self.merged, self.mergers, self.taken = [], {}, []
+        if not staged and not merged:
+            return
+        self.checkpoints += 1
+        outcomes = [o for p in staged for o in p.outcomes]
+        by_key = {o.ref.key: o for o in outcomes}
+        for day_merge in merged:
+            summary.events_written += day_merge.written
+            summary.duplicate_events_dropped += day_merge.duplicates
+            for source_object, bad in day_merge.clashes:
+                summary.event_id_clashes += 1
+                summary.clashes.append(bad.reason)
+                outcome = by_key.get(source_object)
+                if outcome is not None:
+                    outcome.bad_records.append(bad)
+        for day_merge in merged:
+            if day_merge.hidden is not None and day_merge.final is not None:
+                os.replace(day_merge.hidden, day_merge.final)
+                self.dates_written.add(day_merge.day)
+        self._write_quarantine(outcomes)
+        self._write_state(outcomes)
+        for part in staged:
+            for staged_file in part.files:
+                self.staging.remove(staged_file.path)
 
     def close(self) -> IngestSummary:
-        """Make everything added part of the lake, then record it in the state."""
-        self._committer.checkpoint()
-        self.summary.dates_written = [d.isoformat() for d in sorted(self._committer.dates_written)]
+        """End the run: commit what is pending, drop the staging area, report the days."""
+        self.checkpoint()
+        self.staging.remove()
+        self.summary.dates_written = [d.isoformat() for d in sorted(self.dates_written)]
         return self.summary
 
     def abandon(self) -> None:
-        """After a failure: drop the files that never became part of the lake."""
-        self._committer.abandon()
+        """After a failure: drop the hidden merges and what was staged and never committed."""
+        for merger in self.mergers.values():
+            merger.abandon()
+        for day_merge in self.merged:
+            if day_merge.hidden is not None:
+                day_merge.hidden.unlink(missing_ok=True)
+        self.mergers, self.merged = {}, []
+        with contextlib.suppress(Exception):
+            self.staging.remove()
+
+    def _write_quarantine(self, outcomes: list[ObjectOutcome]) -> None:
+        now = dt.datetime.now(dt.UTC).isoformat()
+        for outcome in outcomes:
+            name = safe_name(outcome.ref.key)
+            if outcome.status == "quarantined":
+                record = {
+                    "source_object": outcome.ref.key,
+                    "reason": outcome.reason,
+                    "size": outcome.ref.size,
+                    "etag": outcome.ref.etag,
+                    "quarantined_at": now,
+                }
+                target = self.lake.quarantine_dir / "objects" / f"{name}.json"
+                write_bytes_atomic(orjson.dumps(record, option=orjson.OPT_INDENT_2), target)
+            if outcome.bad_records:
+                lines = b"".join(
+                    orjson.dumps(
+                        {
+                            "source_object": outcome.ref.key,
+                            "index": bad.index,
+                            "reason": bad.reason,
+                            "record": bad.raw,
+                            **(
+                                {"event_date": bad.event_date.isoformat()} if bad.event_date else {}
+                            ),
+                        }
+                    )
+                    + b"\n"
+                    for bad in outcome.bad_records
+                )
+                write_bytes_atomic(lines, self.lake.quarantine_dir / "records" / f"{name}.jsonl")
+
+    def _write_state(self, outcomes: list[ObjectOutcome]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        selection = self.options.selection
+        changed = False
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                continue
+            previous = self.state.get(outcome.ref.key)
+            same_object = previous is not None and previous[s.OBJ_ETAG] == outcome.ref.etag
+            written = (
+                set(previous[s.OBJ_DATES_WRITTEN] or []) if same_object and previous else set()
+            )
+            written.update(d for d in outcome.dates if selection.covers(d))
+            self.state[outcome.ref.key] = {
+                s.OBJ_KEY: outcome.ref.key,
+                s.OBJ_ETAG: outcome.ref.etag,
+                s.OBJ_SIZE: outcome.ref.size,
+                s.OBJ_MTIME: outcome.ref.mtime,
+                s.OBJ_STATUS: (
+                    s.STATUS_QUARANTINED if outcome.status == "quarantined" else s.STATUS_INGESTED
+                ),
+                s.OBJ_EVENTS: outcome.events,
+                s.OBJ_RECORDS_QUARANTINED: len(outcome.bad_records),
+                s.OBJ_REASON: outcome.reason,
+                s.OBJ_NOTE: "; ".join(outcome.notes) or None,
+                s.OBJ_DATES_SEEN: outcome.dates,
+                s.OBJ_DATES_WRITTEN: sorted(written),
+                s.OBJ_INGESTED_AT: now,
+            }
+            changed = True
+        if changed:
+            rows = [self.state[key] for key in sorted(self.state)]
+            self.lake.write_state(pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA))
+
+
+def commit(
+    lake: LocalLake,
+    staged: Sequence[StagedPartition],
+    staging: StagingArea,
+    options: IngestOptions,
+    summary: IngestSummary,
+) -> IngestSummary:
+    """Make a run's staged partitions part of the lake in one batch, and end the run."""
+    session = IngestCommit(lake, options, summary, staging)
+    session.add(staged)
+    return session.close()
+
+
+# --- the CLI's face -----------------------------------------------------------------------------
+
+
+def open_staging(lake: LocalLake, run_id: str) -> StagingArea:
+    """The run's staging area in a lake folder, after removing what killed runs left there."""
+    staging = StagingArea.in_lake(lake.root, run_id)
+    staging.remove_all_runs()
+    return staging
+
+
+PartitionMapper = Callable[
+    [Callable[[Partition], StagedPartition], list[Partition]], Iterable[StagedPartition]
+]
+"""Runs the read of every partition somewhere, yielding the messages in plan order."""
 
 
 def ingest(
@@ -721,44 +1131,56 @@ def ingest(
     lake: LocalLake,
     options: IngestOptions = IngestOptions(),
     progress: ProgressCallback | None = None,
+    mapper: PartitionMapper | None = None,
 ) -> IngestSummary:
-    """Read every wanted, not-yet-ingested object of ``source`` into ``lake``."""
+    """Read every wanted, not-yet-ingested object of ``source`` into ``lake``: plan, read the
+    partitions in ``options.workers`` processes (or through ``mapper``: threads, a Dask
+    cluster), commit every ``checkpoint_events`` staged events (so a long run shows progress in
+    the lake) and at the end."""
     started = time.perf_counter()
     summary = IngestSummary(source=source.describe())
-    commit = IngestCommit(lake, options, summary)
-    candidates = list_log_objects(source, options.selection, summary)
-    summary.objects_seen = len(candidates)
-    to_read = [
-        ref for ref in candidates if needs_reading(ref, commit.previous(ref.key), options.selection)
-    ]
-    summary.objects_skipped = len(candidates) - len(to_read)
-    state = Progress(objects_total=len(to_read))
+    lake.root.mkdir(parents=True, exist_ok=True)
+    the_plan = plan(source, lake, options.selection, options.piece_bytes)
+    staging = open_staging(lake, the_plan.run_id)
+    session = IngestCommit(lake, options, summary, staging)
+    the_plan.counts.add_to(summary)
+    state = Progress(objects_total=the_plan.objects)
     if progress:
         progress(state)
-    read_chunk = partial(
-        _read_chunk,
-        source=source,
-        max_bytes=options.max_object_bytes,
-        fetch_threads=options.fetch_threads,
-    )
-    chunks = _chunks(to_read, options.chunk_bytes)
+    read = partial(_read_for_cli, source=source, options=options, plan=the_plan, staging=staging)
     try:
-        for result in _bounded_ordered_map(read_chunk, chunks, options.workers):
-            commit.add(result)
-            state.objects_done += len(result.outcomes)
-            state.events_done += result.table.num_rows if result.table is not None else 0
-            state.bytes_done += result.bytes_read
+        if mapper is None:
+            results = _bounded_ordered_map(read, the_plan.partitions, options.workers)
+        else:
+            results = iter(mapper(read, the_plan.partitions))
+        for staged in results:
+            session.feed(staged)
+            state.objects_done += len(staged.outcomes)
+            state.events_done += staged.events_read
+            state.bytes_done += staged.bytes_read
             if progress:
                 progress(state)
-        commit.close()
+            if session.pending_events >= options.checkpoint_events:
+                session.checkpoint()
+        session.close()
     except BaseException:
-        commit.abandon()
+        session.abandon()
         raise
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 
 
-def _tally(summary: IngestSummary, outcomes: Iterable[_Outcome]) -> None:
+def _read_for_cli(
+    partition: Partition,
+    source: Source,
+    options: IngestOptions,
+    plan: IngestPlan,
+    staging: StagingArea,
+) -> StagedPartition:
+    return read_partition(source, partition, options, plan.known_for(partition), staging)
+
+
+def _tally(summary: IngestSummary, outcomes: Iterable[ObjectOutcome]) -> None:
     for outcome in outcomes:
         if outcome.status == "ingested":
             summary.objects_ingested += 1

@@ -17,6 +17,10 @@ _LOG_FILE = re.compile(
     r"^(?P<account>\d{12})_CloudTrail_(?P<region>[a-z0-9-]+)_"
     r"(?P<year>\d{4})(?P<month>\d{2})(?P<day>\d{2})T(?P<hhmm>\d{4})Z_[A-Za-z0-9]+\.json(?:\.gz)?$"
 )
+_DAY_FOLDER = re.compile(
+    r"(?:^|/)(?P<account>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"
+    r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/$"
+)
 _DIGEST = re.compile(r"(?:^|/)CloudTrail-Digest/|_CloudTrail-Digest_")
 _INSIGHT = re.compile(r"(?:^|/)CloudTrail-Insight/|_CloudTrail-Insight_")
 
@@ -52,6 +56,19 @@ def classify(key: str) -> tuple[Kind, LogName | None]:
     except ValueError:
         return Kind.OTHER, None
     return Kind.LOG, LogName(match["account"], match["region"], delivered)
+
+
+def day_folder(folder: str) -> LogName | None:
+    """What a native delivery folder's path says, ``…/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/``
+    (the partition of an S3 trail planned by its folders), or None for any other path."""
+    match = _DAY_FOLDER.search(folder)
+    if match is None:
+        return None
+    try:
+        delivered = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
+    except ValueError:
+        return None
+    return LogName(match["account"], match["region"], delivered)
 
 
 @dataclass(frozen=True)

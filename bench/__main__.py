@@ -28,6 +28,13 @@ from analytics.layout import Kind, classify
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = ROOT / ".bench"
 PYTHON = sys.executable
+RUNNERS = (
+    ("read tasks, threads", "threads", None),
+    ("read tasks, Dask 1 worker", "dask", 1),
+    ("read tasks, Dask 2 workers", "dask", 2),
+)
+"""The flow's runners over the same driver (bench/runners.py): role, runner, workers (None: as
+many as ``--workers``)."""
 
 
 @dataclass
@@ -98,7 +105,8 @@ def warm(files: list[str]) -> int:
 
 
 def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
-    """Floor, keytrail and the DuckDB peer, in rounds: each round runs all three back to back.
+    """Floor, keytrail, the flow's runners and the DuckDB peer, in rounds: each round runs them
+    all back to back.
 
     Shared cores make single timings swing by a third; a ratio taken within one round compares
     contenders under the same conditions, and the median over rounds is what is reported.
@@ -126,6 +134,15 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
                  "--workers", str(workers), "--json"],
             )  # fmt: skip
             written = json.loads(ingest.output)["events_written"]
+            runs = {"floor": floor, "ingest": ingest}
+            for role, runner, count in RUNNERS:
+                shutil.rmtree(lake, ignore_errors=True)
+                runs[role] = measure(
+                    role, [PYTHON, "-m", "bench.runners", str(tree), str(lake), runner,
+                           str(workers if count is None else count)]
+                )  # fmt: skip
+                if int(runs[role].output) != written:
+                    raise SystemExit(f"{role} wrote {runs[role].output} events, not {written:,}")
             out = Path(scratch) / "duckdb-tuned.parquet"
             out.unlink(missing_ok=True)
             peer = measure(
@@ -137,7 +154,7 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
                     f"the contenders did not read the same events: floor {events:,}, "
                     f"keytrail {written:,}, DuckDB {int(peer.output):,}"
                 )
-            rounds.append({"floor": floor, "ingest": ingest, "peer": peer})
+            rounds.append({**runs, "peer": peer})
     ratio_floor = [r["floor"].seconds / r["ingest"].seconds for r in rounds]
     ratio_peer = [r["peer"].seconds / r["ingest"].seconds for r in rounds]
     print()
@@ -146,7 +163,7 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
           f"median of {len(rounds)} round(s)")  # fmt: skip
     print(f"{'':28}{'seconds':>9}{'range':>15}{'events/s':>11}{'MB/s JSON':>11}"
           f"{'peak RSS MB':>13}")  # fmt: skip
-    for role in ("floor", "ingest", "peer"):
+    for role in ("floor", "ingest", *(role for role, _, _ in RUNNERS), "peer"):
         times = [r[role].seconds for r in rounds]
         middle = statistics.median(times)
         peak = max(r[role].peak_rss_mb for r in rounds)
@@ -157,7 +174,14 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
           f"({min(ratio_floor):.2f}–{max(ratio_floor):.2f})   ingest / DuckDB read_json: "
           f"{statistics.median(ratio_peer):.2f}× ({min(ratio_peer):.2f}–{max(ratio_peer):.2f})   "
           f"events written: {written:,}")  # fmt: skip
+    by_runner = {}
+    for role, _, _ in RUNNERS:
+        ratios = [r["floor"].seconds / r[role].seconds for r in rounds]
+        by_runner[role] = statistics.median(ratios)
+        print(f"{role} / floor (speed): {by_runner[role]:.2f} "
+              f"({min(ratios):.2f}–{max(ratios):.2f})")  # fmt: skip
     return {
+        "runners_vs_floor": by_runner,
         "files": len(files), "events": events, "gzip_bytes": gz_bytes, "json_bytes": json_bytes,
         "workers": workers,
         "rounds": [{role: asdict(m) for role, m in r.items()} for r in rounds],

@@ -164,7 +164,7 @@ def ingest_command(
         int, typer.Option(min=1, hidden=True, help="Events written between commits.")
     ] = IngestOptions.checkpoint_events,
     chunk_kb: Annotated[
-        int, typer.Option(min=1, hidden=True, help="Compressed KiB decoded per worker task.")
+        int, typer.Option(min=1, hidden=True, help="Compressed KiB read per worker task.")
     ] = IngestOptions.chunk_bytes // 1024,
 ) -> None:
     """Read CloudTrail log files into the lake, exactly once.
@@ -187,7 +187,8 @@ def ingest_command(
         max_object_bytes=max_object_mb * 1024 * 1024,
         flush_events=min(IngestOptions.flush_events, checkpoint_events),
         checkpoint_events=checkpoint_events,
-        chunk_bytes=chunk_kb * 1024,
+        chunk_bytes=min(IngestOptions.chunk_bytes, chunk_kb * 1024),
+        piece_bytes=chunk_kb * 1024,
     )
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
@@ -227,7 +228,7 @@ def _run_ingest(
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(
                 task,
-                total=progress.objects_total,
+                total=progress.objects_total or None,  # S3 folders: listed as read
                 completed=progress.objects_done,
                 events=progress.events_done,
                 rate=progress.events_done / elapsed,

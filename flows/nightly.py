@@ -6,9 +6,9 @@ everything it computes is in ``analytics``:
 * It holds the lake lock for the whole run, so a second run on the same lake is refused with
   the holder's name instead of interleaving writes (:mod:`analytics.adapters.lock`).
 * Ingest reads day D's and D+1's delivery folders (CloudTrail delivers late events of D under
-  D+1) and keeps D's events. Partitions are read in waves through the flow's task runner and
-  committed wave by wave, so memory holds at most two waves of decoded events whatever the
-  size of the organisation.
+  D+1) and keeps D's events. Partitions are read through the flow's task runner; each read
+  stages its events in the lake and returns a small message, and the flow commits them, so its
+  memory does not grow with the size of the organisation.
 * A quarantined object or record is counted and reported, never a failure. A stage that fails
   (the trail cannot be listed, an object cannot be fetched after retries, a sink refuses) fails
   the flow with ``<stage> failed: <reason>``; everything committed before it stays committed,
@@ -42,11 +42,22 @@ from analytics.adapters.sources import Source, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
 from analytics.export.settings import HecSettings
-from analytics.ingest import IngestCommit, IngestOptions, IngestSummary
+from analytics.ingest import (
+    DayMerge,
+    IngestCommit,
+    IngestOptions,
+    IngestSummary,
+    MergeJob,
+    MergeRunner,
+    Partition,
+    StagedPartition,
+    merge_here,
+)
 from analytics.lake_check import check_lake
 from analytics.layout import Selection
 from analytics.redact import redact, redact_log_records
 from analytics.reports.run_summary import alert_rows, incident_rows
+from analytics.staging import StagingArea
 from flows import tasks
 from flows.cli_incidents import top as top_incidents
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
@@ -61,8 +72,8 @@ deliveries are in today's folder; change it with ``keytrail serve --cron`` or pr
 
 DEFAULT_SINKS = ("ocsf-file",)
 WAVE_PARTITIONS = 16
-"""Partitions read per wave. Two waves are in memory at most (one committing, one reading);
-a busy account-region delivers ~70k events a day, ~70 MB decoded."""
+"""Read tasks submitted at a time (the next wave goes in while this one is collected). Their
+results are small messages, so this bounds the task runner's queue, not the flow's memory."""
 
 
 class StageFailed(RuntimeError):
@@ -312,41 +323,37 @@ def _api_for_workers() -> Iterator[None]:
         yield
 
 
-def _finished_in_order(
-    pending: list[tuple[tasks.Partition, PrefectFuture[Any]]],
-) -> Iterator[list[tuple[tasks.Partition, PrefectFuture[Any]]]]:
-    """Runs of futures in submission order: wait for the first not yet yielded, then take every
-    following one that has already finished. Committing in this order keeps the key order and
-    lets the single writer work while the task runner is still reading."""
-    finished: set[int] = set()
+def _merge_runner(settings: RunSettings) -> MergeRunner:
+    """Where a commit's day merges run: through the task runner for a lake folder (its threads,
+    or Dask workers, which see the folder as they see the staged files), in the flow's process
+    for an S3 lake (its working copy is on this machine)."""
+    if settings.remote:
+        return merge_here
 
-    def mark(index: int) -> Callable[[PrefectFuture[Any]], None]:
-        return lambda _: finished.add(index)
+    def through_runner(jobs: list[MergeJob]) -> list[DayMerge]:
+        futures = [tasks.merge_day.submit(job) for job in jobs]
+        return [future.result() for future in futures]
 
-    for index, (_, future) in enumerate(pending):
-        future.add_done_callback(mark(index))
-    start = 0
-    while start < len(pending):
-        pending[start][1].wait()
-        end = start + 1
-        while end < len(pending) and end in finished:
-            end += 1
-        yield pending[start:end]
-        start = end
+    return through_runner
 
 
 def ingest_stage(
     settings: RunSettings, selection: Selection, heartbeat: Callable[[], None] | None = None
 ) -> IngestSummary:
-    """Plan, read the partitions through the task runner in waves, commit them in key order.
+    """Plan, read (and stage) the partitions through the task runner, commit them in key order.
 
-    ``heartbeat`` (the lake lock's ``refresh``) is called after every commit, so a long
+    Read tasks return small messages, so the flow's process holds no events: it commits every
+    :attr:`~analytics.ingest.IngestOptions.checkpoint_events` staged events and at the end.
+    ``heartbeat`` (the lake lock's ``refresh``) is called as results arrive, so a long
     backfill's lock never looks stale to a run on another host.
     """
     logger = get_run_logger()
     started = time.perf_counter()
     with stage("ingest"):
         plan = tasks.plan_ingest(settings.source, settings.lake, selection)
+        staging = StagingArea.in_lake(settings.remote or settings.lake.root, plan.run_id,
+                                      settings.endpoint_url, settings.lake_kms_key)  # fmt: skip
+        staging.remove_all_runs()  # what killed runs staged: this run holds the lock
     # workers=1: the fan-out is the task runner's; a partition is decoded in its task's process.
     options = IngestOptions(selection=selection, workers=1)
     waves = [
@@ -355,40 +362,41 @@ def ingest_stage(
     ]
     logger.info("ingest: %d partition(s) to read in %d wave(s) from %s",
                 len(plan.partitions), len(waves), settings.source.describe())  # fmt: skip
-    source_name = settings.source.describe()
-    session = IngestCommit(settings.lake, options, IngestSummary(source=source_name))
+    summary = IngestSummary(source=settings.source.describe())
+    session = IngestCommit(settings.lake, options, summary, staging, _merge_runner(settings))
+    plan.counts.add_to(summary)
     failures: list[str] = []
 
-    def submit(wave: list[tasks.Partition]) -> list[tuple[tasks.Partition, PrefectFuture[Any]]]:
+    def submit(wave: list[Partition]) -> list[tuple[Partition, PrefectFuture[Any]]]:
         read = tasks.read_partition
-        return [(p, read.submit(settings.source, p, options, plan.known_for(p))) for p in wave]
+        return [(p, read.submit(settings.source, p, options, plan.known_for(p), staging))
+                for p in wave]  # fmt: skip
 
-    # Wave k+1 is read while wave k is committed, so at most two waves are held in memory; inside
-    # a wave, partitions are committed in order as soon as they and all before them are read.
+    # Wave k+1 is submitted while wave k is collected, so the runner always has work queued.
+    batch: list[StagedPartition] = []
     try:
         with _api_for_workers():
             pending = submit(waves[0]) if waves else []
             for index in range(len(waves)):
                 upcoming = submit(waves[index + 1]) if index + 1 < len(waves) else []
-                for batch in _finished_in_order(pending):
-                    reads: list[tasks.PartitionRead] = []
-                    for partition, future in batch:
-                        try:
-                            reads.append(future.result())
-                        except Exception as exc:
-                            failures.append(f"{partition.name}: {exc}")
-                    if reads:
+                for partition, future in pending:
+                    try:
+                        batch.append(future.result())
+                    except Exception as exc:
+                        failures.append(f"{partition.name}: {exc}")
+                    if heartbeat is not None:
+                        heartbeat()
+                    if sum(p.events_staged for p in batch) >= options.checkpoint_events:
                         with stage("ingest"):
-                            tasks.commit_ingest(session, tasks.Wave(reads))
-                        if heartbeat is not None:
-                            heartbeat()
+                            tasks.commit_ingest(session, batch)
+                        batch = []
                 pending = upcoming
-        with stage("ingest"):
-            summary = tasks.finish_ingest(session)
+            with stage("ingest"):
+                tasks.commit_ingest(session, batch)
+                tasks.finish_ingest(session)
     except BaseException:
         session.abandon()
         raise
-    plan.counts.add_to(summary)
     summary.seconds = round(time.perf_counter() - started, 3)
     logger.info(
         "ingest: %d log objects listed, %d read, %d already in the lake, %d quarantined, "

@@ -5,36 +5,21 @@ Each task is one step a run can be watched, retried or blamed at; what it comput
 can fail transiently — listing and fetching the trail, sending alerts — never on lake writes or
 computation, where a retry repeats the same error and hides it for a while.
 
-Ingest fans out over (account, region, delivery day) partitions of the trail:
-
-* :func:`plan_ingest` finds the partitions and which objects are already in the lake. An S3 trail
-  in the native layout is planned by its folders (the listing of each folder is left to the
-  partition's task, because for a large organisation the listing is itself thousands of calls);
-  a local tree, or a bucket in another layout, is listed here once and cut into partitions.
-* :func:`read_partition` — the expensive part, and the only one sent to the task runner (threads
-  by default, Dask workers with ``--task-runner dask``) — lists, fetches, decodes and normalises
-  one partition into Arrow tables. It never touches the lake, so it may run anywhere the trail
-  can be read.
-* :class:`analytics.ingest.IngestCommit` is the single writer, fed wave by wave by
-  :func:`commit_ingest` and closed by :func:`finish_ingest`, in the flow's own process under the
-  lake lock. It de-duplicates and writes in partition order, which is the trail's key order —
-  the order plain ``keytrail ingest`` commits in, through the same writer — so both produce the
-  same rows.
+Ingest is :mod:`analytics.ingest`'s three steps as tasks: :func:`plan_ingest` in the flow's
+process; :func:`read_partition` × partitions through the task runner (threads, or Dask workers
+with ``--task-runner dask``), each staging its events in the lake itself and returning a small
+message; :func:`commit_ingest` in the flow's process under the lake lock, whose per-day merges
+(:func:`merge_day`) may run through the task runner too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import gc
 import hashlib
 import json
 import logging
-import re
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,19 +29,23 @@ from prefect.exceptions import MissingContextError
 
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_bytes_atomic
-from analytics.adapters.sources import ObjectRef, Source, SourceError
+from analytics.adapters.sources import Source, SourceError
 from analytics.config import Config
 from analytics.export.idempotency import SINK_KINDS
 from analytics.ingest import (
+    DayMerge,
     IngestCommit,
     IngestOptions,
+    IngestPlan,
     IngestSummary,
-    list_log_objects,
-    needs_reading,
-    read_objects,
-    select_log_objects,
+    MergeJob,
+    Partition,
+    StagedPartition,
 )
-from analytics.layout import Selection, classify
+from analytics.ingest import plan as plan_partitions
+from analytics.ingest import read_partition as read_and_stage
+from analytics.layout import Selection
+from analytics.staging import StagingArea
 from flows import sinks
 
 if TYPE_CHECKING:
@@ -68,74 +57,8 @@ if TYPE_CHECKING:
     from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
 
-PIECE_BYTES = 8 * 1024 * 1024
-"""Compressed bytes one read task takes from a pre-listed partition (~40k events)."""
-_S3_DAY_PREFIX = re.compile(
-    r"(?:^|/)(?P<account>\d{12})/CloudTrail/(?P<region>[a-z0-9-]+)/"
-    r"(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{2})/$"
-)
-
 
 # --- values passed between tasks ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One (account, region, delivery day) slice of a trail: the unit of the ingest fan-out.
-
-    Either ``prefix`` is set (an S3 folder the task lists itself) or ``refs`` holds the objects
-    to read, already listed, filtered and in key order.
-    """
-
-    account: str
-    region: str
-    delivered: dt.date
-    prefix: str | None = None
-    refs: tuple[ObjectRef, ...] = ()
-    piece: int = 0  # 1, 2, … when a large partition is read by several tasks
-
-    @property
-    def name(self) -> str:
-        name = f"{self.account}/{self.region}/{self.delivered.isoformat()}"
-        return f"{name}#{self.piece}" if self.piece else name
-
-
-@dataclass
-class ListingCounts:
-    """What a listing found, in :class:`~analytics.ingest.IngestSummary`'s terms."""
-
-    objects_seen: int = 0
-    objects_skipped: int = 0
-    digests_skipped: int = 0
-    insights_skipped: int = 0
-    other_files_skipped: int = 0
-
-    def add_to(self, summary: IngestSummary) -> None:
-        for item in dataclasses.fields(self):
-            name = item.name
-            setattr(summary, name, getattr(summary, name) + getattr(self, name))
-
-
-@dataclass
-class IngestPlan:
-    partitions: list[Partition]
-    counts: ListingCounts
-    # Lake state rows of the objects under each S3 folder partition, so its task can tell new
-    # objects from ingested ones without reading the lake.
-    known: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-    def known_for(self, partition: Partition) -> dict[str, dict[str, Any]]:
-        return self.known.get(partition.prefix or "", {})
-
-
-@dataclass
-class PartitionRead:
-    """A partition decoded: chunk results in key order, plus what its listing found."""
-
-    partition: Partition
-    chunks: list[Any]
-    counts: ListingCounts
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -201,83 +124,11 @@ def _retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State) -
 # --- ingest -------------------------------------------------------------------------------------
 
 
-def _partition_of(ref: ObjectRef) -> tuple[str, str, dt.date] | None:
-    _, name = classify(ref.key)
-    return None if name is None else (name.account, name.region, name.delivered)
-
-
-def partitions_of(refs: Sequence[ObjectRef], piece_bytes: int = PIECE_BYTES) -> list[Partition]:
-    """Cut key-ordered refs into runs of one (account, region, delivery day), and a run larger
-    than ``piece_bytes`` (compressed) into pieces, each a task of its own.
-
-    Runs rather than groups: a tree whose keys interleave partitions (a flat folder sorted by
-    name does not, the native layout does not, but an odd one might) still commits in key
-    order. Pieces: one busy account-region can hold most of an organisation's events, and as
-    a single task it would leave every other worker idle while it is decoded.
-    """
-    runs: list[tuple[tuple[str, str, dt.date], list[ObjectRef]]] = []
-    for ref in refs:
-        key = _partition_of(ref)
-        if key is None:
-            continue
-        if runs and runs[-1][0] == key:
-            runs[-1][1].append(ref)
-        else:
-            runs.append((key, [ref]))
-    partitions: list[Partition] = []
-    for key, run in runs:
-        pieces: list[list[ObjectRef]] = [[]]
-        size = 0
-        for ref in run:
-            if size >= piece_bytes:
-                pieces.append([])
-                size = 0
-            pieces[-1].append(ref)
-            size += ref.size
-        numbered = len(pieces) > 1
-        for index, piece in enumerate(pieces, start=1):
-            partitions.append(Partition(*key, refs=tuple(piece), piece=index if numbered else 0))
-    return partitions
-
-
-def _state_by_folder(lake: LocalLake) -> dict[str, dict[str, dict[str, Any]]]:
-    by_folder: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in lake.read_state().to_pylist():
-        key = row[s.OBJ_KEY]
-        by_folder.setdefault(key.rsplit("/", 1)[0] + "/", {})[key] = row
-    return by_folder
-
-
 @task(name="plan-ingest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=_retry_unless_source_error)  # fmt: skip
 def plan_ingest(source: Source, lake: LocalLake, selection: Selection) -> IngestPlan:
-    """Find the partitions to read and, where the listing is cheap, the objects in them."""
-    days = selection.delivery_days()
-    folders = source.day_prefixes(days) if days is not None else None
-    if folders is not None:
-        state = _state_by_folder(lake)
-        partitions = []
-        known = {}
-        for folder in sorted(folders):
-            match = _S3_DAY_PREFIX.search(folder)
-            if match is None:
-                continue
-            day = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
-            partitions.append(Partition(match["account"], match["region"], day, prefix=folder))
-            known[folder] = state.get(source.folder_key(folder), {})
-        return IngestPlan(partitions, ListingCounts(), known)
-    state_rows = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
-    listing = IngestSummary()
-    refs = list_log_objects(source, selection, listing)
-    pending = [ref for ref in refs if needs_reading(ref, state_rows.get(ref.key), selection)]
-    counts = ListingCounts(
-        objects_seen=len(refs),
-        objects_skipped=len(refs) - len(pending),
-        digests_skipped=listing.digests_skipped,
-        insights_skipped=listing.insights_skipped,
-        other_files_skipped=listing.other_files_skipped,
-    )
-    return IngestPlan(partitions_of(pending), counts)
+    """Find the partitions to read (:func:`analytics.ingest.plan`)."""
+    return plan_partitions(source, lake, selection)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -289,20 +140,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("keytrail.flows")
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Decoding allocates millions of short-lived, acyclic objects; the cyclic collector's passes
-    over them cost about a quarter of the decode time (``analytics.ingest`` turns it off in its
-    worker processes for the same reason). Reference counting still frees everything."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 @task(name="read-partition", cache_policy=NO_CACHE, task_run_name="read-{partition.name}",
       retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=_retry_unless_source_error)  # fmt: skip
@@ -311,68 +148,43 @@ def read_partition(
     partition: Partition,
     options: IngestOptions,
     known: dict[str, dict[str, Any]],
-) -> PartitionRead:
-    """List (if an S3 folder), fetch and decode one partition; raises if an object can't be read.
+    staging: StagingArea,
+) -> StagedPartition:
+    """Read one partition and stage its events in the lake; raises if an object can't be read.
 
     A quarantined object is an outcome, not an error. An object that cannot be *fetched*
-    (permission, vanished, network) fails the task so Prefect retries it; if it still fails,
-    the ingest stage fails with the reason after committing every other partition.
+    (permission, vanished, network) fails the task so Prefect retries it (the retry overwrites
+    the same staged files); if it still fails, the ingest stage fails with the reason after
+    committing every other partition.
     """
-    started = time.perf_counter()
-    counts = ListingCounts()
-    if partition.prefix is not None:
-        listed = source.list_folder(partition.prefix)
-        wanted = select_log_objects(listed, options.selection, counts)
-        refs = [r for r in wanted if needs_reading(r, known.get(r.key), options.selection)]
-        counts.objects_seen = len(wanted)
-        counts.objects_skipped = len(wanted) - len(refs)
-    else:
-        refs = list(partition.refs)
-    with _gc_paused():
-        chunks = list(read_objects(source, refs, options))
-    failed = [o.reason or o.ref.key for c in chunks for o in c.outcomes if o.status == "failed"]
+    staged = read_and_stage(source, partition, options, known, staging)
+    failed = staged.failed
     if failed:
         raise PartitionFailed(
             f"{len(failed)} object(s) of {partition.name} could not be read; first: {failed[0]}"
         )
-    seconds = round(time.perf_counter() - started, 3)
-    events = sum(c.table.num_rows for c in chunks if c.table is not None)
-    _logger().info("read %s: %d object(s), %d event(s) in %.2f s",
-                          partition.name, len(refs), events, seconds)  # fmt: skip
-    return PartitionRead(partition, chunks, counts, seconds)
+    _logger().info("read %s: %d object(s), %d event(s) staged in %.2f s", partition.name,
+                   len(staged.outcomes), staged.events_staged, staged.seconds)  # fmt: skip
+    return staged
 
 
-class Wave:
-    """The partitions read in one wave, in plan order.
-
-    A plain class on purpose: Prefect walks lists and dataclasses passed to a task (looking
-    for futures) and would visit every decoded object of the wave; an opaque object is passed
-    as it is.
-    """
-
-    def __init__(self, reads: list[PartitionRead]) -> None:
-        self.reads = reads
+@task(name="merge-day", cache_policy=NO_CACHE, task_run_name="merge-{job.day}")
+def merge_day(job: MergeJob) -> DayMerge:
+    """One day's merge of a commit (:func:`analytics.ingest.merge_day`)."""
+    return job.run()
 
 
 @task(name="commit-ingest", cache_policy=NO_CACHE)
-def commit_ingest(session: IngestCommit, wave: Wave) -> int:
-    """Add a wave of partitions to the run's single writer, in plan (= key) order.
-
-    Returns the events added. Buffers are flushed to hidden files as they fill; nothing is
-    visible in the lake until :func:`finish_ingest`.
-    """
-    added = 0
-    for read in wave.reads:
-        for chunk in read.chunks:
-            session.add(chunk)
-            added += chunk.table.num_rows if chunk.table is not None else 0
-        read.counts.add_to(session.summary)
-    return added
+def commit_ingest(session: IngestCommit, staged: list[StagedPartition]) -> int:
+    """Make a batch of staged partitions part of the lake, exactly once; returns events written."""
+    before = session.summary.events_written
+    session.add(staged)
+    return session.summary.events_written - before
 
 
 @task(name="finish-ingest", cache_policy=NO_CACHE)
 def finish_ingest(session: IngestCommit) -> IngestSummary:
-    """Rename the stage's files into the lake, then record their objects in the state."""
+    """Remove the run's staging area; the summary of the stage."""
     return session.close()
 
 

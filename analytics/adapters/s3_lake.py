@@ -46,6 +46,7 @@ from analytics.adapters.lock import (
 from analytics.adapters.s3 import aws_problem, explain, s3_client
 from analytics.adapters.sources import SourceError
 from analytics.redact import redact
+from analytics.staging import STAGING_FOLDER
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -129,10 +130,14 @@ def safe_relative(key: str, prefix: str) -> str | None:
 
 
 def _ignored(relative: str) -> bool:
-    """Files that belong to this machine, not to the lake: temporaries, locks, the manifest."""
+    """Files that belong to this machine or this run, not to the lake: temporaries, locks, the
+    manifest, and the staged files of an ingest (written to and removed from the bucket by the
+    ingest itself, :mod:`analytics.staging`)."""
     name = relative.rsplit("/", 1)[-1]
-    return name.startswith(".") or (
-        relative.startswith(f"{STATE_FOLDER}/") and name.startswith(LOCK_NAME)
+    return (
+        name.startswith(".")
+        or relative.startswith(f"{STAGING_FOLDER}/")
+        or (relative.startswith(f"{STATE_FOLDER}/") and name.startswith(LOCK_NAME))
     )
 
 

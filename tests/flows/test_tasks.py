@@ -13,7 +13,14 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.lock import LakeLock
 from analytics.adapters.s3 import S3Source
 from analytics.adapters.sources import LocalSource, ObjectFetchError, ObjectRef
-from analytics.ingest import IngestCommit, IngestOptions, IngestSummary, ingest
+from analytics.ingest import (
+    IngestCommit,
+    IngestOptions,
+    IngestSummary,
+    ingest,
+    open_staging,
+    partitions_of,
+)
 from analytics.layout import Selection
 from flows import tasks
 from tests.conftest import upload
@@ -28,15 +35,19 @@ def _fan_out(source: Any, lake: LocalLake, selection: Selection) -> IngestSummar
     """The nightly flow's ingest stage with the task functions called directly."""
     plan = tasks.plan_ingest.fn(source, lake, selection)
     options = IngestOptions(selection=selection, workers=1)
-    session = IngestCommit(lake, options, IngestSummary(source=source.describe()))
+    staging = open_staging(lake, plan.run_id)
+    summary = IngestSummary(source=source.describe())
+    plan.counts.add_to(summary)
+    session = IngestCommit(lake, options, summary, staging)
     reads = [
-        tasks.read_partition.fn(source, part, options, plan.known_for(part))
+        tasks.read_partition.fn(source, part, options, plan.known_for(part), staging)
         for part in plan.partitions
     ]
-    tasks.commit_ingest.fn(session, tasks.Wave(reads[:3]))
-    tasks.commit_ingest.fn(session, tasks.Wave(reads[3:]))
+    assert all(f.path.startswith(str(lake.root / "_staging")) for r in reads for f in r.files)
+    tasks.commit_ingest.fn(session, reads[:3])
+    tasks.commit_ingest.fn(session, reads[3:])
     summary = tasks.finish_ingest.fn(session)
-    plan.counts.add_to(summary)
+    assert not (lake.root / "_staging").exists() or not any((lake.root / "_staging").iterdir())
     return summary
 
 
@@ -50,7 +61,7 @@ def test_partitions_are_runs_of_one_account_region_and_day_in_key_order() -> Non
             ref(name.format("111111111111", "eu-west-1", 5)),
             ref(name.format("222222222222", "eu-west-1", 4)),
             ref("odd/" + name.format("111111111111", "eu-west-1", 4))]  # fmt: skip
-    parts = tasks.partitions_of(refs)
+    parts = partitions_of(refs)
     assert [(p.account, p.region, p.delivered.day, len(p.refs)) for p in parts] == [
         ("111111111111", "eu-west-1", 14, 2),
         ("111111111111", "eu-west-1", 15, 1),
@@ -64,7 +75,7 @@ def test_partitions_are_runs_of_one_account_region_and_day_in_key_order() -> Non
 def test_a_large_partition_is_read_in_pieces_in_key_order() -> None:
     refs = [ObjectRef(f"111111111111_CloudTrail_eu-west-1_20261114T{i:04d}Z_x.json.gz", 10, "e",
                       None) for i in range(7)]  # fmt: skip
-    parts = tasks.partitions_of(refs, piece_bytes=30)
+    parts = partitions_of(refs, piece_bytes=30)
     assert [len(p.refs) for p in parts] == [3, 3, 1]
     assert [p.name for p in parts] == [f"111111111111/eu-west-1/2026-11-14#{i}" for i in (1, 2, 3)]
     assert [r for p in parts for r in p.refs] == refs
@@ -114,7 +125,8 @@ def test_an_object_that_cannot_be_fetched_fails_its_partition(tmp_path: Path) ->
     plan = tasks.plan_ingest.fn(source, LocalLake(tmp_path / "lake"), selection)
     part = plan.partitions[0]
     with pytest.raises(tasks.PartitionFailed, match=rf"of {part.name} could not be read"):
-        tasks.read_partition.fn(source, part, IngestOptions(selection=selection), {})
+        tasks.read_partition.fn(source, part, IngestOptions(selection=selection), {},
+                                open_staging(LocalLake(tmp_path / "lake"), "run"))  # fmt: skip
 
 
 def test_sink_specs() -> None:

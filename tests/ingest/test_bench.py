@@ -26,6 +26,12 @@ def test_bench_runs_every_contender_on_the_same_events(tmp_path: Path) -> None:
         assert one_round["floor"]["output"].split()[0] == str(ingest["events"])
     assert f"{ingest['ingest_vs_floor']:.2f} (" in run.stdout
     assert f"{ingest['ingest_vs_duckdb_tuned']:.2f}× (" in run.stdout
+    runners = ingest["runners_vs_floor"]  # the flow's runners over the same driver
+    assert set(runners) == {"read tasks, threads", "read tasks, Dask 1 worker",
+                            "read tasks, Dask 2 workers"}  # fmt: skip
+    for role, ratio in runners.items():
+        assert f"{role} / floor (speed): {ratio:.2f} (" in run.stdout
+        assert all(int(r[role]["output"]) == ingest["events"] for r in ingest["rounds"])
     detect = results["detect"]["summary"]
     assert detect["history_days"] == 7  # the last day of the 8-day lake, scored on the 7 before
     assert "rules" in detect["timings"] and "model" in detect["timings"]

@@ -135,7 +135,7 @@ def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str) -> None:
     limits = (
         {"flush_events": 1, "checkpoint_events": 1} if limit == "checkpoint_events" else {limit: 1}
     )
-    options = IngestOptions(workers=1, chunk_bytes=1, **limits)
+    options = IngestOptions(workers=1, chunk_bytes=1, piece_bytes=1, **limits)
     summary = ingest(LocalSource(tree), LocalLake(tmp_path / "lake"), options)
     assert summary.events_written == 2 * 6 * 30
     day_files = list((tmp_path / "lake" / "events").glob("event_date=2026-11-02/*.parquet"))

@@ -293,12 +293,12 @@ def test_workers_exit_when_the_ingest_is_killed(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        # Kill once the first decoded chunk came back (the parent writes its first hidden file):
-        # the workers are then busy with the next chunks.
+        # Kill once a worker staged its first piece in the lake: the workers are then busy
+        # with the next pieces.
         deadline = time.monotonic() + 120
-        events = tmp_path / "lake" / "events"
+        staged = tmp_path / "lake" / "_staging"
         while parent.poll() is None and time.monotonic() < deadline:
-            if events.is_dir() and any(events.rglob("*.partial")):
+            if staged.is_dir() and any(staged.rglob("*.parquet")):
                 break
             time.sleep(0.02)
         workers = {p for p in _children(parent.pid) if b"multiprocessing" in _cmdline(p)}

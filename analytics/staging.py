@@ -1,0 +1,113 @@
+"""Staged files: what a read task leaves in the lake for the commit to make visible.
+
+A read task may run on another machine than the one that commits (a Dask worker), so it writes
+its decoded events to the lake itself — a folder of a local lake, or objects of an S3 lake —
+never to a temporary folder of its own. Everything staged for one run lives under
+``LAKE/_staging/<run>/``, which no reader of the lake looks at; the commit removes what it has
+made visible, and the next writer (holding the lake lock) removes whatever a killed run left.
+
+A staged file is named after the partition it came from and the event day it holds, never after
+the attempt, so a retried task (or a task Dask re-runs after losing a worker) overwrites its own
+earlier file instead of adding a second copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STAGING_FOLDER = "_staging"
+_STAGED_OPTIONS: dict[str, Any] = {"compression": "none", "use_dictionary": False}
+"""Staged files are written once and read once: on a local disk, compressing them costs more
+time than it saves; to S3 (over the network) they go with the cheapest zstd."""
+_STAGED_REMOTE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 1,
+                                           "use_dictionary": False}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StagingArea:
+    """Where one run's read tasks stage their events: a folder path or an ``s3://`` URI.
+
+    Plain values only, so the area travels to a worker process as is; the S3 file system is
+    built where it is used (:mod:`analytics.adapters.s3_staging`).
+    """
+
+    root: str
+    endpoint_url: str | None = None
+    kms_key_id: str | None = None
+
+    @classmethod
+    def in_lake(
+        cls,
+        lake: str | os.PathLike[str],
+        run_id: str,
+        endpoint_url: str | None = None,
+        kms_key_id: str | None = None,
+    ) -> StagingArea:
+        """``LAKE/_staging/<run_id>`` of a lake folder or an ``s3://bucket/prefix`` lake."""
+        base = str(lake).rstrip("/")
+        return cls(f"{base}/{STAGING_FOLDER}/{run_id}", endpoint_url, kms_key_id)
+
+    @property
+    def remote(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def write_table(self, relative: str, table: pa.Table) -> str:
+        """Write ``table`` at ``relative`` (replacing an earlier attempt's file); returns where."""
+        target = self.path(relative)
+        if self.remote:
+            from analytics.adapters.s3_staging import put_bytes
+
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, **_STAGED_REMOTE_OPTIONS)
+            put_bytes(target, sink.getvalue().to_pybytes(), self.endpoint_url, self.kms_key_id)
+            return target
+        final = Path(target)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{uuid.uuid4().hex}-{final.name}.partial")
+        try:
+            pq.write_table(table, tmp, **_STAGED_OPTIONS)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    def read_table(self, where: str) -> pa.Table:
+        """A staged file written by :meth:`write_table` (possibly on another machine)."""
+        if self.remote:
+            from analytics.adapters.s3_staging import read_table
+
+            return read_table(where, self.endpoint_url)
+        return pq.read_table(where)
+
+    def remove(self, where: str | None = None) -> None:
+        """Delete one staged file, or (``where`` None) the whole area."""
+        target = where or self.root
+        if self.remote:
+            from analytics.adapters.s3_staging import delete
+
+            delete(target, self.endpoint_url, folder=where is None)
+        elif where is None:
+            shutil.rmtree(target, ignore_errors=True)
+            if Path(target).parent.name == STAGING_FOLDER:  # a run's area: and LAKE/_staging/
+                with contextlib.suppress(OSError):  # itself, once no other run's is in it
+                    Path(target).parent.rmdir()
+        else:
+            Path(target).unlink(missing_ok=True)
+
+    def remove_all_runs(self) -> None:
+        """Delete ``LAKE/_staging/`` entirely: what earlier, killed runs left there. Only the
+        holder of the lake lock may call this (another run's staging would go too)."""
+        parent = self.root.rstrip("/").rsplit("/", 1)[0]
+        StagingArea(parent, self.endpoint_url, self.kms_key_id).remove()
