@@ -621,7 +621,9 @@ def demo_command(
     lake: Annotated[
         Path, typer.Option(help="Fresh lake to create (replaced if it exists).")
     ] = Path("demo-lake"),
-    samples: Annotated[Path, typer.Option(help="Trail tree to read.")] = SAMPLES,
+    samples: Annotated[
+        Path, typer.Option(help="Trail tree to read.", show_default="data/samples/trail")
+    ] = SAMPLES,
     days: Annotated[
         int,
         typer.Option(

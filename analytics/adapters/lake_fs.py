@@ -121,6 +121,18 @@ class LakeFS:
         self._footers: dict[tuple[str, int, int], pq.FileMetaData] = {}
         self._footers_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What crosses to another process (a Dask worker given a lake): the filesystem and
+        where the lake is, not this process's footer cache or its lock."""
+        state = dict(self.__dict__)
+        state["_footers"] = {}
+        del state["_footers_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._footers_lock = threading.Lock()
+
     @classmethod
     def local(cls, root: Path) -> LakeFS:
         return cls(pafs.LocalFileSystem(), str(Path(root).absolute()), str(root))
