@@ -72,7 +72,7 @@ def test_operations_recipes_work(tmp_path: Path) -> None:
     state = pl.read_parquet(lake / "_state" / "objects.parquet")
     again = state.filter(pl.col("object_key") == BROKEN).row(0, named=True)
     assert again["status"] == "quarantined"  # read again after being forgotten
-    events = pl.read_parquet(lake / "events" / "**" / "*.parquet", hive_partitioning=False)
+    events = pl.read_parquet(lake / "events" / "**" / "*.parquet", hive_partitioning=True)
     assert events.get_column("event_id").is_unique().all()
     days = {d.isoformat() for d in events.get_column("event_date").unique().to_list()}
     assert days == {"2026-11-12", "2026-11-13", "2026-11-14"}  # only what was asked for
