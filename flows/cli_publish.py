@@ -35,7 +35,7 @@ from flows.lake_access import (
     command_lake,
     shown_file,
 )
-from flows.sinks import HEC_TOKEN_ENV, SinkUnavailable, make_sink
+from flows.sinks import HEC_TOKEN_ENV, hec_token
 
 if TYPE_CHECKING:
     from analytics.adapters.lake import LocalLake
@@ -206,10 +206,13 @@ def _sink(
         raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
     if sink is SinkName.SPLUNK_HEC and not (hec_url or hec.url):
         raise _fail("--sink splunk-hec needs --hec-url https://splunk:8088 (or [hec] url)")
+    from analytics.export.settings import sink_for
+
     try:
-        return make_sink(sink.value, targets[sink], lake, day, hec=hec,
-                         hec_token_block=hec_token_block, endpoint_url=endpoint_url)  # fmt: skip
-    except SinkUnavailable as exc:
+        return sink_for(sink.value, targets[sink], lake=lake, day=day, hec_settings=hec,
+                        token=lambda: hec_token(hec_token_block),
+                        endpoint_url=endpoint_url)  # fmt: skip
+    except ValueError as exc:
         raise _fail(str(exc)) from None
 
 

@@ -275,13 +275,16 @@ def make_sink(
     hec_token_block: str | None = None,
     hec: HecSettings | None = None,
 ) -> Sink:
-    """The sink a spec names, built by :func:`flows.sinks.make_sink` as the CLI's are."""
+    """The sink a spec names, built by :func:`analytics.export.settings.sink_for` as the
+    CLI's are."""
+    from analytics.export.settings import sink_for
+
     try:
-        return sinks.make_sink(
-            spec.kind, spec.target, lake, day, hec=hec,
-            hec_token_block=hec_token_block, endpoint_url=endpoint_url,
+        return sink_for(
+            spec.kind, spec.target, lake=lake, day=day, hec_settings=hec,
+            token=lambda: sinks.hec_token(hec_token_block), endpoint_url=endpoint_url,
         )  # fmt: skip
-    except sinks.SinkUnavailable as exc:
+    except ValueError as exc:
         raise ExportFailed(f"{spec.kind}: {exc}", False) from None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,31 @@ def build_sink(
             raise ValueError("sink securityhub needs a region (--region, AWS_REGION)")
         return SecurityHubSink(SecurityHub(region, endpoint_url))
     raise ValueError(f"unknown sink {kind!r}; expected one of {', '.join(SINK_KINDS)}")
+
+
+def securityhub_region(region: str | None) -> str:
+    """The region Security Hub findings go to: the one given, else the standard AWS variables."""
+    found = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not found:
+        raise ValueError("Security Hub needs a region: --region, securityhub=REGION, or AWS_REGION")
+    return found
+
+
+def sink_for(
+    kind: str,
+    target: str | None,
+    *,
+    lake: LocalLake,
+    day: dt.date,
+    hec_settings: HecSettings | None = None,
+    token: Callable[[], str] | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+) -> Sink:
+    """The sink a spec names — ``kind`` and its target (a file, an ``s3://`` URI, a collector
+    URL; for Security Hub the region, else ``region``, else AWS_REGION) — as ``keytrail
+    export`` and the flow's export task both ask for it. ValueError: one line, safe to print."""
+    if kind == "securityhub":
+        region, target = securityhub_region(target or region), None
+    return build_sink(kind, lake=lake, day=day, target=target, hec_settings=hec_settings,
+                      token=token, endpoint_url=endpoint_url, region=region)  # fmt: skip

@@ -37,6 +37,15 @@ def test_boto3_is_imported_only_by_adapters() -> None:
     assert offenders == []
 
 
+def test_the_core_library_does_not_load_the_synthetic_generator() -> None:
+    """The generator makes demo and test data; nothing a deployment runs may depend on it."""
+    modules = _loaded_after(
+        "import analytics.api, analytics.detect, analytics.ingest, analytics.reports, "
+        "analytics.export, analytics.lake_check, analytics.ddl, analytics.history"
+    )
+    assert not {m for m in modules if m.startswith("analytics.generator")}
+
+
 def test_no_sql_is_built_by_formatting_values() -> None:
     """SQL lives in sql/ and reaches DuckDB through analytics/sql.py with bound parameters."""
     callers = []
