@@ -168,27 +168,15 @@ _TRINO_NAMES = {
 }  # fmt: skip
 
 
-def athena_type(arrow: pa.DataType) -> str:
-    """Athena's DDL type (Hive syntax: ``ARRAY<…>``, ``STRUCT<name: type>``) for an Arrow type.
-
-    Timestamps are ``TIMESTAMP``: the files' UTC instants, read at millisecond precision."""
+def hive_type(arrow: pa.DataType) -> str:
+    """Athena's and Spark's DDL type for an Arrow type: both take Hive's syntax (``ARRAY<…>``,
+    ``STRUCT<name: type>``). ``TIMESTAMP`` is the instant type both read Parquet's UTC-adjusted
+    timestamps into (Athena at millisecond precision)."""
     arrow = _value_type(arrow)
     if pa.types.is_list(arrow):
-        return f"ARRAY<{athena_type(arrow.value_type)}>"
+        return f"ARRAY<{hive_type(arrow.value_type)}>"
     if pa.types.is_struct(arrow):
-        fields = ", ".join(f"{_backticks(f.name)}: {athena_type(f.type)}" for f in arrow)
-        return f"STRUCT<{fields}>"
-    return _scalar(arrow, _HIVE_NAMES)
-
-
-def spark_type(arrow: pa.DataType) -> str:
-    """Spark SQL's type for an Arrow type. ``TIMESTAMP`` is Spark's instant type, the one it
-    reads Parquet's UTC-adjusted timestamps into."""
-    arrow = _value_type(arrow)
-    if pa.types.is_list(arrow):
-        return f"ARRAY<{spark_type(arrow.value_type)}>"
-    if pa.types.is_struct(arrow):
-        fields = ", ".join(f"{_backticks(f.name)}: {spark_type(f.type)}" for f in arrow)
+        fields = ", ".join(f"{_backticks(f.name)}: {hive_type(f.type)}" for f in arrow)
         return f"STRUCT<{fields}>"
     return _scalar(arrow, _HIVE_NAMES)
 
@@ -207,9 +195,9 @@ def trino_type(arrow: pa.DataType) -> str:
 
 
 TYPE_OF: dict[Engine, Callable[[pa.DataType], str]] = {
-    Engine.ATHENA: athena_type,
+    Engine.ATHENA: hive_type,
     Engine.TRINO: trino_type,
-    Engine.SPARK: spark_type,
+    Engine.SPARK: hive_type,
 }
 
 
