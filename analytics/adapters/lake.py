@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,10 +117,21 @@ def parquet_problem(
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     key = (str(path), stat.st_mtime_ns, stat.st_size, id(expected))
+    return _schema_verdict(key, lambda: pq.read_schema(path), expected, what)
+
+
+def _schema_verdict(
+    key: tuple[str, int, int, int],
+    read_schema: Callable[[], pa.Schema],
+    expected: pa.Schema | None,
+    what: str,
+) -> str | None:
+    """Why the file ``key`` names is not usable (its footer unreadable, or not in ``expected``),
+    or None; remembered per (path, mtime, size, schema) so a file's footer is read once."""
     if key in _VERDICTS:
         return _VERDICTS[key]
     try:
-        found = pq.read_schema(path)
+        found = read_schema()
     except (OSError, pa.ArrowException) as exc:
         verdict: str | None = f"not a readable Parquet file ({_first_line(exc)})"
     else:
@@ -138,17 +149,7 @@ def lake_file_problem(
     if not store.remote:
         return parquet_problem(Path(file.path), expected, what)
     key = (f"{store.uri}|{file.path}", file.mtime_ns, file.size, id(expected))
-    if key in _VERDICTS:
-        return _VERDICTS[key]
-    try:
-        found = store.read_schema(file)
-    except (OSError, pa.ArrowException) as exc:
-        verdict: str | None = f"not a readable Parquet file ({_first_line(exc)})"
-    else:
-        mismatch = schema_mismatch(found, expected) if expected is not None else None
-        verdict = f"not in the {what} schema ({mismatch})" if mismatch else None
-    _VERDICTS[key] = verdict
-    return verdict
+    return _schema_verdict(key, lambda: store.read_schema(file), expected, what)
 
 
 def event_file_problem(path: Path) -> str | None:
