@@ -21,18 +21,18 @@ from prefect import flow, get_run_logger
 from analytics.adapters.lock import DEFAULT_TTL
 from analytics.ingest import IngestSummary
 from analytics.layout import Selection
-from flows import tasks
+from analytics.run import DayOutcome, completed, run_title
 from flows.nightly import (
     StageFailed,
     current_flow_run_id,
     default_task_runner,
     held,
     ingest_stage,
+    inputs_fingerprint,
     lock_command,
     process_day,
     publish_artifacts,
     resolve_settings,
-    result_of,
 )
 
 MAX_DAYS = 3660
@@ -73,21 +73,18 @@ def backfill(
     settings = resolve_settings(source, lake, config, sinks, endpoint_url, inventory_regions,
                                 hec_token_block, lock_ttl_hours, lake_kms_key)  # fmt: skip
     logger = get_run_logger()
-    title = (
-        f"keytrail backfill {start}..{end} — {settings.source.describe()} → {settings.lake_name}"
-    )
+    title = run_title("backfill", f"{start}..{end}", settings.source.describe(),
+                      settings.lake_name)  # fmt: skip
     ingest: IngestSummary | None = None
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[DayOutcome] = []
     try:
         with held(settings, lock_command("backfill", f"{start}..{end}")) as lock:
             todo = []
             for day in days_between(start, end):
-                fingerprint = tasks.inputs_fingerprint(
-                    settings.lake, day, settings.config, settings.sinks, settings.inventory_regions
-                )
-                if not force and tasks.is_complete(settings.lake, day, fingerprint):
-                    outcomes.append({**(tasks.read_record(settings.lake, day) or {}),
-                                     "date": day.isoformat(), "skipped": True})  # fmt: skip
+                fingerprint = inputs_fingerprint(settings, day)
+                earlier = None if force else completed(settings.lake, day, fingerprint)
+                if earlier is not None:
+                    outcomes.append(earlier)
                 else:
                     todo.append(day)
             logger.info("backfill %s..%s: %d day(s) to do, %d already complete",
@@ -98,8 +95,7 @@ def backfill(
             for day in todo:
                 if not settings.lake.event_files(day):
                     logger.warning("%s: no events in the lake for this day; left incomplete", day)
-                    outcomes.append({"date": day.isoformat(), "skipped": False, "empty": True,
-                                     "alerts": 0})  # fmt: skip
+                    outcomes.append(DayOutcome.nothing_to_score(day))
                     continue
                 outcomes.append(process_day(settings, day, lock, force))
                 lock.refresh()
@@ -115,9 +111,9 @@ def backfill(
         "source": settings.source.describe(),
         "lake": settings.lake_name,
         "ingest": ingest.to_dict() if ingest else None,
-        "days": [result_of(outcome) for outcome in ordered],
+        "days": [outcome.to_dict() for outcome in ordered],
     }
 
 
-def _by_date(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(outcomes, key=lambda outcome: str(outcome.get("date")))
+def _by_date(outcomes: list[DayOutcome]) -> list[DayOutcome]:
+    return sorted(outcomes, key=lambda outcome: outcome.date)

@@ -23,8 +23,6 @@ from flows.console import plain
 
 SHOWN_NAMES = 3
 """Actors and keys named per incident; the rest are counted."""
-TOP_INCIDENTS = 5
-"""Incidents named one line each at the end of ``keytrail run``."""
 
 
 def names(values: Sequence[str] | None, limit: int = SHOWN_NAMES) -> str:
@@ -117,16 +115,3 @@ def fit(text: str, width: int) -> str:
     an ellipsis; not yet escaped for rich markup."""
     shown = visible(redact(text))
     return shown if len(shown) <= width else shown[: max(width - 1, 0)] + "…"
-
-
-def top(incidents: pl.DataFrame, limit: int = TOP_INCIDENTS) -> list[dict[str, Any]]:
-    """The most severe incidents as small plain dicts (a flow's result must stay small)."""
-    return [
-        {
-            "incident_id": row[s.INCIDENT_ID],
-            "severity": row[s.SEVERITY],
-            "title": row[s.TITLE],
-            "alert_count": row[s.ALERT_COUNT],
-        }
-        for row in incidents.head(limit).iter_rows(named=True)
-    ]

@@ -36,6 +36,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from analytics import run
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.lock import DEFAULT_TTL, LakeLock, LakeLocked, LockLost
 from analytics.adapters.sources import Source, open_source
@@ -53,13 +54,19 @@ from analytics.ingest import (
     StagedPartition,
     merge_here,
 )
-from analytics.lake_check import check_lake
 from analytics.layout import Selection
 from analytics.redact import redact, redact_log_records
-from analytics.reports.run_summary import alert_rows, incident_rows
+from analytics.reports.run_summary import alert_table, incident_table, run_markdown
+from analytics.run import (
+    DayOutcome,
+    LakeCheckOutcome,
+    completed,
+    run_title,
+    warming_lines,
+    write_record,
+)
 from analytics.staging import StagingArea
 from flows import tasks
-from flows.cli_incidents import top as top_incidents
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
 
 # A flow run logs through Prefect's handlers and, under a worker, without the CLI: its records are
@@ -418,46 +425,37 @@ def ingest_stage(
     return summary
 
 
-def lake_check_stage(settings: RunSettings) -> dict[str, Any]:
-    """Check the lake after ingest. Reported, never failing the run: a finding is something for
-    an operator to look at, and the day's alerts are still worth computing (readers skip what
-    the check finds unreadable)."""
+def lake_check_stage(settings: RunSettings) -> LakeCheckOutcome:
+    """Check the lake after ingest; findings are logged and reported, never failing the run."""
     logger = get_run_logger()
-    started = time.perf_counter()
-    try:
-        report = check_lake(settings.lake)
-    except Exception as exc:  # a check that cannot run must not cost the night's alerts
-        logger.warning("lake check could not run: %s", exc)
-        return {"clean": None, "error": str(exc) or type(exc).__name__}
-    result = report.to_dict()
-    result["seconds"] = round(time.perf_counter() - started, 3)
-    if report.clean:
+    result = LakeCheckOutcome.of(settings.lake)
+    if result.error is not None:
+        logger.warning("lake check could not run: %s", result.error)
+    elif result.clean:
         logger.info("lake check: clean; %d day(s), %d event file(s), %d events",
-                    report.days, report.event_files, report.events)  # fmt: skip
+                    result.days, result.event_files, result.events)  # fmt: skip
     else:
-        counts = sorted(report.finding_counts.items())
+        counts = sorted(result.finding_counts.items())
         logger.warning("lake check: %s", ", ".join(f"{n} {kind}" for kind, n in counts))
-        for finding in report.findings[:20]:
-            logger.warning("lake check: %s", finding.describe())
+        for line in result.finding_lines():
+            logger.warning("lake check: %s", line)
     return result
 
 
 def process_day(
     settings: RunSettings, day: dt.date, lock: HeldLake, force: bool = False
-) -> dict[str, Any]:
+) -> DayOutcome:
     """Features → baselines → detect → publish → export for one day, then its completion record.
 
     Skipped, returning the earlier record, when the day completed before with the same inputs.
     """
     logger = get_run_logger()
     lake = settings.lake
-    fingerprint = tasks.inputs_fingerprint(
-        lake, day, settings.config, settings.sinks, settings.inventory_regions
-    )
-    if not force and tasks.is_complete(lake, day, fingerprint):
-        record = tasks.read_record(lake, day) or {}
+    fingerprint = inputs_fingerprint(settings, day)
+    earlier = None if force else completed(lake, day, fingerprint)
+    if earlier is not None:
         logger.info("%s: already complete with the same inputs; nothing to do", day)
-        return {**record, "skipped": True}
+        return earlier
     if not lake.event_files(day):
         raise StageFailed(
             "detect",
@@ -485,23 +483,44 @@ def process_day(
                 by_severity or "none")  # fmt: skip
     if summary.get("model_note"):
         logger.info("model: %s", summary["model_note"])
-    for warming in summary.get("warming_up", []):
-        logger.info("warming up: %s has %d of %d day(s) of history; backfill: %s",
-                    warming["id"], warming["history_days"], warming["needed_days"],
-                    warming["backfill"])  # fmt: skip
+    for line in warming_lines(summary.get("warming_up", [])):
+        logger.info("%s", line)
     for expired in summary.get("expired_suppressions", []):
         logger.warning("suppression %s has expired and no longer applies", expired)
     lock.refresh()
     with stage("publish"):
         published = tasks.publish_day(lake, day, settings.config, settings.inventory_regions,
                                       settings.endpoint_url)  # fmt: skip
-    logger.info("publish: %d report files, %s", published["files"], published["report_html"])
+    logger.info("publish: %d report files, %s", published.files, published.report_html)
     lock.refresh()
+    exports = export_stage(settings, day)
+    outcome = DayOutcome.scored(
+        detection,
+        fingerprint=fingerprint,
+        history_days=baselines.history_days,
+        report_html=settings.shown(published.report_html),
+        exports=exports,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    write_record(lake, outcome)
+    return outcome
+
+
+def inputs_fingerprint(settings: RunSettings, day: dt.date) -> str:
+    """The day's inputs under this run's settings (:func:`analytics.run.inputs_fingerprint`)."""
+    return run.inputs_fingerprint(settings.lake, day, settings.config, settings.sinks,
+                                  settings.inventory_regions)  # fmt: skip
+
+
+def export_stage(settings: RunSettings, day: dt.date) -> list[dict[str, Any]]:
+    """Send the day to every sink; a sink that refuses does not stop the others, then fails the
+    stage with every refusal."""
+    logger = get_run_logger()
     exports: list[dict[str, Any]] = []
     refused: list[str] = []
     for spec in settings.sinks:
         try:
-            export = tasks.export_day(lake, day, spec, settings.endpoint_url,
+            export = tasks.export_day(settings.lake, day, spec, settings.endpoint_url,
                                       settings.hec_token_block, settings.hec)  # fmt: skip
         except Exception as exc:
             refused.append(str(exc))
@@ -512,29 +531,7 @@ def process_day(
                     export["suppressed_not_exported"])  # fmt: skip
     if refused:
         raise StageFailed("export", "; ".join(refused))
-    record = {
-        "date": day.isoformat(),
-        "completed_at": dt.datetime.now(dt.UTC).isoformat(),
-        "fingerprint": fingerprint,
-        "alerts": summary["alerts"],
-        "suppressed": summary["suppressed"],
-        "alerts_by_severity": summary["alerts_by_severity"],
-        "alerts_by_detector": summary["alerts_by_detector"],
-        "incident_count": summary["incidents"],
-        "incidents_by_severity": summary["incidents_by_severity"],
-        "to_triage": summary["to_triage"],
-        "top_incidents": top_incidents(detection.incidents),
-        "events_scored": summary["events_scored"],
-        "history_days": baselines.history_days,
-        "model_note": summary.get("model_note"),
-        "warming_up": summary.get("warming_up", []),
-        "report_html": settings.shown(published["report_html"]),
-        "exports": exports,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    tasks.write_record(lake, day, record)
-    return {**record, "skipped": False, "alert_rows": alert_rows(detection.alerts),
-            "incident_rows": incident_rows(detection.incidents)}  # fmt: skip
+    return exports
 
 
 # --- artifacts ----------------------------------------------------------------------------------
@@ -544,40 +541,24 @@ def publish_artifacts(
     kind: str,
     title: str,
     ingest: IngestSummary | None,
-    days: list[dict[str, Any]],
+    days: Sequence[DayOutcome],
     error: str | None = None,
-    lake_check: dict[str, Any] | None = None,
+    lake_check: LakeCheckOutcome | None = None,
 ) -> None:
     """The run's Markdown summary, its incidents table and its alerts table, under stable keys
     (one history each). Incidents come first: they are what an analyst triages."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    from analytics.reports.run_summary import run_markdown
 
     create_markdown_artifact(
         markdown=run_markdown(title, ingest, days, error, lake_check),
         key=f"keytrail-{kind}-summary",
         description=title,
     )
-    incidents = [row for outcome in days for row in outcome.get("incident_rows", [])]
-    if incidents or days:
-        create_table_artifact(
-            table=incidents or [{"date": d.get("date"), "incidents": 0} for d in days],
-            key=f"keytrail-{kind}-incidents",
-            description=f"Incidents — {title}",
-        )
-    rows = [row for outcome in days for row in outcome.get("alert_rows", [])]
-    if rows or days:
-        create_table_artifact(
-            table=rows or [{"date": d.get("date"), "alerts": 0} for d in days],
-            key=f"keytrail-{kind}-alerts",
-            description=f"Alerts — {title}",
-        )
-
-
-def result_of(day_outcome: dict[str, Any]) -> dict[str, Any]:
-    """A day's outcome without the artifact rows (what the flow returns and the CLI prints)."""
-    return {k: v for k, v in day_outcome.items() if k not in {"alert_rows", "incident_rows"}}
+    if days:
+        create_table_artifact(table=incident_table(days), key=f"keytrail-{kind}-incidents",
+                              description=f"Incidents — {title}")  # fmt: skip
+        create_table_artifact(table=alert_table(days), key=f"keytrail-{kind}-alerts",
+                              description=f"Alerts — {title}")  # fmt: skip
 
 
 def current_flow_run_id() -> str | None:
@@ -679,10 +660,10 @@ def nightly(
            "verify": hec_verify}  # fmt: skip
     settings = resolve_settings(source, lake, config, sinks, endpoint_url, inventory_regions,
                                 hec_token_block, lock_ttl_hours, lake_kms_key, hec)  # fmt: skip
-    title = f"keytrail nightly {day} — {settings.source.describe()} → {settings.lake_name}"
+    title = run_title("nightly", str(day), settings.source.describe(), settings.lake_name)
     ingest: IngestSummary | None = None
-    outcome: dict[str, Any] | None = None
-    integrity: dict[str, Any] | None = None
+    outcome: DayOutcome | None = None
+    integrity: LakeCheckOutcome | None = None
     try:
         with held(settings, lock_command("nightly", day.isoformat())) as lock:
             ingest = ingest_stage(settings, Selection(first, day), lock.refresh)
@@ -701,6 +682,6 @@ def nightly(
         "source": settings.source.describe(),
         "lake": settings.lake_name,
         "ingest": ingest.to_dict() if ingest else None,
-        "lake_check": integrity,
-        "days": [result_of(outcome)],
+        "lake_check": integrity.to_dict() if integrity else None,
+        "days": [outcome.to_dict()],
     }

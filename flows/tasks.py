@@ -15,12 +15,9 @@ message; :func:`commit_ingest` in the flow's process under the lake lock, whose 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger, task
@@ -28,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError
 from analytics.config import Config
 from analytics.export.idempotency import SINK_KINDS
@@ -56,6 +53,7 @@ if TYPE_CHECKING:
     from analytics.detect import DetectionResult, FeatureWindow
     from analytics.export.settings import HecSettings
     from analytics.export.sinks import Sink
+    from analytics.run import PublishResult
 
 
 # --- values passed between tasks ----------------------------------------------------------------
@@ -228,43 +226,15 @@ def publish_day(
     config: Config,
     inventory_regions: Sequence[str] = (),
     endpoint_url: str | None = None,
-) -> dict[str, Any]:
-    """Write the day's reports (and ask KMS for its inventory when regions are given).
+) -> PublishResult:
+    """Write the day's reports (:func:`analytics.run.publish`).
 
     No Prefect retries: botocore already retries the KMS calls, and what is left (no
     credentials, access denied) needs a human, not another attempt.
     """
-    from analytics import reports
+    from analytics.run import publish
 
-    snapshots: list[Any] = []
-    notes: list[str] = []
-    if inventory_regions:
-        from analytics.adapters.kms_inventory import InventoryError, snapshot
-
-        try:
-            found = snapshot(sorted(set(inventory_regions)), endpoint_url=endpoint_url)
-        except InventoryError as exc:
-            raise RuntimeError(f"KMS inventory: {exc}") from None
-        snapshots = list(found.keys)
-        regions = ", ".join(sorted(set(inventory_regions)))
-        notes = [f"KMS inventory of {regions}: {len(found.keys)} key(s)"]
-        notes += [f"KMS inventory: {error}" for error in found.errors]
-    report, files = reports.run(
-        lake,
-        day,
-        snapshots=snapshots,
-        org_accounts=frozenset(config.org_accounts),
-        window_days=config.baseline_window_days,
-        notes=notes,
-        config=config,
-    )
-    return {
-        "report_html": str(files["report.html"]),
-        "files": len(files),
-        "headline": dict(report.headline),
-        "notes": list(report.notes),
-        "warming_up": list(report.warming_up),
-    }
+    return publish(lake, day, config, inventory_regions, endpoint_url)
 
 
 def make_sink(
@@ -322,51 +292,3 @@ def export_day(
     if result.unconfirmed:
         raise ExportFailed(f"{spec.kind}: {'; '.join(result.notes)}", True)
     return outcome
-
-
-# --- completion records -------------------------------------------------------------------------
-
-
-def record_path(lake: LocalLake, day: dt.date) -> Path:
-    """``LAKE/_state/days/D.json``: written when every stage of ``day`` has finished."""
-    return lake.root / "_state" / "days" / f"{day.isoformat()}.json"
-
-
-def inputs_fingerprint(
-    lake: LocalLake, day: dt.date, config: Config, sinks: Sequence[SinkSpec],
-    inventory_regions: Sequence[str],
-) -> str:  # fmt: skip
-    """Everything a day's results depend on: the window's event files, settings and sinks.
-
-    Equal fingerprints mean a rerun would compute the same alerts and reports, so the run skips
-    the day instead of rewriting identical files under a new ``generated_at``.
-    """
-    from analytics.detect import window_dates
-    from analytics.features import events_fingerprint
-
-    files = [path for d in window_dates(day, config) for path in lake.event_files(d)]
-    digest = hashlib.sha256()
-    digest.update(events_fingerprint(files).encode())
-    digest.update(repr(config).encode())
-    digest.update(repr(sorted(str(x) for x in sinks)).encode())
-    digest.update(repr(sorted(inventory_regions)).encode())
-    return digest.hexdigest()
-
-
-def read_record(lake: LocalLake, day: dt.date) -> dict[str, Any] | None:
-    try:
-        record: dict[str, Any] = json.loads(record_path(lake, day).read_bytes())
-    except (FileNotFoundError, ValueError):
-        return None
-    return record
-
-
-def is_complete(lake: LocalLake, day: dt.date, fingerprint: str) -> bool:
-    record = read_record(lake, day)
-    return record is not None and record.get("fingerprint") == fingerprint
-
-
-def write_record(lake: LocalLake, day: dt.date, record: dict[str, Any]) -> None:
-    write_bytes_atomic(
-        (json.dumps(record, indent=2, default=str) + "\n").encode(), record_path(lake, day)
-    )

@@ -8,14 +8,17 @@ drop control characters.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from analytics import schema as s
+from analytics.run import warming_lines
 
 if TYPE_CHECKING:
     import polars as pl
 
     from analytics.ingest import IngestSummary
+    from analytics.run import DayOutcome, LakeCheckOutcome
 
 
 def md(text: object) -> str:
@@ -52,37 +55,36 @@ def ingest_markdown(summary: IngestSummary | None) -> list[str]:
     return lines
 
 
-def lake_check_markdown(result: dict[str, Any] | None) -> list[str]:
+def lake_check_markdown(result: LakeCheckOutcome | None) -> list[str]:
     if result is None:
         return []
-    if result.get("error"):
-        return ["## Lake check", "", f"Could not run: {md(result['error'])}", ""]
-    counts = result.get("finding_counts") or {}
+    if result.error is not None:
+        return ["## Lake check", "", f"Could not run: {md(result.error)}", ""]
+    counts = result.finding_counts
     verdict = "clean" if not counts else ", ".join(f"{n} {md(k)}" for k, n in counts.items())
-    quarantine = result.get("quarantine") or {}
+    quarantine = result.quarantine
     lines = [
         "## Lake check",
         "",
         f"- verdict: {verdict}",
-        f"- {result.get('days', 0):,} day(s), {result.get('event_files', 0):,} event file(s), "
-        f"{result.get('events', 0):,} events",
+        f"- {result.days:,} day(s), {result.event_files:,} event file(s), {result.events:,} events",
         f"- quarantined: {quarantine.get('objects', 0):,} object(s), "
         f"{quarantine.get('records', 0):,} record(s)",
     ]
-    for finding in (result.get("findings") or [])[:20]:
+    for finding in result.findings[:20]:
         lines.append(f"- {md(finding['kind'])}: {md(finding['path'])}: {md(finding['detail'])}")
     return [*lines, ""]
 
 
-def _severity_counts(counts: dict[str, int]) -> str:
+def _severity_counts(counts: Mapping[str, int]) -> str:
     """``2 high, 1 critical`` from a count per severity, zeros left out."""
     shown = [f"{count} {md(name)}" for name, count in counts.items() if count]
     return ", ".join(shown) or "none"
 
 
-def incidents_markdown(outcome: dict[str, Any]) -> list[str]:
+def incidents_markdown(outcome: DayOutcome) -> list[str]:
     """The day's incidents as a Markdown table, before anything else about the day."""
-    rows = outcome.get("incident_rows", [])
+    rows = outcome.incident_rows
     if not rows:
         return []
     lines = [
@@ -97,29 +99,24 @@ def incidents_markdown(outcome: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def day_markdown(outcome: dict[str, Any]) -> list[str]:
-    state = "unchanged since the last run (skipped)" if outcome.get("skipped") else "scored"
+def day_markdown(outcome: DayOutcome) -> list[str]:
+    state = "unchanged since the last run (skipped)" if outcome.skipped else "scored"
     lines = [
-        f"## {outcome.get('date')}: {outcome.get('alerts', 0)} alert(s) — {state}",
+        f"## {outcome.date}: {outcome.alerts} alert(s) — {state}",
         "",
-        f"- incidents: {outcome.get('incident_count', 0)} "
-        f"({_severity_counts(outcome.get('incidents_by_severity', {}))}); to triage: "
-        f"{outcome.get('to_triage', 0)}",
+        f"- incidents: {outcome.incident_count} "
+        f"({_severity_counts(outcome.incidents_by_severity)}); to triage: {outcome.to_triage}",
         "",
         *incidents_markdown(outcome),
-        f"- suppressed: {outcome.get('suppressed', 0)}; events scored: "
-        f"{outcome.get('events_scored', 0):,}; history: {outcome.get('history_days', 0)} day(s)",
-        f"- alerts by severity: {_severity_counts(outcome.get('alerts_by_severity', {}))}",
-        f"- report: `{md(outcome.get('report_html', ''))}`",
+        f"- suppressed: {outcome.suppressed}; events scored: {outcome.events_scored:,}; "
+        f"history: {outcome.history_days} day(s)",
+        f"- alerts by severity: {_severity_counts(outcome.alerts_by_severity)}",
+        f"- report: `{md(outcome.report_html)}`",
     ]
-    if outcome.get("model_note"):
-        lines.append(f"- model: {md(outcome['model_note'])}")
-    for warming in outcome.get("warming_up", []):
-        lines.append(
-            f"- warming up: {md(warming['id'])} has {warming['history_days']} of "
-            f"{warming['needed_days']} day(s) of history; backfill: {md(warming['backfill'])}"
-        )
-    for export in outcome.get("exports", []):
+    if outcome.model_note:
+        lines.append(f"- model: {md(outcome.model_note)}")
+    lines += [f"- {line}" for line in warming_lines(outcome.warming_up, md)]
+    for export in outcome.exports:
         lines.append(
             f"- export {md(export.get('sink'))} → {md(export.get('destination'))}: sent "
             f"{export.get('sent', 0)}, already sent {export.get('already_sent', 0)}"
@@ -130,9 +127,9 @@ def day_markdown(outcome: dict[str, Any]) -> list[str]:
 def run_markdown(
     title: str,
     ingest: IngestSummary | None,
-    days: list[dict[str, Any]],
+    days: Sequence[DayOutcome],
     error: str | None = None,
-    lake_check: dict[str, Any] | None = None,
+    lake_check: LakeCheckOutcome | None = None,
 ) -> str:
     """The whole run in Markdown: failure first, then ingest, the lake check and each day."""
     lines = [f"# {md(title)}", ""]
@@ -143,6 +140,19 @@ def run_markdown(
     for outcome in days:
         lines += day_markdown(outcome)
     return "\n".join(lines)
+
+
+def incident_table(days: Sequence[DayOutcome]) -> list[dict[str, Any]]:
+    """The run's incidents table: every day's rows, or one row per day saying it had none (an
+    empty table would leave the artifact's history without this run)."""
+    rows = [row for outcome in days for row in outcome.incident_rows]
+    return rows or [{"date": d.date.isoformat(), "incidents": 0} for d in days]
+
+
+def alert_table(days: Sequence[DayOutcome]) -> list[dict[str, Any]]:
+    """The run's alerts table, as :func:`incident_table`."""
+    rows = [row for outcome in days for row in outcome.alert_rows]
+    return rows or [{"date": d.date.isoformat(), "alerts": 0} for d in days]
 
 
 def incident_rows(incidents: pl.DataFrame, limit: int = 100) -> list[dict[str, Any]]:

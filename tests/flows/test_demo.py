@@ -19,9 +19,9 @@ from analytics import api, incidents
 from analytics.adapters.lake import LocalLake
 from analytics.detect import scored_days
 from analytics.export import default_ocsf_path
+from analytics.run import read_record
 from flows import demo
 from flows.cli_incidents import one_line
-from flows.tasks import read_record
 from tests.detect.alert_frames import DAY, alert, at, frame, key, role
 from tests.flows.conftest import REPO, SAMPLES
 
@@ -55,7 +55,7 @@ def test_the_demo_scores_the_last_four_days_each_with_its_report(
     assert scored_days(LocalLake(lake)) == list(SPAN)
     for day in SPAN:
         record = read_record(LocalLake(lake), day)
-        assert record is not None and record["history_days"] >= 7
+        assert record is not None and record.history_days >= 7
         assert (lake / "reports" / day.isoformat() / "report.html").is_file()
         assert default_ocsf_path(LocalLake(lake), day).is_file()
     assert not (lake / "reports" / "2026-11-10").exists()
@@ -76,7 +76,7 @@ def test_the_demo_ends_on_its_summary_with_a_line_per_day_and_per_incident(
         assert record is not None
         (line,) = [x for x in summary if x.startswith(f"  {day} ")]
         counts = [int(n) for n in re.findall(r"(\d+) (?:alerts?|incidents?|to triage)", line)]
-        assert counts == [record["alerts"], record["incident_count"], record["to_triage"]]
+        assert counts == [record.alerts, record.incident_count, record.to_triage]
     found = api.incidents(api.open_lake(lake), SPAN[0], SPAN[-1])
     assert found.height >= 4
     incident_lines = [x for x in summary if re.match(r"    (CRITICAL|HIGH|MEDIUM|LOW|INFO) ", x)]

@@ -19,9 +19,9 @@ from analytics import incidents
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.reports.run_summary import alert_rows, day_markdown, incident_rows
-from flows.cli_incidents import print_incidents, top
+from analytics.run import DayOutcome, top_incidents
+from flows.cli_incidents import print_incidents
 from flows.cli_orchestrate import print_result
-from flows.nightly import result_of
 from tests.detect.alert_frames import DAY, alert, at, frame, key, role
 from tests.flows.conftest import LAST_DAY, copy_days
 from tests.flows.helpers import invoke
@@ -74,7 +74,7 @@ def test_the_end_of_a_run_names_the_incident_count_and_each_top_incident(
     found, labelled = grouped
     day = {"date": str(DAY), "alerts": labelled.height, "suppressed": 0,
            "incident_count": found.height, "to_triage": found.height + 1,
-           "top_incidents": top(found)}  # fmt: skip
+           "top_incidents": top_incidents(found)}  # fmt: skip
     print_result({"days": [day]})
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{DAY}: 5 alert(s) in 2 incident(s), 3 to triage, 0 suppressed"
@@ -92,10 +92,10 @@ def test_the_artifacts_list_incidents_first_as_a_table(
     assert [row["alerts"] for row in rows] == [2, 2]
     assert all(isinstance(value, str | int) for row in rows for value in row.values())
     assert rows[0]["keys"] == "key/k1"
-    outcome = {"date": str(DAY), "alerts": 5, "incident_count": 2, "to_triage": 3,
-               "incidents_by_severity": {"high": 0, "critical": 1, "medium": 1},
-               "alerts_by_severity": {"high": 2, "medium": 2},
-               "incident_rows": rows, "alert_rows": alert_rows(labelled)}  # fmt: skip
+    outcome = DayOutcome(DAY, alerts=5, incident_count=2, to_triage=3,
+                         incidents_by_severity={"high": 0, "critical": 1, "medium": 1},
+                         alerts_by_severity={"high": 2, "medium": 2},
+                         incident_rows=tuple(rows), alert_rows=tuple(alert_rows(labelled)))  # fmt: skip
     markdown = day_markdown(outcome)
     table = markdown.index("| severity | incident | alerts | actors | keys | first seen |")
     assert table < next(i for i, line in enumerate(markdown) if line.startswith("- suppressed"))
@@ -103,9 +103,10 @@ def test_the_artifacts_list_incidents_first_as_a_table(
     assert "- alerts by severity: 2 high, 2 medium" in markdown
     hostile_row = markdown[table + 3]
     assert "\\[bold red\\]pwned\\[/\\]" in hostile_row and "\\|\\*" in hostile_row
-    assert [row["incident_id"] for row in outcome["alert_rows"]].count("") == 1
-    assert "incident_rows" not in result_of(outcome) and "alert_rows" not in result_of(outcome)
-    assert {row[s.ALERT_ID] for row in outcome["alert_rows"]} == set(labelled[s.ALERT_ID])
+    assert [row["incident_id"] for row in outcome.alert_rows].count("") == 1
+    result = outcome.to_dict()
+    assert "incident_rows" not in result and "alert_rows" not in result
+    assert {row[s.ALERT_ID] for row in outcome.alert_rows} == set(labelled[s.ALERT_ID])
 
 
 @pytest.mark.xdist_group("prefect")

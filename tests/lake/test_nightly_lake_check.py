@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from analytics.reports.run_summary import lake_check_markdown
+from analytics.run import LakeCheckOutcome
 from tests.lake.conftest import LAST_DAY, SAMPLES, keytrail_process
 
 FIRST_DAY = "2026-11-01"
@@ -44,10 +45,11 @@ def test_the_run_summary_lists_the_findings() -> None:
     finding = {"kind": "missing_events", "path": "events/event_date=2026-11-10",
                "detail": "an event file was deleted"}  # fmt: skip
     lines = lake_check_markdown(
-        {"finding_counts": {"missing_events": 1}, "findings": [finding], "days": 14,
-         "event_files": 14, "events": 17106, "quarantine": {"objects": 2, "records": 3}}
+        LakeCheckOutcome(clean=False, finding_counts={"missing_events": 1}, findings=(finding,),
+                         days=14, event_files=14, events=17106,
+                         quarantine={"objects": 2, "records": 3})
     )  # fmt: skip
     text = "\n".join(lines)
     assert "## Lake check" in text and "verdict: 1 missing\\_events" in text
     assert "event\\_date=2026-11-10" in text and "quarantined: 2 object(s), 3 record(s)" in text
-    assert lake_check_markdown({"clean": True, "finding_counts": {}})[2] == "- verdict: clean"
+    assert lake_check_markdown(LakeCheckOutcome(clean=True))[2] == "- verdict: clean"
