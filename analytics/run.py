@@ -65,6 +65,22 @@ def warming_lines(
     ]
 
 
+def detection_lines(summary: Mapping[str, Any]) -> list[str]:
+    """What a day's detection (:func:`analytics.detect.run`'s summary) says in the run's log:
+    its counts, the model's note, and each detector still warming up."""
+    by_severity = ", ".join(
+        f"{count} {name}" for name, count in summary["alerts_by_severity"].items() if count
+    )
+    lines = [
+        f"detect {summary['date']}: {summary['alerts']} alert(s), {summary['suppressed']} "
+        f"suppressed, {summary['events_scored']} events scored; by severity: "
+        f"{by_severity or 'none'}"
+    ]
+    if summary.get("model_note"):
+        lines.append(f"model: {summary['model_note']}")
+    return lines + warming_lines(summary.get("warming_up", []))
+
+
 # --- stage results ------------------------------------------------------------------------------
 
 

@@ -25,7 +25,6 @@ from analytics.run import DayOutcome, completed, run_title
 from flows.nightly import (
     StageFailed,
     current_flow_run_id,
-    default_task_runner,
     held,
     ingest_stage,
     inputs_fingerprint,
@@ -34,6 +33,7 @@ from flows.nightly import (
     publish_artifacts,
     resolve_settings,
 )
+from flows.runtime import default_task_runner
 
 MAX_DAYS = 3660
 

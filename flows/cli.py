@@ -55,7 +55,7 @@ from flows.lake_access import (
 def environment_problem(error: BaseException) -> str | None:
     """A one-line explanation when ``error`` comes from the setup rather than the command: an
     S3 endpoint that does not answer, or missing AWS credentials. (A Prefect API that does not
-    start is the flow caller's to explain: :func:`flows.nightly.call_flow`.)"""
+    start is the flow caller's to explain: :func:`flows.runtime.call_flow`.)"""
     if "botocore" in sys.modules:  # only then can an AWS error be behind it
         from analytics.adapters.s3 import aws_problem
 

@@ -6,7 +6,7 @@ helpers (``plain``, ``_fail``) are imported inside functions too, because ``flow
 this module while it is itself being imported.
 
 ``run`` needs no server: without ``PREFECT_API_URL`` Prefect starts a temporary local API for the
-run (8-14 s; given longer, and a second try, on a busy host: :func:`flows.nightly.call_flow`).
+run (8-14 s; given longer, and a second try, on a busy host: :func:`flows.runtime.call_flow`).
 ``serve`` needs one, because only a server schedules.
 
 Exit codes of ``run``: 0 the run completed; 1 a stage failed (the message names it and why);
@@ -191,7 +191,7 @@ def run_command(
     if not is_remote(source) and not Path(source).is_dir():
         raise _fail(f"source folder {source} does not exist or is not a folder")
     _quiet_prefect_defaults()
-    from flows.nightly import make_task_runner
+    from flows.runtime import make_task_runner
 
     runner = make_task_runner(task_runner.value, dask_address, dask_workers, verbose)
     common: dict[str, Any] = {
@@ -230,7 +230,8 @@ def run_command(
 def _call(flow: Any, **parameters: Any) -> dict[str, Any]:
     """Run a flow; turn its failure into the CLI's message and exit code."""
     from flows.cli import environment_problem
-    from flows.nightly import PrefectUnavailable, StageFailed, call_flow
+    from flows.nightly import StageFailed
+    from flows.runtime import PrefectUnavailable, call_flow
 
     try:
         result: dict[str, Any] = call_flow(flow, **parameters)
@@ -332,7 +333,8 @@ def serve_command(
     except ValueError as exc:
         raise _fail(f"--cron {cron!r}: {exc}") from None
     require_server()
-    from flows.nightly import make_task_runner, nightly
+    from flows.nightly import nightly
+    from flows.runtime import make_task_runner
 
     runner = make_task_runner(task_runner.value, dask_address, dask_workers, verbose)
     parameters: dict[str, Any] = {

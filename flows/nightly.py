@@ -24,7 +24,6 @@ Artifacts: a Markdown summary of the run, a table of the day's incidents and one
 """
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +33,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from analytics import run
 from analytics.adapters.lake import LocalLake
@@ -61,13 +59,14 @@ from analytics.run import (
     DayOutcome,
     LakeCheckOutcome,
     completed,
+    detection_lines,
     run_title,
-    warming_lines,
     write_record,
 )
 from analytics.staging import StagingArea
 from flows import tasks
 from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
+from flows.runtime import default_task_runner
 
 # A flow run logs through Prefect's handlers and, under a worker, without the CLI: its records are
 # redacted from the moment this module is loaded (an endpoint URL may carry a password).
@@ -93,122 +92,8 @@ class StageFailed(RuntimeError):
         self.reason = reason
 
 
-# --- the temporary Prefect API ----------------------------------------------------------------
-
-EPHEMERAL_STARTUP_TIMEOUT_SECONDS = 180
-"""How long a run without ``PREFECT_API_URL`` waits for the temporary Prefect API it starts.
-Prefect's default (20 s) is too short on a busy 2-core host, where the start alone takes 8-14 s
-idle; a user's own ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` always wins."""
-
-_STARTUP_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
-
-
-class PrefectUnavailable(RuntimeError):
-    """The temporary Prefect API did not start, even on a second try; the message says what to
-    do (nothing of the run has started)."""
-
-
-def is_startup_timeout(error: BaseException) -> bool:
-    """Whether ``error`` is Prefect giving up on starting its temporary API server."""
-    return isinstance(error, RuntimeError) and str(error).startswith(_STARTUP_TIMEOUT)
-
-
-@contextmanager
-def patient_ephemeral_api() -> Iterator[None]:
-    """Give the temporary Prefect API :data:`EPHEMERAL_STARTUP_TIMEOUT_SECONDS` to start,
-    unless the user set Prefect's own setting (in the environment or the Prefect profile)."""
-    from prefect.settings import (
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        get_current_settings,
-        temporary_settings,
-    )
-
-    if "startup_timeout_seconds" in get_current_settings().server.ephemeral.model_fields_set:
-        yield
-        return
-    timeout = {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: EPHEMERAL_STARTUP_TIMEOUT_SECONDS}
-    with temporary_settings(updates=timeout):
-        yield
-
-
-def call_flow(flow_: Callable[..., Any], **parameters: Any) -> Any:
-    """Call a flow; if Prefect's temporary API times out starting, stop it and try once more.
-
-    The time-out happens before the flow run exists, so the second try starts nothing twice. A
-    second time-out is :class:`PrefectUnavailable`, saying what to do.
-    """
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-
-    waited = EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-    for _attempt in range(2):
-        with patient_ephemeral_api():
-            waited = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-            try:
-                return flow_(**parameters)
-            except RuntimeError as exc:
-                if not is_startup_timeout(exc):
-                    raise
-        SubprocessASGIServer().stop()  # the half-started server: the next try starts clean
-    raise PrefectUnavailable(
-        f"Prefect's temporary API server did not start within {waited} s, twice (a busy "
-        "host?); start a Prefect server (prefect server start) and export "
-        "PREFECT_API_URL=http://127.0.0.1:4200/api, or raise "
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-    )
-
-
 def yesterday_utc() -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-
-
-def default_task_runner() -> TaskRunner[Any]:
-    """Threads in the flow's process: enough to overlap S3 fetches; decoding is mostly one core."""
-    return ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1))
-
-
-DASK_LOG_LEVEL_ENV = "DASK_LOGGING__DISTRIBUTED"
-
-
-def quiet_dask(verbose: bool = False) -> None:
-    """Dask's ``distributed`` loggers at WARNING unless ``verbose``: a local cluster otherwise
-    prints some thirty INFO lines (scheduler, nanny and worker start-up and shutdown) around the
-    run's own. Set through dask's configuration variable before ``distributed`` is imported, so
-    the worker processes it spawns inherit it; the user's own setting wins."""
-    import logging
-
-    level = "info" if verbose else "warning"
-    if verbose:
-        os.environ[DASK_LOG_LEVEL_ENV] = level
-    else:
-        os.environ.setdefault(DASK_LOG_LEVEL_ENV, level)
-    logging.getLogger("distributed").setLevel(os.environ[DASK_LOG_LEVEL_ENV].upper())
-
-
-def make_task_runner(
-    kind: str = "thread",
-    dask_address: str | None = None,
-    dask_workers: int | None = None,
-    verbose: bool = False,
-) -> TaskRunner[Any]:
-    """``thread`` (default) or ``dask``: an existing scheduler at ``dask_address``, else a local
-    cluster of ``dask_workers`` single-threaded processes (its INFO logging quieted unless
-    ``verbose``: :func:`quiet_dask`)."""
-    if kind == "thread":
-        return default_task_runner()
-    if kind != "dask":
-        raise ValueError(f"unknown task runner {kind!r}; expected thread or dask")
-    quiet_dask(verbose)
-    from prefect_dask.task_runners import DaskTaskRunner
-
-    if dask_address:
-        runner: TaskRunner[Any] = DaskTaskRunner(address=dask_address)
-        return runner
-    workers = dask_workers or os.cpu_count() or 1
-    cluster = {"n_workers": workers, "threads_per_worker": 1, "processes": True,
-               "dashboard_address": None}  # fmt: skip
-    local: TaskRunner[Any] = DaskTaskRunner(cluster_kwargs=cluster)
-    return local
 
 
 @dataclass(frozen=True)
@@ -474,18 +359,9 @@ def process_day(
                 baselines.key_profile.height)  # fmt: skip
     with stage("detect"):
         detection = tasks.detect_day(lake, window, baselines, settings.config)
-    summary = detection.summary
-    by_severity = ", ".join(
-        f"{count} {name}" for name, count in summary["alerts_by_severity"].items() if count
-    )
-    logger.info("detect %s: %d alert(s), %d suppressed, %d events scored; by severity: %s",
-                day, summary["alerts"], summary["suppressed"], summary["events_scored"],
-                by_severity or "none")  # fmt: skip
-    if summary.get("model_note"):
-        logger.info("model: %s", summary["model_note"])
-    for line in warming_lines(summary.get("warming_up", [])):
+    for line in detection_lines(detection.summary):
         logger.info("%s", line)
-    for expired in summary.get("expired_suppressions", []):
+    for expired in detection.summary.get("expired_suppressions", []):
         logger.warning("suppression %s has expired and no longer applies", expired)
     lock.refresh()
     with stage("publish"):

@@ -20,6 +20,7 @@ from analytics.run import (
     LakeCheckOutcome,
     PublishResult,
     completed,
+    detection_lines,
     inputs_fingerprint,
     is_complete,
     read_record,
@@ -155,3 +156,19 @@ def test_summary_lines_escape_record_text_for_markdown() -> None:
                                     {"date": "2026-11-15", "incidents": 0}]  # fmt: skip
     rows = an_outcome(alert_rows=({"alert_id": "a"},))
     assert alert_table([rows, days[1]]) == [{"alert_id": "a"}]
+
+
+def test_a_days_detection_reads_as_log_lines() -> None:
+    summary = {"date": "2026-11-14", "alerts": 3, "suppressed": 1, "events_scored": 900,
+               "alerts_by_severity": {"critical": 0, "high": 2, "low": 1},
+               "model_note": "too little history", "warming_up": [WARMING]}  # fmt: skip
+    assert detection_lines(summary) == [
+        "detect 2026-11-14: 3 alert(s), 1 suppressed, 900 events scored; by severity: 2 high, "
+        "1 low",
+        "model: too little history",
+        *warming_lines([WARMING]),
+    ]
+    quiet = {**summary, "alerts_by_severity": {"high": 0}, "model_note": None, "warming_up": []}
+    assert (
+        detection_lines(quiet)[0].endswith("by severity: none") and len(detection_lines(quiet)) == 1
+    )

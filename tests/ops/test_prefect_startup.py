@@ -30,7 +30,7 @@ def test_the_start_up_wait_is_generous_unless_the_user_set_one() -> None:
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as WAIT
     from prefect.settings import get_current_settings, temporary_settings
 
-    from flows.nightly import EPHEMERAL_STARTUP_TIMEOUT_SECONDS, patient_ephemeral_api
+    from flows.runtime import EPHEMERAL_STARTUP_TIMEOUT_SECONDS, patient_ephemeral_api
 
     assert WAIT.default() < EPHEMERAL_STARTUP_TIMEOUT_SECONDS  # Prefect's own 20 s
     assert "startup_timeout_seconds" not in get_current_settings().server.ephemeral.model_fields_set
