@@ -1,7 +1,8 @@
 """The nightly flow: ingest → features → baselines → detect → publish → export, for one UTC day.
 
 The flow is a short sequencer of the tasks in :mod:`flows.tasks`; everything it decides is here,
-everything it computes is in ``analytics``:
+everything it computes is in ``analytics``, and the values it passes between stages and returns
+are :mod:`analytics.run`'s (:class:`~analytics.run.DayOutcome` and the stage results):
 
 * It holds the lake lock for the whole run, so a second run on the same lake is refused with
   the holder's name instead of interleaving writes (:mod:`analytics.adapters.lock`).
