@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -420,10 +421,28 @@ def _raw_text(raw: msgspec.Raw | bytes) -> str:
     return bytes(raw)[:_MAX_RAW_KEPT].decode("utf-8", errors="replace")
 
 
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF escape not
+# preceded by a \uD800-\uDBFF one: not Unicode text, and msgspec refuses the whole document for
+# it. Only escapes that start after an even run of backslashes count (``\\ud800`` is text).
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)((?:\\\\)*)"
+    rb"(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+_SURROGATE_MARK = b"\\u0000keytrail:lone-surrogate\\u0000"
+"""What a lone surrogate escape is replaced with, so the document splits into records and the
+records that held one are found again and set aside (never kept with altered text)."""
+LONE_SURROGATE_REASON = "a string holds a lone UTF-16 surrogate escape, which is not Unicode text"
+
+
 def _decode_record_by_record(doc: bytes) -> tuple[list[_Record], list[BadRecord]]:
-    """Slow path, taken only when the whole-document decode failed: isolate bad records."""
+    """Slow path, taken only when the whole-document decode failed: isolate bad records.
+
+    A lone surrogate escape would make the whole document undecodable; it is marked first, so
+    only the records that hold one are refused and the good records beside them are kept."""
+    marked, lone = _LONE_SURROGATE.subn(lambda m: m.group(1) + _SURROGATE_MARK, doc)
     try:
-        raw_records = _RAW_DOCUMENT.decode(doc).Records
+        raw_records = _RAW_DOCUMENT.decode(marked).Records
     except msgspec.ValidationError as exc:
         raise RejectedObject(_describe_shape_error(doc, exc)) from None
     except msgspec.DecodeError as exc:
@@ -433,6 +452,10 @@ def _decode_record_by_record(doc: bytes) -> tuple[list[_Record], list[BadRecord]
     records: list[_Record] = []
     bad: list[BadRecord] = []
     for index, raw in enumerate(raw_records):
+        if lone and _SURROGATE_MARK in bytes(raw):
+            text = bytes(raw).replace(_SURROGATE_MARK, b"\\ufffd")
+            bad.append(BadRecord(index, LONE_SURROGATE_REASON, _raw_text(text)))
+            continue
         try:
             records.append(_RECORD.decode(raw))
         except msgspec.DecodeError as exc:

@@ -266,3 +266,22 @@ def test_secrets_never_reach_output(s3: Any, bucket: str, s3_endpoint: str, tmp_
     for text in (result.stdout.encode(), result.stderr.encode(), *files):
         assert b"testing" not in text  # the dummy secret key's value
     assert lake_events(tmp_path / "lake").height == 20
+
+
+def test_a_lone_surrogate_escape_costs_only_its_record(tmp_path: Path) -> None:
+    """``\\ud800`` alone is not Unicode: its record is refused, the records beside it are kept,
+    and a valid surrogate pair or an escaped backslash before ``ud800`` is text as usual."""
+    records = [trail.kms_record(seed=f"s{i}", userAgent=f"AGENT{i}") for i in range(5)]
+    doc = trail.document(records)
+    for marker, text in ((b"AGENT1", b"x\\ud800y"), (b"AGENT2", b"\\udfffz"),
+                         (b"AGENT3", b"\\ud83d\\ude00"), (b"AGENT4", b"\\\\ud800")):  # fmt: skip
+        doc = doc.replace(marker, text)
+    trail.write_tree(tmp_path / "trail", {_key(1): gzip.compress(doc)})
+    summary = ingest_json(str(tmp_path / "trail"), "--lake", str(tmp_path / "lake"))
+    assert (summary["events_written"], summary["records_quarantined"]) == (3, 2)
+    (quarantined,) = (tmp_path / "lake" / "quarantine" / "records").glob("*.jsonl")
+    lines = [json.loads(line) for line in quarantined.read_text().splitlines()]
+    assert [q["index"] for q in lines] == [1, 2]
+    assert all("lone UTF-16 surrogate" in q["reason"] for q in lines)
+    agents = set(lake_events(tmp_path / "lake").get_column("user_agent").to_list())
+    assert agents == {"AGENT0", "\U0001f600", "\\ud800"}
