@@ -63,6 +63,7 @@ def backfill(
     inventory_regions: list[str] | None = None,
     hec_token_block: str | None = None,
     lock_ttl_hours: float = DEFAULT_TTL.total_seconds() / 3600,
+    lock_wait_seconds: float = 0.0,
     lake_kms_key: str | None = None,
 ) -> dict[str, Any]:
     """Ingest ``start``..``end`` and score each day in order, skipping completed days."""
@@ -78,7 +79,8 @@ def backfill(
     ingest: IngestSummary | None = None
     outcomes: list[DayOutcome] = []
     try:
-        with held(settings, lock_command("backfill", f"{start}..{end}")) as lock:
+        with held(settings, lock_command("backfill", f"{start}..{end}"),
+                  lock_wait_seconds) as lock:  # fmt: skip
             todo = []
             for day in days_between(start, end):
                 fingerprint = inputs_fingerprint(settings, day)

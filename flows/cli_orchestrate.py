@@ -35,6 +35,7 @@ from flows.lake_access import (
     EndpointUrlOption,
     LakeKmsKeyOption,
     LakeOption,
+    LockWaitOption,
     is_remote,
     local_lake_problem,
     remove_empty_lake,
@@ -76,13 +77,13 @@ def _check_settings(config: Path | None, sinks: list[str]) -> None:
             raise _fail(f"--sink {text}: {exc}") from None
 
 
-def _check_lake(lake: str | Path, ttl_hours: float) -> None:
-    """Refuse at once a local lake that is a file or that a live run holds (an S3 lake is
-    checked when locked)."""
+def _check_lake(lake: str | Path, ttl_hours: float, check_lock: bool = True) -> None:
+    """Refuse at once a local lake that is a file or (unless the run is to wait for it) that a
+    live run holds; an S3 lake is checked when locked."""
     problem = local_lake_problem(lake, creates=True)
     if problem is not None:
         raise _fail(problem)
-    if is_remote(lake):
+    if is_remote(lake) or not check_lock:
         return
     lake = Path(lake)
     try:
@@ -154,6 +155,7 @@ def run_command(
     ] = _TTL_HOURS,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result object.")] = False,
     lake_kms_key: LakeKmsKeyOption = None,
+    wait: LockWaitOption = 0.0,
 ) -> None:
     """Run the nightly flow for a day, or the backfill flow over --start..--end, under Prefect.
 
@@ -187,7 +189,7 @@ def run_command(
         raise _fail("--dask-address needs --task-runner dask")
     sinks = list(sink or [])
     _check_settings(config, sinks)
-    _check_lake(lake, lock_ttl_hours)
+    _check_lake(lake, lock_ttl_hours, check_lock=wait <= 0)
     if not is_remote(source) and not Path(source).is_dir():
         raise _fail(f"source folder {source} does not exist or is not a folder")
     _quiet_prefect_defaults()
@@ -204,6 +206,7 @@ def run_command(
         "inventory_regions": list(inventory_region or []) or None,
         "hec_token_block": hec_token_block,
         "lock_ttl_hours": lock_ttl_hours,
+        "lock_wait_seconds": wait,
         "lake_kms_key": lake_kms_key,
     }
     new_lake = None if is_remote(lake) or Path(lake).exists() else Path(lake)

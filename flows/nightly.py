@@ -37,7 +37,7 @@ from prefect.futures import PrefectFuture
 
 from analytics import run
 from analytics.adapters.lake import LocalLake
-from analytics.adapters.lock import DEFAULT_TTL, LakeLock, LakeLocked, LockLost
+from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, LockLost
 from analytics.adapters.sources import Source, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
@@ -66,7 +66,7 @@ from analytics.run import (
 )
 from analytics.staging import StagingArea
 from flows import tasks
-from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path
+from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path, take_local_lock
 from flows.runtime import default_task_runner
 
 # A flow run logs through Prefect's handlers and, under a worker, without the CLI: its records are
@@ -450,8 +450,9 @@ def lock_command(kind: str, detail: str) -> str:
     return f"keytrail {kind} {detail} (flow run {flow_run.name or flow_run.id})"
 
 
-def hold_lake(settings: RunSettings, command: str) -> HeldLake:
-    """Take the lake lock, logging a stale lock this run recovered from.
+def hold_lake(settings: RunSettings, command: str, wait_seconds: float = 0.0) -> HeldLake:
+    """Take the lake lock, waiting up to ``wait_seconds`` for another run's, and logging a stale
+    lock this run recovered from.
 
     For an S3 lake: take the bucket's lock, pull the mirror, then lock the mirror as well (two
     runs on one machine share it); :meth:`HeldLake.release` pushes and lets go of both.
@@ -462,26 +463,24 @@ def hold_lake(settings: RunSettings, command: str) -> HeldLake:
         with stage("lake"):
             remote = RemoteLake.open(settings.remote, command, endpoint_url=settings.endpoint_url,
                                      kms_key_id=settings.lake_kms_key, ttl=settings.lock_ttl,
-                                     writes=True, log=logger.info)  # fmt: skip
+                                     writes=True, log=logger.info,
+                                     wait_seconds=wait_seconds)  # fmt: skip
     try:
         settings.lake.root.mkdir(parents=True, exist_ok=True)
-        lock = LakeLock(settings.lake.root, command, settings.lock_ttl)
-        lock.acquire()
+        lock = take_local_lock(settings.lake.root, command, settings.lock_ttl,
+                               0.0 if remote is not None else wait_seconds,
+                               logger.warning)  # fmt: skip
     except BaseException:
         if remote is not None:
             remote.close(push=False, log=logger.info)
         raise
-    if lock.recovered is not None:
-        holder, reason = lock.recovered
-        who = holder.describe() if holder else "an unknown run"
-        logger.warning("recovered a stale lock left by %s: %s", who, reason)
     return HeldLake(lock, remote)
 
 
 @contextmanager
-def held(settings: RunSettings, command: str) -> Iterator[HeldLake]:
+def held(settings: RunSettings, command: str, wait_seconds: float = 0.0) -> Iterator[HeldLake]:
     """:func:`hold_lake` for a block: released (and an S3 lake pushed) however it ends."""
-    lock = hold_lake(settings, command)
+    lock = hold_lake(settings, command, wait_seconds)
     error: BaseException | None = None
     try:
         yield lock
@@ -514,6 +513,7 @@ def nightly(
     inventory_regions: list[str] | None = None,
     hec_token_block: str | None = None,
     lock_ttl_hours: float = DEFAULT_TTL.total_seconds() / 3600,
+    lock_wait_seconds: float = 0.0,
     lake_kms_key: str | None = None,
     hec_index: str | None = None,
     hec_sourcetype: str | None = None,
@@ -527,6 +527,7 @@ def nightly(
     ``ingest_from`` reads earlier days too (a first run filling its baseline window; the demo);
     ``force`` recomputes a day that already completed with the same inputs. The ``hec_*``
     parameters override the ``[hec]`` section of the configuration for a ``splunk-hec`` sink.
+    ``lock_wait_seconds`` waits that long for another run's lake lock instead of failing at once.
     """
     day = date or yesterday_utc()
     first = ingest_from or day
@@ -542,7 +543,7 @@ def nightly(
     outcome: DayOutcome | None = None
     integrity: LakeCheckOutcome | None = None
     try:
-        with held(settings, lock_command("nightly", day.isoformat())) as lock:
+        with held(settings, lock_command("nightly", day.isoformat()), lock_wait_seconds) as lock:
             ingest = ingest_stage(settings, Selection(first, day), lock.refresh)
             lock.refresh()
             integrity = lake_check_stage(settings)

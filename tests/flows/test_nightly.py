@@ -233,3 +233,38 @@ def test_a_nightly_run_computes_features_and_baselines_once(
     assert result["days"][0]["skipped"] is False
     assert len(computed) == len(set(computed)) > 0, computed  # no day's features twice
     assert [str(day) for day in builds] == ["2026-11-13"]
+
+
+def test_run_with_wait_waits_for_the_lock_then_runs(
+    tmp_path: Path, short_window: Path, prefect_api: str
+) -> None:
+    """``keytrail run --wait`` says whom it waits for, and runs once the holder is gone (here
+    killed, so its lock is recovered as stale) instead of refusing at once."""
+    import os
+
+    tree = copy_days(["2026-11-14", "2026-11-15"], tmp_path / "trail")
+    lake = tmp_path / "lake"
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lake)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        run = subprocess.Popen(
+            [sys.executable, "-m", "flows", "run", "--source", str(tree), "--lake", str(lake),
+             "--date", LAST_DAY, "--config", str(short_window), "--wait", "600"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PREFECT_API_URL": prefect_api},
+        )  # fmt: skip
+        assert run.stderr is not None
+        before = []
+        for line in run.stderr:
+            before.append(line)
+            if "waiting for the lock" in line:
+                break
+    finally:
+        other.kill()
+        other.wait()
+    _out, err = run.communicate(timeout=900)
+    assert run.returncode == 0, "".join(before) + err
+    assert "held by 'keytrail run --date 2026-11-14 (other)'" in "".join(before)
+    assert "recovered a stale lock" in err
+    assert (lake / "reports" / LAST_DAY / "report.html").is_file()
