@@ -78,3 +78,16 @@ def keytrail() -> typer.Typer:
 def invoke(*args: object, env: dict[str, str] | None = None) -> Any:
     """Run ``keytrail ARGS`` in this process (so flows use the test's Prefect API)."""
     return CliRunner().invoke(keytrail(), [str(a) for a in args], env=env)
+
+
+def download_lake(s3: Any, bucket: str, prefix: str, target: Path) -> Path:
+    """An S3 lake as it is in the bucket, copied down the way an analyst would; every object
+    must have been written with SSE-KMS."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            path = target / item["Key"][len(prefix) :]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(path))
+            head = s3.head_object(Bucket=bucket, Key=item["Key"])
+            assert head["ServerSideEncryption"] == "aws:kms", item["Key"]
+    return target

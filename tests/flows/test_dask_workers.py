@@ -26,15 +26,6 @@ from tests.flows.helpers import invoke
 pytestmark = [pytest.mark.xdist_group("prefect"), pytest.mark.usefixtures("prefect_api")]
 
 
-def _download(s3: Any, bucket: str, prefix: str, target: Path) -> Path:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            path = target / item["Key"][len(prefix) :]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(path))
-    return target
-
-
 class _KillOneBusyWorker(threading.Thread):
     """Watches the scheduler; the first time a worker is processing a task, SIGKILLs it."""
 
@@ -103,7 +94,7 @@ def test_killing_a_dask_worker_mid_ingest_loses_and_duplicates_nothing(
     threads = tmp_path / "threads"
     local = invoke("run", "--lake", threads, *common)
     assert local.exit_code == 0, local.output
-    copied = _download(s3, "dask-lake", "kt/", tmp_path / "copied")
+    copied = helpers.download_lake(s3, "dask-lake", "kt/", tmp_path / "copied")
     assert not (copied / "_staging").exists()  # every staged object was committed and removed
     helpers.assert_same_lake(copied, threads, [LAST_DAY])
     events = helpers.events(copied)

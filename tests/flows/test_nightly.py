@@ -7,6 +7,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +178,20 @@ HOLD_LOCK = (
 )
 
 
+@contextmanager
+def lock_held_by_another_run(lake: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lake's lock (as 'keytrail run ... (other)') until the block
+    ends, when it is killed: its lock stays behind, stale, for the next run to recover."""
+    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lake)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        yield other
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_concurrent_run_is_refused_and_a_killed_runs_lock_recovered(
     tmp_path: Path, short_window: Path
 ) -> None:
@@ -184,10 +200,7 @@ def test_a_concurrent_run_is_refused_and_a_killed_runs_lock_recovered(
 
     tree = copy_days(["2026-11-14", "2026-11-15"], tmp_path / "trail")
     lake = tmp_path / "lake"
-    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lake)],
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+    with lock_held_by_another_run(lake) as other:
         refused = invoke("run", "--source", tree, "--lake", lake, "--date", LAST_DAY)
         assert refused.exit_code == 2
         assert f"(pid {other.pid} on" in refused.output
@@ -195,9 +208,6 @@ def test_a_concurrent_run_is_refused_and_a_killed_runs_lock_recovered(
         with pytest.raises(LakeLocked, match=rf"\(other\)' \(pid {other.pid} on"):
             nightly(source=str(tree), lake=str(lake), date=LAST_DAY)
         assert not (lake / "events").exists()
-    finally:
-        other.kill()
-        other.wait()
     assert (lake / "_state" / "lock.json").exists()  # left behind by the killed run
     result = nightly(source=str(tree), lake=str(lake), date=LAST_DAY, config=str(short_window))
     assert result["ingest"]["events_written"] > 0
@@ -244,10 +254,7 @@ def test_run_with_wait_waits_for_the_lock_then_runs(
 
     tree = copy_days(["2026-11-14", "2026-11-15"], tmp_path / "trail")
     lake = tmp_path / "lake"
-    other = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lake)],
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+    with lock_held_by_another_run(lake):
         run = subprocess.Popen(
             [sys.executable, "-m", "flows", "run", "--source", str(tree), "--lake", str(lake),
              "--date", LAST_DAY, "--config", str(short_window), "--wait", "600"],
@@ -260,9 +267,6 @@ def test_run_with_wait_waits_for_the_lock_then_runs(
             before.append(line)
             if "waiting for the lock" in line:
                 break
-    finally:
-        other.kill()
-        other.wait()
     _out, err = run.communicate(timeout=900)
     assert run.returncode == 0, "".join(before) + err
     assert "held by 'keytrail run --date 2026-11-14 (other)'" in "".join(before)

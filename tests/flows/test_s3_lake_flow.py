@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import boto3
 import polars as pl
@@ -16,18 +15,6 @@ from tests.flows.conftest import LAST_DAY, copy_days
 from tests.flows.helpers import invoke
 
 pytestmark = [pytest.mark.xdist_group("prefect"), pytest.mark.usefixtures("prefect_api")]
-
-
-def _download(s3: Any, bucket: str, prefix: str, target: Path) -> Path:
-    """The lake as it is in the bucket, copied down the way an analyst would."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            path = target / item["Key"][len(prefix) :]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(path))
-            head = s3.head_object(Bucket=bucket, Key=item["Key"])
-            assert head["ServerSideEncryption"] == "aws:kms", item["Key"]
-    return target
 
 
 def test_the_nightly_flow_on_an_s3_lake_matches_a_local_run(
@@ -53,7 +40,7 @@ def test_the_nightly_flow_on_an_s3_lake_matches_a_local_run(
     local = tmp_path / "local"
     assert invoke("run", "--lake", local, *common).exit_code == 0
 
-    copied = _download(s3, "flow-lake", "keytrail/", tmp_path / "copied")
+    copied = helpers.download_lake(s3, "flow-lake", "keytrail/", tmp_path / "copied")
     helpers.assert_same_lake(copied, local, [LAST_DAY])
     assert helpers.alerts(copied, LAST_DAY).height > 0
     assert not (copied / "_state" / "lock.json").exists()
