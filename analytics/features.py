@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -68,8 +68,15 @@ def feature_schema() -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in table.schema])
 
 
-def read_day_events(lake: LocalLake, day: dt.date, columns: Iterable[str]) -> pl.DataFrame:
-    files = lake.event_files(day)
+def read_day_events(
+    lake: LocalLake,
+    day: dt.date,
+    columns: Iterable[str],
+    files: Sequence[LakeFile] | None = None,
+) -> pl.DataFrame:
+    """``columns`` of the day's events; ``files``: its usable event files, when the caller has
+    listed them already (and names them among the files it read)."""
+    files = lake.event_files(day) if files is None else files
     if not files:
         return pl.DataFrame(schema={c: _polars_type(c) for c in columns})
     return lake.store.scan_days(files, list(columns), s.EVENT_SCHEMA).collect()
@@ -98,9 +105,10 @@ def ensure_day(lake: LocalLake, day: dt.date, reads: list[LakeFile] | None = Non
     fingerprint = events_fingerprint(listed)
     if is_current(lake, key, fingerprint):
         return False
-    events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS)
+    files = lake.event_files(day)
+    events = read_day_events(lake, day, FEATURE_INPUT_COLUMNS, files)
     if reads is not None:
-        reads.extend(lake.event_files(day))
+        reads.extend(files)
     write_stamped(lake, key, compute_day(events, day).to_arrow(), fingerprint)
     return True
 

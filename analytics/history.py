@@ -144,9 +144,10 @@ def ensure_day(
     if not stale:
         return False
     if events is None:
-        events = features.read_day_events(lake, day, RULE_EVENT_COLUMNS)
+        usable = lake.event_files(day)
+        events = features.read_day_events(lake, day, RULE_EVENT_COLUMNS, usable)
         if reads is not None:
-            reads.extend(lake.event_files(day))
+            reads.extend(usable)
     view = rule_events(events.lazy())
     for table in stale:
         frame = _sorted(table.build(view).collect())
