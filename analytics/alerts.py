@@ -120,6 +120,10 @@ def merge(findings: pl.DataFrame, day: dt.date, merge_window_hours: int) -> pl.D
         .unique(maintain_order=True)
         .head(s.MAX_EVIDENCE_IDS),
         pl.col(s.EVIDENCE_COUNT).sum(),
+        pl.col(s.RELATED_KEY_ARNS)
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .drop_nulls()
+        .unique(maintain_order=True),
     )
     identity = pl.concat_str(
         [
@@ -139,6 +143,8 @@ def merge(findings: pl.DataFrame, day: dt.date, merge_window_hours: int) -> pl.D
         pl.col(s.REASON).map_elements(merged_reason, return_dtype=pl.String).alias(s.REASON),
         pl.lit(None, pl.String).alias(s.SUPPRESSED_BY),
         pl.lit(None, pl.String).alias(s.INCIDENT_ID),
+        # Only a sweep names related keys; every other alert keeps null, not an empty list.
+        pl.when(pl.col(s.RELATED_KEY_ARNS).list.len() > 0).then(pl.col(s.RELATED_KEY_ARNS)),
     ).select(s.ALERT_COLUMNS)
 
 

@@ -142,7 +142,10 @@ ALERT_COLUMNS: dict[str, str] = {
     s.WINDOW_END: "end of that activity (UTC, exclusive)",
     s.ACCOUNT_ID: "account that owns the key (or where the change happened)",
     s.AWS_REGION: "region of the activity",
-    s.KEY_ARN: "the key concerned; null for alerts about trails or accounts",
+    s.KEY_ARN: "the key concerned; null for alerts about trails or accounts, and for a model "
+    "alert about one actor's unusual use of several keys (a sweep)",
+    s.RELATED_KEY_ARNS: "a sweep's keys, most used first (null for other alerts); incidents "
+    "list them among the keys they touched",
     s.ACTOR: "who did it (same meaning as in events)",
     s.INVOKED_BY: "AWS service that acted for the actor, if any",
     s.TITLE: "the detector's title",

@@ -178,12 +178,13 @@ def short_arn(value: str | None) -> str:
 _ALERT_FIELDS = (
     s.ALERT_ID, s.DETECTOR, s.SEVERITY, s.WINDOW_START, s.WINDOW_END, s.ACCOUNT_ID, s.KEY_ARN,
     s.ACTOR, s.TITLE, s.REASON, s.EVIDENCE_COUNT, s.MITRE, s.OBSERVED_PATTERN, s.EVENT_DATE,
-    s.INCIDENT_ID,
+    s.INCIDENT_ID, s.RELATED_KEY_ARNS,
 )  # fmt: skip
 
 
 def _rows(alerts: pl.DataFrame) -> list[dict[str, Any]]:
-    missing = [pl.lit(None, pl.String).alias(c) for c in _ALERT_FIELDS if c not in alerts.columns]
+    # Alerts written before a column existed read it as null.
+    missing = [pl.lit(None).alias(c) for c in _ALERT_FIELDS if c not in alerts.columns]
     return list(alerts.with_columns(missing).select(_ALERT_FIELDS).iter_rows(named=True))
 
 
@@ -311,7 +312,8 @@ def _incident_row(rows: list[dict[str, Any]], incident_id: str, day: dt.date,
                   links: set[str]) -> dict[str, Any]:  # fmt: skip
     rows = sorted(rows, key=_order)
     actors = _distinct(r[s.ACTOR] for r in rows)
-    keys = _distinct(r[s.KEY_ARN] for r in rows)
+    # A sweep across keys has no key_arn of its own; its keys are still what the incident touched.
+    keys = _distinct(k for r in rows for k in [r[s.KEY_ARN], *(r[s.RELATED_KEY_ARNS] or [])])
     accounts = _distinct(
         [r[s.ACCOUNT_ID] for r in rows]
         + [_account_of(a) for a in actors]

@@ -490,7 +490,8 @@ def _sweeps(findings: pl.DataFrame, day_events: pl.DataFrame | None) -> pl.DataF
     A sweep (one actor trying key after key) is one story: an alert per key would bury it and
     the rule alerts beside it. The finding names how many keys and which, sums the calls, keeps
     the highest score and severity, and merges the features that drove each row. Its
-    ``key_arn`` is null — the entity is the actor — so its ``alert_id`` (detector, key, actor,
+    ``key_arn`` is null — the entity is the actor; the keys are its ``related_key_arns``, most
+    used first — so its ``alert_id`` (detector, key, actor,
     window) is the same on every rerun, and a suppression written for one key cannot silence a
     sweep across many. Actors flagged on one key keep their per-key findings.
     """
@@ -527,6 +528,7 @@ def _sweeps(findings: pl.DataFrame, day_events: pl.DataFrame | None) -> pl.DataF
         records.append(
             {
                 s.KEY_ARN: None,
+                s.RELATED_KEY_ARNS: keys,
                 s.ACTOR: actor,
                 s.ACCOUNT_ID: lead[s.ACCOUNT_ID],
                 s.AWS_REGION: lead[s.AWS_REGION],

@@ -173,6 +173,7 @@ MITRE = "mitre_attack"
 RUNBOOK = "runbook"
 SUPPRESSED_BY = "suppressed_by"
 INCIDENT_ID = "incident_id"
+RELATED_KEY_ARNS = "related_key_arns"
 
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 """Ordered from least to most severe; OCSF severity_id is the index + 1."""
@@ -208,6 +209,7 @@ ALERT_SCHEMA = pa.schema(
         pa.field(ACCOUNT_ID, pa.string()),
         pa.field(AWS_REGION, pa.string()),
         pa.field(KEY_ARN, pa.string()),
+        pa.field(RELATED_KEY_ARNS, pa.list_(pa.string())),
         pa.field(ACTOR, pa.string()),
         pa.field(INVOKED_BY, pa.string()),
         pa.field(TITLE, pa.string(), nullable=False),

@@ -21,6 +21,7 @@ from analytics import schema as s
 # Columns a detector's findings frame may carry; unknown columns are an error.
 FINDING_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     s.KEY_ARN: pl.String,
+    s.RELATED_KEY_ARNS: pl.List(pl.String),
     s.ACTOR: pl.String,
     s.ACCOUNT_ID: pl.String,
     s.AWS_REGION: pl.String,

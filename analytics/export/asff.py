@@ -95,15 +95,17 @@ def finding(
     partition = "aws-cn" if key_region.startswith("cn-") else (
         "aws-us-gov" if key_region.startswith("us-gov-") else "aws"
     )  # fmt: skip
-    if key:
-        resource = {"Type": "AwsKmsKey", "Id": key, "Partition": partition, "Region": key_region}
+    keys = [key] if key else list(alert.get(s.RELATED_KEY_ARNS) or [])[: b.ASFF_RESOURCES]
+    if keys:  # a sweep across several keys lists each of them
+        resources = [{"Type": "AwsKmsKey", "Id": k, "Partition": partition, "Region": key_region}
+                     for k in keys]  # fmt: skip
     else:
-        resource = {
+        resources = [{
             "Type": "AwsAccount",
             "Id": f"AWS::::Account:{key_account or account_id}",
             "Partition": partition,
             "Region": key_region,
-        }
+        }]  # fmt: skip
     finding_type = _TYPES.get(str(alert.get(s.OBSERVED_PATTERN)), "Unusual Behaviors/User")
     fields = {
         "keytrail/detector": alert.get(s.DETECTOR),
@@ -138,7 +140,7 @@ def finding(
         "UpdatedAt": created,
         "Title": _clip(alert.get(s.TITLE), b.ASFF_TITLE_BYTES),
         "Description": _clip(alert.get(s.REASON), b.ASFF_DESCRIPTION_BYTES),
-        "Resources": [resource],
+        "Resources": resources,
         "ProductFields": product_fields,
         "RecordState": "ACTIVE",
         "Workflow": {"Status": "NEW"},

@@ -64,6 +64,8 @@ ASFF_RELATED_IDS = 20
 """Security Hub's own limits for a ``BatchImportFindings`` finding (byte-based)."""
 ASFF_RELATED_FINDINGS = 10
 """``RelatedFindings`` entries per finding: Security Hub takes at most 10."""
+ASFF_RESOURCES = 32
+"""``Resources`` entries per finding: Security Hub takes at most 32."""
 
 DISPLAY_CHARS = 300
 """Characters of one value shown in a report table cell or a terminal line."""

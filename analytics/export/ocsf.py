@@ -161,19 +161,23 @@ def _compact(value: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _key_resource(alert: Mapping[str, Any]) -> dict[str, Any] | None:
-    key = alert.get(s.KEY_ARN)
-    if not key:
+def _key_resources(alert: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The alert's key, or the keys of a sweep across several (most used first)."""
+    keys = [alert.get(s.KEY_ARN)] if alert.get(s.KEY_ARN) else alert.get(s.RELATED_KEY_ARNS)
+    if not keys:
         return None
     region = alert.get(s.AWS_REGION)
-    return {
-        "uid": key,
-        "name": key.rsplit("/", 1)[-1],
-        "type": "AWS::KMS::Key",
-        "region": region,
-        "cloud_partition": _partition(region),
-        "owner": {"account": _account(alert.get(s.ACCOUNT_ID))},
-    }
+    return [
+        {
+            "uid": key,
+            "name": str(key).rsplit("/", 1)[-1],
+            "type": "AWS::KMS::Key",
+            "region": region,
+            "cloud_partition": _partition(region),
+            "owner": {"account": _account(alert.get(s.ACCOUNT_ID))},
+        }
+        for key in list(keys)[: b.MAX_LIST_ITEMS]
+    ]
 
 
 def _evidence(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,6 +240,7 @@ def observables(
         ("resource_uid", "resources.uid", alert.get(s.KEY_ARN)),
         ("account_uid", "cloud.account.uid", alert.get(s.ACCOUNT_ID)),
     ]
+    found += [("resource_uid", "resources.uid", k) for k in alert.get(s.RELATED_KEY_ARNS) or []]
     for event in events[: b.MAX_EVIDENCE_EVENTS]:
         found += [
             ("user_uid", "evidences.actor.user.uid", event.get(s.PRINCIPAL_ARN)),
@@ -256,10 +261,9 @@ def observables(
 
 def _alert_evidence(alert: Mapping[str, Any]) -> dict[str, Any]:
     """When the events are not at hand: the actor and key the alert names."""
-    key = _key_resource(alert)
     return {
         "actor": {"user": {"uid": alert.get(s.ACTOR)}, "invoked_by": alert.get(s.INVOKED_BY)},
-        "resources": [key] if key else None,
+        "resources": _key_resources(alert),
     }
 
 
@@ -334,7 +338,6 @@ def finding(
     sev_id = severity_id(severity)
     start, end = millis(alert.get(s.WINDOW_START)), millis(alert.get(s.WINDOW_END))
     model = alert.get(s.DETECTOR) in BASELINE_DETECTORS
-    key = _key_resource(alert)
     region = alert.get(s.AWS_REGION)
     evidence_ids = list(alert.get(s.EVIDENCE_EVENT_IDS) or [])
     result: dict[str, Any] = {
@@ -397,7 +400,7 @@ def finding(
             ],
             "related_events_count": evidence_total(alert),
         },
-        "resources": [key] if key else None,
+        "resources": _key_resources(alert),
         "evidences": [_evidence(e) for e in events[: b.MAX_EVIDENCE_EVENTS]]
         or [_alert_evidence(alert)],
         "remediation": {"desc": alert.get(s.RUNBOOK)} if alert.get(s.RUNBOOK) else None,

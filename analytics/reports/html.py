@@ -335,6 +335,7 @@ def _alert(report: DailyReport, alert: dict[str, Any]) -> str:
         ("Detector", alert[s.DETECTOR]),
         ("Window", t.window(alert[s.WINDOW_START], alert[s.WINDOW_END])),
         ("Key", alert[s.KEY_ARN]),
+        ("Keys", t.related_keys(alert)),
         ("Actor", alert[s.ACTOR]),
         ("Via service", alert[s.INVOKED_BY]),
         (

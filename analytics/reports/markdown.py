@@ -169,6 +169,7 @@ def _alert(report: DailyReport, a: dict[str, Any], level: str) -> list[str]:
         ("Detector", a[s.DETECTOR]),
         ("Window", t.window(a[s.WINDOW_START], a[s.WINDOW_END])),
         ("Key", a[s.KEY_ARN]),
+        ("Keys", t.related_keys(a)),
         ("Actor", a[s.ACTOR]),
         ("Via service", a[s.INVOKED_BY]),
         (

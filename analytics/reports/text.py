@@ -146,6 +146,12 @@ def listed(items: Iterable[Any] | None, limit: int = 5, width: int = 120) -> str
     return f"{shown} (+{more} more)" if more > 0 else (shown or MISSING)
 
 
+def related_keys(alert: Mapping[str, Any]) -> str | None:
+    """The keys of an alert about several (a model sweep), most used first; None for others."""
+    keys = alert.get(s.RELATED_KEY_ARNS)
+    return f"{len(keys)}: {listed(keys, limit=10, width=200)}" if keys else None
+
+
 def incident_facts(incident: Mapping[str, Any]) -> list[tuple[str, str]]:
     """An incident's facts as (label, display text), in the order both documents show them;
     facts the incident does not have are left out."""

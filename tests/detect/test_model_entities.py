@@ -12,11 +12,13 @@ import pytest
 
 from analytics import baselines as bl
 from analytics import features
+from analytics import incidents as grouping
 from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
 from analytics.config import Config
 from analytics.detect import run
+from analytics.export import asff, ocsf
 from analytics.generator import generate_tree
 from analytics.ingest import IngestOptions, ingest
 from analytics.model import DETECTOR_ID, matrix
@@ -57,6 +59,29 @@ def test_a_sweep_across_keys_is_one_model_alert_naming_the_keys(lake_copy: Local
     if len(keys) > 3:
         assert f"and {len(keys) - 3} more" in sweep[s.REASON]
     assert sweep[s.EVIDENCE_COUNT] >= len(sweep[s.EVIDENCE_EVENT_IDS])
+    assert set(keys) <= set(sweep[s.RELATED_KEY_ARNS])  # the keys, for incidents and SIEMs
+
+
+def test_a_sweeps_incident_and_findings_name_its_keys(lake_copy: LocalLake) -> None:
+    actor = SWEEP["actors"][0]
+    result = run(lake_copy, SWEEP_DAY, dry_run=True)
+    sweep = result.alerts.filter(MODEL & (pl.col(s.ACTOR) == actor)).row(0, named=True)
+    keys = sweep[s.RELATED_KEY_ARNS]
+    assert len(keys) > 1
+    incident = result.incidents.filter(pl.col(s.ALERT_IDS).list.contains(sweep[s.ALERT_ID]))
+    if incident.height:  # grouped with other alerts of the actor: the incident lists the keys
+        assert set(keys) <= set(incident.item(0, s.KEY_ARNS))
+    # Grouped with another alert of the same actor, the incident names every key of the sweep.
+    other = {**sweep, s.ALERT_ID: "f" * 32, s.KEY_ARN: keys[0], s.RELATED_KEY_ARNS: None}
+    pair = pl.DataFrame([sweep, other], schema=result.alerts.schema)
+    grouped = grouping.group(pair, result.alerts.clear(), SWEEP_DAY).incidents
+    assert set(grouped.item(0, s.KEY_ARNS)) == set(keys)
+    finding = ocsf.finding(sweep, product_version="test")
+    assert [r["uid"] for r in finding["resources"]] == keys
+    assert {o["value"] for o in finding["observables"] if o["name"] == "resources.uid"} == set(keys)
+    imported = asff.finding(sweep, account_id="111122223333", region="us-east-1")
+    assert [r["Id"] for r in imported["Resources"]] == keys
+    assert {r["Type"] for r in imported["Resources"]} == {"AwsKmsKey"}
 
 
 def test_a_sweep_keeps_its_alert_id_across_reruns(lake_copy: LocalLake) -> None:

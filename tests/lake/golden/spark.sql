@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS `keytrail`.`alerts` (
   `account_id` STRING,
   `aws_region` STRING,
   `key_arn` STRING,
+  `related_key_arns` ARRAY<STRING>,
   `actor` STRING,
   `invoked_by` STRING,
   `title` STRING,

@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS "keytrail"."alerts" (
   "account_id" VARCHAR,
   "aws_region" VARCHAR,
   "key_arn" VARCHAR,
+  "related_key_arns" ARRAY(VARCHAR),
   "actor" VARCHAR,
   "invoked_by" VARCHAR,
   "title" VARCHAR,
