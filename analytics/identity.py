@@ -126,12 +126,17 @@ def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
     )
 
 
-def _key_arn(c: dict[str, pl.Expr]) -> pl.Expr:
-    """Resolve the key an event is about (see module docstring for the order)."""
-    response_key = c["responseElements"].str.json_path_match("$.keyId")
-    response_key = pl.when(response_key.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(
+def _response_key(response_elements: pl.Expr) -> pl.Expr:
+    """The key ARN a response names (CreateKey, DescribeKey, …), if it is one."""
+    response_key = response_elements.str.json_path_match("$.keyId")
+    return pl.when(response_key.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(
         response_key
     )
+
+
+def _key_arn(c: dict[str, pl.Expr]) -> pl.Expr:
+    """Resolve the key an event is about (see module docstring for the order)."""
+    response_key = c[_RESPONSE_KEY]
     request_key = c["requestKeyId"]
     region = c["awsRegion"]
     caller_account = pl.coalesce(c["uiAccountId"], c["recipientAccountId"])
@@ -181,6 +186,32 @@ def _is_ip(value: pl.Expr) -> pl.Expr:
     return value.str.contains(_IPV4) | value.str.contains(_IPV6)
 
 
+_ACTOR_INPUTS = ("uiType", "uiArn", "uiAccountId", "uiInvokedBy", "uiIssuerArn", "uiUserName",
+                 "uiPrincipalId", "uiIdentityProvider", "uiOnBehalfOfUserId",
+                 "recipientAccountId", "eventSource", "sourceIPAddress")  # fmt: skip
+_RESPONSE_KEY = "responseKeyId"
+_KEY_INPUTS = ("resourceKeyArn", _RESPONSE_KEY, "requestKeyId", "awsRegion", "uiAccountId",
+               "recipientAccountId", "eventSource")  # fmt: skip
+
+
+def per_distinct(
+    frame: pl.DataFrame, inputs: Sequence[str], outputs: Sequence[pl.Expr]
+) -> pl.DataFrame:
+    """``outputs`` (over ``inputs`` only) computed once per distinct combination of ``inputs``
+    and gathered back to every row, in ``frame``'s order.
+
+    CloudTrail repeats its identities, addresses and keys across thousands of events, so the
+    regular expressions and string building of the rules below run over hundreds of distinct
+    values instead of every event; the gather is one hash join.
+    """
+    keys = frame.select(inputs)
+    distinct = keys.unique().with_columns(outputs)
+    gathered = keys.join(
+        distinct, on=list(inputs), how="left", nulls_equal=True, maintain_order="left"
+    )
+    return gathered.drop(inputs)
+
+
 def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     """Build the event-schema table from the raw column lists of :mod:`analytics.cloudtrail`.
 
@@ -188,53 +219,84 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     :func:`missing_required`.
     """
     frame = _frame(columns)
-    c = {name: pl.col(name) for name in frame.columns}
+    c = {name: pl.col(name) for name in (*frame.columns, _RESPONSE_KEY)}
     event_time = _parse_event_time(frame)
     source = c["sourceIPAddress"]
+    # A response's keyId is per event (the JSON differs call by call); what is made of it is not.
+    frame = frame.with_columns(_response_key(c["responseElements"]).alias(_RESPONSE_KEY))
     key_arn = _key_arn(c)
-    out = frame.select(
-        c["eventID"].alias(s.EVENT_ID),
-        event_time.alias(s.EVENT_TIME),
-        c["eventVersion"].alias(s.EVENT_VERSION),
-        c["eventSource"].alias(s.EVENT_SOURCE),
-        c["eventName"].alias(s.EVENT_NAME),
-        c["eventType"].alias(s.EVENT_TYPE),
-        c["eventCategory"].alias(s.EVENT_CATEGORY),
-        c["awsRegion"].alias(s.AWS_REGION),
-        c["recipientAccountId"].alias(s.RECIPIENT_ACCOUNT_ID),
-        c["uiType"].alias(s.PRINCIPAL_TYPE),
-        c["uiArn"].alias(s.PRINCIPAL_ARN),
-        c["uiAccountId"].alias(s.PRINCIPAL_ACCOUNT_ID),
-        _actor(c).alias(s.ACTOR),
-        pl.when(c["uiType"] == "AssumedRole")
-        .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
-        .alias(s.SESSION_NAME),
-        c["uiInvokedBy"].alias(s.INVOKED_BY),
-        pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
-        pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
-        c["userAgent"].alias(s.USER_AGENT),
-        c["errorCode"].alias(s.ERROR_CODE),
-        c["errorMessage"].alias(s.ERROR_MESSAGE),
-        c["readOnly"].alias(s.READ_ONLY),
-        c["managementEvent"].alias(s.MANAGEMENT_EVENT),
-        key_arn.alias(s.KEY_ARN),
-        key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
-        c["requestParameters"].alias(s.REQUEST_PARAMETERS),
-        c["responseElements"].alias(s.RESPONSE_ELEMENTS),
-        c["encryptionContext"].alias(s.ENCRYPTION_CONTEXT),
-        c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
-        c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
-        c["sharedEventID"].alias(s.SHARED_EVENT_ID),
-        c["requestID"].alias(s.REQUEST_ID),
-        c["vpcEndpointId"].alias(s.VPC_ENDPOINT_ID),
-        c[s.SOURCE_OBJECT],
-    ).with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
+    actors = per_distinct(
+        frame,
+        _ACTOR_INPUTS,
+        [
+            _actor(c).alias(s.ACTOR),
+            pl.when(c["uiType"] == "AssumedRole")
+            .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
+            .alias(s.SESSION_NAME),
+        ],
+    )
+    keys = per_distinct(
+        frame,
+        _KEY_INPUTS,
+        [
+            key_arn.alias(s.KEY_ARN),
+            key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
+        ],
+    )
+    addresses = per_distinct(
+        frame,
+        ["sourceIPAddress"],
+        [
+            pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
+            pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
+        ],
+    )
+    out = (
+        pl.concat([frame, actors, keys, addresses], how="horizontal")
+        .select(
+            c["eventID"].alias(s.EVENT_ID),
+            event_time.alias(s.EVENT_TIME),
+            c["eventVersion"].alias(s.EVENT_VERSION),
+            c["eventSource"].alias(s.EVENT_SOURCE),
+            c["eventName"].alias(s.EVENT_NAME),
+            c["eventType"].alias(s.EVENT_TYPE),
+            c["eventCategory"].alias(s.EVENT_CATEGORY),
+            c["awsRegion"].alias(s.AWS_REGION),
+            c["recipientAccountId"].alias(s.RECIPIENT_ACCOUNT_ID),
+            c["uiType"].alias(s.PRINCIPAL_TYPE),
+            c["uiArn"].alias(s.PRINCIPAL_ARN),
+            c["uiAccountId"].alias(s.PRINCIPAL_ACCOUNT_ID),
+            pl.col(s.ACTOR),
+            pl.col(s.SESSION_NAME),
+            c["uiInvokedBy"].alias(s.INVOKED_BY),
+            pl.col(s.SOURCE_IP),
+            pl.col(s.SOURCE_SERVICE),
+            c["userAgent"].alias(s.USER_AGENT),
+            c["errorCode"].alias(s.ERROR_CODE),
+            c["errorMessage"].alias(s.ERROR_MESSAGE),
+            c["readOnly"].alias(s.READ_ONLY),
+            c["managementEvent"].alias(s.MANAGEMENT_EVENT),
+            pl.col(s.KEY_ARN),
+            pl.col(s.KEY_ACCOUNT_ID),
+            c["requestParameters"].alias(s.REQUEST_PARAMETERS),
+            c["responseElements"].alias(s.RESPONSE_ELEMENTS),
+            c["encryptionContext"].alias(s.ENCRYPTION_CONTEXT),
+            c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
+            c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
+            c["sharedEventID"].alias(s.SHARED_EVENT_ID),
+            c["requestID"].alias(s.REQUEST_ID),
+            c["vpcEndpointId"].alias(s.VPC_ENDPOINT_ID),
+            c[s.SOURCE_OBJECT],
+        )
+        .with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
+    )
     return _to_event_schema(out)
 
 
 def _to_event_schema(frame: pl.DataFrame) -> pa.Table:
-    table = frame.select(s.EVENT_COLUMNS).to_arrow()
-    # Polars exports large_string; the lake uses plain string so every reader agrees.
+    # Polars holds strings as views: exported as views they are copied once, into the plain
+    # string the lake uses so every reader agrees (large_string would be a second copy).
+    table = frame.select(s.EVENT_COLUMNS).to_arrow(compat_level=pl.CompatLevel.newest())
     nullable = pa.schema([f.with_nullable(True) for f in s.EVENT_SCHEMA])
     return table.cast(nullable)
 
