@@ -193,8 +193,8 @@ def ingest_command(
     try:
         trail = open_source(source, endpoint_url=endpoint_url)
         with command_lake(lake, f"keytrail ingest {source}", endpoint_url=endpoint_url,
-                          kms_key_id=lake_kms_key, wait_seconds=wait,
-                          creates=True) as local:  # fmt: skip
+                          kms_key_id=lake_kms_key, wait_seconds=wait, creates=True,
+                          in_place=True) as local:  # fmt: skip
             summary = _run_ingest(trail, local, options, show_progress=not as_json)
     except SourceError as exc:
         raise _fail(str(exc)) from None

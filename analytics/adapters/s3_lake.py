@@ -68,6 +68,10 @@ class LakeSyncError(SourceError):
     """The S3 lake could not be read or written; the message names the object and the fix."""
 
 
+class LakeConflict(LakeSyncError):
+    """A conditional write lost: the object changed since this run read it."""
+
+
 def is_s3_lake(text: str | os.PathLike[str]) -> bool:
     return str(text).startswith(SCHEME)
 
@@ -393,20 +397,82 @@ def sse_kms(kms_key_id: str | None) -> dict[str, Any]:
     return args
 
 
-def s3_put(
-    bucket: str, endpoint_url: str | None = None, kms_key_id: str | None = None
-) -> Callable[[str, bytes], None]:
-    """``put(key, data)``: one ``PutObject`` of ``data`` under SSE-KMS, the write path of an
-    S3 lake worked on in place (:mod:`analytics.adapters.lake_fs`)."""
-    client = s3_client(endpoint_url)
+class S3Writer:
+    """The write path of an S3 lake worked on in place: every object put with SSE-KMS under the
+    lake's key (:mod:`analytics.adapters.lake_fs` reads through pyarrow, which cannot ask for
+    it). Plain values only cross to another process (a Dask worker merging a day); the boto3
+    client is made where it is used."""
 
-    def put(key: str, data: bytes) -> None:
+    def __init__(
+        self, bucket: str, endpoint_url: str | None = None, kms_key_id: str | None = None
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.kms_key_id = kms_key_id
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"bucket": self.bucket, "endpoint_url": self.endpoint_url,
+                "kms_key_id": self.kms_key_id}  # fmt: skip
+
+    @property
+    def client(self) -> S3Client:
+        return s3_client(self.endpoint_url)
+
+    def put(self, key: str, data: bytes, *, expected: str | bool | None = False) -> str:
+        """One ``PutObject`` of ``data``; returns the new ETag. ``expected`` makes it a
+        compare-and-swap: an ETag (``If-Match``: replace only that version) or None
+        (``If-None-Match: *``: only if there is none); a lost race raises
+        :class:`LakeConflict`."""
+        condition: dict[str, str] = {}
+        if expected is None:
+            condition["IfNoneMatch"] = "*"
+        elif isinstance(expected, str):
+            condition["IfMatch"] = expected
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
+                                **sse_kms(self.kms_key_id), **condition}  # fmt: skip
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=data, **sse_kms(kms_key_id))
+            answer = self.client.put_object(**args)
         except ClientError as exc:
-            raise LakeSyncError(explain(exc, bucket, key, "PutObject")) from None
+            if condition and _error_code(exc) in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+                "NoSuchKey",
+            ):
+                raise LakeConflict(
+                    f"s3://{self.bucket}/{key} was changed by another writer since this run "
+                    "read it; nothing was committed (rerun: the lake lock keeps writers apart)"
+                ) from None
+            raise LakeSyncError(explain(exc, self.bucket, key, "PutObject")) from None
+        return str(answer["ETag"]).strip('"')
 
-    return put
+    def upload(self, key: str, path: Path) -> None:
+        """A local file as one object (multipart above 64 MiB: still visible only once whole)."""
+        try:
+            if path.stat().st_size <= _PUT_LIMIT:
+                with open(path, "rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                           **sse_kms(self.kms_key_id))  # fmt: skip
+                return
+            self.client.upload_file(str(path), self.bucket, key,
+                                    ExtraArgs=sse_kms(self.kms_key_id))  # fmt: skip
+        except ClientError as exc:
+            raise LakeSyncError(explain(exc, self.bucket, key, "PutObject")) from None
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        """An object's bytes and ETag, or None if there is none."""
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise LakeSyncError(explain(exc, self.bucket, key, "GetObject")) from None
+        return answer["Body"].read(), str(answer["ETag"]).strip('"')
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            raise LakeSyncError(explain(exc, self.bucket, key, "DeleteObject")) from None
 
 
 def _error_code(exc: ClientError) -> str:
