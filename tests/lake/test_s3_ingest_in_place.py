@@ -131,6 +131,7 @@ def test_a_run_killed_after_its_day_files_are_put_commits_nothing_and_the_rerun_
     done = helpers.download_lake(s3, bucket, "crash/", tmp_path / "done")
     assert_frame_equal(helpers.events(done), helpers.events(clean))
     assert_frame_equal(helpers.state(done), helpers.state(clean))
+    assert not cache.exists()  # the check read the bucket in place too
 
 
 def test_the_commit_record_is_a_compare_and_swap(
