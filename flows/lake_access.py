@@ -82,7 +82,7 @@ def _waiting(log: Log) -> Callable[[LakeLocked], None]:
 def take_local_lock(
     root: Path, command: str, ttl: dt.timedelta, wait_seconds: float, log: Log
 ) -> LakeLock:
-    """The local lake lock on ``root`` (a lake folder or an S3 lake's mirror), waiting up to
+    """The local lake lock on ``root`` (a lake folder), waiting up to
     ``wait_seconds``; logs a stale lock it recovered from."""
     lock = LakeLock(root, command, ttl)
     acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
