@@ -236,8 +236,8 @@ class LocalLake:
     """``LAKE/events``, ``LAKE/_state``, ``LAKE/quarantine``, ``LAKE/alerts``, ``LAKE/reports``.
 
     ``store`` is where the files are (:class:`LakeFS`): the folder ``root`` by default, or an S3
-    prefix worked on in place, in which case ``root`` is only this machine's cache folder and
-    every reader and writer goes through ``store`` (the ``*_file(s)`` and ``read_*`` methods).
+    prefix worked on in place, in which case ``root`` only names the lake's files on this
+    machine (nothing is written under it) and every reader and writer goes through ``store``.
     """
 
     root: Path
@@ -279,13 +279,6 @@ class LocalLake:
     def partition_key(day: dt.date) -> str:
         return f"events/{s.EVENT_DATE}={day.isoformat()}"
 
-    def parquet_files(self, day: dt.date) -> list[Path]:
-        """Every ``*.parquet`` in the day's partition, usable or not (for ``lake check``)."""
-        folder = self.partition_dir(day)
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and p.is_file())
-
     def event_files(self, day: dt.date) -> list[LakeFile]:
         """The day's event files that can be read in the event schema, listed on the lake's
         filesystem (one listing of one partition); the others are noted in :attr:`skipped`."""
@@ -299,7 +292,7 @@ class LocalLake:
         return [f for f in self.store.files(self.partition_key(day)) if f.name.endswith(".parquet")]
 
     def partition_files(self, day: dt.date) -> list[Path]:
-        """:meth:`event_files` as local paths; only for a lake in a folder (ingest, lake check)."""
+        """:meth:`event_files` as local paths; only for a lake in a folder."""
         return [Path(f.path) for f in self.event_files(day)]
 
     def usable(self, file: LakeFile, schema: pa.Schema | None = None) -> bool:

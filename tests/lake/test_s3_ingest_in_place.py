@@ -118,6 +118,9 @@ def test_a_run_killed_after_its_day_files_are_put_commits_nothing_and_the_rerun_
     partial = helpers.download_lake(s3, bucket, "crash/", tmp_path / "partial")
     events = helpers.events(partial)  # every file put is whole and readable
     assert events.get_column(s.EVENT_ID).n_unique() == events.height > 0
+    found = CliRunner().invoke(app, ["lake", "check", "--lake", lake, "--json"])
+    assert found.exit_code == 1  # until the rerun: events no commit record accounts for
+    assert json.loads(found.stdout)["finding_counts"] == {"unrecorded_events": 1}
 
     rerun = json.loads(keytrail(*ingest_args(trail, lake), "--json").stdout)
     assert rerun["events_written"] == 0  # every event was already in a day file
