@@ -128,7 +128,8 @@ class Lake:
 
     @property
     def root(self) -> Path:
-        """The lake's folder (for an S3 lake: this machine's cache folder for it)."""
+        """The lake's folder (for an S3 lake: a folder of this machine that stands for it and
+        that nothing creates; its files are read in place)."""
         return self.local.root
 
     @property

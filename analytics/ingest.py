@@ -40,6 +40,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -62,8 +63,8 @@ from analytics.adapters.lake import (
     LocalLake,
     safe_name,
     without_partition_column,
-    write_bytes_atomic,
 )
+from analytics.adapters.lake_fs import LakeFile
 from analytics.adapters.sources import ObjectFetchError, ObjectRef, Source
 from analytics.cloudtrail import (
     BadRecord,
@@ -353,10 +354,10 @@ def _quoted(value: object) -> str:
     return repr(str(value)[:200])
 
 
-def _stored_details(files: list[Path]) -> pl.DataFrame:
+def _stored_details(lake: LocalLake, files: list[LakeFile]) -> pl.DataFrame:
     """Content hash and holder of every event already in a day's files (for clash checks)."""
     columns = list(dict.fromkeys([s.EVENT_ID, *CONTENT_COLUMNS, s.SOURCE_OBJECT, s.EVENT_NAME]))
-    frame = pl.read_parquet(files, columns=columns)
+    frame = lake.store.read_frame(files, columns)
     return frame.select(
         pl.col(s.EVENT_ID),
         content_hashes(frame),
@@ -700,11 +701,14 @@ def read_partition(
 
 @dataclass
 class DayMerge:
-    """A day's merge, written to a hidden file of the day's partition, not yet in the lake."""
+    """A day's merge: in a lake folder, a hidden file of the day's partition, not yet in the
+    lake (``hidden``, renamed to ``final`` by the commit); in an S3 lake, one object put whole
+    under a name of its own (``key``), which ``_state/`` does not yet account for."""
 
     day: dt.date
     hidden: Path | None
     final: Path | None
+    key: str | None = None
     candidates: int = 0
     written: int = 0
     clashes: list[tuple[str, BadRecord]] = field(default_factory=list)
@@ -716,15 +720,19 @@ class DayMerge:
 
 class DayMerger:
     """One day's merge in progress: fed staged files in key order, it writes the fresh events
-    to a hidden file of the day's partition; :meth:`finish` closes it (still hidden)."""
+    to a hidden file; :meth:`finish` closes it — in a lake folder the file stays hidden in the
+    day's partition until the commit renames it; in an S3 lake it is put as one object under
+    the merge's own name (a ``PutObject`` is whole or absent)."""
 
     def __init__(
         self, lake: LocalLake, day: dt.date, staging: StagingArea, name: str,
         options: IngestOptions,
     ) -> None:  # fmt: skip
-        existing = lake.partition_files(day)
-        ids = pl.read_parquet(existing, columns=[s.EVENT_ID]).to_series() if existing else None
-        self.seen = SeenIds(ids, partial(_stored_details, existing))
+        # A file of this merge's own name can only be an earlier attempt of this same merge
+        # (a task retried after its worker died once it had put the file): it is replaced.
+        existing = [f for f in lake.event_files(day) if f.name != name]
+        ids = lake.store.read_frame(existing, [s.EVENT_ID]).to_series() if existing else None
+        self.seen = SeenIds(ids, partial(_stored_details, lake, existing))
         self.lake, self.staging, self.name, self.options = lake, staging, name, options
         self.result = DayMerge(day, None, None)
         self.writer: pq.ParquetWriter | None = None
@@ -755,10 +763,13 @@ class DayMerger:
             return
         result = self.result
         if self.writer is None:
-            result.final = self.lake.partition_dir(result.day) / self.name
-            result.final.parent.mkdir(parents=True, exist_ok=True)
             hidden = f".tmp-{uuid.uuid4().hex}-{self.name}.partial"
-            result.hidden = result.final.with_name(hidden)
+            if self.lake.in_place:  # this machine's temporary folder, put whole at the end
+                result.hidden = Path(tempfile.gettempdir()) / f"keytrail-merge{hidden}"
+            else:
+                result.final = self.lake.partition_dir(result.day) / self.name
+                result.final.parent.mkdir(parents=True, exist_ok=True)
+                result.hidden = result.final.with_name(hidden)
             self.writer = pq.ParquetWriter(
                 result.hidden, s.EVENT_FILE_SCHEMA, **EVENT_PARQUET_OPTIONS
             )
@@ -774,8 +785,14 @@ class DayMerger:
                 self.writer.close()
                 self.writer = None
                 assert self.result.hidden is not None
-                with open(self.result.hidden, "rb+") as handle:
-                    os.fsync(handle.fileno())
+                if self.lake.in_place:
+                    key = f"{LocalLake.partition_key(self.result.day)}/{self.name}"
+                    self.lake.store.upload_file(key, self.result.hidden)
+                    self.result.hidden.unlink(missing_ok=True)
+                    self.result.hidden, self.result.key = None, key
+                else:
+                    with open(self.result.hidden, "rb+") as handle:
+                        os.fsync(handle.fileno())
         except BaseException:
             self.abandon()
             raise
@@ -810,7 +827,9 @@ def merge_day(
 
     Days are independent, so merges of different days can run at once (tasks on workers that
     see the lake's folder). The result is a hidden file named ``name`` once renamed; nothing
-    is visible in the lake until :meth:`IngestCommit.add` renames it.
+    is visible in the lake until :meth:`IngestCommit.add` renames it. In an S3 lake the file is
+    put whole (visible once complete, under a name no other merge uses) and the commit's
+    ``_state/`` record, written last, makes its objects count as read.
     """
     merger = DayMerger(lake, day, staging, name, options)
     for staged in files:
@@ -915,8 +934,9 @@ class IngestCommit:
         staging: StagingArea,
         merge: MergeRunner = merge_here,
     ) -> None:
-        lake.root.mkdir(parents=True, exist_ok=True)
-        lake.remove_stale_temporaries()
+        if not lake.in_place:
+            lake.root.mkdir(parents=True, exist_ok=True)
+            lake.remove_stale_temporaries()
         self.lake = lake
         self.options = options
         self.summary = summary
@@ -927,7 +947,8 @@ class IngestCommit:
         self.taken: list[StagedPartition] = []
         self.mergers: dict[dt.date, DayMerger] = {}
         self.merged: list[DayMerge] = []
-        self.state = {row[s.OBJ_KEY]: row for row in lake.read_state().to_pylist()}
+        state, self.state_version = lake.read_state_versioned()
+        self.state = {row[s.OBJ_KEY]: row for row in state.to_pylist()}
         self.dates_written: set[dt.date] = set()
 
     def add(self, staged: Sequence[StagedPartition]) -> None:
@@ -983,8 +1004,9 @@ class IngestCommit:
             summary.events_outside_range += part.events_outside_range
 
     def checkpoint(self) -> None:
-        """Rename every merged day file into place, write the quarantine, record the objects
-        in ``_state/`` (last), then remove their staged files."""
+        """Rename every merged day file into place (an S3 lake's are put already), write the
+        quarantine, record the objects in ``_state/`` — last, and on S3 only if no other writer
+        replaced it since this run read it — then remove their staged files."""
         merged = [*self.merged, *(m.finish() for _, m in sorted(self.mergers.items()))]
         staged, summary = self.taken, self.summary
         self.merged, self.mergers, self.taken = [], {}, []
@@ -1002,11 +1024,18 @@ class IngestCommit:
                 outcome = by_key.get(source_object)
                 if outcome is not None:
                     outcome.bad_records.append(bad)
-        for day_merge in merged:
-            if day_merge.hidden is not None and day_merge.final is not None:
-                os.replace(day_merge.hidden, day_merge.final)
-                self.dates_written.add(day_merge.day)
-        self._write_quarantine(outcomes)
+        try:
+            for day_merge in merged:
+                if day_merge.hidden is not None and day_merge.final is not None:
+                    os.replace(day_merge.hidden, day_merge.final)
+                if day_merge.final is not None or day_merge.key is not None:
+                    self.dates_written.add(day_merge.day)
+            self._write_quarantine(outcomes)
+        except BaseException:
+            self.merged = merged  # not committed: :meth:`abandon` removes what they put
+            raise
+        # Not inside the try: a state write whose answer was lost may have committed, and
+        # files it names must stay; uncommitted ones are dropped by the next run's merge.
         self._write_state(outcomes)
         for part in staged:
             for staged_file in part.files:
@@ -1026,6 +1055,9 @@ class IngestCommit:
         for day_merge in self.merged:
             if day_merge.hidden is not None:
                 day_merge.hidden.unlink(missing_ok=True)
+            if day_merge.key is not None:  # put, but never recorded in _state/
+                with contextlib.suppress(Exception):
+                    self.lake.store.delete(day_merge.key)
         self.mergers, self.merged = {}, []
         with contextlib.suppress(Exception):
             self.staging.remove()
@@ -1042,8 +1074,8 @@ class IngestCommit:
                     "etag": outcome.ref.etag,
                     "quarantined_at": now,
                 }
-                target = self.lake.quarantine_dir / "objects" / f"{name}.json"
-                write_bytes_atomic(orjson.dumps(record, option=orjson.OPT_INDENT_2), target)
+                text = orjson.dumps(record, option=orjson.OPT_INDENT_2)
+                self.lake.store.write_bytes(f"quarantine/objects/{name}.json", text)
             if outcome.bad_records:
                 lines = b"".join(
                     orjson.dumps(
@@ -1060,7 +1092,7 @@ class IngestCommit:
                     + b"\n"
                     for bad in outcome.bad_records
                 )
-                write_bytes_atomic(lines, self.lake.quarantine_dir / "records" / f"{name}.jsonl")
+                self.lake.store.write_bytes(f"quarantine/records/{name}.jsonl", lines)
 
     def _write_state(self, outcomes: list[ObjectOutcome]) -> None:
         now = dt.datetime.now(dt.UTC)
@@ -1094,7 +1126,8 @@ class IngestCommit:
             changed = True
         if changed:
             rows = [self.state[key] for key in sorted(self.state)]
-            self.lake.write_state(pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA))
+            table = pa.Table.from_pylist(rows, schema=s.OBJECT_STATE_SCHEMA)
+            self.state_version = self.lake.write_state(table, self.state_version)
 
 
 def commit(
@@ -1114,8 +1147,9 @@ def commit(
 
 
 def open_staging(lake: LocalLake, run_id: str) -> StagingArea:
-    """The run's staging area in a lake folder, after removing what killed runs left there."""
-    staging = StagingArea.in_lake(lake.root, run_id)
+    """The run's staging area in the lake (a folder, or the S3 lake's ``_staging/`` prefix),
+    after removing what killed runs left there."""
+    staging = lake.staging_area(run_id)
     staging.remove_all_runs()
     return staging
 
@@ -1139,7 +1173,8 @@ def ingest(
     the lake) and at the end."""
     started = time.perf_counter()
     summary = IngestSummary(source=source.describe())
-    lake.root.mkdir(parents=True, exist_ok=True)
+    if not lake.in_place:
+        lake.root.mkdir(parents=True, exist_ok=True)
     the_plan = plan(source, lake, options.selection, options.piece_bytes)
     staging = open_staging(lake, the_plan.run_id)
     session = IngestCommit(lake, options, summary, staging)

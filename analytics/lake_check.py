@@ -13,8 +13,10 @@ It looks for what would make a stage crash, lose events or count them twice:
   copied in);
 * quarantine records listed with counts (not findings: quarantining is how bad input is kept).
 
-Hidden ``.tmp-…`` files are a writer's work in progress and are ignored, so the check can run
-beside a nightly run. Findings are capped per kind; the counts are always complete.
+Hidden files (a writer's ``.tmp-…`` work in progress) are ignored, as every reader ignores
+them, so the check can run beside a nightly run. Findings are capped per kind; the counts are
+always complete. The lake is read through its filesystem (:mod:`analytics.adapters.lake_fs`): a
+folder, or an S3 lake in place, only the columns the checks use fetched, nothing kept on disk.
 """
 
 from __future__ import annotations
@@ -22,15 +24,22 @@ from __future__ import annotations
 import enum
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, event_file_problem, partition_date, schema_mismatch
+from analytics.adapters.lake import (
+    STATE_KEY,
+    LocalLake,
+    lake_file_problem,
+    partition_date,
+    schema_mismatch,
+)
+from analytics.adapters.lake_fs import LakeFile
 
 MAX_FINDINGS_PER_KIND = 50
 """Findings listed per kind; ``finding_counts`` has the full numbers."""
@@ -117,9 +126,10 @@ class LakeCheck:
         }
 
 
-def is_lake(root: Path) -> bool:
-    """A folder keytrail has written a lake into (it has ``events/`` or ``_state/``)."""
-    return (root / "events").is_dir() or (root / "_state").is_dir()
+def is_lake(lake: LocalLake) -> bool:
+    """A lake keytrail has written (it has ``events/`` or ``_state/``), in a folder or in S3."""
+    folders = lake.store.folders("")
+    return "events" in folders or "_state" in folders
 
 
 def check_lake(lake: LocalLake) -> LakeCheck:
@@ -134,81 +144,81 @@ def check_lake(lake: LocalLake) -> LakeCheck:
     return report
 
 
-def _relative(lake: LocalLake, path: Path) -> str:
-    return path.relative_to(lake.root).as_posix()
-
-
-def _event_files(lake: LocalLake, report: LakeCheck) -> dict[str, list[Path]]:
+def _event_files(lake: LocalLake, report: LakeCheck) -> dict[str, list[LakeFile]]:
     """Usable event files by day (ISO date); everything else under ``events/`` a finding."""
-    by_day: dict[str, list[Path]] = {}
-    if not lake.events_dir.is_dir():
-        return by_day
-    for entry in sorted(lake.events_dir.iterdir()):
-        if entry.name.startswith(_TMP_PREFIX):
+    store = lake.store
+    by_day: dict[str, list[LakeFile]] = {}
+    for stray in store.files("events"):
+        report.add(FindingKind.STRAY_FILE, stray.relative,
+                   "a file outside any day partition; readers never see it")  # fmt: skip
+    for name in store.folders("events"):
+        if name.startswith(_TMP_PREFIX):
             continue
-        if not entry.is_dir():
-            report.add(
-                FindingKind.STRAY_FILE,
-                _relative(lake, entry),
-                "a file outside any day partition; readers never see it",
-            )
-            continue
-        day = partition_date(entry.name)
+        day = partition_date(name)
         if day is None:
             report.add(
                 FindingKind.BAD_PARTITION,
-                _relative(lake, entry),
+                f"events/{name}",
                 f"not a partition name ({s.EVENT_DATE}=YYYY-MM-DD); readers skip it",
             )
             continue
         usable = []
-        for path in sorted(entry.iterdir()):
-            if path.name.startswith(_TMP_PREFIX):
+        for file in store.files(f"events/{name}"):
+            if not file.name.endswith(".parquet"):
+                report.add(FindingKind.STRAY_FILE, file.relative,
+                           "not a .parquet file; readers never see it")  # fmt: skip
                 continue
-            if path.suffix != ".parquet" or not path.is_file():
-                report.add(
-                    FindingKind.STRAY_FILE,
-                    _relative(lake, path),
-                    "not a .parquet file; readers never see it",
-                )
-                continue
-            problem = event_file_problem(path)
+            problem = lake_file_problem(store, file, s.EVENT_SCHEMA, "event")
             if problem is None:
-                usable.append(path)
+                usable.append(file)
             elif problem.startswith("not in the event schema"):
-                report.add(FindingKind.SCHEMA_MISMATCH, _relative(lake, path), problem)
+                report.add(FindingKind.SCHEMA_MISMATCH, file.relative, problem)
             else:
-                report.add(FindingKind.UNREADABLE_FILE, _relative(lake, path), problem)
+                report.add(FindingKind.UNREADABLE_FILE, file.relative, problem)
         if usable:
             by_day[day.isoformat()] = usable
     return by_day
 
 
+def _read(lake: LocalLake, files: Sequence[LakeFile], columns: Sequence[str]) -> pl.DataFrame:
+    """``columns`` of event files as stored, of either shape (``event_date`` inside or not: a
+    column a file lacks is null), each row with its file's lake path in ``file``."""
+    frames = []
+    for file in files:
+        present = set(lake.store.read_schema(file).names)
+        table = lake.store.read_table([file], [c for c in columns if c in present])
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        missing = [pl.lit(None, pl.Date if c == s.EVENT_DATE else pl.String).alias(c)
+                   for c in columns if c not in present]  # fmt: skip
+        frames.append(
+            frame.with_columns(*missing, pl.lit(file.relative).alias(_FILE)).select(*columns, _FILE)
+        )
+    return pl.concat(frames, how="vertical_relaxed")
+
+
 def _check_events(
-    lake: LocalLake, files_by_day: dict[str, list[Path]], report: LakeCheck
+    lake: LocalLake, files_by_day: dict[str, list[LakeFile]], report: LakeCheck
 ) -> pl.DataFrame:
     """Rows per day, misplaced rows, duplicates within and across days; returns the events per
     (source object, day) for the state check.
 
-    A day's three narrow columns are read once; files are named by a second, filtered read,
-    only when something is wrong (rare), so a clean lake costs one read of those columns.
-    """
+    A day's two narrow columns are read once (on S3, only those columns' chunks are fetched);
+    only files written before ``event_date`` left the files are read for a third."""
     hashes: list[pl.DataFrame] = []
     per_object: list[pl.DataFrame] = []
     for day, files in files_by_day.items():
-        paths = [str(p) for p in files]
-        events = _scan(paths).select(s.EVENT_ID, s.SOURCE_OBJECT).collect()
+        events = _read(lake, files, [s.EVENT_ID, s.SOURCE_OBJECT])
         report.events += events.height
         # Only files written before event_date left the files can hold another day's rows.
-        dated = [p for p in paths if s.EVENT_DATE in pq.read_schema(p).names]
-        misplaced = pl.col(s.EVENT_DATE).cast(pl.String) != day
-        if dated and _scan(dated).select(misplaced.any()).collect().item():
-            _name_misplaced(lake, dated, day, misplaced, report)
+        dated = [f for f in files if s.EVENT_DATE in lake.store.read_schema(f).names]
+        if dated:
+            _name_misplaced(_read(lake, dated, [s.EVENT_DATE]), day, report)
         repeated = (
             events.group_by(s.EVENT_ID).len().filter(pl.col("len") > 1).get_column(s.EVENT_ID)
         )
         if not repeated.is_empty():
-            _name_duplicates(lake, paths, day, repeated, report)
+            _name_duplicates(events, day, repeated, report)
         hashes.append(
             events.select(pl.col(s.EVENT_ID).hash(seed=0).unique().alias(_HASH)).with_columns(
                 pl.lit(day).alias("day")
@@ -228,98 +238,85 @@ def _check_events(
     return pl.concat(per_object)
 
 
-def _scan(paths: list[str], file_column: str | None = None) -> pl.LazyFrame:
-    """Event files as stored, of either shape (with or without ``event_date``)."""
-    return pl.scan_parquet(paths, hive_partitioning=False, include_file_paths=file_column,
-                           missing_columns="insert", extra_columns="ignore")  # fmt: skip
-
-
-def _with_files(paths: list[str]) -> pl.LazyFrame:
-    return _scan(paths, _FILE)
-
-
-def _name_misplaced(
-    lake: LocalLake, paths: list[str], day: str, misplaced: pl.Expr, report: LakeCheck
-) -> None:
+def _name_misplaced(dates: pl.DataFrame, day: str, report: LakeCheck) -> None:
     found = (
-        _with_files(paths)
-        .filter(misplaced)
+        dates.filter(pl.col(s.EVENT_DATE).cast(pl.String) != day)
         .group_by(_FILE)
         .agg(pl.len().alias("rows"), pl.col(s.EVENT_DATE).min().alias("example"))
         .sort(_FILE)
-        .collect()
     )
     for file, rows, example in found.iter_rows():
         report.add(
             FindingKind.MISPLACED_EVENTS,
-            _relative(lake, Path(file)),
+            file,
             f"{rows:,} row(s) of another day (e.g. {example}) in the {day} partition",
         )
 
 
 def _name_duplicates(
-    lake: LocalLake, paths: list[str], day: str, repeated: pl.Series, report: LakeCheck
+    events: pl.DataFrame, day: str, repeated: pl.Series, report: LakeCheck
 ) -> None:
     found = (
-        _with_files(paths)
-        .select(s.EVENT_ID, _FILE)
-        .filter(pl.col(s.EVENT_ID).is_in(repeated.implode()))
+        events.filter(pl.col(s.EVENT_ID).is_in(repeated.implode()))
         .group_by(s.EVENT_ID)
         .agg(pl.len().alias("rows"), pl.col(_FILE).unique().sort().alias("files"))
         .sort(s.EVENT_ID)
-        .collect()
     )
     for event_id, rows, files_of in found.iter_rows():
-        where = ", ".join(_relative(lake, Path(f)) for f in files_of)
         report.add(
             FindingKind.DUPLICATE_EVENT,
             f"events/{s.EVENT_DATE}={day}",
-            f"event {event_id!r} is stored {rows} times ({where})",
+            f"event {event_id!r} is stored {rows} times ({', '.join(files_of)})",
         )
 
 
 def _duplicates_across_days(
     lake: LocalLake,
-    files_by_day: dict[str, list[Path]],
+    files_by_day: dict[str, list[LakeFile]],
     hashes: list[pl.DataFrame],
     report: LakeCheck,
 ) -> None:
-    """The global pass: hashes seen on two or more days, then the events behind them."""
+    """The global pass: hashes seen on two or more days, then the events behind them (only
+    the days holding such a hash are read again)."""
     if len(hashes) < 2:
         return
     shared = (
         pl.concat(hashes)
         .group_by(_HASH)
-        .agg(pl.col("day").n_unique().alias("days"))
+        .agg(pl.col("day").n_unique().alias("days"), pl.col("day").unique().alias("on"))
         .filter(pl.col("days") > 1)
-        .get_column(_HASH)
     )
     if shared.is_empty():
         return
-    files = [str(p) for day_files in files_by_day.values() for p in day_files]
+    wanted = shared.get_column(_HASH).implode()
+    days = sorted(set(shared.get_column("on").explode().to_list()))
+    suspects = pl.concat(
+        [
+            _read(lake, files_by_day[day], [s.EVENT_ID]).filter(
+                pl.col(s.EVENT_ID).hash(seed=0).is_in(wanted)
+            )
+            for day in days
+        ]
+    )
     found = (
-        _with_files(files)
-        .select(s.EVENT_ID, _FILE)
-        .filter(pl.col(s.EVENT_ID).hash(seed=0).is_in(shared.implode()))
-        .group_by(s.EVENT_ID)
+        suspects.group_by(s.EVENT_ID)
         .agg(pl.col(_FILE).unique().sort().alias("files"))
         .filter(pl.col("files").list.len() > 1)
         .sort(s.EVENT_ID)
-        .collect()
     )
     for event_id, files_of in found.iter_rows():
-        where = ", ".join(_relative(lake, Path(f)) for f in files_of)
         report.add(
             FindingKind.DUPLICATE_EVENT,
             "events",
-            f"event {event_id!r} is stored in more than one day partition ({where})",
+            f"event {event_id!r} is stored in more than one day partition ({', '.join(files_of)})",
         )
 
 
 def _check_state(lake: LocalLake, observed: pl.DataFrame, report: LakeCheck) -> None:
     """State rows against the events: recorded objects with no events, events with no record."""
-    state_path = _relative(lake, lake.state_file)
-    if not lake.state_file.exists():
+    state_path = STATE_KEY
+    state_file = lake.store.file(STATE_KEY)
+    if state_file is None:
         if report.events:
             report.add(
                 FindingKind.UNRECORDED_EVENTS,
@@ -328,12 +325,12 @@ def _check_state(lake: LocalLake, observed: pl.DataFrame, report: LakeCheck) -> 
             )
         return
     try:
-        table = pq.read_table(lake.state_file)
+        table = lake.store.read_table([state_file])
         problem = schema_mismatch(table.schema, s.OBJECT_STATE_SCHEMA)
         if problem:
             raise ValueError(problem)
         frame = pl.from_arrow(table.cast(s.OBJECT_STATE_SCHEMA))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         report.add(FindingKind.UNREADABLE_STATE, state_path, f"cannot be read ({first})")
         return
@@ -385,32 +382,32 @@ def _check_state(lake: LocalLake, observed: pl.DataFrame, report: LakeCheck) -> 
 
 
 def _list_quarantine(lake: LocalLake, report: LakeCheck) -> None:
-    objects_dir = lake.quarantine_dir / "objects"
-    if objects_dir.is_dir():
-        for path in sorted(objects_dir.glob("*.json")):
-            try:
-                record = json.loads(path.read_bytes())
-                entry = QuarantinedObject(str(record["source_object"]), str(record["reason"]))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                report.add(
-                    FindingKind.UNREADABLE_QUARANTINE,
-                    _relative(lake, path),
-                    f"not a quarantine record ({type(exc).__name__})",
-                )
-                continue
-            report.quarantined_objects.append(entry)
-    records_dir = lake.quarantine_dir / "records"
-    if records_dir.is_dir():
-        for path in sorted(records_dir.glob("*.jsonl")):
-            try:
-                with path.open("rb") as handle:
-                    lines = sum(1 for line in handle if line.strip())
-            except OSError as exc:
-                report.add(
-                    FindingKind.UNREADABLE_QUARANTINE,
-                    _relative(lake, path),
-                    f"cannot be read ({exc.strerror or exc})",
-                )
-                continue
-            report.quarantined_records += lines
-            report.quarantined_record_objects += 1
+    store = lake.store
+    for file in store.files("quarantine/objects"):
+        if not file.name.endswith(".json"):
+            continue
+        try:
+            record = json.loads(store.read_bytes(file.relative))
+            entry = QuarantinedObject(str(record["source_object"]), str(record["reason"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            report.add(
+                FindingKind.UNREADABLE_QUARANTINE,
+                file.relative,
+                f"not a quarantine record ({type(exc).__name__})",
+            )
+            continue
+        report.quarantined_objects.append(entry)
+    for file in store.files("quarantine/records"):
+        if not file.name.endswith(".jsonl"):
+            continue
+        try:
+            lines = sum(1 for line in store.read_bytes(file.relative).splitlines() if line.strip())
+        except OSError as exc:
+            report.add(
+                FindingKind.UNREADABLE_QUARANTINE,
+                file.relative,
+                f"cannot be read ({exc.strerror or exc})",
+            )
+            continue
+        report.quarantined_records += lines
+        report.quarantined_record_objects += 1

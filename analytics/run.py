@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics import schema as s
-from analytics.adapters.lake import LocalLake, write_bytes_atomic
+from analytics.adapters.lake import LocalLake
 
 if TYPE_CHECKING:
     import polars as pl
@@ -359,9 +359,14 @@ class DayOutcome:
 # --- completion records -------------------------------------------------------------------------
 
 
+def record_key(day: dt.date) -> str:
+    """``_state/days/D.json``: written when every stage of ``day`` has finished."""
+    return f"_state/days/{day.isoformat()}.json"
+
+
 def record_path(lake: LocalLake, day: dt.date) -> Path:
-    """``LAKE/_state/days/D.json``: written when every stage of ``day`` has finished."""
-    return lake.root / "_state" / "days" / f"{day.isoformat()}.json"
+    """:func:`record_key` under ``lake.root`` (a lake folder's file)."""
+    return lake.root / record_key(day)
 
 
 def inputs_fingerprint(
@@ -389,9 +394,9 @@ def read_record(lake: LocalLake, day: dt.date) -> DayOutcome | None:
     """The day's completion record; None when there is none or it cannot be read (the day then
     runs again, which rewrites it)."""
     try:
-        data = json.loads(record_path(lake, day).read_bytes())
+        data = json.loads(lake.store.read_bytes(record_key(day)))
         return DayOutcome.from_dict(data)
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -410,4 +415,4 @@ def is_complete(lake: LocalLake, day: dt.date, fingerprint: str) -> bool:
 def write_record(lake: LocalLake, outcome: DayOutcome) -> None:
     """Record the day as complete (atomically: a killed run leaves the old record or none)."""
     data = json.dumps(outcome.record(), indent=2, default=str) + "\n"
-    write_bytes_atomic(data.encode(), record_path(lake, outcome.date))
+    lake.store.write_bytes(record_key(outcome.date), data.encode())

@@ -304,7 +304,7 @@ def lake_check_command(
 
     with command_lake(lake, "keytrail lake check", endpoint_url=endpoint_url,
                       writes=False) as local:  # fmt: skip
-        if not is_lake(local.root):
+        if not is_lake(local):
             raise _fail(f"{lake} is not a keytrail lake (it has neither events/ nor _state/)")
         report = check_lake(local)
     if as_json:
@@ -470,7 +470,7 @@ def detect_command(
     settings = _load_config(config)
     with command_lake(lake, f"keytrail detect {day}", endpoint_url=endpoint_url,
                       kms_key_id=lake_kms_key, writes=not dry_run,
-                      wait_seconds=wait, in_place=True) as local:  # fmt: skip
+                      wait_seconds=wait) as local:  # fmt: skip
         if not local.event_files(day):
             raise _fail(f"no events for {day} in {lake}; run keytrail ingest first")
         result = run(local, day, settings, dry_run=dry_run, lake_name=lake)
@@ -586,7 +586,7 @@ def evaluate_command(
         why = scenarios.get("scenarios_missing")
         raise _fail(f"labels {labels}: {NOTHING_TO_SCORE}" + (f" ({why})" if why else ""))
     with command_lake(lake, "keytrail evaluate", endpoint_url=endpoint_url,
-                      writes=False, in_place=True) as local:  # fmt: skip
+                      writes=False) as local:  # fmt: skip
         report = evaluate(local, scenarios)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))

@@ -107,7 +107,6 @@ def report_command(
         endpoint_url=endpoint_url,
         kms_key_id=lake_kms_key,
         wait_seconds=wait,
-        in_place=True,
     ) as local:
         report, files = _write_report(local, day, settings, inventory, region or [],
                                       endpoint_url, top_actors, lake)  # fmt: skip
@@ -362,7 +361,6 @@ def export_command(
             endpoint_url=endpoint_url,
             kms_key_id=lake_kms_key,
             wait_seconds=wait,
-            in_place=True,
         ) as local:
             if not was_scored(local, day):
                 raise _fail(f"{day} was not scored in {lake}; run keytrail detect first")

@@ -1,26 +1,19 @@
-"""Opening the lake a command names: a local folder as it is, an ``s3://`` lake in place or
-through a mirror.
+"""Opening the lake a command names: a local folder as it is, an ``s3://`` lake in place.
 
 Every command and flow goes through :func:`working_lake` or :class:`HeldLake`, so a lake is
 locked the same way everywhere: a command that writes holds the lake's lock for its whole run
-(a local lake's ``_state/lock.json``; for an S3 lake the bucket's lock, and its mirror's when it
-has one), readers take none. ``detect``, ``report``, ``export`` and ``evaluate`` work on an S3
-lake in place (:func:`in_place_s3_lake`, :mod:`analytics.adapters.lake_fs`). ``ingest``,
-``lake check`` and the nightly flow still pull it, work on the mirror and push it
-(:mod:`analytics.adapters.s3_lake` says how). Pushing happens when the work ends, also after
-an ordinary error: every lake write is atomic, so whatever the mirror holds is a consistent
-lake, and an ingest's committed progress is worth keeping. It does not happen when the run
-lost its lock or the sync itself failed.
+(a local lake's ``_state/lock.json``; for an S3 lake the lock object ``_state/lock.json`` in the
+bucket), readers take none. Every command works on an S3 lake in place
+(:func:`in_place_s3_lake`, :mod:`analytics.adapters.lake_fs`): nothing is downloaded up front
+and nothing of the lake is kept on this machine; each file written is put whole with SSE-KMS.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -32,15 +25,13 @@ from analytics.adapters.lock import (
     Heartbeat,
     LakeLock,
     LakeLocked,
-    LockLost,
     acquire_waiting,
 )
 
 LAKE_KMS_KEY_ENV = "KEYTRAIL_LAKE_KMS_KEY"
 LAKE_HELP = (
-    "Lake: a folder, or s3://bucket/prefix (written with SSE-KMS; detect, report, export and "
-    "evaluate read it in place, ingest and lake check through a local mirror under "
-    "KEYTRAIL_CACHE_DIR, default ~/.cache/keytrail)."
+    "Lake: a folder, or s3://bucket/prefix (read and written in place, every object written "
+    "with SSE-KMS)."
 )
 LOCK_WAIT_HELP = (
     "Seconds to wait for another run's lock on the lake to be released; default 0: refuse at "
@@ -57,7 +48,7 @@ LAKE_KMS_KEY_HELP = (
 )
 
 if TYPE_CHECKING:  # boto3 is imported only when a lake is in S3
-    from analytics.adapters.s3_lake import S3LakeLock, S3LakeMirror
+    from analytics.adapters.s3_lake import S3LakeLock
 
 Log = Callable[[str], None]
 _LOGGER = logging.getLogger("keytrail")
@@ -72,100 +63,12 @@ LakeKmsKeyOption = Annotated[
 ]
 
 
-class _Every:
-    """A sync progress callback that logs a running count every ``seconds`` (a first pull of a
-    large lake takes minutes; silence would look like a hang)."""
-
-    def __init__(self, log: Log, verb: str, seconds: float = 10.0) -> None:
-        self.log, self.verb, self.seconds = log, verb, seconds
-        self.objects = self.bytes = 0
-        self.last = time.monotonic()
-
-    def __call__(self, _relative: str, size: int) -> None:
-        self.objects += 1
-        self.bytes += size
-        now = time.monotonic()
-        if now - self.last >= self.seconds:
-            self.last = now
-            self.log(f"{self.verb} {self.objects:,} object(s), {self.bytes / 1e6:,.1f} MB so far")
-
-
 def is_remote(lake: str | Path) -> bool:
     return str(lake).startswith("s3://")
 
 
 def _heartbeat_every(ttl: dt.timedelta) -> dt.timedelta:
     return min(ttl / 4, dt.timedelta(minutes=5))
-
-
-@dataclass
-class RemoteLake:
-    """An S3 lake's mirror and lock, as one thing to open and close."""
-
-    mirror: S3LakeMirror
-    lock: S3LakeLock | None
-
-    @classmethod
-    def open(
-        cls,
-        lake: str,
-        command: str,
-        *,
-        endpoint_url: str | None,
-        kms_key_id: str | None,
-        ttl: dt.timedelta,
-        writes: bool,
-        log: Log,
-        wait_seconds: float = 0.0,
-    ) -> RemoteLake:
-        """Lock (if ``writes``, waiting up to ``wait_seconds`` for another run's lock) and pull;
-        raises ``LakeLocked`` or ``LakeSyncError``."""
-        from analytics.adapters.s3_lake import S3LakeLock, open_mirror
-
-        mirror = open_mirror(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
-                             read_only=not writes)  # fmt: skip
-        lock = S3LakeLock(mirror.uri, mirror.client, command, ttl, kms_key_id) if writes else None
-        if lock is not None:
-            acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
-            if lock.recovered is not None:
-                holder, reason = lock.recovered
-                who = holder.describe() if holder else "an unknown run"
-                log(f"recovered a stale lock on {mirror.uri} left by {who}: {reason}")
-        try:
-            stats = mirror.pull(_Every(log, f"pulling {mirror.uri}:"))
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        log(
-            f"pulled {mirror.uri} into {mirror.root}: {stats.transferred} object(s) "
-            f"({stats.bytes:,} bytes) downloaded, {stats.unchanged} unchanged, "
-            f"{stats.deleted} removed"
-        )
-        for key in stats.unsafe_keys:
-            log(f"skipped object {key!r}: its key would leave the lake folder")
-        return cls(mirror, lock)
-
-    @property
-    def root(self) -> Path:
-        return self.mirror.root
-
-    def refresh(self) -> None:
-        if self.lock is not None:
-            self.lock.refresh()
-
-    def close(self, push: bool, log: Log) -> None:
-        """Push (if ``push``), then release the lock whatever happened."""
-        try:
-            if push:
-                stats = self.mirror.push(_Every(log, f"pushing to {self.mirror.uri}:"))
-                log(
-                    f"pushed to {self.mirror.uri}: {stats.transferred} object(s) "
-                    f"({stats.bytes:,} bytes) uploaded with SSE-KMS, {stats.deleted} deleted"
-                )
-        finally:
-            if self.lock is not None:
-                self.lock.release()
 
 
 def _waiting(log: Log) -> Callable[[LakeLocked], None]:
@@ -179,7 +82,7 @@ def _waiting(log: Log) -> Callable[[LakeLocked], None]:
 def take_local_lock(
     root: Path, command: str, ttl: dt.timedelta, wait_seconds: float, log: Log
 ) -> LakeLock:
-    """The local lake lock on ``root`` (a lake folder or an S3 lake's mirror), waiting up to
+    """The local lake lock on ``root`` (a lake folder), waiting up to
     ``wait_seconds``; logs a stale lock it recovered from."""
     lock = LakeLock(root, command, ttl)
     acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
@@ -200,16 +103,6 @@ def remove_empty_lake(root: Path) -> None:
             return
 
 
-def _should_push(error: BaseException | None) -> bool:
-    if error is None:
-        return True
-    from analytics.adapters.s3_lake import LakeSyncError
-
-    return isinstance(error, Exception) and not isinstance(
-        error, (LockLost, LakeLocked, LakeSyncError)
-    )
-
-
 @contextmanager
 def working_lake(
     lake: str | Path,
@@ -221,68 +114,59 @@ def working_lake(
     writes: bool = True,
     wait_seconds: float = 0.0,
     log: Log | None = None,
-    in_place: bool = False,
 ) -> Iterator[LocalLake]:
     """The lake a CLI command works on: lock (if ``writes``), work, unlock. An ``s3://`` lake
-    is worked on in place when ``in_place`` (lock the bucket, work, unlock: see
-    :func:`in_place_s3_lake`); otherwise (ingest, lake check) lock the bucket, pull, lock the
-    mirror, work, push, unlock.
+    is worked on in place (see :func:`in_place_s3_lake`).
 
-    ``writes=False`` (read-only commands) takes no lock, and never pushes an S3 lake. A lake
+    ``writes=False`` (read-only commands) takes no lock, and never writes to an S3 lake. A lake
     another run holds raises :class:`LakeLocked` naming it, after ``wait_seconds`` of waiting.
     """
     log = log or _LOGGER.info
-    if in_place and is_remote(lake):
+    if is_remote(lake):
         with in_place_s3_lake(str(lake), command, endpoint_url=endpoint_url,
                               kms_key_id=kms_key_id, ttl=ttl, writes=writes,
                               wait_seconds=wait_seconds, log=log) as in_place_lake:  # fmt: skip
             yield in_place_lake
         return
-    if not is_remote(lake):
-        if not writes:
-            yield LocalLake(Path(lake))
-            return
-        root = Path(lake)
-        new = not root.exists()  # a first ingest locks the lake it is about to create
-        local = take_local_lock(root, command, ttl, wait_seconds, log)
-        try:
-            with Heartbeat(local.refresh, _heartbeat_every(ttl)) as beat:
-                yield LocalLake(root)
-            if beat.error is not None:
-                raise beat.error
-        finally:
-            local.release()
-            if new:
-                remove_empty_lake(root)
+    if not writes:
+        yield LocalLake(Path(lake))
         return
-    remote = RemoteLake.open(str(lake), command, endpoint_url=endpoint_url,
-                             kms_key_id=kms_key_id, ttl=ttl, writes=writes, log=log,
-                             wait_seconds=wait_seconds)  # fmt: skip
-    error: BaseException | None = None
-    lock = remote.lock
+    root = Path(lake)
+    new = not root.exists()  # a first ingest locks the lake it is about to create
+    local = take_local_lock(root, command, ttl, wait_seconds, log)
     try:
-        if lock is not None:
-            # Two runs on one machine share the mirror: lock it as the flows do.
-            mirror_lock = take_local_lock(remote.root, command, ttl, 0.0, log)
-
-            def beat_both() -> None:
-                lock.refresh(force=True)
-                mirror_lock.refresh()
-
-            try:
-                with Heartbeat(beat_both, _heartbeat_every(ttl)) as beat:
-                    yield LocalLake(remote.root)
-                if beat.error is not None:
-                    raise beat.error
-            finally:
-                mirror_lock.release()
-        else:
-            yield LocalLake(remote.root)
-    except BaseException as exc:
-        error = exc
-        raise
+        with Heartbeat(local.refresh, _heartbeat_every(ttl)) as beat:
+            yield LocalLake(root)
+        if beat.error is not None:
+            raise beat.error
     finally:
-        remote.close(push=writes and _should_push(error), log=log)
+        local.release()
+        if new:
+            remove_empty_lake(root)
+
+
+def take_s3_lock(
+    lake: str,
+    command: str,
+    *,
+    endpoint_url: str | None,
+    kms_key_id: str | None,
+    ttl: dt.timedelta,
+    wait_seconds: float,
+    log: Log,
+) -> S3LakeLock:
+    """The lock object of the S3 lake ``lake``, waiting up to ``wait_seconds``; logs a stale
+    lock it recovered from."""
+    from analytics.adapters.s3 import s3_client
+    from analytics.adapters.s3_lake import S3LakeLock, S3LakeUri
+
+    lock = S3LakeLock(S3LakeUri.parse(lake), s3_client(endpoint_url), command, ttl, kms_key_id)
+    acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
+    if lock.recovered is not None:
+        holder, reason = lock.recovered
+        who = holder.describe() if holder else "an unknown run"
+        log(f"recovered a stale lock on {lake} left by {who}: {reason}")
+    return lock
 
 
 @contextmanager
@@ -300,22 +184,15 @@ def in_place_s3_lake(
     """An S3 lake read and written where it is: nothing is downloaded up front, readers fetch
     the partitions and columns they use, writers put each file with SSE-KMS. A command that
     writes holds the bucket's lock (the only exclusion between machines) for its whole run."""
-    from analytics.adapters.s3 import s3_client
-    from analytics.adapters.s3_lake import S3LakeLock, in_place_lake
+    from analytics.adapters.s3_lake import in_place_lake
 
     local = in_place_lake(lake, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
                           read_only=not writes)  # fmt: skip
     if not writes:
         yield local
         return
-    from analytics.adapters.s3_lake import S3LakeUri
-
-    lock = S3LakeLock(S3LakeUri.parse(lake), s3_client(endpoint_url), command, ttl, kms_key_id)
-    acquire_waiting(lock.acquire, wait_seconds, on_wait=_waiting(log))
-    if lock.recovered is not None:
-        holder, reason = lock.recovered
-        who = holder.describe() if holder else "an unknown run"
-        log(f"recovered a stale lock on {lake} left by {who}: {reason}")
+    lock = take_s3_lock(lake, command, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
+                        ttl=ttl, wait_seconds=wait_seconds, log=log)  # fmt: skip
     try:
         with Heartbeat(lambda: lock.refresh(force=True), _heartbeat_every(ttl)) as beat:
             yield local
@@ -326,27 +203,19 @@ def in_place_s3_lake(
 
 
 class HeldLake:
-    """What a flow holds for its whole run: the local lock, and for an S3 lake its remote lock.
+    """The lock a flow holds for its whole run: a lake folder's, or an S3 lake's lock object.
 
-    ``refresh`` is the heartbeat the stages call after each commit; ``release`` pushes an S3
-    lake (see the module docstring for when) and lets go of both locks.
+    ``refresh`` is the heartbeat the stages call after each commit; ``release`` lets go.
     """
 
-    def __init__(self, local: LakeLock, remote: RemoteLake | None = None) -> None:
-        self.local = local
-        self.remote = remote
+    def __init__(self, lock: LakeLock | S3LakeLock) -> None:
+        self.lock = lock
 
     def refresh(self) -> None:
-        self.local.refresh()
-        if self.remote is not None:
-            self.remote.refresh()
+        self.lock.refresh()
 
-    def release(self, error: BaseException | None = None, log: Log | None = None) -> None:
-        try:
-            if self.remote is not None:
-                self.remote.close(_should_push(error), log or _LOGGER.info)
-        finally:
-            self.local.release()
+    def release(self) -> None:
+        self.lock.release()
 
 
 def local_lake_problem(lake: str | Path, creates: bool = False) -> str | None:
@@ -372,7 +241,6 @@ def command_lake(
     writes: bool = True,
     wait_seconds: float = 0.0,
     creates: bool = False,
-    in_place: bool = False,
 ) -> Iterator[LocalLake]:
     """:func:`working_lake` for a CLI command: progress on stderr, a local lake that is a file
     or missing (unless the command ``creates`` it), a locked lake or an unreachable S3 lake a
@@ -390,8 +258,7 @@ def command_lake(
 
     try:
         with working_lake(lake, command, endpoint_url=endpoint_url, kms_key_id=kms_key_id,
-                          writes=writes, wait_seconds=wait_seconds, log=log,
-                          in_place=in_place) as local:  # fmt: skip
+                          writes=writes, wait_seconds=wait_seconds, log=log) as local:  # fmt: skip
             try:
                 yield local
             finally:

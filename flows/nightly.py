@@ -51,7 +51,6 @@ from analytics.ingest import (
     MergeRunner,
     Partition,
     StagedPartition,
-    merge_here,
 )
 from analytics.layout import Selection
 from analytics.redact import redact, redact_log_records
@@ -64,9 +63,8 @@ from analytics.run import (
     run_title,
     write_record,
 )
-from analytics.staging import StagingArea
 from flows import tasks
-from flows.lake_access import HeldLake, RemoteLake, is_remote, shown_path, take_local_lock
+from flows.lake_access import HeldLake, is_remote, shown_path, take_local_lock, take_s3_lock
 from flows.runtime import default_task_runner
 
 # A flow run logs through Prefect's handlers and, under a worker, without the CLI: its records are
@@ -110,7 +108,7 @@ class RunSettings:
     hec_token_block: str | None = None
     lock_ttl: dt.timedelta = DEFAULT_TTL
     remote: str | None = None
-    """``s3://bucket/prefix`` when the lake is in S3 (``lake`` is then its local mirror)."""
+    """``s3://bucket/prefix`` when the lake is in S3 (``lake`` then works on it in place)."""
     lake_kms_key: str | None = None
     hec: HecSettings = field(default_factory=HecSettings)
     """The ``[hec]`` settings of the configuration with the run's ``hec_*`` parameters over them."""
@@ -161,17 +159,22 @@ def resolve_settings(
         raise StageFailed("settings", "lock_ttl_hours must be positive")
     remote = lake if is_remote(lake) else None
     if remote:
-        from analytics.adapters.s3_lake import LakeSyncError, S3LakeUri, default_mirror_root
+        from analytics.adapters.s3_lake import S3LakeUri, in_place_lake
+        from analytics.adapters.sources import SourceError
 
         try:
-            root = default_mirror_root(S3LakeUri.parse(remote))
-        except LakeSyncError as exc:
+            S3LakeUri.parse(remote)
+        except SourceError as exc:
             raise StageFailed("settings", str(exc)) from None
+        try:  # one listing of at most one key: an unusable bucket fails here, clearly
+            working = in_place_lake(remote, endpoint_url=endpoint_url, kms_key_id=lake_kms_key)
+        except SourceError as exc:
+            raise StageFailed("lake", str(exc)) from None
     else:
-        root = Path(lake)
+        working = LocalLake(Path(lake))
     return RunSettings(
         source=open_source(source, endpoint_url=endpoint_url),
-        lake=LocalLake(root),
+        lake=working,
         remote=remote,
         lake_kms_key=lake_kms_key,
         config=settings,
@@ -216,12 +219,10 @@ def _api_for_workers() -> Iterator[None]:
         yield
 
 
-def _merge_runner(settings: RunSettings) -> MergeRunner:
-    """Where a commit's day merges run: through the task runner for a lake folder (its threads,
-    or Dask workers, which see the folder as they see the staged files), in the flow's process
-    for an S3 lake (its working copy is on this machine)."""
-    if settings.remote:
-        return merge_here
+def _merge_runner() -> MergeRunner:
+    """A commit's day merges run through the task runner (its threads, or Dask workers, which
+    reach the lake — a folder they share, or the S3 lake — as they reach the staged files);
+    each returns a small :class:`~analytics.ingest.DayMerge`, and the flow commits."""
 
     def through_runner(jobs: list[MergeJob]) -> list[DayMerge]:
         futures = [tasks.merge_day.submit(job) for job in jobs]
@@ -244,8 +245,7 @@ def ingest_stage(
     started = time.perf_counter()
     with stage("ingest"):
         plan = tasks.plan_ingest(settings.source, settings.lake, selection)
-        staging = StagingArea.in_lake(settings.remote or settings.lake.root, plan.run_id,
-                                      settings.endpoint_url, settings.lake_kms_key)  # fmt: skip
+        staging = settings.lake.staging_area(plan.run_id)
         staging.remove_all_runs()  # what killed runs staged: this run holds the lock
     # workers=1: the fan-out is the task runner's; a partition is decoded in its task's process.
     options = IngestOptions(selection=selection, workers=1)
@@ -256,7 +256,7 @@ def ingest_stage(
     logger.info("ingest: %d partition(s) to read in %d wave(s) from %s",
                 len(plan.partitions), len(waves), settings.source.describe())  # fmt: skip
     summary = IngestSummary(source=settings.source.describe())
-    session = IngestCommit(settings.lake, options, summary, staging, _merge_runner(settings))
+    session = IngestCommit(settings.lake, options, summary, staging, _merge_runner())
     plan.counts.add_to(summary)
     failures: list[str] = []
 
@@ -345,7 +345,7 @@ def process_day(
     if not lake.event_files(day):
         raise StageFailed(
             "detect",
-            f"no events for {day} in {lake.root}: the trail delivered none for that day "
+            f"no events for {day} in {settings.lake_name}: the trail delivered none for that day "
             f"(check the source, and whether the trail was stopped)",
         )
     started = time.perf_counter()
@@ -451,45 +451,29 @@ def lock_command(kind: str, detail: str) -> str:
 
 
 def hold_lake(settings: RunSettings, command: str, wait_seconds: float = 0.0) -> HeldLake:
-    """Take the lake lock, waiting up to ``wait_seconds`` for another run's, and logging a stale
-    lock this run recovered from.
-
-    For an S3 lake: take the bucket's lock, pull the mirror, then lock the mirror as well (two
-    runs on one machine share it); :meth:`HeldLake.release` pushes and lets go of both.
-    """
+    """Take the lake lock (a folder's, or an S3 lake's lock object), waiting up to
+    ``wait_seconds`` for another run's, and logging a stale lock this run recovered from."""
     logger = get_run_logger()
-    remote = None
     if settings.remote:
         with stage("lake"):
-            remote = RemoteLake.open(settings.remote, command, endpoint_url=settings.endpoint_url,
-                                     kms_key_id=settings.lake_kms_key, ttl=settings.lock_ttl,
-                                     writes=True, log=logger.info,
-                                     wait_seconds=wait_seconds)  # fmt: skip
-    try:
-        settings.lake.root.mkdir(parents=True, exist_ok=True)
-        lock = take_local_lock(settings.lake.root, command, settings.lock_ttl,
-                               0.0 if remote is not None else wait_seconds,
-                               logger.warning)  # fmt: skip
-    except BaseException:
-        if remote is not None:
-            remote.close(push=False, log=logger.info)
-        raise
-    return HeldLake(lock, remote)
+            remote = take_s3_lock(settings.remote, command, endpoint_url=settings.endpoint_url,
+                                  kms_key_id=settings.lake_kms_key, ttl=settings.lock_ttl,
+                                  wait_seconds=wait_seconds, log=logger.warning)  # fmt: skip
+        return HeldLake(remote)
+    settings.lake.root.mkdir(parents=True, exist_ok=True)
+    return HeldLake(take_local_lock(settings.lake.root, command, settings.lock_ttl,
+                                    wait_seconds, logger.warning))  # fmt: skip
 
 
 @contextmanager
 def held(settings: RunSettings, command: str, wait_seconds: float = 0.0) -> Iterator[HeldLake]:
-    """:func:`hold_lake` for a block: released (and an S3 lake pushed) however it ends."""
+    """:func:`hold_lake` for a block: released however it ends."""
     lock = hold_lake(settings, command, wait_seconds)
-    error: BaseException | None = None
     try:
         yield lock
-    except BaseException as exc:
-        error = exc
-        raise
     finally:
         with stage("lake"):
-            lock.release(error, get_run_logger().info)
+            lock.release()
 
 
 def _nightly_run_name() -> str:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from analytics import schema as s
 from analytics.adapters.lake_fs import LakeFile, LakeFS
+from analytics.staging import StagingArea
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
 # Event files, the bulk of every ingest's writing: dictionary-encode only the columns that
@@ -41,6 +42,7 @@ EVENT_PARQUET_OPTIONS = {
 }
 _TMP_PREFIX = ".tmp-"
 PARTITION_PREFIX = f"{s.EVENT_DATE}="
+STATE_KEY = "_state/objects.parquet"
 
 # (path, mtime_ns, size, id of the expected schema) → why the file is not usable, or None.
 # The schemas are module constants, so their ids are stable for the process's life.
@@ -234,8 +236,8 @@ class LocalLake:
     """``LAKE/events``, ``LAKE/_state``, ``LAKE/quarantine``, ``LAKE/alerts``, ``LAKE/reports``.
 
     ``store`` is where the files are (:class:`LakeFS`): the folder ``root`` by default, or an S3
-    prefix worked on in place, in which case ``root`` is only this machine's cache folder and
-    every reader and writer goes through ``store`` (the ``*_file(s)`` and ``read_*`` methods).
+    prefix worked on in place, in which case ``root`` only names the lake's files on this
+    machine (nothing is written under it) and every reader and writer goes through ``store``.
     """
 
     root: Path
@@ -277,13 +279,6 @@ class LocalLake:
     def partition_key(day: dt.date) -> str:
         return f"events/{s.EVENT_DATE}={day.isoformat()}"
 
-    def parquet_files(self, day: dt.date) -> list[Path]:
-        """Every ``*.parquet`` in the day's partition, usable or not (for ``lake check``)."""
-        folder = self.partition_dir(day)
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and p.is_file())
-
     def event_files(self, day: dt.date) -> list[LakeFile]:
         """The day's event files that can be read in the event schema, listed on the lake's
         filesystem (one listing of one partition); the others are noted in :attr:`skipped`."""
@@ -297,7 +292,7 @@ class LocalLake:
         return [f for f in self.store.files(self.partition_key(day)) if f.name.endswith(".parquet")]
 
     def partition_files(self, day: dt.date) -> list[Path]:
-        """:meth:`event_files` as local paths; only for a lake in a folder (ingest, lake check)."""
+        """:meth:`event_files` as local paths; only for a lake in a folder."""
         return [Path(f.path) for f in self.event_files(day)]
 
     def usable(self, file: LakeFile, schema: pa.Schema | None = None) -> bool:
@@ -350,9 +345,32 @@ class LocalLake:
         return removed
 
     def read_state(self) -> pa.Table:
-        """Which source objects were read. An unreadable state file counts as none (noted in
-        :attr:`skipped`): the state only spares re-reading objects, and ingest de-duplicates by
-        event ID, so reading everything again loses nothing and the next commit rewrites it."""
+        """Which source objects were read (see :meth:`read_state_versioned`)."""
+        return self.read_state_versioned()[0]
+
+    def read_state_versioned(self) -> tuple[pa.Table, str | None]:
+        """Which source objects were read, and the version of ``_state/objects.parquet`` a
+        commit must find to replace it (S3: its ETag; None when there is none, or in a folder).
+
+        An unreadable state file counts as none (noted in :attr:`skipped`): the state only
+        spares re-reading objects, and ingest de-duplicates by event ID, so reading everything
+        again loses nothing and the next commit rewrites it."""
+        if not self.in_place:
+            return self._read_local_state(), None
+        data, version = self.store.read_versioned(STATE_KEY)
+        if data is None:
+            return s.OBJECT_STATE_SCHEMA.empty_table(), None
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+            problem = schema_mismatch(table.schema, s.OBJECT_STATE_SCHEMA)
+            if problem:
+                raise ValueError(problem)
+            return table.cast(s.OBJECT_STATE_SCHEMA), version
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            self.skipped[STATE_KEY] = f"cannot be read as the object state ({_first_line(exc)})"
+            return s.OBJECT_STATE_SCHEMA.empty_table(), version
+
+    def _read_local_state(self) -> pa.Table:
         if not self.state_file.exists() or not self.readable(self.state_file):
             return s.OBJECT_STATE_SCHEMA.empty_table()
         try:
@@ -363,5 +381,23 @@ class LocalLake:
             )
             return s.OBJECT_STATE_SCHEMA.empty_table()
 
-    def write_state(self, table: pa.Table) -> None:
-        write_parquet_atomic(table.cast(s.OBJECT_STATE_SCHEMA), self.state_file)
+    def write_state(self, table: pa.Table, version: str | None = None) -> str | None:
+        """Replace ``_state/objects.parquet``; on S3 only if it is still ``version`` (the ETag
+        :meth:`read_state_versioned` gave, None: only if there is still none), so a commit can
+        never overwrite another writer's. Returns the new version."""
+        table = table.cast(s.OBJECT_STATE_SCHEMA)
+        if not self.in_place:
+            write_parquet_atomic(table, self.state_file)
+            return None
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, **PARQUET_OPTIONS)
+        return self.store.write_versioned(STATE_KEY, buffer.getvalue().to_pybytes(), version)
+
+    def staging_area(self, run_id: str) -> StagingArea:
+        """``LAKE/_staging/<run_id>``: in the lake folder, or objects of the S3 lake written with
+        its KMS key (what a read task on another machine can reach)."""
+        writer = self.store.writer
+        if self.in_place and writer is not None:
+            return StagingArea.in_lake(self.store.uri, run_id, writer.endpoint_url,
+                                       writer.kms_key_id)  # fmt: skip
+        return StagingArea.in_lake(self.root, run_id)

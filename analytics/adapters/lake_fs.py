@@ -30,11 +30,11 @@ import contextlib
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -52,8 +52,21 @@ _FOOTERS_KEPT = 4096
 _READ_THREADS = 8
 _KEPT = "\x00kept/"  # the path of a file a read-only lake keeps in memory
 
-Put = Callable[[str, bytes], None]
-"""Write ``bytes`` to an object key, encrypted: the S3 write path (see the module docstring)."""
+
+class ObjectWriter(Protocol):
+    """The S3 write path (see the module docstring): ``s3_lake.S3Writer``."""
+
+    bucket: str
+    endpoint_url: str | None
+    kms_key_id: str | None
+
+    def put(self, key: str, data: bytes, *, expected: str | bool | None = False) -> str: ...
+
+    def upload(self, key: str, path: Path) -> None: ...
+
+    def get(self, key: str) -> tuple[bytes, str] | None: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,14 +118,14 @@ class LakeFS:
         fs: pafs.FileSystem,
         base: str,
         uri: str,
-        put: Put | None = None,
+        writer: ObjectWriter | None = None,
         *,
         read_only: bool = False,
     ) -> None:
         self.fs = fs
         self.base = base.rstrip("/")
         self.uri = uri
-        self._put = put
+        self.writer = writer
         self._remote = not isinstance(fs, pafs.LocalFileSystem)
         self.read_only = read_only and self._remote
         # What a read-only S3 lake was asked to write (derived files: a day's features): kept
@@ -344,12 +357,50 @@ class LakeFS:
         if self.read_only:
             self._kept[relative] = data
             return
-        if self._put is not None:
-            self._put(self.path(relative).split("/", 1)[1], data)
+        if self.writer is not None:
+            self.writer.put(self.key(relative), data)
             return
         from analytics.adapters.lake import write_bytes_atomic
 
         write_bytes_atomic(data, Path(self.path(relative)))
+
+    def key(self, relative: str) -> str:
+        """The object key of ``relative`` in the bucket (S3 only)."""
+        return self.path(relative).split("/", 1)[1]
+
+    def read_versioned(self, relative: str) -> tuple[bytes | None, str | None]:
+        """The file's bytes (None if there is none) and, on S3, the version a
+        :meth:`write_versioned` must find to replace it (its ETag)."""
+        if self.writer is not None:
+            found = self.writer.get(self.key(relative))
+            return (None, None) if found is None else found
+        try:
+            return Path(self.path(relative)).read_bytes(), None
+        except FileNotFoundError:
+            return None, None
+
+    def write_versioned(self, relative: str, data: bytes, expected: str | None) -> str | None:
+        """Replace ``relative`` only if it is still the version :meth:`read_versioned` saw
+        (``expected`` None: only if there is still none): on S3 a conditional ``PutObject``
+        (``If-Match`` / ``If-None-Match``), so two writers can never both commit; returns the new
+        version. A folder has one writer, its lock holder: an atomic replace."""
+        if self.writer is not None and not self.read_only:
+            return self.writer.put(self.key(relative), data, expected=expected)
+        self.write_bytes(relative, data)
+        return None
+
+    def upload_file(self, relative: str, local: Path) -> None:
+        """Put a finished local file at ``relative`` (S3: one encrypted object, visible only once
+        whole; a folder: moved into place)."""
+        if self.writer is not None and not self.read_only:
+            self.writer.upload(self.key(relative), local)
+            return
+        if self.read_only:
+            self._kept[relative] = local.read_bytes()
+            return
+        target = Path(self.path(relative))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(local, target)
 
     def write_parquet(self, relative: str, table: pa.Table) -> None:
         """``table`` as zstd Parquet at ``relative``, atomically."""
@@ -365,6 +416,9 @@ class LakeFS:
     def delete(self, relative: str) -> None:
         if self.read_only:
             self._kept.pop(relative, None)
+            return
+        if self.writer is not None:
+            self.writer.delete(self.key(relative))
             return
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(relative))
@@ -387,13 +441,13 @@ def open_lake_fs(
     ``read_only`` never written: what a reader derives stays in memory)."""
     if not is_s3(lake):
         return LakeFS.local(Path(lake))
-    from analytics.adapters.s3_lake import S3LakeUri, s3_put
+    from analytics.adapters.s3_lake import S3LakeUri, S3Writer
 
     uri = S3LakeUri.parse(str(lake))
-    put = s3_put(uri.bucket, endpoint_url, kms_key_id)
+    writer = S3Writer(uri.bucket, endpoint_url, kms_key_id)
     base = f"{uri.bucket}/{uri.prefix}".rstrip("/")
     if region is None and not endpoint_for(endpoint_url) and not _configured_region():
         # AWS itself, no region configured: ask where the bucket is rather than assume.
         with contextlib.suppress(OSError):
             region = pafs.resolve_s3_region(uri.bucket)
-    return LakeFS(s3_filesystem(endpoint_url, region), base, str(uri), put, read_only=read_only)
+    return LakeFS(s3_filesystem(endpoint_url, region), base, str(uri), writer, read_only=read_only)

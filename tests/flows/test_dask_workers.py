@@ -1,9 +1,10 @@
 """The nightly flow on a real Dask cluster whose workers share no disk with the flow.
 
 Two worker processes, each with a private local directory, read an S3 trail and stage their
-events in an S3 lake (moto's server over HTTP); one worker is killed with SIGKILL while it runs
-a read task. The run must still finish with every record in the lake exactly once and raise the
-alerts the default (threads) runner raises on the same trail.
+events in an S3 lake (moto's server over HTTP), and merge each event day into its day file
+there; one worker is killed with SIGKILL while it runs a read task. The run must still finish
+with every record in the lake exactly once and raise the alerts the default (threads) runner
+raises on the same trail; the flow's process keeps nothing of the lake on its disk.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class _KillOneBusyWorker(threading.Thread):
 def test_killing_a_dask_worker_mid_ingest_loses_and_duplicates_nothing(
     s3_endpoint: str, tmp_path: Path, short_window: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from distributed import Client, LocalCluster, Nanny
+    from distributed import Client, LocalCluster, Nanny, get_task_stream
+    from distributed.utils import key_split
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     monkeypatch.setenv("KEYTRAIL_CACHE_DIR", str(tmp_path / "client-cache"))
@@ -76,8 +78,9 @@ def test_killing_a_dask_worker_mid_ingest_loses_and_duplicates_nothing(
         killer = _KillOneBusyWorker(client)
         killer.start()
         try:
-            run = invoke("run", "--lake", "s3://dask-lake/kt", "--task-runner", "dask",
-                         "--dask-address", cluster.scheduler_address, *common)  # fmt: skip
+            with get_task_stream(client) as stream:
+                run = invoke("run", "--lake", "s3://dask-lake/kt", "--task-runner", "dask",
+                             "--dask-address", cluster.scheduler_address, *common)  # fmt: skip
         finally:
             killer.stop.set()
             killer.join()
@@ -85,6 +88,9 @@ def test_killing_a_dask_worker_mid_ingest_loses_and_duplicates_nothing(
         assert killer.killed is not None, "no worker was ever busy: nothing was tested"
         worker_dirs = {tmp_path / "worker-0", tmp_path / "worker-1"}
         assert all(d.is_dir() for d in worker_dirs)
+        ran = {key_split(item["key"]) for item in stream.data}
+        assert {"read_partition", "merge_day"} <= ran, ran  # the day merges ran on the workers
+        assert not (tmp_path / "client-cache").exists()  # the flow kept nothing of the lake
     finally:
         client.close()
         cluster.close()

@@ -49,7 +49,9 @@ def test_the_nightly_flow_on_an_s3_lake_matches_a_local_run(
         == key
     )
 
-    # A second run pulls the lake, finds the day complete and changes nothing in the bucket.
+    assert not (tmp_path / "cache").exists()  # worked on in place: nothing of the lake kept here
+
+    # A second run finds the day complete and changes nothing in the bucket.
     before = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket="flow-lake")["Contents"]}
     again = invoke("run", "--lake", "s3://flow-lake/keytrail", "--lake-kms-key", key, *common)
     assert again.exit_code == 0, again.output

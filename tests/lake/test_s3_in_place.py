@@ -63,6 +63,7 @@ class Night:
     in_bucket: dict[str, pl.DataFrame]
     on_disk: dict[str, pl.DataFrame]
     cache: Path
+    writer_cache: Path
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def night(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Night:
         folder = key.split("/")[1]
         by_lake_folder[folder] = by_lake_folder.get(folder, 0) + size
     return Night(sum(objects.values()), len(objects), by_lake_folder, received, by_key, requests, json.loads(stdout),
-                 in_bucket, on_disk, cache)  # fmt: skip
+                 in_bucket, on_disk, cache, tmp / "first-machine")  # fmt: skip
 
 
 def test_a_fresh_worker_detects_in_place_with_the_alerts_of_a_full_local_copy(
@@ -126,8 +127,9 @@ def test_a_fresh_worker_detects_in_place_with_the_alerts_of_a_full_local_copy(
     for kind, key in (("alerts", s.ALERT_ID), ("incidents", s.INCIDENT_ID)):
         assert night.in_bucket[kind].height == night.on_disk[kind].height
         assert_frame_equal(night.in_bucket[kind].sort(key), night.on_disk[kind].sort(key))
-    # Nothing was mirrored: the worker's cache folder was not even created.
-    assert not night.cache.exists() or not any(night.cache.rglob("*.parquet"))
+    # Nothing was copied down: neither machine's cache folder was even created (the first
+    # ingested and detected in place too).
+    assert not night.cache.exists() and not night.writer_cache.exists()
 
 
 def test_a_fresh_worker_reads_under_a_tenth_of_the_lake(night: Night) -> None:

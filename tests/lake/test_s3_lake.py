@@ -1,8 +1,8 @@
 """A lake in S3 (``--lake s3://bucket/prefix``) through a moto server over HTTP.
 
-Every command works on it as on a local folder; every object keytrail writes there is
-encrypted with SSE-KMS under the configured key; two runs exclude each other through a lock
-object; keys in the bucket never escape the local mirror ingest still works through.
+Every command works on it in place as on a local folder; every object keytrail writes there
+is encrypted with SSE-KMS under the configured key; two runs exclude each other through a lock
+object; keys found in the bucket never become paths on this machine.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from analytics import schema as s
 from analytics.adapters.lock import LakeLocked, LockHolder
-from analytics.adapters.s3_lake import S3LakeLock, S3LakeMirror, S3LakeUri, safe_relative
+from analytics.adapters.s3_lake import S3LakeLock, S3LakeUri, in_place_lake
 from flows.cli import app
 from tests.flows.conftest import copy_days
 
@@ -34,7 +34,7 @@ LAST = DAYS[-1]
 
 @pytest.fixture
 def env(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """boto3 pointed at the moto server; the mirror cache in the test's folder."""
+    """boto3 pointed at the moto server; the cache folder (which must stay empty) in the test's."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     monkeypatch.setenv("KEYTRAIL_CACHE_DIR", str(tmp_path / "cache"))
     return {"AWS_ENDPOINT_URL_S3": s3_endpoint, "KEYTRAIL_CACHE_DIR": str(tmp_path / "cache")}
@@ -190,55 +190,25 @@ def test_the_lock_is_a_compare_and_swap_between_two_runs(client: Any, bucket: st
     assert "cas/_state/lock.json" not in objects(client, bucket, "cas/")
 
 
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        ("lake/events/a.parquet", "events/a.parquet"),
-        ("lake/../escape", None),
-        ("lake/events/../../escape", None),
-        ("lake//etc/passwd", None),
-        ("lake/./x", None),
-        ("lake/", None),
-        ("other/x", None),
-        ("lake/a\\..\\b", None),
-    ],
-)
-def test_object_keys_cannot_leave_the_mirror(key: str, expected: str | None) -> None:
-    assert safe_relative(key, "lake/") == expected
-
-
-def test_pull_restores_the_bucket_state_and_skips_hostile_keys(
-    client: Any, bucket: str, tmp_path: Path
+def test_hostile_keys_in_the_bucket_never_become_local_paths(
+    env: dict[str, str], s3: Any, bucket: str, trail: Path, tmp_path: Path
 ) -> None:
-    uri = S3LakeUri.parse(f"s3://{bucket}/mirror")
-    for key, body in {"mirror/events/event_date=2026-11-14/a.parquet": b"A",
-                      "mirror/_state/objects.parquet": b"S",
-                      "mirror/events/../../../escaped.txt": b"X"}.items():  # fmt: skip
-        client.put_object(Bucket=bucket, Key=key, Body=body)
-    root = tmp_path / "cache" / "m"
-    mirror = S3LakeMirror(uri, root, client)
-    stats = mirror.pull()
-    assert stats.transferred == 2 and stats.unsafe_keys == ["mirror/events/../../../escaped.txt"]
-    assert not any(p.name == "escaped.txt" for p in tmp_path.rglob("*"))
-    assert mirror.pull().transferred == 0  # nothing changed: nothing downloaded
-
-    (root / "events/event_date=2026-11-14/a.parquet").write_bytes(b"tampered")
-    (root / "events/stray.parquet").write_bytes(b"left by a failed run")
-    client.delete_object(Bucket=bucket, Key="mirror/_state/objects.parquet")
-    stats = mirror.pull()
-    assert (root / "events/event_date=2026-11-14/a.parquet").read_bytes() == b"A"
-    assert not (root / "events/stray.parquet").exists()
-    assert not (root / "_state/objects.parquet").exists()
-    assert (stats.transferred, stats.deleted) == (1, 2)
-
-    (root / "events/new.parquet").write_bytes(b"N")
-    (root / "events/event_date=2026-11-14/a.parquet").unlink()
-    pushed = mirror.push()
-    assert (pushed.transferred, pushed.deleted) == (1, 1)
-    assert set(objects(client, bucket, "mirror/")) == {
-        "mirror/events/new.parquet",
-        "mirror/events/../../../escaped.txt",  # not ours to delete: it was never pulled
-    }
+    """Keys in the lake's prefix are untrusted: ingest and lake check work on the bucket in
+    place, so a key with ``..`` or empty segments is at most a finding, never a file here."""
+    lake = f"s3://{bucket}/hostile"
+    keytrail("ingest", trail, "--lake", lake, "--workers", "1", "--start", LAST, "--end", LAST)
+    hostile = ["hostile/events/../../../escaped.txt", "hostile/events//etc/passwd",
+               f"hostile/events/event_date={LAST}/..\\..\\x.parquet"]  # fmt: skip
+    for key in hostile:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"X")
+    check = CliRunner().invoke(app, ["lake", "check", "--lake", lake, "--json"])
+    assert check.exit_code in (0, 1), check.output
+    again = json.loads(keytrail("ingest", trail, "--lake", lake, "--workers", "1", "--start",
+                                LAST, "--end", LAST, "--json").stdout)  # fmt: skip
+    assert again["events_written"] == 0
+    assert not any(p.name in ("escaped.txt", "passwd") for p in tmp_path.rglob("*"))
+    assert not (tmp_path / "cache").exists()
+    assert set(hostile) <= set(objects(s3, bucket, "hostile/"))  # not ours: left alone
 
 
 def test_a_bucket_that_does_not_exist_is_a_clear_error(env: dict[str, str], trail: Path) -> None:
@@ -255,24 +225,32 @@ def _no_real_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     assert not os.environ.get("AWS_PROFILE")
 
 
-def test_a_file_replaced_with_the_same_size_and_mtime_is_still_pushed(
-    client: Any, bucket: str, tmp_path: Path
+def test_a_day_merge_run_again_replaces_its_own_file_instead_of_counting_it_twice(
+    env: dict[str, str], s3: Any, bucket: str, trail: Path
 ) -> None:
-    """Lake writes rename a new file into place; coarse clocks must not hide the rewrite."""
-    mirror = S3LakeMirror(S3LakeUri.parse(f"s3://{bucket}/same"), tmp_path / "m", client)
-    target = tmp_path / "m" / "alerts" / "alerts.parquet"
-    target.parent.mkdir(parents=True)
-    target.write_bytes(b"first")
-    assert mirror.push().transferred == 1
-    before = target.stat()
-    replacement = target.with_name(".tmp-new")
-    replacement.write_bytes(b"again")  # same size
-    os.utime(replacement, ns=(before.st_atime_ns, before.st_mtime_ns))
-    os.replace(replacement, target)
-    assert mirror.push().transferred == 1
-    body = client.get_object(Bucket=bucket, Key="same/alerts/alerts.parquet")["Body"].read()
-    assert body == b"again"
-    assert mirror.push().transferred == 0
+    """A merge whose worker died after putting its day file is run again: it finds a file of
+    its own name, leaves it out of the day it merges against, and puts the same file again."""
+    import datetime
+
+    from analytics.adapters.sources import open_source
+    from analytics.ingest import IngestOptions, merge_day, plan, read_partition
+    from analytics.layout import Selection
+
+    lake = in_place_lake(f"s3://{bucket}/retried")
+    day = datetime.date.fromisoformat(LAST)
+    options = IngestOptions(selection=Selection(day, day), workers=1)
+    source = open_source(str(trail))
+    the_plan = plan(source, lake, options.selection)
+    staging = lake.staging_area(the_plan.run_id)
+    staged = [read_partition(source, p, options, the_plan.known_for(p), staging)
+              for p in the_plan.partitions]  # fmt: skip
+    files = tuple(f for part in staged for f in part.files if f.day == day)
+    first = merge_day(lake, day, files, staging, "part-retried-00001.parquet", options)
+    again = merge_day(lake, day, files, staging, "part-retried-00001.parquet", options)
+    assert first.key == again.key == f"events/event_date={LAST}/part-retried-00001.parquet"
+    assert again.written == first.written > 0 and again.duplicates == first.duplicates
+    assert [f.name for f in lake.event_files(day)] == ["part-retried-00001.parquet"]
+    staging.remove()
 
 
 def test_the_analyst_api_opens_an_s3_lake_read_only(
@@ -289,25 +267,17 @@ def test_the_analyst_api_opens_an_s3_lake_read_only(
     assert {k: v["ETag"] for k, v in objects(s3, bucket, "lake/").items()} == before
 
 
-def test_a_reader_reads_the_bucket_in_place_and_leaves_a_writers_mirror_alone(
-    env: dict[str, str], s3: Any, bucket: str
+def test_a_reader_reads_the_bucket_in_place_and_creates_nothing_locally(
+    env: dict[str, str], s3: Any, bucket: str, tmp_path: Path
 ) -> None:
-    """A notebook opened during an ingest must not delete the run's unpushed files, and needs
-    no copy of the lake of its own."""
+    """A notebook needs no copy of the lake: opening one lists the bucket, downloads nothing."""
     from analytics import api
-    from analytics.adapters.s3_lake import default_mirror_root
 
     s3.put_object(Bucket=bucket, Key="busy/_state/objects.parquet", Body=b"state")
-    uri = S3LakeUri.parse(f"s3://{bucket}/busy")
-    writer_root = default_mirror_root(uri)
-    unpushed = writer_root / "events" / "event_date=2026-11-14" / "part-new.parquet"
-    unpushed.parent.mkdir(parents=True)
-    unpushed.write_bytes(b"written by a run that has not pushed yet")
     lake = api.open_lake(f"s3://{bucket}/busy")
-    assert lake.name == f"s3://{bucket}/busy" and lake.root != writer_root
-    assert not lake.root.exists()  # nothing downloaded
-    assert lake.event_dates() == []  # the unpushed partition is not in the bucket yet
-    assert unpushed.exists()
+    assert lake.name == f"s3://{bucket}/busy"
+    assert lake.event_dates() == []
+    assert not lake.root.exists() and not (tmp_path / "cache").exists()  # nothing downloaded
 
 
 def test_a_junk_object_in_an_s3_event_partition_is_skipped_and_found_by_lake_check(
