@@ -85,7 +85,7 @@ from analytics.seen_ids import (
     SeenIds,
     content_hashes,
 )
-from analytics.staging import StagingArea
+from analytics.staging import STAGED_SUFFIX, StagingArea
 
 ProgressCallback = Callable[["Progress"], None]
 _ROW = "__row"
@@ -690,7 +690,7 @@ def read_partition(
     files = []
     for day in sorted(by_day):
         table = pa.concat_tables(by_day.pop(day))
-        where = staging.write_table(f"{partition.stem}/{day.isoformat()}.parquet", table)
+        where = staging.write_table(f"{partition.stem}/{day.isoformat()}{STAGED_SUFFIX}", table)
         files.append(StagedFile(day, where, table.num_rows))
     return StagedPartition(partition, files, outcomes, counts, events_read, outside, bytes_read,
                            round(time.perf_counter() - started, 3))  # fmt: skip

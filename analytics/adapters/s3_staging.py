@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from analytics.adapters.s3 import explain, s3_client
@@ -61,8 +60,10 @@ def put_bytes(uri: str, data: bytes, endpoint_url: str | None, kms_key_id: str |
 
 
 def read_table(uri: str, endpoint_url: str | None) -> pa.Table:
+    """A staged Arrow IPC file (:mod:`analytics.staging`), fetched whole."""
     bucket, key = _bucket_key(uri)
-    return pq.read_table(f"{bucket}/{key}", filesystem=s3_filesystem(endpoint_url))
+    with s3_filesystem(endpoint_url).open_input_file(f"{bucket}/{key}") as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def delete(uri: str, endpoint_url: str | None, folder: bool) -> None:

@@ -23,6 +23,7 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.s3 import S3Source
 from analytics.adapters.sources import LocalSource, ObjectRef
 from analytics.ingest import IngestOptions, ingest
+from analytics.staging import STAGED_SUFFIX
 from tests import trail
 from tests.conftest import upload
 from tests.ingest.helpers import KEYTRAIL, event_ids, ingest_json, lake_events, run_cli
@@ -298,7 +299,7 @@ def test_workers_exit_when_the_ingest_is_killed(tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         staged = tmp_path / "lake" / "_staging"
         while parent.poll() is None and time.monotonic() < deadline:
-            if staged.is_dir() and any(staged.rglob("*.parquet")):
+            if staged.is_dir() and any(staged.rglob(f"*{STAGED_SUFFIX}")):
                 break
             time.sleep(0.02)
         workers = {p for p in _children(parent.pid) if b"multiprocessing" in _cmdline(p)}
