@@ -848,27 +848,30 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
         table.select([s.EVENT_ID, s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME])
     )
     assert isinstance(keys, pl.DataFrame)
-    first = pl.col(s.EVENT_ID).is_first_distinct()
-    other_content = pl.col(CONTENT) != pl.col(CONTENT).first().over(s.EVENT_ID)
     keys = keys.with_columns(content_hashes(table)).with_row_index(_ROW)
-    keys = keys.with_columns(
-        first.alias(_FIRST),
-        (~first & other_content).alias(_CLASH),
-        pl.col(s.SOURCE_OBJECT).first().over(s.EVENT_ID).alias(HOLDER),
-        pl.col(s.EVENT_NAME).first().over(s.EVENT_ID).alias(HOLDER_EVENT),
-    )
-    clashes = [keys.filter(pl.col(_CLASH))]
-    wanted = keys.filter(pl.col(_FIRST))
+    clashes: list[pl.DataFrame] = []
+    wanted = keys
+    # Repeats inside one staged file are rare (a redelivered object read in the same run); the
+    # window functions that sort them out run only when there are some.
+    if keys.get_column(s.EVENT_ID).n_unique() < keys.height:
+        first = pl.col(s.EVENT_ID).is_first_distinct()
+        other_content = pl.col(CONTENT) != pl.col(CONTENT).first().over(s.EVENT_ID)
+        keys = keys.with_columns(
+            first.alias(_FIRST),
+            (~first & other_content).alias(_CLASH),
+            pl.col(s.SOURCE_OBJECT).first().over(s.EVENT_ID).alias(HOLDER),
+            pl.col(s.EVENT_NAME).first().over(s.EVENT_ID).alias(HOLDER_EVENT),
+        )
+        clashes.append(keys.filter(pl.col(_CLASH)).drop(_FIRST, _CLASH))
+        wanted = keys.filter(pl.col(_FIRST)).drop(_FIRST, _CLASH, HOLDER, HOLDER_EVENT)
     known = seen.lookup(wanted.get_column(s.EVENT_ID))
     is_known = known.get_column(KNOWN)
-    differs = (known.get_column(CONTENT) != wanted.get_column(CONTENT)).fill_null(False)
-    clashes.append(
-        wanted.drop(HOLDER, HOLDER_EVENT)
-        .hstack(known.select(HOLDER, HOLDER_EVENT))
-        .filter(is_known & differs)
-    )
+    if is_known.any():
+        differs = (known.get_column(CONTENT) != wanted.get_column(CONTENT)).fill_null(False)
+        clashes.append(wanted.hstack(known.select(HOLDER, HOLDER_EVENT)).filter(is_known & differs))
     fresh = wanted.filter(~is_known)
-    _record_clashes(table, pl.concat(clashes, how="diagonal_relaxed"), result)
+    if clashes:
+        _record_clashes(table, pl.concat(clashes, how="diagonal_relaxed"), result)
     if fresh.is_empty():
         return None
     rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
@@ -880,6 +883,8 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
             pl.col(s.EVENT_NAME).cast(pl.Categorical).alias(HOLDER_EVENT),
         ),
     )
+    if rows.len() == table.num_rows and rows.is_sorted():
+        return table  # every row is fresh and already in time order: nothing to gather
     return table.take(rows.to_arrow())
 
 
