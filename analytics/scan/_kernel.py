@@ -1,0 +1,969 @@
+"""The compiled scanner: JSON bytes of one CloudTrail object → byte spans of the kept fields.
+
+Two kernels, both over a read-only ``uint8`` view of the document:
+
+* :func:`scan` walks the whole document once, validating all of it as strict JSON (numbers,
+  literals, string escapes, nesting), and records for every record the span of each kept value
+  in a ``(records, SLOTS)`` table: its kind (:data:`NULL`, :data:`PLAIN`, :data:`ESCAPED`,
+  :data:`RAW`, :data:`TRUE`, :data:`FALSE`), start and end. Anything it does not recognise returns
+  a reason code and the object goes to the reference decoder.
+* :func:`gather` copies (and unescapes) the spans of a batch of objects into Arrow buffers:
+  per text column an ``int64`` offsets array, a data buffer and a validity bitmap.
+
+Every read of ``buf`` is guarded by an explicit bound (numba does not check indices), so a
+truncated or hostile document ends in a reason code, never a read past its end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Kinds of a slot's value.
+NULL = 0  # absent or JSON null
+PLAIN = 1  # a string without escapes: the span is its text
+ESCAPED = 2  # a string with escapes: the span is its escaped text, unescaped by gather
+RAW = 3  # a JSON value kept as text (requestParameters, …)
+TRUE = 4
+FALSE = 5
+
+# Slots: one per value kept of a record, in the order of analytics.scan.SLOT_NAMES.
+N_RECORD_STRINGS = 16  # eventID … vpcEndpointId
+S_EVENT_SOURCE = 3
+S_REQUEST_PARAMETERS = 16  # 16-19: JSON-valued fields
+S_READ_ONLY = 20
+S_MANAGEMENT_EVENT = 21
+K_USER_IDENTITY = 22  # record keys that are not slots
+K_RESOURCES = 23
+S_UI_FIRST = 24  # 24-30: userIdentity strings
+S_ISSUER_ARN = 31
+S_ON_BEHALF_OF = 32
+S_RESOURCE_KEY_ARN = 33
+S_REQUEST_KEY_ID = 34
+S_ENCRYPTION_CONTEXT = 35
+SLOTS = 36
+
+# Reason codes (analytics.scan.REASONS names them).
+OK = 0
+INVALID_UTF8 = 1
+SYNTAX = 2
+SHAPE = 3
+TYPE = 4
+DUPLICATE = 5
+DEPTH = 6
+ESCAPED_KEY = 7
+SURROGATE = 8
+TRAILING = 9
+CAPACITY = 10
+
+MAX_DEPTH = 48
+"""Containers nested deeper than this send the object to the reference decoder."""
+
+
+def _names(*names: str) -> tuple[np.ndarray, np.ndarray]:
+    """Key names as one byte array and their offsets (numba freezes global arrays)."""
+    encoded = [n.encode() for n in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in encoded])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
+
+
+RECORD_KEYS, RECORD_KEY_OFFSETS = _names(
+    "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
+    "eventCategory", "awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent",
+    "errorCode", "errorMessage", "sharedEventID", "requestID", "vpcEndpointId",
+    "requestParameters", "responseElements", "additionalEventData", "serviceEventDetails",
+    "readOnly", "managementEvent", "userIdentity", "resources",
+)  # fmt: skip
+UI_KEYS, UI_KEY_OFFSETS = _names(
+    "type", "principalId", "arn", "accountId", "userName", "invokedBy", "identityProvider",
+    "sessionContext", "onBehalfOf",
+)  # fmt: skip
+SESSION_CONTEXT_KEYS, SESSION_CONTEXT_KEY_OFFSETS = _names("sessionIssuer")
+ARN_KEYS, ARN_KEY_OFFSETS = _names("arn")
+ON_BEHALF_OF_KEYS, ON_BEHALF_OF_KEY_OFFSETS = _names("userId")
+RESOURCE_KEYS, RESOURCE_KEY_OFFSETS = _names("ARN", "arn")
+PARAMS_KEYS, PARAMS_KEY_OFFSETS = _names("keyId", "encryptionContext")
+TOP_KEYS, TOP_KEY_OFFSETS = _names("Records")
+KMS_SOURCE = np.frombuffer(b"kms.amazonaws.com", dtype=np.uint8).copy()
+ARN_PREFIX = np.frombuffer(b"arn:", dtype=np.uint8).copy()
+KEY_MARK = np.frombuffer(b":key/", dtype=np.uint8).copy()
+
+_QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
+_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
+
+
+@njit(cache=True, nogil=True)
+def valid_utf8(buf: np.ndarray) -> bool:
+    """Whether ``buf`` is well-formed UTF-8: no overlong forms, surrogates or code points past
+    U+10FFFF."""
+    n = buf.shape[0]
+    i = 0
+    while i < n:
+        c = buf[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            if i + 1 >= n or (buf[i + 1] & 0xC0) != 0x80:
+                return False
+            i += 2
+        elif 0xE0 <= c <= 0xEF:
+            if i + 2 >= n:
+                return False
+            c1 = buf[i + 1]
+            if (c1 & 0xC0) != 0x80 or (buf[i + 2] & 0xC0) != 0x80:
+                return False
+            if c == 0xE0 and c1 < 0xA0:
+                return False
+            if c == 0xED and c1 > 0x9F:
+                return False
+            i += 3
+        elif 0xF0 <= c <= 0xF4:
+            if i + 3 >= n:
+                return False
+            c1 = buf[i + 1]
+            if (c1 & 0xC0) != 0x80 or (buf[i + 2] & 0xC0) != 0x80 or (buf[i + 3] & 0xC0) != 0x80:
+                return False
+            if c == 0xF0 and c1 < 0x90:
+                return False
+            if c == 0xF4 and c1 > 0x8F:
+                return False
+            i += 4
+        else:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ws(buf: np.ndarray, i: int, n: int) -> int:
+    while i < n:
+        c = buf[i]
+        if c == 32 or c == 10 or c == 13 or c == 9:
+            i += 1
+        else:
+            break
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _hex4(buf: np.ndarray, i: int, n: int) -> int:
+    """The value of four hex digits at ``i``, or -1."""
+    if i + 4 > n:
+        return -1
+    value = 0
+    for k in range(4):
+        c = buf[i + k]
+        if 48 <= c <= 57:
+            d = c - 48
+        elif 97 <= c <= 102:
+            d = c - 87
+        elif 65 <= c <= 70:
+            d = c - 55
+        else:
+            return -1
+        value = value * 16 + d
+    return value
+
+
+@njit(cache=True, nogil=True)
+def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
+    """Validate the string whose opening quote is at ``i``: (index after its closing quote, or a
+    negated reason code; whether it holds escapes)."""
+    i += 1
+    escaped = False
+    while i < n:
+        c = buf[i]
+        if c == _QUOTE:
+            return i + 1, escaped
+        if c == _BACKSLASH:
+            escaped = True
+            if i + 1 >= n:
+                return -SYNTAX, escaped
+            e = buf[i + 1]
+            if e == 117:  # \uXXXX
+                code = _hex4(buf, i + 2, n)
+                if code < 0:
+                    return -SYNTAX, escaped
+                if 0xD800 <= code <= 0xDBFF:
+                    if i + 12 <= n and buf[i + 6] == _BACKSLASH and buf[i + 7] == 117:
+                        low = _hex4(buf, i + 8, n)
+                        if 0xDC00 <= low <= 0xDFFF:
+                            i += 12
+                            continue
+                    return -SURROGATE, escaped
+                if 0xDC00 <= code <= 0xDFFF:
+                    return -SURROGATE, escaped
+                i += 6
+                continue
+            if e in (_QUOTE, _BACKSLASH) or e == 47 or e == 98 or e == 102 or e == 110:
+                i += 2
+                continue
+            if e == 114 or e == 116:
+                i += 2
+                continue
+            return -SYNTAX, escaped
+        if c < 0x20:
+            return -SYNTAX, escaped
+        i += 1
+    return -SYNTAX, escaped
+
+
+@njit(cache=True, nogil=True)
+def _digits(buf: np.ndarray, i: int, n: int) -> int:
+    """Index after one or more digits at ``i``, or -1 if there is none."""
+    start = i
+    while i < n and 48 <= buf[i] <= 57:
+        i += 1
+    return i if i > start else -1
+
+
+@njit(cache=True, nogil=True)
+def _scalar(buf: np.ndarray, i: int, n: int) -> int:
+    """Index after the number or literal at ``i`` (strict JSON grammar), or -SYNTAX."""
+    c = buf[i]
+    if c == 116:  # true
+        if i + 4 <= n and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
+            return i + 4
+        return -SYNTAX
+    if c == 102:  # false
+        if (i + 5 <= n and buf[i + 1] == 97 and buf[i + 2] == 108 and buf[i + 3] == 115
+                and buf[i + 4] == 101):  # fmt: skip
+            return i + 5
+        return -SYNTAX
+    if c == 110:  # null
+        if i + 4 <= n and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
+            return i + 4
+        return -SYNTAX
+    if c == 45:  # -
+        i += 1
+        if i >= n:
+            return -SYNTAX
+        c = buf[i]
+    if c == 48:  # a leading zero stands alone
+        i += 1
+    elif 49 <= c <= 57:
+        i = _digits(buf, i, n)
+    else:
+        return -SYNTAX
+    if i < n and buf[i] == 46:  # .
+        i = _digits(buf, i + 1, n)
+        if i < 0:
+            return -SYNTAX
+    if i < n and (buf[i] == 101 or buf[i] == 69):  # e E
+        i += 1
+        if i < n and (buf[i] == 43 or buf[i] == 45):
+            i += 1
+        i = _digits(buf, i, n)
+        if i < 0:
+            return -SYNTAX
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _is_null(buf: np.ndarray, i: int, n: int) -> bool:
+    return (
+        i + 4 <= n
+        and buf[i] == 110
+        and buf[i + 1] == 117
+        and buf[i + 2] == 108
+        and (buf[i + 3] == 108)
+    )
+
+
+@njit(cache=True, nogil=True)
+def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
+    """Validate the JSON value starting at ``i`` (no leading whitespace): the index after it,
+    or a negated reason code. Containers are walked iteratively with a bit stack."""
+    if i >= n:
+        return -SYNTAX
+    c = buf[i]
+    if c != _LBRACE and c != _LBRACKET:
+        if c == _QUOTE:
+            end, _ = _string(buf, i, n)
+            return end
+        return _scalar(buf, i, n)
+    depth = 0
+    objects = np.uint64(0)  # bit d set: the container at depth d is an object
+    expect_value = True
+    while True:
+        if expect_value:
+            i = _ws(buf, i, n)
+            if i >= n:
+                return -SYNTAX
+            c = buf[i]
+            if c in (_LBRACE, _LBRACKET):
+                if depth >= depth_left or depth >= 63:
+                    return -DEPTH
+                is_object = c == _LBRACE
+                bit = np.uint64(1) << np.uint64(depth)
+                if is_object:
+                    objects |= bit
+                else:
+                    objects &= ~bit
+                depth += 1
+                i = _ws(buf, i + 1, n)
+                if i >= n:
+                    return -SYNTAX
+                if buf[i] == (_RBRACE if is_object else _RBRACKET):
+                    depth -= 1
+                    i += 1
+                    expect_value = False
+                    if depth == 0:
+                        return i
+                    continue
+                if is_object:
+                    if buf[i] != _QUOTE:
+                        return -SYNTAX
+                    end, _ = _string(buf, i, n)
+                    if end < 0:
+                        return end
+                    i = _ws(buf, end, n)
+                    if i >= n or buf[i] != _COLON:
+                        return -SYNTAX
+                    i += 1
+                continue
+            if c == _QUOTE:
+                end, _ = _string(buf, i, n)
+            else:
+                end = _scalar(buf, i, n)
+            if end < 0:
+                return end
+            i = end
+            expect_value = False
+            continue
+        # after a value inside the container at depth - 1
+        i = _ws(buf, i, n)
+        if i >= n:
+            return -SYNTAX
+        c = buf[i]
+        in_object = (objects >> np.uint64(depth - 1)) & np.uint64(1) == np.uint64(1)
+        if c == _COMMA:
+            i = _ws(buf, i + 1, n)
+            if in_object:
+                if i >= n or buf[i] != _QUOTE:
+                    return -SYNTAX
+                end, _ = _string(buf, i, n)
+                if end < 0:
+                    return end
+                i = _ws(buf, end, n)
+                if i >= n or buf[i] != _COLON:
+                    return -SYNTAX
+                i += 1
+            expect_value = True
+            continue
+        if c == (_RBRACE if in_object else _RBRACKET):
+            depth -= 1
+            i += 1
+            if depth == 0:
+                return i
+            continue
+        return -SYNTAX
+
+
+@njit(cache=True, nogil=True)
+def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np.ndarray) -> int:
+    """The index of the name ``buf[start:end]`` among ``names``, or -1."""
+    length = end - start
+    for k in range(offsets.shape[0] - 1):
+        a = offsets[k]
+        if offsets[k + 1] - a != length:
+            continue
+        same = True
+        for j in range(length):
+            if buf[start + j] != names[a + j]:
+                same = False
+                break
+        if same:
+            return k
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _equals(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
+    length = text.shape[0]
+    if end - start != length:
+        return False
+    j = 0
+    while j < length and buf[start + j] == text[j]:
+        j += 1
+    return bool(j == length)
+
+
+@njit(cache=True, nogil=True)
+def _contains(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
+    m = text.shape[0]
+    for s in range(start, end - m + 1):
+        found = True
+        for j in range(m):
+            if buf[s + j] != text[j]:
+                found = False
+                break
+        if found:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _key(buf: np.ndarray, i: int, n: int) -> tuple[int, int, int, bool]:
+    """At a key's opening quote: (index after the colon or a negated code, key start, key end,
+    whether the key holds escapes)."""
+    if i >= n or buf[i] != _QUOTE:
+        return -SYNTAX, 0, 0, False
+    end, escaped = _string(buf, i, n)
+    if end < 0:
+        return end, 0, 0, escaped
+    j = _ws(buf, end, n)
+    if j >= n or buf[j] != _COLON:
+        return -SYNTAX, 0, 0, escaped
+    return _ws(buf, j + 1, n), i + 1, end - 1, escaped
+
+
+@njit(cache=True, nogil=True)
+def _next_member(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool]:
+    """After a member or element: (index of the next one, or after ``close``; whether it was
+    the last), or a negated code."""
+    i = _ws(buf, i, n)
+    if i >= n:
+        return -SYNTAX, True
+    if buf[i] == _COMMA:
+        return _ws(buf, i + 1, n), False
+    if buf[i] == close:
+        return i + 1, True
+    return -SYNTAX, True
+
+
+@njit(cache=True, nogil=True)
+def _string_slot(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int, slot: int,
+) -> int:  # fmt: skip
+    """A kept string field (``str | None``): its span, or null; any other type is refused."""
+    if i >= n:
+        return -SYNTAX
+    if buf[i] == _QUOTE:
+        end, escaped = _string(buf, i, n)
+        if end < 0:
+            return end
+        kinds[row, slot] = ESCAPED if escaped else PLAIN
+        starts[row, slot] = i + 1
+        ends[row, slot] = end - 1
+        return end
+    if _is_null(buf, i, n):
+        kinds[row, slot] = NULL
+        return i + 4
+    return -TYPE
+
+
+@njit(cache=True, nogil=True)
+def _empty_or_first(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool]:
+    """After an opening brace or bracket: (index of the first member, whether it is empty)."""
+    i = _ws(buf, i + 1, n)
+    if i >= n:
+        return -SYNTAX, True
+    if buf[i] == close:
+        return i + 1, True
+    return i, False
+
+
+@njit(cache=True, nogil=True)
+def _arn_object(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int, slot: int, names: np.ndarray, offsets: np.ndarray, depth: int,
+) -> int:  # fmt: skip
+    """An object of which one string member (``names``) is kept in ``slot``."""
+    i, empty = _empty_or_first(buf, i, n, _RBRACE)
+    if i < 0 or empty:
+        return i
+    seen = False
+    while True:
+        i, ks, ke, escaped = _key(buf, i, n)
+        if i < 0:
+            return i
+        if escaped:
+            return -ESCAPED_KEY
+        if _match(buf, ks, ke, names, offsets) == 0:
+            if seen:
+                return -DUPLICATE
+            seen = True
+            i = _string_slot(buf, i, n, kinds, starts, ends, row, slot)
+        else:
+            i = _skip(buf, i, n, MAX_DEPTH - depth)
+        if i < 0:
+            return i
+        i, last = _next_member(buf, i, n, _RBRACE)
+        if i < 0 or last:
+            return i
+
+
+@njit(cache=True, nogil=True)
+def _session_context(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int,
+) -> int:  # fmt: skip
+    i, empty = _empty_or_first(buf, i, n, _RBRACE)
+    if i < 0 or empty:
+        return i
+    seen = False
+    while True:
+        i, ks, ke, escaped = _key(buf, i, n)
+        if i < 0:
+            return i
+        if escaped:
+            return -ESCAPED_KEY
+        if _match(buf, ks, ke, SESSION_CONTEXT_KEYS, SESSION_CONTEXT_KEY_OFFSETS) == 0:
+            if seen:
+                return -DUPLICATE
+            seen = True
+            if i < n and buf[i] == _LBRACE:
+                i = _arn_object(buf, i, n, kinds, starts, ends, row, S_ISSUER_ARN, ARN_KEYS,
+                                ARN_KEY_OFFSETS, 6)  # fmt: skip
+            elif _is_null(buf, i, n):
+                i += 4
+            else:
+                return -TYPE
+        else:
+            i = _skip(buf, i, n, MAX_DEPTH - 5)
+        if i < 0:
+            return i
+        i, last = _next_member(buf, i, n, _RBRACE)
+        if i < 0 or last:
+            return i
+
+
+@njit(cache=True, nogil=True)
+def _user_identity(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int,
+) -> int:  # fmt: skip
+    i, empty = _empty_or_first(buf, i, n, _RBRACE)
+    if i < 0 or empty:
+        return i
+    seen = 0
+    while True:
+        i, ks, ke, escaped = _key(buf, i, n)
+        if i < 0:
+            return i
+        if escaped:
+            return -ESCAPED_KEY
+        k = _match(buf, ks, ke, UI_KEYS, UI_KEY_OFFSETS)
+        if k >= 0:
+            if seen & (1 << k):
+                return -DUPLICATE
+            seen |= 1 << k
+        if 0 <= k < 7:
+            i = _string_slot(buf, i, n, kinds, starts, ends, row, S_UI_FIRST + k)
+        elif k == 7 or k == 8:
+            if i < n and buf[i] == _LBRACE:
+                if k == 7:
+                    i = _session_context(buf, i, n, kinds, starts, ends, row)
+                else:
+                    i = _arn_object(buf, i, n, kinds, starts, ends, row, S_ON_BEHALF_OF,
+                                    ON_BEHALF_OF_KEYS, ON_BEHALF_OF_KEY_OFFSETS, 5)  # fmt: skip
+            elif _is_null(buf, i, n):
+                i += 4
+            else:
+                return -TYPE
+        else:
+            i = _skip(buf, i, n, MAX_DEPTH - 4)
+        if i < 0:
+            return i
+        i, last = _next_member(buf, i, n, _RBRACE)
+        if i < 0 or last:
+            return i
+
+
+@njit(cache=True, nogil=True)
+def _resources(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int, scratch: np.ndarray,
+) -> int:  # fmt: skip
+    """``resources``: a list of objects; the first ``ARN`` (or ``arn``) naming a KMS key wins.
+
+    ``scratch`` (a 2-row span table) holds one element's ARN and arn while it is read."""
+    i, empty = _empty_or_first(buf, i, n, _RBRACKET)
+    if i < 0 or empty:
+        return i
+    found = False
+    while True:
+        if i >= n or buf[i] != _LBRACE:
+            return -TYPE
+        scratch[0, 0] = NULL
+        scratch[0, 1] = NULL
+        i, empty = _empty_or_first(buf, i, n, _RBRACE)
+        if i < 0:
+            return i
+        seen = 0
+        while not empty:
+            i, ks, ke, escaped = _key(buf, i, n)
+            if i < 0:
+                return i
+            if escaped:
+                return -ESCAPED_KEY
+            k = _match(buf, ks, ke, RESOURCE_KEYS, RESOURCE_KEY_OFFSETS)
+            if k >= 0:
+                if seen & (1 << k):
+                    return -DUPLICATE
+                seen |= 1 << k
+                if i < n and buf[i] == _QUOTE:
+                    end, esc = _string(buf, i, n)
+                    if end < 0:
+                        return end
+                    scratch[0, k] = ESCAPED if esc else PLAIN
+                    scratch[1, k] = i + 1
+                    scratch[2, k] = end - 1
+                    i = end
+                elif _is_null(buf, i, n):
+                    i += 4
+                else:
+                    return -TYPE
+            else:
+                i = _skip(buf, i, n, MAX_DEPTH - 5)
+            if i < 0:
+                return i
+            i, empty = _next_member(buf, i, n, _RBRACE)
+            if i < 0:
+                return i
+        if not found:
+            # resource.ARN or resource.arn: an empty ARN gives way to arn
+            k = 0
+            if scratch[0, 0] == NULL or scratch[2, 0] == scratch[1, 0]:
+                k = 1
+            if scratch[0, k] != NULL:
+                s, e = scratch[1, k], scratch[2, k]
+                text = buf[s:e] if scratch[0, k] == PLAIN else _unescaped(buf, s, e)
+                size = text.shape[0]
+                if (size >= 4 and _equals(text, 0, 4, ARN_PREFIX)
+                        and _contains(text, 0, size, KEY_MARK)):  # fmt: skip
+                    found = True
+                    kinds[row, S_RESOURCE_KEY_ARN] = scratch[0, k]
+                    starts[row, S_RESOURCE_KEY_ARN] = s
+                    ends[row, S_RESOURCE_KEY_ARN] = e
+        i, last = _next_member(buf, i, n, _RBRACKET)
+        if i < 0 or last:
+            return i
+
+
+@njit(cache=True, nogil=True)
+def _request_parameters(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int,
+) -> tuple[int, int]:  # fmt: skip
+    """An object ``requestParameters``: validated whole; its ``keyId`` and ``encryptionContext``
+    noted for a KMS event. Returns (index after it or a negated code, a reason that matters only
+    if the event turns out to be a KMS one, or -1 if ``keyId`` is not a string: no KMS values)."""
+    i, empty = _empty_or_first(buf, i, n, _RBRACE)
+    if i < 0 or empty:
+        return i, OK
+    seen = 0
+    odd = OK
+    key_not_text = False
+    while True:
+        i, ks, ke, escaped = _key(buf, i, n)
+        if i < 0:
+            return i, odd
+        k = _match(buf, ks, ke, PARAMS_KEYS, PARAMS_KEY_OFFSETS)
+        if escaped and odd == OK:
+            odd = ESCAPED_KEY
+        if k >= 0:
+            if seen & (1 << k) and odd == OK:
+                odd = DUPLICATE
+            seen |= 1 << k
+        start = i
+        i = _skip(buf, i, n, MAX_DEPTH - 4)
+        if i < 0:
+            return i, odd
+        if k == 0:
+            if buf[start] == _QUOTE:
+                _, esc = _string(buf, start, n)
+                kinds[row, S_REQUEST_KEY_ID] = ESCAPED if esc else PLAIN
+                starts[row, S_REQUEST_KEY_ID] = start + 1
+                ends[row, S_REQUEST_KEY_ID] = i - 1
+            elif not _is_null(buf, start, n):
+                key_not_text = True
+        elif k == 1:
+            if buf[start] == _LBRACE:
+                kinds[row, S_ENCRYPTION_CONTEXT] = RAW
+                starts[row, S_ENCRYPTION_CONTEXT] = start
+                ends[row, S_ENCRYPTION_CONTEXT] = i
+            else:
+                kinds[row, S_ENCRYPTION_CONTEXT] = NULL
+        i, last = _next_member(buf, i, n, _RBRACE)
+        if i < 0:
+            return i, odd
+        if last:
+            # A keyId that is not a string fails the reference's decode of the whole parameters,
+            # whatever else they hold: the event keeps no KMS values.
+            return i, -1 if key_not_text else odd
+
+
+@njit(cache=True, nogil=True)
+def _record(
+    buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    row: int, scratch: np.ndarray,
+) -> int:  # fmt: skip
+    for slot in range(SLOTS):
+        kinds[row, slot] = NULL
+    i, empty = _empty_or_first(buf, i, n, _RBRACE)
+    if i < 0 or empty:
+        return i
+    seen = 0
+    params_odd = OK
+    while True:
+        i, ks, ke, escaped = _key(buf, i, n)
+        if i < 0:
+            return i
+        if escaped:
+            return -ESCAPED_KEY
+        k = _match(buf, ks, ke, RECORD_KEYS, RECORD_KEY_OFFSETS)
+        if k >= 0:
+            if seen & (1 << k):
+                return -DUPLICATE
+            seen |= 1 << k
+        if 0 <= k < N_RECORD_STRINGS:
+            i = _string_slot(buf, i, n, kinds, starts, ends, row, k)
+        elif k == S_REQUEST_PARAMETERS and i < n and buf[i] == _LBRACE:
+            start = i
+            i, params_odd = _request_parameters(buf, i, n, kinds, starts, ends, row)
+            if i >= 0:
+                kinds[row, k] = RAW
+                starts[row, k] = start
+                ends[row, k] = i
+        elif S_REQUEST_PARAMETERS <= k < S_READ_ONLY:
+            start = i
+            i = _skip(buf, i, n, MAX_DEPTH - 3)
+            if i >= 0 and not _is_null(buf, start, n):
+                kinds[row, k] = RAW
+                starts[row, k] = start
+                ends[row, k] = i
+        elif k in (S_READ_ONLY, S_MANAGEMENT_EVENT):
+            if i >= n:
+                return -SYNTAX
+            c = buf[i]
+            if c != 110 and c != 116 and c != 102:
+                return -TYPE
+            end = _scalar(buf, i, n)
+            if end < 0:
+                return -TYPE
+            if c == 116:
+                kinds[row, k] = TRUE
+            elif c == 102:
+                kinds[row, k] = FALSE
+            i = end
+        elif k == K_USER_IDENTITY:
+            if i < n and buf[i] == _LBRACE:
+                i = _user_identity(buf, i, n, kinds, starts, ends, row)
+            elif _is_null(buf, i, n):
+                i += 4
+            else:
+                return -TYPE
+        elif k == K_RESOURCES:
+            if i < n and buf[i] == _LBRACKET:
+                i = _resources(buf, i, n, kinds, starts, ends, row, scratch)
+            elif _is_null(buf, i, n):
+                i += 4
+            else:
+                return -TYPE
+        else:
+            i = _skip(buf, i, n, MAX_DEPTH - 3)
+        if i < 0:
+            return i
+        i, last = _next_member(buf, i, n, _RBRACE)
+        if i < 0:
+            return i
+        if last:
+            break
+    # requestKeyId and encryptionContext belong to KMS events only.
+    source_kind = kinds[row, S_EVENT_SOURCE]
+    s, e = starts[row, S_EVENT_SOURCE], ends[row, S_EVENT_SOURCE]
+    if source_kind == PLAIN:
+        kms = _equals(buf, s, e, KMS_SOURCE)
+    elif source_kind == ESCAPED:
+        source = _unescaped(buf, s, e)
+        kms = _equals(source, 0, source.shape[0], KMS_SOURCE)
+    else:
+        kms = False
+    if kms and params_odd > 0:
+        return -params_odd
+    if not kms or params_odd < 0:
+        kinds[row, S_REQUEST_KEY_ID] = NULL
+        kinds[row, S_ENCRYPTION_CONTEXT] = NULL
+    return i
+
+
+@njit(cache=True, nogil=True)
+def scan(
+    buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[int, int, int]:
+    """Scan a whole ``{"Records": [...]}`` document: (reason code, records, byte offset where
+    scanning stopped). Reason :data:`OK` means every record's spans are in the tables."""
+    n = buf.shape[0]
+    if not valid_utf8(buf):
+        return INVALID_UTF8, 0, 0
+    capacity = kinds.shape[0]
+    scratch = np.zeros((3, 2), dtype=np.int64)
+    rows = 0
+    seen_records = False
+    i = _ws(buf, 0, n)
+    if i >= n or buf[i] != _LBRACE:
+        return SHAPE, 0, i
+    i, empty = _empty_or_first(buf, i, n, _RBRACE)
+    if i < 0:
+        return SYNTAX, 0, n
+    while not empty:
+        i, ks, ke, escaped = _key(buf, i, n)
+        if i < 0:
+            return -i, rows, ks
+        if escaped:
+            return ESCAPED_KEY, rows, ks
+        if _match(buf, ks, ke, TOP_KEYS, TOP_KEY_OFFSETS) == 0:
+            if seen_records:
+                return DUPLICATE, rows, ks
+            seen_records = True
+            if i >= n or buf[i] != _LBRACKET:
+                return SHAPE, rows, i
+            i, done = _empty_or_first(buf, i, n, _RBRACKET)
+            while i >= 0 and not done:
+                if i >= n or buf[i] != _LBRACE:
+                    return SHAPE, rows, i
+                if rows >= capacity:
+                    return CAPACITY, rows, i
+                i = _record(buf, i, n, kinds, starts, ends, rows, scratch)
+                if i < 0:
+                    break
+                rows += 1
+                i, done = _next_member(buf, i, n, _RBRACKET)
+            if i < 0:
+                return -i, rows, 0
+        else:
+            i = _skip(buf, i, n, MAX_DEPTH - 1)
+            if i < 0:
+                return -i, rows, 0
+        i, empty = _next_member(buf, i, n, _RBRACE)
+        if i < 0:
+            return -i, rows, 0
+    if not seen_records:
+        return SHAPE, 0, i
+    if _ws(buf, i, n) != n:
+        return TRAILING, rows, i
+    return OK, rows, i
+
+
+@njit(cache=True, nogil=True)
+def _unescape(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    """Write the unescaped text of ``buf[start:end]`` (validated by :func:`scan`) at ``out[at]``;
+    returns the index after it. Never writes more bytes than it reads."""
+    i = start
+    limit = min(end, buf.shape[0])
+    while i < limit:
+        c = buf[i]
+        if c != _BACKSLASH or i + 1 >= limit:
+            out[at] = c
+            at += 1
+            i += 1
+            continue
+        e = buf[i + 1]
+        if e == 117:
+            code = _hex4(buf, i + 2, limit)
+            i += 6
+            if code < 0:
+                return at
+            if 0xD800 <= code <= 0xDBFF:
+                low = _hex4(buf, i + 2, limit) if i + 1 < limit else -1
+                if low < 0xDC00 or low > 0xDFFF:
+                    return at
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
+            if code < 0x80:
+                out[at] = code
+                at += 1
+            elif code < 0x800:
+                out[at] = 0xC0 | (code >> 6)
+                out[at + 1] = 0x80 | (code & 0x3F)
+                at += 2
+            elif code < 0x10000:
+                out[at] = 0xE0 | (code >> 12)
+                out[at + 1] = 0x80 | ((code >> 6) & 0x3F)
+                out[at + 2] = 0x80 | (code & 0x3F)
+                at += 3
+            else:
+                out[at] = 0xF0 | (code >> 18)
+                out[at + 1] = 0x80 | ((code >> 12) & 0x3F)
+                out[at + 2] = 0x80 | ((code >> 6) & 0x3F)
+                out[at + 3] = 0x80 | (code & 0x3F)
+                at += 4
+            continue
+        if e == 98:
+            out[at] = 8
+        elif e == 102:
+            out[at] = 12
+        elif e == 110:
+            out[at] = 10
+        elif e == 114:
+            out[at] = 13
+        elif e == 116:
+            out[at] = 9
+        else:  # \" \\ \/
+            out[at] = e
+        at += 1
+        i += 2
+    return at
+
+
+@njit(cache=True, nogil=True)
+def _unescaped(buf: np.ndarray, start: int, end: int) -> np.ndarray:
+    """The unescaped text of a validated string span, as a new array."""
+    out = np.empty(max(end - start, 0), dtype=np.uint8)
+    size = _unescape(buf, start, end, out, 0)
+    return out[:size]
+
+
+@njit(cache=True, nogil=True)
+def gather(
+    buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: int,
+    first_row: int, text_slots: np.ndarray, offsets: np.ndarray, data: np.ndarray,
+    bases: np.ndarray, cursors: np.ndarray, validity: np.ndarray,
+) -> bool:  # fmt: skip
+    """Append one scanned object's values to a batch's Arrow buffers.
+
+    Text column ``c`` (slot ``text_slots[c]``) owns ``data[bases[c]:bases[c + 1]]``; row
+    ``first_row + r``'s value is written at ``data[cursors[c]:]`` (never past its region), its
+    end offset (relative to ``bases[c]``) at ``offsets[c, first_row + r + 1]`` and its validity
+    bit. Boolean slots (read-only,
+    management event) are columns ``len(text_slots)`` and the next, as validity and value bits
+    in ``validity``'s last four rows. Returns False if a span lies outside ``buf`` or a column
+    would overflow (the caller falls back).
+    """
+    n = buf.shape[0]
+    columns = text_slots.shape[0]
+    for c in range(columns):
+        slot = text_slots[c]
+        base = bases[c]
+        limit = bases[c + 1]
+        for r in range(rows):
+            row = first_row + r
+            kind = kinds[r, slot]
+            at = cursors[c]
+            if kind in (PLAIN, RAW, ESCAPED):
+                s, e = starts[r, slot], ends[r, slot]
+                if s < 0 or e > n or s > e or at + (e - s) > limit:
+                    return False
+                if kind == ESCAPED:
+                    at = _unescape(buf, s, e, data, at)
+                else:
+                    data[at : at + (e - s)] = buf[s:e]
+                    at += e - s
+                validity[c, row >> 3] |= np.uint8(1 << (row & 7))
+            cursors[c] = at
+            offsets[c, row + 1] = at - base
+    flags = validity.shape[0] - 4
+    for b in range(2):
+        slot = S_READ_ONLY + b
+        for r in range(rows):
+            row = first_row + r
+            kind = kinds[r, slot]
+            if kind in (TRUE, FALSE):
+                validity[flags + 2 * b, row >> 3] |= np.uint8(1 << (row & 7))
+                if kind == TRUE:
+                    validity[flags + 2 * b + 1, row >> 3] |= np.uint8(1 << (row & 7))
+    return True
