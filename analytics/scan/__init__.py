@@ -57,7 +57,7 @@ REASONS = {
     k.ESCAPED_KEY: "a key spelled with escapes",
     k.SURROGATE: "a lone UTF-16 surrogate escape",
     k.TRAILING: "bytes after the document",
-    k.CAPACITY: "records too small and many for the scanner's tables",
+    k.CAPACITY: "records too small and many, or an escaped resource ARN too long",
 }
 """Why a document went to the reference decoder, by the kernel's reason code."""
 
@@ -116,16 +116,32 @@ def _tables(rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+_ESCAPED_TEXT_BYTES = 4096
+"""The longest escaped resource ARN the scanner unescapes to look at (longer: reference path)."""
+_WORK = threading.local()
+
+
+def _work_space() -> tuple[np.ndarray, np.ndarray]:
+    """This thread's scratch span table and text buffer (kernels never allocate)."""
+    space: tuple[np.ndarray, np.ndarray] | None = getattr(_WORK, "space", None)
+    if space is None:
+        space = (np.zeros((3, 2), dtype=np.int64), np.zeros(_ESCAPED_TEXT_BYTES, dtype=np.uint8))
+        _WORK.space = space
+    return space
+
+
 def scan_document(doc: bytes) -> Scanned | str:
     """Scan one document: its span table, or the reason it must go to the reference decoder."""
     if len(doc) >= 2**31 - 1:
         return _fallback("document larger than 2 GiB")
     view = np.frombuffer(doc, dtype=np.uint8)
+    scratch, text = _work_space()
+    ascii_only = doc.isascii()  # CPython checks a word at a time: no UTF-8 left to validate
     kinds, starts, ends = _tables(len(doc) // _ROWS_PER_BYTE + 64)
-    code, rows, _ = k.scan(view, kinds, starts, ends)
-    if code == k.CAPACITY and len(doc) <= _SMALL_DOCUMENT:
+    code, rows, _ = k.scan(view, kinds, starts, ends, scratch, text, ascii_only)
+    if code == k.CAPACITY and rows == kinds.shape[0] and len(doc) <= _SMALL_DOCUMENT:
         kinds, starts, ends = _tables(len(doc) // 3 + 2)
-        code, rows, _ = k.scan(view, kinds, starts, ends)
+        code, rows, _ = k.scan(view, kinds, starts, ends, scratch, text, ascii_only)
     if code != k.OK:
         return _fallback(REASONS.get(code, f"reason {code}"))
     kinds, starts, ends = kinds[:rows].copy(), starts[:rows].copy(), ends[:rows].copy()

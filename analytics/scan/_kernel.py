@@ -16,8 +16,24 @@ truncated or hostile document ends in a reason code, never a read past its end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 import numpy as np
 from numba import njit
+
+_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "_nrt": False}
+"""Compiled once and cached on disk; the GIL released; and no runtime reference counting: a
+kernel never allocates (the caller passes every array, work space included), and counting
+references to the document at each of the millions of helper calls cost two thirds of the
+scan's time."""
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _kernel(function: _F) -> _F:
+    """Compile ``function`` with :data:`_OPTIONS` (mypy keeps its Python signature)."""
+    return cast(_F, njit(**_OPTIONS)(function))
+
 
 # Kinds of a slot's value.
 NULL = 0  # absent or JSON null
@@ -93,7 +109,7 @@ _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def valid_utf8(buf: np.ndarray) -> bool:
     """Whether ``buf`` is well-formed UTF-8: no overlong forms, surrogates or code points past
     U+10FFFF."""
@@ -135,7 +151,7 @@ def valid_utf8(buf: np.ndarray) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True, inline="always")
+@_kernel
 def _ws(buf: np.ndarray, i: int, n: int) -> int:
     while i < n:
         c = buf[i]
@@ -146,7 +162,7 @@ def _ws(buf: np.ndarray, i: int, n: int) -> int:
     return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _hex4(buf: np.ndarray, i: int, n: int) -> int:
     """The value of four hex digits at ``i``, or -1."""
     if i + 4 > n:
@@ -166,7 +182,7 @@ def _hex4(buf: np.ndarray, i: int, n: int) -> int:
     return value
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
     """Validate the string whose opening quote is at ``i``: (index after its closing quote, or a
     negated reason code; whether it holds escapes)."""
@@ -209,7 +225,7 @@ def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
     return -SYNTAX, escaped
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _digits(buf: np.ndarray, i: int, n: int) -> int:
     """Index after one or more digits at ``i``, or -1 if there is none."""
     start = i
@@ -218,7 +234,7 @@ def _digits(buf: np.ndarray, i: int, n: int) -> int:
     return i if i > start else -1
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _scalar(buf: np.ndarray, i: int, n: int) -> int:
     """Index after the number or literal at ``i`` (strict JSON grammar), or -SYNTAX."""
     c = buf[i]
@@ -260,7 +276,7 @@ def _scalar(buf: np.ndarray, i: int, n: int) -> int:
     return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _is_null(buf: np.ndarray, i: int, n: int) -> bool:
     return (
         i + 4 <= n
@@ -271,7 +287,7 @@ def _is_null(buf: np.ndarray, i: int, n: int) -> bool:
     )
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
     """Validate the JSON value starting at ``i`` (no leading whitespace): the index after it,
     or a negated reason code. Containers are walked iteratively with a bit stack."""
@@ -284,7 +300,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
             return end
         return _scalar(buf, i, n)
     depth = 0
-    objects = np.uint64(0)  # bit d set: the container at depth d is an object
+    objects = 0  # bit d set: the container at depth d is an object (depth stays under 63)
     expect_value = True
     while True:
         if expect_value:
@@ -296,7 +312,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
                 if depth >= depth_left or depth >= 63:
                     return -DEPTH
                 is_object = c == _LBRACE
-                bit = np.uint64(1) << np.uint64(depth)
+                bit = 1 << depth
                 if is_object:
                     objects |= bit
                 else:
@@ -337,7 +353,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
         if i >= n:
             return -SYNTAX
         c = buf[i]
-        in_object = (objects >> np.uint64(depth - 1)) & np.uint64(1) == np.uint64(1)
+        in_object = ((objects >> (depth - 1)) & 1) == 1
         if c == _COMMA:
             i = _ws(buf, i + 1, n)
             if in_object:
@@ -361,7 +377,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
         return -SYNTAX
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np.ndarray) -> int:
     """The index of the name ``buf[start:end]`` among ``names``, or -1."""
     length = end - start
@@ -379,7 +395,7 @@ def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np
     return -1
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _equals(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
     length = text.shape[0]
     if end - start != length:
@@ -390,7 +406,17 @@ def _equals(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
     return bool(j == length)
 
 
-@njit(cache=True, nogil=True)
+@_kernel
+def _names_a_key(text: np.ndarray, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is an ARN (``arn:…``) holding ``:key/``."""
+    return (
+        end - start >= 4
+        and _equals(text, start, start + 4, ARN_PREFIX)
+        and _contains(text, start, end, KEY_MARK)
+    )
+
+
+@_kernel
 def _contains(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
     m = text.shape[0]
     for s in range(start, end - m + 1):
@@ -404,7 +430,7 @@ def _contains(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
     return False
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _key(buf: np.ndarray, i: int, n: int) -> tuple[int, int, int, bool]:
     """At a key's opening quote: (index after the colon or a negated code, key start, key end,
     whether the key holds escapes)."""
@@ -419,7 +445,7 @@ def _key(buf: np.ndarray, i: int, n: int) -> tuple[int, int, int, bool]:
     return _ws(buf, j + 1, n), i + 1, end - 1, escaped
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _next_member(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool]:
     """After a member or element: (index of the next one, or after ``close``; whether it was
     the last), or a negated code."""
@@ -433,7 +459,7 @@ def _next_member(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool
     return -SYNTAX, True
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _string_slot(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     row: int, slot: int,
@@ -455,7 +481,7 @@ def _string_slot(
     return -TYPE
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _empty_or_first(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool]:
     """After an opening brace or bracket: (index of the first member, whether it is empty)."""
     i = _ws(buf, i + 1, n)
@@ -466,7 +492,7 @@ def _empty_or_first(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, b
     return i, False
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _arn_object(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     row: int, slot: int, names: np.ndarray, offsets: np.ndarray, depth: int,
@@ -496,7 +522,7 @@ def _arn_object(
             return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _session_context(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     row: int,
@@ -531,7 +557,7 @@ def _session_context(
             return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _user_identity(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     row: int,
@@ -573,14 +599,15 @@ def _user_identity(
             return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _resources(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-    row: int, scratch: np.ndarray,
+    row: int, scratch: np.ndarray, text: np.ndarray,
 ) -> int:  # fmt: skip
     """``resources``: a list of objects; the first ``ARN`` (or ``arn``) naming a KMS key wins.
 
-    ``scratch`` (a 2-row span table) holds one element's ARN and arn while it is read."""
+    ``scratch`` (a 3 × 2 span table) holds one element's ARN and arn while it is read; ``text``
+    receives an escaped one unescaped."""
     i, empty = _empty_or_first(buf, i, n, _RBRACKET)
     if i < 0 or empty:
         return i
@@ -631,10 +658,13 @@ def _resources(
                 k = 1
             if scratch[0, k] != NULL:
                 s, e = scratch[1, k], scratch[2, k]
-                text = buf[s:e] if scratch[0, k] == PLAIN else _unescaped(buf, s, e)
-                size = text.shape[0]
-                if (size >= 4 and _equals(text, 0, 4, ARN_PREFIX)
-                        and _contains(text, 0, size, KEY_MARK)):  # fmt: skip
+                if scratch[0, k] == PLAIN:
+                    names_a_key = _names_a_key(buf, s, e)
+                elif e - s > text.shape[0]:
+                    return -CAPACITY
+                else:
+                    names_a_key = _names_a_key(text, 0, _unescape(buf, s, e, text, 0))
+                if names_a_key:
                     found = True
                     kinds[row, S_RESOURCE_KEY_ARN] = scratch[0, k]
                     starts[row, S_RESOURCE_KEY_ARN] = s
@@ -644,7 +674,7 @@ def _resources(
             return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _request_parameters(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     row: int,
@@ -697,10 +727,10 @@ def _request_parameters(
             return i, -1 if key_not_text else odd
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _record(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-    row: int, scratch: np.ndarray,
+    row: int, scratch: np.ndarray, text: np.ndarray,
 ) -> int:  # fmt: skip
     for slot in range(SLOTS):
         kinds[row, slot] = NULL
@@ -759,7 +789,7 @@ def _record(
                 return -TYPE
         elif k == K_RESOURCES:
             if i < n and buf[i] == _LBRACKET:
-                i = _resources(buf, i, n, kinds, starts, ends, row, scratch)
+                i = _resources(buf, i, n, kinds, starts, ends, row, scratch, text)
             elif _is_null(buf, i, n):
                 i += 4
             else:
@@ -778,9 +808,8 @@ def _record(
     s, e = starts[row, S_EVENT_SOURCE], ends[row, S_EVENT_SOURCE]
     if source_kind == PLAIN:
         kms = _equals(buf, s, e, KMS_SOURCE)
-    elif source_kind == ESCAPED:
-        source = _unescaped(buf, s, e)
-        kms = _equals(source, 0, source.shape[0], KMS_SOURCE)
+    elif source_kind == ESCAPED and e - s <= min(text.shape[0], 6 * KMS_SOURCE.shape[0]):
+        kms = _equals(text, 0, _unescape(buf, s, e, text, 0), KMS_SOURCE)
     else:
         kms = False
     if kms and params_odd > 0:
@@ -791,17 +820,21 @@ def _record(
     return i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def scan(
-    buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray
-) -> tuple[int, int, int]:
+    buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+    scratch: np.ndarray, text: np.ndarray, ascii_only: bool,
+) -> tuple[int, int, int]:  # fmt: skip
     """Scan a whole ``{"Records": [...]}`` document: (reason code, records, byte offset where
-    scanning stopped). Reason :data:`OK` means every record's spans are in the tables."""
+    scanning stopped). Reason :data:`OK` means every record's spans are in the tables.
+
+    ``scratch`` (``int64``, 3 × 2) and ``text`` (``uint8``) are work space, so that no kernel
+    allocates; ``ascii_only`` says the caller found every byte below 0x80 (no UTF-8 to check).
+    """
     n = buf.shape[0]
-    if not valid_utf8(buf):
+    if not ascii_only and not valid_utf8(buf):
         return INVALID_UTF8, 0, 0
     capacity = kinds.shape[0]
-    scratch = np.zeros((3, 2), dtype=np.int64)
     rows = 0
     seen_records = False
     i = _ws(buf, 0, n)
@@ -828,7 +861,7 @@ def scan(
                     return SHAPE, rows, i
                 if rows >= capacity:
                     return CAPACITY, rows, i
-                i = _record(buf, i, n, kinds, starts, ends, rows, scratch)
+                i = _record(buf, i, n, kinds, starts, ends, rows, scratch, text)
                 if i < 0:
                     break
                 rows += 1
@@ -849,7 +882,7 @@ def scan(
     return OK, rows, i
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _unescape(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
     """Write the unescaped text of ``buf[start:end]`` (validated by :func:`scan`) at ``out[at]``;
     returns the index after it. Never writes more bytes than it reads."""
@@ -910,15 +943,7 @@ def _unescape(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -
     return at
 
 
-@njit(cache=True, nogil=True)
-def _unescaped(buf: np.ndarray, start: int, end: int) -> np.ndarray:
-    """The unescaped text of a validated string span, as a new array."""
-    out = np.empty(max(end - start, 0), dtype=np.uint8)
-    size = _unescape(buf, start, end, out, 0)
-    return out[:size]
-
-
-@njit(cache=True, nogil=True)
+@_kernel
 def gather(
     buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: int,
     first_row: int, text_slots: np.ndarray, offsets: np.ndarray, data: np.ndarray,
@@ -951,8 +976,9 @@ def gather(
                 if kind == ESCAPED:
                     at = _unescape(buf, s, e, data, at)
                 else:
-                    data[at : at + (e - s)] = buf[s:e]
-                    at += e - s
+                    for j in range(s, e):
+                        data[at] = buf[j]
+                        at += 1
                 validity[c, row >> 3] |= np.uint8(1 << (row & 7))
             cursors[c] = at
             offsets[c, row + 1] = at - base
