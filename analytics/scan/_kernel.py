@@ -76,12 +76,30 @@ MAX_DEPTH = 48
 """Containers nested deeper than this send the object to the reference decoder."""
 
 
+_HASH_SLOTS = 128
+
+
+def _hash(name: bytes) -> int:
+    """The slot of a key name (the kernel computes the same over the document's bytes)."""
+    h = 0
+    for byte in name:
+        h = (h * 3 + byte) & 0xFFFFFFFF
+    return (h ^ (h >> 7)) & (_HASH_SLOTS - 1)
+
+
 def _names(*names: str) -> tuple[np.ndarray, np.ndarray]:
-    """Key names as one byte array and their offsets (numba freezes global arrays)."""
+    """Key names as one byte array, and an index: their offsets, then a hash table of
+    :data:`_HASH_SLOTS` entries giving the name of each hash (-1: none). numba freezes global
+    arrays into the compiled code."""
     encoded = [n.encode() for n in names]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(e) for e in encoded])
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
+    index = np.full(len(encoded) + 1 + _HASH_SLOTS, -1, dtype=np.int64)
+    index[0] = 0
+    index[1 : len(encoded) + 1] = np.cumsum([len(e) for e in encoded])
+    for number, name in enumerate(encoded):
+        slot = len(encoded) + 1 + _hash(name)
+        assert index[slot] == -1, f"{name!r} shares a hash slot"
+        index[slot] = number
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), index
 
 
 RECORD_KEYS, RECORD_KEY_OFFSETS = _names(
@@ -106,6 +124,11 @@ ARN_PREFIX = np.frombuffer(b"arn:", dtype=np.uint8).copy()
 KEY_MARK = np.frombuffer(b":key/", dtype=np.uint8).copy()
 
 _QUOTE, _BACKSLASH, _COLON, _COMMA = 34, 92, 58, 44
+_ONES = np.uint64(0x0101010101010101)
+_HIGH_BITS = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x2222222222222222)
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
+_SPACES = np.uint64(0x2020202020202020)
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 
 
@@ -188,7 +211,18 @@ def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
     negated reason code; whether it holds escapes)."""
     i += 1
     escaped = False
+    words = buf[: n - (n & 7)].view(np.uint64)
     while i < n:
+        if (i & 7) == 0 and i + 8 <= n:
+            # Eight bytes at once: skip them if none is a quote, a backslash, a control
+            # character or a non-ASCII byte (each test sets the high bit of such a byte).
+            w = words[i >> 3]
+            quote = w ^ _QUOTES
+            backslash = w ^ _BACKSLASHES
+            hits = ((quote - _ONES) & ~quote) | ((backslash - _ONES) & ~backslash)
+            if ((hits | ((w - _SPACES) & ~w) | w) & _HIGH_BITS) == 0:
+                i += 8
+                continue
         c = buf[i]
         if c == _QUOTE:
             return i + 1, escaped
@@ -379,20 +413,26 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
 
 @_kernel
 def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np.ndarray) -> int:
-    """The index of the name ``buf[start:end]`` among ``names``, or -1."""
+    """The index of the name ``buf[start:end]`` among ``names`` (see :func:`_names`), or -1:
+    one hash look-up and one comparison, whatever the number of names."""
     length = end - start
-    for k in range(offsets.shape[0] - 1):
-        a = offsets[k]
-        if offsets[k + 1] - a != length:
-            continue
-        same = True
-        for j in range(length):
-            if buf[start + j] != names[a + j]:
-                same = False
-                break
-        if same:
-            return k
-    return -1
+    if length <= 0:
+        return -1
+    count = offsets.shape[0] - 1 - _HASH_SLOTS
+    h = 0
+    for j in range(start, end):
+        h = (h * 3 + buf[j]) & 0xFFFFFFFF
+    h = (h ^ (h >> 7)) & (_HASH_SLOTS - 1)
+    k = offsets[count + 1 + h]
+    if k < 0:
+        return -1
+    a = offsets[k]
+    if offsets[k + 1] - a != length:
+        return -1
+    for j in range(length):
+        if buf[start + j] != names[a + j]:
+            return -1
+    return int(k)
 
 
 @_kernel
