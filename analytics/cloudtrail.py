@@ -163,6 +163,9 @@ class DecodedObject:
     scanned: Scanned | None = None
     """The compiled scanner's span table, when it took the document (``records`` is then
     empty): see :mod:`analytics.scan`."""
+    scan_fallback: str | None = None
+    """Why the scanner left the document to the reference decoder (None: it took it, or it
+    is off)."""
 
     @property
     def count(self) -> int:
@@ -208,9 +211,11 @@ def decode_document(doc: bytes, source_object: str) -> DecodedObject:
     Raises :class:`RejectedObject` and nothing else when the document as a whole is unusable.
     """
     scanned = _scan(doc)
-    if scanned is not None:
+    if scanned is not None and not isinstance(scanned, str):
         return DecodedObject(source_object, doc, [], scanned=scanned)
-    return decode_reference(doc, source_object)
+    decoded = decode_reference(doc, source_object)
+    decoded.scan_fallback = scanned
+    return decoded
 
 
 def decode_reference(doc: bytes, source_object: str) -> DecodedObject:
@@ -235,15 +240,14 @@ SCANNER_ENV = "KEYTRAIL_SCANNER"
 """``reference`` turns the compiled scanner off; ``compiled`` (the default) leaves it on."""
 
 
-def _scan(doc: bytes) -> Scanned | None:
-    """The scanner's table of ``doc``, or None: scanner off or unavailable, or the document
-    not one it takes (counted by reason in :data:`analytics.scan.STATISTICS`)."""
+def _scan(doc: bytes) -> Scanned | str | None:
+    """The scanner's table of ``doc``; or why it does not take the document (also counted in
+    :data:`analytics.scan.STATISTICS`); or None if the scanner is off or unavailable."""
     if not scanner_enabled():
         return None
     from analytics import scan
 
-    result = scan.scan_document(doc)
-    return None if isinstance(result, str) else result
+    return scan.scan_document(doc)
 
 
 def scanner_enabled() -> bool:

@@ -25,7 +25,9 @@ from analytics.decompress import RejectedObject, to_json_bytes
 from analytics.scan import _kernel as kernel
 from analytics.scan.cache import CACHE_ENV, configure_cache_dir
 from tests import trail
+from tests.flows.helpers import assert_same_lake
 from tests.fuzz_profiles import fuzz_settings
+from tests.ingest.helpers import ingest_json
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples" / "trail"
@@ -349,3 +351,21 @@ def test_hostile_bytes_never_crash_the_kernel() -> None:
         result = outcome(cut)
         assert result == "equal" or result.startswith("fallback: ")
     assert outcome(gzip.decompress(gzip.compress(base))) == "equal"
+
+
+@pytest.mark.slow
+def test_the_sample_trail_ingests_to_the_same_lake_on_either_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lakes, summaries = {}, {}
+    for mode in ("compiled", "reference"):
+        monkeypatch.setenv(ct.SCANNER_ENV, mode)
+        lakes[mode] = tmp_path / mode
+        summaries[mode] = ingest_json(str(SAMPLES), "--lake", str(lakes[mode]), "--workers", "2")
+    assert_same_lake(lakes["compiled"], lakes["reference"], [])
+    compiled, reference = summaries["compiled"], summaries["reference"]
+    assert compiled["objects_scanned"] == compiled["objects_ingested"] > 3000
+    assert reference["objects_scanned"] == 0 and reference["scanner_fallbacks"] == {}
+    for field in ("events_written", "objects_quarantined", "records_quarantined",
+                  "objects_with_notes", "quarantined"):  # fmt: skip
+        assert compiled[field] == reference[field], field
