@@ -35,6 +35,12 @@ def _kernel(function: _F) -> _F:
     return cast(_F, njit(**_OPTIONS)(function))
 
 
+def _inlined(function: _F) -> _F:
+    """A small helper of the hot loops: LLVM inlines it into each caller, so no call passes
+    the document's array structure a hundred times per record."""
+    return cast(_F, njit(**_OPTIONS, forceinline=True)(function))
+
+
 # Kinds of a slot's value.
 NULL = 0  # absent or JSON null
 PLAIN = 1  # a string without escapes: the span is its text
@@ -139,19 +145,19 @@ def valid_utf8(buf: np.ndarray) -> bool:
     n = buf.shape[0]
     i = 0
     while i < n:
-        c = buf[i]
+        c = _at(buf, i)
         if c < 0x80:
             i += 1
             continue
         if 0xC2 <= c <= 0xDF:
-            if i + 1 >= n or (buf[i + 1] & 0xC0) != 0x80:
+            if i + 1 >= n or (_at(buf, i + 1) & 0xC0) != 0x80:
                 return False
             i += 2
         elif 0xE0 <= c <= 0xEF:
             if i + 2 >= n:
                 return False
-            c1 = buf[i + 1]
-            if (c1 & 0xC0) != 0x80 or (buf[i + 2] & 0xC0) != 0x80:
+            c1 = _at(buf, i + 1)
+            if (c1 & 0xC0) != 0x80 or (_at(buf, i + 2) & 0xC0) != 0x80:
                 return False
             if c == 0xE0 and c1 < 0xA0:
                 return False
@@ -161,8 +167,12 @@ def valid_utf8(buf: np.ndarray) -> bool:
         elif 0xF0 <= c <= 0xF4:
             if i + 3 >= n:
                 return False
-            c1 = buf[i + 1]
-            if (c1 & 0xC0) != 0x80 or (buf[i + 2] & 0xC0) != 0x80 or (buf[i + 3] & 0xC0) != 0x80:
+            c1 = _at(buf, i + 1)
+            if (
+                (c1 & 0xC0) != 0x80
+                or (_at(buf, i + 2) & 0xC0) != 0x80
+                or (_at(buf, i + 3) & 0xC0) != 0x80
+            ):
                 return False
             if c == 0xF0 and c1 < 0x90:
                 return False
@@ -174,10 +184,18 @@ def valid_utf8(buf: np.ndarray) -> bool:
     return True
 
 
-@_kernel
+@_inlined
+def _at(buf: np.ndarray, i: int) -> int:
+    """``buf[i]`` for an ``i`` already known to lie in ``[0, len(buf))``: an unsigned index
+    spares numba's negative-index wrap-around, a branch on every byte read (a sixth of the
+    scan's time)."""
+    return int(buf[np.uint64(i)])
+
+
+@_inlined
 def _ws(buf: np.ndarray, i: int, n: int) -> int:
     while i < n:
-        c = buf[i]
+        c = _at(buf, i)
         if c == 32 or c == 10 or c == 13 or c == 9:
             i += 1
         else:
@@ -185,7 +203,7 @@ def _ws(buf: np.ndarray, i: int, n: int) -> int:
     return i
 
 
-@_kernel
+@_inlined
 def _hex4(buf: np.ndarray, i: int, n: int) -> int:
     """The value of four hex digits at ``i``, or -1."""
     if i + 4 > n:
@@ -205,7 +223,7 @@ def _hex4(buf: np.ndarray, i: int, n: int) -> int:
     return value
 
 
-@_kernel
+@_inlined
 def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
     """Validate the string whose opening quote is at ``i``: (index after its closing quote, or a
     negated reason code; whether it holds escapes)."""
@@ -216,27 +234,27 @@ def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
         if (i & 7) == 0 and i + 8 <= n:
             # Eight bytes at once: skip them if none is a quote, a backslash, a control
             # character or a non-ASCII byte (each test sets the high bit of such a byte).
-            w = words[i >> 3]
+            w = words[np.uint64(i >> 3)]
             quote = w ^ _QUOTES
             backslash = w ^ _BACKSLASHES
             hits = ((quote - _ONES) & ~quote) | ((backslash - _ONES) & ~backslash)
             if ((hits | ((w - _SPACES) & ~w) | w) & _HIGH_BITS) == 0:
                 i += 8
                 continue
-        c = buf[i]
+        c = _at(buf, i)
         if c == _QUOTE:
             return i + 1, escaped
         if c == _BACKSLASH:
             escaped = True
             if i + 1 >= n:
                 return -SYNTAX, escaped
-            e = buf[i + 1]
+            e = _at(buf, i + 1)
             if e == 117:  # \uXXXX
                 code = _hex4(buf, i + 2, n)
                 if code < 0:
                     return -SYNTAX, escaped
                 if 0xD800 <= code <= 0xDBFF:
-                    if i + 12 <= n and buf[i + 6] == _BACKSLASH and buf[i + 7] == 117:
+                    if i + 12 <= n and _at(buf, i + 6) == _BACKSLASH and _at(buf, i + 7) == 117:
                         low = _hex4(buf, i + 8, n)
                         if 0xDC00 <= low <= 0xDFFF:
                             i += 12
@@ -259,50 +277,60 @@ def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
     return -SYNTAX, escaped
 
 
-@_kernel
+@_inlined
 def _digits(buf: np.ndarray, i: int, n: int) -> int:
     """Index after one or more digits at ``i``, or -1 if there is none."""
     start = i
-    while i < n and 48 <= buf[i] <= 57:
+    while i < n and 48 <= _at(buf, i) <= 57:
         i += 1
     return i if i > start else -1
 
 
-@_kernel
+@_inlined
 def _scalar(buf: np.ndarray, i: int, n: int) -> int:
     """Index after the number or literal at ``i`` (strict JSON grammar), or -SYNTAX."""
-    c = buf[i]
+    c = _at(buf, i)
     if c == 116:  # true
-        if i + 4 <= n and buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101:
+        if (
+            i + 4 <= n
+            and _at(buf, i + 1) == 114
+            and _at(buf, i + 2) == 117
+            and _at(buf, i + 3) == 101
+        ):
             return i + 4
         return -SYNTAX
     if c == 102:  # false
-        if (i + 5 <= n and buf[i + 1] == 97 and buf[i + 2] == 108 and buf[i + 3] == 115
-                and buf[i + 4] == 101):  # fmt: skip
+        if (i + 5 <= n and _at(buf, i + 1) == 97 and _at(buf, i + 2) == 108
+                and _at(buf, i + 3) == 115 and _at(buf, i + 4) == 101):  # fmt: skip
             return i + 5
         return -SYNTAX
     if c == 110:  # null
-        if i + 4 <= n and buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108:
+        if (
+            i + 4 <= n
+            and _at(buf, i + 1) == 117
+            and _at(buf, i + 2) == 108
+            and _at(buf, i + 3) == 108
+        ):
             return i + 4
         return -SYNTAX
     if c == 45:  # -
         i += 1
         if i >= n:
             return -SYNTAX
-        c = buf[i]
+        c = _at(buf, i)
     if c == 48:  # a leading zero stands alone
         i += 1
     elif 49 <= c <= 57:
         i = _digits(buf, i, n)
     else:
         return -SYNTAX
-    if i < n and buf[i] == 46:  # .
+    if i < n and _at(buf, i) == 46:  # .
         i = _digits(buf, i + 1, n)
         if i < 0:
             return -SYNTAX
-    if i < n and (buf[i] == 101 or buf[i] == 69):  # e E
+    if i < n and (_at(buf, i) == 101 or _at(buf, i) == 69):  # e E
         i += 1
-        if i < n and (buf[i] == 43 or buf[i] == 45):
+        if i < n and (_at(buf, i) == 43 or _at(buf, i) == 45):
             i += 1
         i = _digits(buf, i, n)
         if i < 0:
@@ -310,14 +338,14 @@ def _scalar(buf: np.ndarray, i: int, n: int) -> int:
     return i
 
 
-@_kernel
+@_inlined
 def _is_null(buf: np.ndarray, i: int, n: int) -> bool:
     return (
         i + 4 <= n
-        and buf[i] == 110
-        and buf[i + 1] == 117
-        and buf[i + 2] == 108
-        and (buf[i + 3] == 108)
+        and _at(buf, i) == 110
+        and _at(buf, i + 1) == 117
+        and _at(buf, i + 2) == 108
+        and (_at(buf, i + 3) == 108)
     )
 
 
@@ -327,7 +355,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
     or a negated reason code. Containers are walked iteratively with a bit stack."""
     if i >= n:
         return -SYNTAX
-    c = buf[i]
+    c = _at(buf, i)
     if c != _LBRACE and c != _LBRACKET:
         if c == _QUOTE:
             end, _ = _string(buf, i, n)
@@ -341,7 +369,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
             i = _ws(buf, i, n)
             if i >= n:
                 return -SYNTAX
-            c = buf[i]
+            c = _at(buf, i)
             if c in (_LBRACE, _LBRACKET):
                 if depth >= depth_left or depth >= 63:
                     return -DEPTH
@@ -355,7 +383,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
                 i = _ws(buf, i + 1, n)
                 if i >= n:
                     return -SYNTAX
-                if buf[i] == (_RBRACE if is_object else _RBRACKET):
+                if _at(buf, i) == (_RBRACE if is_object else _RBRACKET):
                     depth -= 1
                     i += 1
                     expect_value = False
@@ -363,13 +391,13 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
                         return i
                     continue
                 if is_object:
-                    if buf[i] != _QUOTE:
+                    if _at(buf, i) != _QUOTE:
                         return -SYNTAX
                     end, _ = _string(buf, i, n)
                     if end < 0:
                         return end
                     i = _ws(buf, end, n)
-                    if i >= n or buf[i] != _COLON:
+                    if i >= n or _at(buf, i) != _COLON:
                         return -SYNTAX
                     i += 1
                 continue
@@ -386,18 +414,18 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
         i = _ws(buf, i, n)
         if i >= n:
             return -SYNTAX
-        c = buf[i]
+        c = _at(buf, i)
         in_object = ((objects >> (depth - 1)) & 1) == 1
         if c == _COMMA:
             i = _ws(buf, i + 1, n)
             if in_object:
-                if i >= n or buf[i] != _QUOTE:
+                if i >= n or _at(buf, i) != _QUOTE:
                     return -SYNTAX
                 end, _ = _string(buf, i, n)
                 if end < 0:
                     return end
                 i = _ws(buf, end, n)
-                if i >= n or buf[i] != _COLON:
+                if i >= n or _at(buf, i) != _COLON:
                     return -SYNTAX
                 i += 1
             expect_value = True
@@ -411,7 +439,7 @@ def _skip(buf: np.ndarray, i: int, n: int, depth_left: int) -> int:
         return -SYNTAX
 
 
-@_kernel
+@_inlined
 def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np.ndarray) -> int:
     """The index of the name ``buf[start:end]`` among ``names`` (see :func:`_names`), or -1:
     one hash look-up and one comparison, whatever the number of names."""
@@ -435,7 +463,7 @@ def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np
     return int(k)
 
 
-@_kernel
+@_inlined
 def _equals(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
     length = text.shape[0]
     if end - start != length:
@@ -470,11 +498,11 @@ def _contains(buf: np.ndarray, start: int, end: int, text: np.ndarray) -> bool:
     return False
 
 
-@_kernel
+@_inlined
 def _key(buf: np.ndarray, i: int, n: int) -> tuple[int, int, int, bool]:
     """At a key's opening quote: (index after the colon or a negated code, key start, key end,
     whether the key holds escapes)."""
-    if i >= n or buf[i] != _QUOTE:
+    if i >= n or _at(buf, i) != _QUOTE:
         return -SYNTAX, 0, 0, False
     end, escaped = _string(buf, i, n)
     if end < 0:
@@ -485,21 +513,21 @@ def _key(buf: np.ndarray, i: int, n: int) -> tuple[int, int, int, bool]:
     return _ws(buf, j + 1, n), i + 1, end - 1, escaped
 
 
-@_kernel
+@_inlined
 def _next_member(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool]:
     """After a member or element: (index of the next one, or after ``close``; whether it was
     the last), or a negated code."""
     i = _ws(buf, i, n)
     if i >= n:
         return -SYNTAX, True
-    if buf[i] == _COMMA:
+    if _at(buf, i) == _COMMA:
         return _ws(buf, i + 1, n), False
-    if buf[i] == close:
+    if _at(buf, i) == close:
         return i + 1, True
     return -SYNTAX, True
 
 
-@_kernel
+@_inlined
 def _string_slot(
     buf: np.ndarray, i: int, n: int, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     row: int, slot: int,
@@ -507,7 +535,7 @@ def _string_slot(
     """A kept string field (``str | None``): its span, or null; any other type is refused."""
     if i >= n:
         return -SYNTAX
-    if buf[i] == _QUOTE:
+    if _at(buf, i) == _QUOTE:
         end, escaped = _string(buf, i, n)
         if end < 0:
             return end
@@ -521,13 +549,13 @@ def _string_slot(
     return -TYPE
 
 
-@_kernel
+@_inlined
 def _empty_or_first(buf: np.ndarray, i: int, n: int, close: int) -> tuple[int, bool]:
     """After an opening brace or bracket: (index of the first member, whether it is empty)."""
     i = _ws(buf, i + 1, n)
     if i >= n:
         return -SYNTAX, True
-    if buf[i] == close:
+    if _at(buf, i) == close:
         return i + 1, True
     return i, False
 
@@ -581,7 +609,7 @@ def _session_context(
             if seen:
                 return -DUPLICATE
             seen = True
-            if i < n and buf[i] == _LBRACE:
+            if i < n and _at(buf, i) == _LBRACE:
                 i = _arn_object(buf, i, n, kinds, starts, ends, row, S_ISSUER_ARN, ARN_KEYS,
                                 ARN_KEY_OFFSETS, 6)  # fmt: skip
             elif _is_null(buf, i, n):
@@ -620,7 +648,7 @@ def _user_identity(
         if 0 <= k < 7:
             i = _string_slot(buf, i, n, kinds, starts, ends, row, S_UI_FIRST + k)
         elif k == 7 or k == 8:
-            if i < n and buf[i] == _LBRACE:
+            if i < n and _at(buf, i) == _LBRACE:
                 if k == 7:
                     i = _session_context(buf, i, n, kinds, starts, ends, row)
                 else:
@@ -653,7 +681,7 @@ def _resources(
         return i
     found = False
     while True:
-        if i >= n or buf[i] != _LBRACE:
+        if i >= n or _at(buf, i) != _LBRACE:
             return -TYPE
         scratch[0, 0] = NULL
         scratch[0, 1] = NULL
@@ -672,7 +700,7 @@ def _resources(
                 if seen & (1 << k):
                     return -DUPLICATE
                 seen |= 1 << k
-                if i < n and buf[i] == _QUOTE:
+                if i < n and _at(buf, i) == _QUOTE:
                     end, esc = _string(buf, i, n)
                     if end < 0:
                         return end
@@ -792,7 +820,7 @@ def _record(
             seen |= 1 << k
         if 0 <= k < N_RECORD_STRINGS:
             i = _string_slot(buf, i, n, kinds, starts, ends, row, k)
-        elif k == S_REQUEST_PARAMETERS and i < n and buf[i] == _LBRACE:
+        elif k == S_REQUEST_PARAMETERS and i < n and _at(buf, i) == _LBRACE:
             start = i
             i, params_odd = _request_parameters(buf, i, n, kinds, starts, ends, row)
             if i >= 0:
@@ -809,7 +837,7 @@ def _record(
         elif k in (S_READ_ONLY, S_MANAGEMENT_EVENT):
             if i >= n:
                 return -SYNTAX
-            c = buf[i]
+            c = _at(buf, i)
             if c != 110 and c != 116 and c != 102:
                 return -TYPE
             end = _scalar(buf, i, n)
@@ -821,14 +849,14 @@ def _record(
                 kinds[row, k] = FALSE
             i = end
         elif k == K_USER_IDENTITY:
-            if i < n and buf[i] == _LBRACE:
+            if i < n and _at(buf, i) == _LBRACE:
                 i = _user_identity(buf, i, n, kinds, starts, ends, row)
             elif _is_null(buf, i, n):
                 i += 4
             else:
                 return -TYPE
         elif k == K_RESOURCES:
-            if i < n and buf[i] == _LBRACKET:
+            if i < n and _at(buf, i) == _LBRACKET:
                 i = _resources(buf, i, n, kinds, starts, ends, row, scratch, text)
             elif _is_null(buf, i, n):
                 i += 4
@@ -878,7 +906,7 @@ def scan(
     rows = 0
     seen_records = False
     i = _ws(buf, 0, n)
-    if i >= n or buf[i] != _LBRACE:
+    if i >= n or _at(buf, i) != _LBRACE:
         return SHAPE, 0, i
     i, empty = _empty_or_first(buf, i, n, _RBRACE)
     if i < 0:
@@ -893,11 +921,11 @@ def scan(
             if seen_records:
                 return DUPLICATE, rows, ks
             seen_records = True
-            if i >= n or buf[i] != _LBRACKET:
+            if i >= n or _at(buf, i) != _LBRACKET:
                 return SHAPE, rows, i
             i, done = _empty_or_first(buf, i, n, _RBRACKET)
             while i >= 0 and not done:
-                if i >= n or buf[i] != _LBRACE:
+                if i >= n or _at(buf, i) != _LBRACE:
                     return SHAPE, rows, i
                 if rows >= capacity:
                     return CAPACITY, rows, i
@@ -929,13 +957,13 @@ def _unescape(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -
     i = start
     limit = min(end, buf.shape[0])
     while i < limit:
-        c = buf[i]
+        c = _at(buf, i)
         if c != _BACKSLASH or i + 1 >= limit:
             out[at] = c
             at += 1
             i += 1
             continue
-        e = buf[i + 1]
+        e = _at(buf, i + 1)
         if e == 117:
             code = _hex4(buf, i + 2, limit)
             i += 6
@@ -983,6 +1011,17 @@ def _unescape(buf: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -
     return at
 
 
+@_inlined
+def _copy(src: np.ndarray, start: int, end: int, out: np.ndarray, at: int) -> int:
+    """Copy ``src[start:end]`` to ``out[at:]`` (bounds checked by the caller). Unsigned indices
+    spare numba's negative-index wrap-around, so LLVM vectorises the loop (20× faster here)."""
+    to = np.uint64(at)
+    for j in range(np.uint64(start), np.uint64(end)):
+        out[to] = src[j]
+        to += np.uint64(1)
+    return at + (end - start)
+
+
 @_kernel
 def gather(
     buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: int,
@@ -994,10 +1033,10 @@ def gather(
     Text column ``c`` (slot ``text_slots[c]``) owns ``data[bases[c]:bases[c + 1]]``; row
     ``first_row + r``'s value is written at ``data[cursors[c]:]`` (never past its region), its
     end offset (relative to ``bases[c]``) at ``offsets[c, first_row + r + 1]`` and its validity
-    bit. Boolean slots (read-only,
-    management event) are columns ``len(text_slots)`` and the next, as validity and value bits
-    in ``validity``'s last four rows. Returns False if a span lies outside ``buf`` or a column
-    would overflow (the caller falls back).
+    bit. Text slots hold strings and raw JSON only (never TRUE or FALSE). The boolean slots
+    (read-only, management event) are columns ``len(text_slots)`` and the next, as validity
+    and value bits in ``validity``'s last four rows. Returns False if a span lies outside
+    ``buf`` or a column would overflow (the caller falls back).
     """
     n = buf.shape[0]
     columns = text_slots.shape[0]
@@ -1005,23 +1044,21 @@ def gather(
         slot = text_slots[c]
         base = bases[c]
         limit = bases[c + 1]
+        at = cursors[c]  # kept in a register over the rows, stored once
         for r in range(rows):
             row = first_row + r
             kind = kinds[r, slot]
-            at = cursors[c]
-            if kind in (PLAIN, RAW, ESCAPED):
+            if kind != NULL:
                 s, e = starts[r, slot], ends[r, slot]
                 if s < 0 or e > n or s > e or at + (e - s) > limit:
                     return False
                 if kind == ESCAPED:
                     at = _unescape(buf, s, e, data, at)
                 else:
-                    for j in range(s, e):
-                        data[at] = buf[j]
-                        at += 1
+                    at = _copy(buf, s, e, data, at)
                 validity[c, row >> 3] |= np.uint8(1 << (row & 7))
-            cursors[c] = at
             offsets[c, row + 1] = at - base
+        cursors[c] = at
     flags = validity.shape[0] - 4
     for b in range(2):
         slot = S_READ_ONLY + b
