@@ -369,3 +369,19 @@ def test_the_sample_trail_ingests_to_the_same_lake_on_either_path(
     for field in ("events_written", "objects_quarantined", "records_quarantined",
                   "objects_with_notes", "quarantined"):  # fmt: skip
         assert compiled[field] == reference[field], field
+
+
+def test_without_numba_ingest_falls_back_to_the_reference_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    import analytics
+
+    monkeypatch.delattr(analytics, "scan")
+    monkeypatch.setitem(sys.modules, "analytics.scan", None)  # the import now fails
+    monkeypatch.setattr(ct, "_SCANNER_FAILURE", None)
+    assert not ct.scanner_enabled()
+    assert ct._SCANNER_FAILURE is not None
+    decoded = ct.decode_document(_doc([_fine()]), "obj")
+    assert decoded.scanned is None and len(decoded.records) == 1
