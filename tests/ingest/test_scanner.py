@@ -385,3 +385,42 @@ def test_without_numba_ingest_falls_back_to_the_reference_decoder(
     assert ct._SCANNER_FAILURE is not None
     decoded = ct.decode_document(_doc([_fine()]), "obj")
     assert decoded.scanned is None and len(decoded.records) == 1
+
+
+_BOUNDS_SCRIPT = """
+import random, sys
+from analytics import scan
+from tests.ingest.test_scanner import ODDITIES, _SAMPLES
+documents = [doc for _, doc, _ in ODDITIES] + list(_SAMPLES)
+escapes = ODDITIES[0][1].replace(b"Bo\\xffto3", b"a\\\\u00e9\\\\ud83d\\\\ude00\\\\n\\\\\\"")
+documents += [escapes[:cut] for cut in range(1, len(escapes) + 1)]  # every prefix
+rng = random.Random(5)
+for _ in range(2000):
+    doc = bytearray(rng.choice(_SAMPLES))
+    for _ in range(rng.randint(1, 8)):
+        doc[rng.randrange(len(doc))] = rng.choice(b'"\\\\{}[],:0123456789nutrefals \\xff\\xc3')
+    documents.append(bytes(doc[: rng.randrange(1, len(doc) + 1)]))
+taken = 0
+for doc in documents:  # an index out of bounds raises IndexError here and fails the run
+    scanned = scan.scan_document(doc)
+    if not isinstance(scanned, str):
+        scan.to_columns([scanned])
+        taken += 1
+print(taken, len(documents))
+"""
+
+
+@pytest.mark.slow
+def test_the_kernels_never_index_out_of_bounds(tmp_path: Path) -> None:
+    """The kernels compiled with numba's bounds checks on (off in production) read hostile
+    documents without a single index past an array's end."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", _BOUNDS_SCRIPT], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=600, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    taken, total = (int(x) for x in run.stdout.split())
+    assert 0 < taken < total
