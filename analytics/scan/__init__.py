@@ -8,17 +8,17 @@ as a whole, never a record of it. :func:`to_columns` then gathers a batch of acc
 into the raw input columns :func:`analytics.identity.normalise` takes, equal to those the
 reference path builds for the same documents.
 
-``KEYTRAIL_SCANNER=reference`` turns the scanner off (``compiled``, the default, turns it on).
-Compiled code is cached on disk (see :mod:`analytics.scan.cache`): the first call in a fresh
-install compiles for a few seconds, later processes load it.
+Whether it is used at all is decided in :mod:`analytics.cloudtrail` (``KEYTRAIL_SCANNER``), so
+that numba is imported only by processes that scan. Compiled code is cached on disk (see
+:mod:`analytics.scan.cache`): the first call in a fresh install compiles for about 15 s on two
+cores; every later process loads it in about half a second.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -28,10 +28,6 @@ from analytics.scan.cache import configure_cache_dir
 configure_cache_dir()
 
 from analytics.scan import _kernel as k  # noqa: E402  (after the cache folder is chosen)
-
-SCANNER_ENV = "KEYTRAIL_SCANNER"
-COMPILED = "compiled"
-REFERENCE = "reference"
 
 TEXT_COLUMNS = (
     "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
@@ -74,10 +70,7 @@ class Statistics:
     decoder by reason."""
 
     scanned: int = 0
-    fallbacks: Counter[str] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.fallbacks = Counter()
+    fallbacks: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         return {"scanned": self.scanned, "fallbacks": dict(self.fallbacks)}
@@ -85,11 +78,6 @@ class Statistics:
 
 STATISTICS = Statistics()
 _LOCK = threading.Lock()
-
-
-def enabled() -> bool:
-    """Whether the compiled scanner is on (``KEYTRAIL_SCANNER`` is not ``reference``)."""
-    return os.environ.get(SCANNER_ENV, COMPILED).strip().lower() != REFERENCE
 
 
 @dataclass
