@@ -126,17 +126,18 @@ def scan_document(doc: bytes) -> Scanned | str:
     scratch, text = _work_space()
     ascii_only = doc.isascii()  # CPython checks a word at a time: no UTF-8 left to validate
     kinds, starts, ends = _tables(len(doc) // _ROWS_PER_BYTE + 64)
-    code, rows, _ = k.scan(view, kinds, starts, ends, scratch, text, ascii_only)
+    sizes = np.zeros(k.SLOTS, dtype=np.int64)
+    code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text, ascii_only)
     if code == k.CAPACITY and rows == kinds.shape[0] and len(doc) <= _SMALL_DOCUMENT:
         kinds, starts, ends = _tables(len(doc) // 3 + 2)
-        code, rows, _ = k.scan(view, kinds, starts, ends, scratch, text, ascii_only)
+        sizes[:] = 0
+        code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text, ascii_only)
     if code != k.OK:
         return _fallback(REASONS.get(code, f"reason {code}"))
     kinds, starts, ends = kinds[:rows].copy(), starts[:rows].copy(), ends[:rows].copy()
-    spans = np.where((kinds >= k.PLAIN) & (kinds <= k.RAW), ends - starts, 0)
     with _LOCK:
         STATISTICS.scanned += 1
-    return Scanned(view, kinds, starts, ends, spans.sum(axis=0, dtype=np.int64)[_TEXT_SLOTS])
+    return Scanned(view, kinds, starts, ends, sizes[_TEXT_SLOTS])
 
 
 def _fallback(reason: str) -> str:

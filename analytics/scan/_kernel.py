@@ -891,10 +891,11 @@ def _record(
 @_kernel
 def scan(
     buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-    scratch: np.ndarray, text: np.ndarray, ascii_only: bool,
+    sizes: np.ndarray, scratch: np.ndarray, text: np.ndarray, ascii_only: bool,
 ) -> tuple[int, int, int]:  # fmt: skip
     """Scan a whole ``{"Records": [...]}`` document: (reason code, records, byte offset where
-    scanning stopped). Reason :data:`OK` means every record's spans are in the tables.
+    scanning stopped). Reason :data:`OK` means every record's spans are in the tables, and
+    ``sizes`` (``int64``, one per slot, zeroed by the caller) the bytes each slot's values span.
 
     ``scratch`` (``int64``, 3 × 2) and ``text`` (``uint8``) are work space, so that no kernel
     allocates; ``ascii_only`` says the caller found every byte below 0x80 (no UTF-8 to check).
@@ -932,6 +933,10 @@ def scan(
                 i = _record(buf, i, n, kinds, starts, ends, rows, scratch, text)
                 if i < 0:
                     break
+                for slot in range(SLOTS):
+                    kind = kinds[rows, slot]
+                    if PLAIN <= kind <= RAW:  # PLAIN, ESCAPED, RAW
+                        sizes[slot] += ends[rows, slot] - starts[rows, slot]
                 rows += 1
                 i, done = _next_member(buf, i, n, _RBRACKET)
             if i < 0:
