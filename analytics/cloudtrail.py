@@ -20,11 +20,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as dt
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import msgspec
 import numpy as np
@@ -34,6 +35,9 @@ import pyarrow as pa
 from analytics import identity
 from analytics import schema as s
 from analytics.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, to_json_bytes
+
+if TYPE_CHECKING:
+    from analytics.scan import Scanned
 
 _NO_JSON = msgspec.Raw(b"")
 
@@ -156,13 +160,24 @@ class DecodedObject:
     notes: list[str] = field(default_factory=list)
     delivered: dt.datetime | None = None
     """When the object was delivered, which bounds its plausible event times (None: now)."""
+    scanned: Scanned | None = None
+    """The compiled scanner's span table, when it took the document (``records`` is then
+    empty): see :mod:`analytics.scan`."""
+    scan_fallback: str | None = None
+    """Why the scanner left the document to the reference decoder (None: it took it, or it
+    is off)."""
+
+    @property
+    def count(self) -> int:
+        """How many records were decoded (bad ones are not counted)."""
+        return self.scanned.rows if self.scanned is not None else len(self.records)
 
     def positions(self) -> list[int]:
         """The index in the document of each decoded record (bad ones are skipped)."""
         if not self.bad_records:
-            return list(range(len(self.records)))
+            return list(range(self.count))
         refused = {b.index for b in self.bad_records if b.index is not None}
-        total = len(self.records) + len(refused)
+        total = self.count + len(refused)
         return [i for i in range(total) if i not in refused]
 
 
@@ -190,10 +205,22 @@ def decode_object(
 
 
 def decode_document(doc: bytes, source_object: str) -> DecodedObject:
-    """Decode a ``{"Records": [...]}`` document into typed records.
+    """Decode a ``{"Records": [...]}`` document: by the compiled scanner when it is on and
+    accepts the whole document, else into typed records (the reference path).
 
     Raises :class:`RejectedObject` and nothing else when the document as a whole is unusable.
     """
+    scanned = _scan(doc)
+    if scanned is not None and not isinstance(scanned, str):
+        return DecodedObject(source_object, doc, [], scanned=scanned)
+    decoded = decode_reference(doc, source_object)
+    decoded.scan_fallback = scanned
+    return decoded
+
+
+def decode_reference(doc: bytes, source_object: str) -> DecodedObject:
+    """Decode a document with msgspec into typed records: the reference path, and the one
+    every document the scanner does not accept takes."""
     # On any failure (DecodeError, RecursionError, …) the record-by-record path says which.
     with contextlib.suppress(Exception):
         return DecodedObject(source_object, doc, _DOCUMENT.decode(doc).Records)
@@ -209,6 +236,39 @@ def decode_document(doc: bytes, source_object: str) -> DecodedObject:
 
 INVALID_UTF8_NOTE = "invalid UTF-8 replaced with U+FFFD"
 
+SCANNER_ENV = "KEYTRAIL_SCANNER"
+"""``reference`` turns the compiled scanner off; ``compiled`` (the default) leaves it on."""
+
+
+def _scan(doc: bytes) -> Scanned | str | None:
+    """The scanner's table of ``doc``; or why it does not take the document (also counted in
+    :data:`analytics.scan.STATISTICS`); or None if the scanner is off or unavailable."""
+    if not scanner_enabled():
+        return None
+    from analytics import scan
+
+    return scan.scan_document(doc)
+
+
+def scanner_enabled() -> bool:
+    """Whether documents go through the compiled scanner: ``KEYTRAIL_SCANNER`` is not
+    ``reference``, and numba loads (or compiles) the kernel here."""
+    global _SCANNER_FAILURE
+    if _SCANNER_FAILURE is not None:
+        return False
+    if os.environ.get(SCANNER_ENV, "compiled").strip().lower() == "reference":
+        return False
+    try:
+        from analytics import scan  # noqa: F401  (imports numba and the kernel)
+    except Exception as exc:  # no numba, no cache folder: the reference path still works
+        _SCANNER_FAILURE = failure_reason(exc)
+        return False
+    return True
+
+
+_SCANNER_FAILURE: str | None = None
+"""Why the scanner could not be loaded in this process (None: it could, or was not tried)."""
+
 
 def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
     """Normalise a batch of decoded objects at once (the fixed cost is paid once per batch).
@@ -220,17 +280,17 @@ def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
     if not objects:
         return identity.conform(s.EVENT_SCHEMA.empty_table())
     try:  # one pass over every record of the batch: per-object overhead is paid once
-        columns = _columns([r for obj in objects for r in obj.records])
+        columns = _batch_columns(objects)
     except UnicodeDecodeError:  # rare: find the object with invalid UTF-8 and repair it
         for index, obj in enumerate(objects):
             try:
                 _columns(obj.records)
             except UnicodeDecodeError:
                 objects[index] = _repaired(obj)
-        columns = _columns([r for obj in objects for r in obj.records])
+        columns = _batch_columns(objects)
     sources: list[object] = []
     for obj in objects:
-        sources.extend([obj.source_object] * len(obj.records))
+        sources.extend([obj.source_object] * obj.count)
     columns["sourceObject"] = sources
     try:
         table = identity.normalise(columns)
@@ -283,7 +343,7 @@ def _refused_rows(
     """Rows to set aside, with the reason of each: required fields missing, or a time before
     CloudTrail existed or past :data:`LATEST_AFTER_DELIVERY` after delivery. Records timed after
     delivery but within that bound are kept and noted on their object."""
-    counts = np.fromiter((len(o.records) for o in objects), dtype=np.int64, count=len(objects))
+    counts = np.fromiter((o.count for o in objects), dtype=np.int64, count=len(objects))
     now = dt.datetime.now(dt.UTC)
     delivered = [min(o.delivered, now) if o.delivered else now for o in objects]
     micros = np.array([_micros(d) for d in delivered], dtype=np.int64)
@@ -337,7 +397,7 @@ def _implausible_reason(
     delivered: list[dt.datetime],
     counts: np.ndarray,
 ) -> str:
-    raw = repr(str(columns["eventTime"][row])[:40])
+    raw = repr(str(_value(columns["eventTime"], row))[:40])
     if early:
         return (
             f"implausible eventTime {raw}: before CloudTrail existed "
@@ -367,7 +427,7 @@ def _set_aside(objects: list[DecodedObject], rows: list[int], reasons: list[str]
     total = 0
     for obj in objects:
         offsets.append(total)
-        total += len(obj.records)
+        total += obj.count
     positions: dict[int, list[int]] = {}
     for row, reason in zip(rows, reasons, strict=True):
         which = bisect.bisect_right(offsets, row) - 1
@@ -408,10 +468,16 @@ def _is_utf8(doc: bytes) -> bool:
     return True
 
 
+def _value(column: Column, row: int) -> object:
+    """A Python value of a raw input column (a list, or Arrow from the scanner)."""
+    value = column[row]
+    return value.as_py() if isinstance(value, pa.Scalar) else value
+
+
 def _missing_reason(columns: dict[str, Column], row: int) -> str:
-    if not columns["eventID"][row]:
+    if not _value(columns["eventID"], row):
         return "record has no eventID"
-    event_time = columns["eventTime"][row]
+    event_time = _value(columns["eventTime"], row)
     if event_time is None:
         return "record has no eventTime"
     return f"unparseable eventTime {str(event_time)[:40]!r}"
@@ -533,6 +599,38 @@ def _columns(records: list[_Record]) -> dict[str, Column]:
         records, columns["eventSource"]
     )
     return columns
+
+
+def _batch_columns(objects: list[DecodedObject]) -> dict[str, Column]:
+    """The raw input columns of a batch: scanned documents gathered by the compiled kernel,
+    the others copied from their typed records; in object order either way."""
+    if all(obj.scanned is None for obj in objects):
+        return _columns([r for obj in objects for r in obj.records])
+    from analytics import scan
+
+    pieces: list[dict[str, Column]] = []
+    start = 0
+    for end in range(1, len(objects) + 1):  # runs of objects decoded the same way
+        if end < len(objects) and (objects[end].scanned is None) == (
+            objects[start].scanned is None
+        ):
+            continue
+        run = objects[start:end]
+        scans = [obj.scanned for obj in run if obj.scanned is not None]
+        if scans:
+            pieces.append(dict(scan.to_columns(scans)))
+        else:
+            pieces.append(_columns([r for obj in run for r in obj.records]))
+        start = end
+    if len(pieces) == 1:
+        return pieces[0]
+    return {name: _concat([piece[name] for piece in pieces], name) for name in _COLUMN_NAMES}
+
+
+def _concat(pieces: list[Column], name: str) -> pa.Array:
+    kind = pa.bool_() if name in ("readOnly", "managementEvent") else pa.large_string()
+    arrays = [p if isinstance(p, pa.Array) else pa.array(p, type=kind) for p in pieces]
+    return pa.concat_arrays([a.cast(kind) for a in arrays])
 
 
 def _json_text(raws: Sequence[msgspec.Raw | bytes]) -> pa.Array:

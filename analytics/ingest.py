@@ -133,6 +133,11 @@ class IngestSummary:
     objects_failed: int = 0
     records_quarantined: int = 0
     objects_with_notes: int = 0
+    objects_scanned: int = 0
+    """Objects read by the compiled scanner (:mod:`analytics.scan`); the others ingested were
+    read by the reference decoder."""
+    scanner_fallbacks: dict[str, int] = field(default_factory=dict)
+    """Ingested objects the scanner left to the reference decoder, by reason."""
     digests_skipped: int = 0
     insights_skipped: int = 0
     other_files_skipped: int = 0
@@ -163,6 +168,10 @@ class ObjectOutcome:
     bad_records: list[BadRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dates: list[dt.date] = field(default_factory=list)
+    scanned: bool = False
+    """Read by the compiled scanner (False: by the reference decoder)."""
+    scan_fallback: str | None = None
+    """Why the scanner left the object to the reference decoder, if it did."""
 
 
 @dataclass
@@ -250,6 +259,8 @@ def _read_chunk_once(
         outcome.events, outcome.dates = counts.get(outcome.ref.key, (0, []))
         outcome.bad_records = item.bad_records
         outcome.notes = item.notes
+        outcome.scanned = item.scanned is not None
+        outcome.scan_fallback = item.scan_fallback
     outcomes = [o for o, _ in results]
     del results, decoded, by_key  # the decoded documents and records: most of the memory
     _trim_heap_if_large()
@@ -1245,6 +1256,10 @@ def _tally(summary: IngestSummary, outcomes: Iterable[ObjectOutcome]) -> None:
             summary.records_quarantined += len(outcome.bad_records)
             if outcome.notes:
                 summary.objects_with_notes += 1
+            summary.objects_scanned += outcome.scanned
+            if outcome.scan_fallback:
+                fallbacks = summary.scanner_fallbacks
+                fallbacks[outcome.scan_fallback] = fallbacks.get(outcome.scan_fallback, 0) + 1
         elif outcome.status == "quarantined":
             summary.objects_quarantined += 1
             summary.quarantined.append(f"{outcome.ref.key}: {outcome.reason}")

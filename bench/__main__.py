@@ -45,9 +45,9 @@ class Measure:
     output: str
 
 
-def measure(name: str, args: list[str]) -> Measure:
+def measure(name: str, args: list[str], env_extra: dict[str, str] | None = None) -> Measure:
     """Run ``args`` in a fresh process; wall time and peak RSS of its whole process tree."""
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(env_extra or {})}
     started = time.perf_counter()
     process = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -118,7 +118,9 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
     gz_bytes = warm(files)
     workers = args.workers
     rounds: list[dict[str, Measure]] = []
+    scanned: list[tuple[int, int, dict[str, int]]] = []
     written = events = json_bytes = 0
+    start_up = scanner_start_up(args.cache)
     with tempfile.TemporaryDirectory(dir=args.cache) as scratch:
         listing = Path(scratch) / "files.txt"
         listing.write_text("\n".join(files))
@@ -133,8 +135,20 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
                 [PYTHON, "-m", "flows", "ingest", str(tree), "--lake", str(lake),
                  "--workers", str(workers), "--json"],
             )  # fmt: skip
-            written = json.loads(ingest.output)["events_written"]
-            runs = {"floor": floor, "ingest": ingest}
+            ingested = json.loads(ingest.output)
+            written = ingested["events_written"]
+            scanned.append((ingested["objects_scanned"], ingested["objects_ingested"],
+                            ingested["scanner_fallbacks"]))  # fmt: skip
+            shutil.rmtree(lake, ignore_errors=True)
+            reference = measure(
+                "ingest, reference decoder",
+                [PYTHON, "-m", "flows", "ingest", str(tree), "--lake", str(lake),
+                 "--workers", str(workers), "--json"],
+                {"KEYTRAIL_SCANNER": "reference"},
+            )  # fmt: skip
+            if json.loads(reference.output)["events_written"] != written:
+                raise SystemExit("the reference decoder wrote other events than the scanner")
+            runs = {"floor": floor, "ingest": ingest, "reference": reference}
             for role, runner, count in RUNNERS:
                 shutil.rmtree(lake, ignore_errors=True)
                 runs[role] = measure(
@@ -163,7 +177,7 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
           f"median of {len(rounds)} round(s)")  # fmt: skip
     print(f"{'':28}{'seconds':>9}{'range':>15}{'events/s':>11}{'MB/s JSON':>11}"
           f"{'peak RSS MB':>13}")  # fmt: skip
-    for role in ("floor", "ingest", *(role for role, _, _ in RUNNERS), "peer"):
+    for role in ("floor", "ingest", "reference", *(role for role, _, _ in RUNNERS), "peer"):
         times = [r[role].seconds for r in rounds]
         middle = statistics.median(times)
         peak = max(r[role].peak_rss_mb for r in rounds)
@@ -174,6 +188,13 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
           f"({min(ratio_floor):.2f}–{max(ratio_floor):.2f})   ingest / DuckDB read_json: "
           f"{statistics.median(ratio_peer):.2f}× ({min(ratio_peer):.2f}–{max(ratio_peer):.2f})   "
           f"events written: {written:,}")  # fmt: skip
+    taken, ingested, fallbacks = scanned[-1]
+    fell_back = (ingested - taken) / ingested if ingested else 0.0
+    ratio_reference = [r["reference"].seconds / r["ingest"].seconds for r in rounds]
+    print(f"compiled scanner: {taken:,} of {ingested:,} objects, {fell_back:.1%} fell back to the "
+          f"reference decoder {fallbacks or ''}; {statistics.median(ratio_reference):.2f}× the "
+          f"reference decoder's speed; first call {start_up['compile']:.1f} s to compile "
+          f"(once per install), {start_up['cached']:.2f} s to load from the cache")  # fmt: skip
     by_runner = {}
     for role, _, _ in RUNNERS:
         ratios = [r["floor"].seconds / r[role].seconds for r in rounds]
@@ -187,8 +208,21 @@ def bench_ingest(args: argparse.Namespace) -> dict[str, object]:
         "rounds": [{role: asdict(m) for role, m in r.items()} for r in rounds],
         "ingest_vs_floor": statistics.median(ratio_floor),
         "ingest_vs_duckdb_tuned": statistics.median(ratio_peer),
+        "ingest_vs_reference_decoder": statistics.median(ratio_reference),
+        "scanner_fallback_share": fell_back, "scanner_fallbacks": fallbacks,
+        "scanner_first_call_seconds": start_up,
         "events_written": written,
     }  # fmt: skip
+
+
+def scanner_start_up(cache: Path) -> dict[str, float]:
+    """Seconds a fresh process takes to its first scanned document: with an empty numba cache
+    (the compile, once per install) and again with the cache it filled."""
+    with tempfile.TemporaryDirectory(dir=cache) as folder:
+        env = {"NUMBA_CACHE_DIR": folder}
+        compile_run = measure("scanner, first call", [PYTHON, "-m", "bench.scanner_start"], env)
+        cached_run = measure("scanner, cached", [PYTHON, "-m", "bench.scanner_start"], env)
+    return {"compile": float(compile_run.output), "cached": float(cached_run.output)}
 
 
 def bench_detect(args: argparse.Namespace) -> dict[str, object]:

@@ -244,6 +244,7 @@ def _print_ingest_summary(summary: IngestSummary, lake: str) -> None:
     rows = [
         ("log objects listed", summary.objects_seen),
         ("  ingested", summary.objects_ingested),
+        ("    read by the compiled scanner", summary.objects_scanned),
         ("  already in the lake (skipped)", summary.objects_skipped),
         ("  quarantined", summary.objects_quarantined),
         ("  failed to fetch (retried next run)", summary.objects_failed),

@@ -59,6 +59,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.fuzz)
 
 
+@pytest.fixture(params=["compiled", "reference"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once with the compiled scanner and once on the reference decoder alone
+    (``KEYTRAIL_SCANNER``, which the CLI's worker processes inherit)."""
+    mode = str(request.param)
+    monkeypatch.setenv("KEYTRAIL_SCANNER", mode)
+    return mode
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -91,6 +91,7 @@ def test_a_local_tree_is_planned_by_its_delivery_folders() -> None:
     assert plan.counts.digests_skipped > 0
 
 
+@pytest.mark.usefixtures("decoder")
 def test_the_s3_fan_out_writes_what_plain_ingest_writes(
     s3: Any, bucket: str, s3_endpoint: str, tmp_path: Path
 ) -> None:

@@ -49,6 +49,7 @@ def _good_objects() -> dict[str, bytes]:
             for i in range(4)}  # fmt: skip
 
 
+@pytest.mark.usefixtures("decoder")
 def test_every_bad_object_is_quarantined_and_every_good_one_ingested(
     s3: Any, bucket: str, s3_endpoint: str, tmp_path: Path
 ) -> None:
@@ -68,6 +69,7 @@ def test_every_bad_object_is_quarantined_and_every_good_one_ingested(
     assert all(r["reason"] for r in records)
 
 
+@pytest.mark.usefixtures("decoder")
 def test_a_bad_record_is_quarantined_alone(tmp_path: Path) -> None:
     records = [trail.kms_record(seed=f"r{i}") for i in range(4)]
     del records[1]["eventID"]
@@ -84,6 +86,7 @@ def test_a_bad_record_is_quarantined_alone(tmp_path: Path) -> None:
     assert orjson.loads(lines[1]["record"])["eventID"] == records[2]["eventID"]
 
 
+@pytest.mark.usefixtures("decoder")
 def test_invalid_utf8_is_replaced_kept_and_noted(tmp_path: Path) -> None:
     doc = trail.document([trail.kms_record(seed="u", userAgent="AGENT")]).replace(
         b"AGENT", b"\xc3\x28"
@@ -268,6 +271,7 @@ def test_secrets_never_reach_output(s3: Any, bucket: str, s3_endpoint: str, tmp_
     assert lake_events(tmp_path / "lake").height == 20
 
 
+@pytest.mark.usefixtures("decoder")
 def test_a_lone_surrogate_escape_costs_only_its_record(tmp_path: Path) -> None:
     """``\\ud800`` alone is not Unicode: its record is refused, the records beside it are kept,
     and a valid surrogate pair or an escaped backslash before ``ud800`` is text as usual."""

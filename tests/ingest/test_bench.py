@@ -26,6 +26,12 @@ def test_bench_runs_every_contender_on_the_same_events(tmp_path: Path) -> None:
         assert one_round["floor"]["output"].split()[0] == str(ingest["events"])
     assert f"{ingest['ingest_vs_floor']:.2f} (" in run.stdout
     assert f"{ingest['ingest_vs_duckdb_tuned']:.2f}× (" in run.stdout
+    assert ingest["scanner_fallback_share"] == 0.0  # the generator writes nothing it declines
+    assert "0.0% fell back to the reference decoder" in run.stdout
+    start_up = ingest["scanner_first_call_seconds"]
+    assert start_up["compile"] > 0 and start_up["cached"] > 0
+    assert all(json.loads(r["reference"]["output"])["events_written"] == ingest["events"]
+               for r in ingest["rounds"])  # fmt: skip
     runners = ingest["runners_vs_floor"]  # the flow's runners over the same driver
     assert set(runners) == {"read tasks, threads", "read tasks, Dask 1 worker",
                             "read tasks, Dask 2 workers"}  # fmt: skip

@@ -30,6 +30,7 @@ def _clean_run(tree: Path, tmp_path: Path, *extra: str) -> pl.DataFrame:
     return lake_events(lake)
 
 
+@pytest.mark.usefixtures("decoder")
 def test_rerun_adds_nothing(tmp_path: Path) -> None:
     tree = tmp_path / "trail"
     _tree(tree)
@@ -82,6 +83,7 @@ def test_same_events_under_another_object_name_are_not_counted_twice(tmp_path: P
     assert frame.height == frame.get_column(s.EVENT_ID).n_unique() == 80
 
 
+@pytest.mark.usefixtures("decoder")
 def test_duplicate_records_inside_one_run_are_dropped(tmp_path: Path) -> None:
     records = [
         trail.kms_record(seed="same"),
@@ -97,6 +99,7 @@ def test_duplicate_records_inside_one_run_are_dropped(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_after_files", [1, 3])
+@pytest.mark.usefixtures("decoder")
 def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
     tmp_path: Path, kill_after_files: int
 ) -> None:
