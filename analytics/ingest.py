@@ -873,10 +873,13 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
     if not table.num_rows:
         return None
     table = table.combine_chunks()  # gathering rows from one chunk is 4× faster than many
-    keys = pl.from_arrow(
-        table.select([s.EVENT_ID, s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME])
-    )
+    keys = pl.from_arrow(table.select([s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME]))
     assert isinstance(keys, pl.DataFrame)
+    # The day remembers these IDs until the merge ends: copied into a buffer of their own, so
+    # they do not keep alive the whole staged file whose buffers they would otherwise share.
+    ids = table.column(s.EVENT_ID)
+    owned = pa.concat_arrays([*ids.chunks, pa.array([], ids.type)])
+    keys = keys.insert_column(0, pl.Series(s.EVENT_ID, owned))
     keys = keys.with_columns(content_hashes(table)).with_row_index(_ROW)
     clashes: list[pl.DataFrame] = []
     wanted = keys

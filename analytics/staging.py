@@ -25,7 +25,7 @@ import pyarrow as pa
 STAGING_FOLDER = "_staging"
 STAGED_SUFFIX = ".arrow"
 """Staged files are Arrow IPC files: written once and read once, by keytrail alone, so they keep
-the in-memory layout — writing is a copy, and reading a local one maps it without decoding
+the in-memory layout — writing and reading are copies, with nothing to encode or decode
 (Parquet's encoding cost several times as much, both ways, for a file nobody else reads)."""
 _LOCAL_IPC = pa.ipc.IpcWriteOptions(compression=None)
 _REMOTE_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -99,8 +99,7 @@ class StagingArea:
             from analytics.adapters.s3_staging import read_table
 
             return read_table(where, self.endpoint_url)
-        # Mapped, not read: the merge touches each buffer once, straight from the page cache.
-        with pa.memory_map(where) as source:
+        with pa.OSFile(where) as source:
             return pa.ipc.open_file(source).read_all()
 
     def remove(self, where: str | None = None) -> None:
