@@ -18,7 +18,7 @@ Conventions:
 * ``key_arn`` and ``actor`` take one value or several. A key may be given as its full ARN or as
   the part after ``:`` (``key/1234…``, ``alias/name``) or after ``key/`` (a bare key ID).
 * Every function returns Polars data frames whose column names are those of
-  :mod:`analytics.schema` and ``docs/lake-schema.md``.
+  :mod:`analytics.lake.schema` and ``docs/lake-schema.md``.
 
 Reading never changes what a user sees in the lake. The only files a read may write are the
 hourly feature files, a cache of the events that ``keytrail detect`` and ``keytrail report``
@@ -37,16 +37,17 @@ from typing import Any, Final
 
 import polars as pl
 
-from analytics import alerts as alert_rows
-from analytics import bands as band_data
-from analytics import baselines as bl
 from analytics import config as cfg
-from analytics import detect, features, model
-from analytics import incidents as grouping
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.baselines import Baselines
 from analytics.config import Config
+from analytics.detect import alerts as alert_rows
+from analytics.detect import bands as band_data
+from analytics.detect import baselines as bl
+from analytics.detect import features, model
+from analytics.detect import incidents as grouping
+from analytics.detect import scoring as detect
+from analytics.detect.baselines import Baselines
+from analytics.lake import schema as s
 
 __all__ = [
     "AlertNotFound",
@@ -580,7 +581,7 @@ def baseline_band(
 
     The band of every day comes from the ``window_days`` before it (10th–90th percentile and
     median of the calls in that hour, silent days counted as zero, weekdays against weekdays
-    once there are enough) — built by :mod:`analytics.bands`, the code that draws the
+    once there are enough) — built by :mod:`analytics.detect.bands`, the code that draws the
     HTML report's charts, so a notebook and the report never disagree about what "usual" is.
     ``start``/``end`` are days; they default to the lake's last day.
 
@@ -624,7 +625,7 @@ def baselines(lake: Lake, day: TimeLike, *, config: Config | None = None) -> Bas
 
     Useful to see an entity the way the model does: its seasonal medians (``pair_seasonal``),
     its profile (``pair_profile``, ``actor_profile``, ``key_profile``) and what it had already
-    been seen with (``first_seen``). See :class:`analytics.baselines.Baselines`.
+    been seen with (``first_seen``). See :class:`analytics.detect.baselines.Baselines`.
     """
     settings = config or Config()
     target = _day(day)

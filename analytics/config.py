@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analytics.baselines import DEFAULT_WINDOW_DAYS, MIN_WINDOW_DAYS
-from analytics.incidents import IncidentSettings
-from analytics.model import ModelSettings
+from analytics.detect.baselines import DEFAULT_WINDOW_DAYS, MIN_WINDOW_DAYS
+from analytics.detect.incidents import IncidentSettings
+from analytics.detect.model import ModelSettings
 
 if TYPE_CHECKING:
-    from analytics.export.settings import HecSettings
+    from analytics.publish.export.settings import HecSettings
 
 
 class ConfigError(ValueError):
@@ -169,7 +169,7 @@ def parse(data: dict[str, Any], where: str = "keytrail.toml") -> Config:
 
 
 def _check_detector_settings(detectors: dict[str, Any], where: str) -> None:
-    from analytics.detectors.registry import ALL_DETECTORS
+    from analytics.detect.detectors.registry import ALL_DETECTORS
 
     known = {d.id: d.defaults for d in ALL_DETECTORS}
     for detector_id, settings in detectors.items():
@@ -191,7 +191,7 @@ _HEC_KINDS: dict[str, type | tuple[type, ...]] = {
 
 def _hec_settings(**values: Any) -> HecSettings:
     # The export package imports this module (through the detectors): load it when used.
-    from analytics.export.settings import HecSettings
+    from analytics.publish.export.settings import HecSettings
 
     return HecSettings(**values)
 

@@ -25,9 +25,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from analytics import detect, features, history, incidents, model, sql
-from analytics import schema as s
-from analytics.detectors.registry import ALL_DETECTORS
+from analytics import sql
+from analytics.detect import features, history, incidents, model
+from analytics.detect import scoring as detect
+from analytics.detect.detectors.registry import ALL_DETECTORS
+from analytics.lake import schema as s
 
 REPO = Path(__file__).resolve().parent.parent
 DETECTORS_DOC = Path("docs/detectors.md")
@@ -452,7 +454,9 @@ def _runbook(text: str) -> list[str]:
 def render_detectors() -> str:
     """``docs/detectors.md``: every detector keytrail runs, with what it means and what to do."""
     entries = _entries()
-    out = _header("the detector registry (analytics/detectors/) and analytics/detect.py")
+    out = _header(
+        "the detector registry (analytics/detect/detectors/) and analytics/detect/scoring.py"
+    )
     out += [
         "# Detector catalogue",
         "",
@@ -541,13 +545,13 @@ def _history_section() -> list[str]:
 def render_lake_schema() -> str:
     """``docs/lake-schema.md``: every file of the lake and every column, for analysts."""
     docs = _attribute_docstrings(s)
-    out = _header("analytics/schema.py and sql/features_hourly.sql")
+    out = _header("analytics/lake/schema.py and sql/features_hourly.sql")
     out += [
         "# The lake, for analysts",
         "",
         "Everything keytrail knows is in the lake folder, as plain Parquet that any engine reads. "
-        "This page lists every file and every column, rendered from `analytics/schema.py` (the "
-        "one place that names columns and their types) and `sql/features_hourly.sql`.",
+        "This page lists every file and every column, rendered from `analytics/lake/schema.py` "
+        "(the one place that names columns and their types) and `sql/features_hourly.sql`.",
         "",
         "```",
         "LAKE/events/event_date=YYYY-MM-DD/*.parquet              one row per CloudTrail event",

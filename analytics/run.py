@@ -1,8 +1,8 @@
 """What a run of the pipeline produced, as typed values, and when a day need not run again.
 
 The nightly and backfill flows pass these between their stages and hand them to the run's
-summary (:mod:`analytics.reports.run_summary`); ``to_dict`` is the JSON a flow returns and the CLI
-prints, so the orchestrator stays a sequencer and the values are tested here without it.
+summary (:mod:`analytics.publish.reports.run_summary`); ``to_dict`` is the JSON a flow returns and
+the CLI prints, so the orchestrator stays a sequencer and the values are tested here without it.
 
 A day is *complete* when its completion record (``LAKE/_state/days/D.json``, written after its
 last stage) carries the fingerprint of its current inputs: the same event files in the baseline
@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
+from analytics.lake import schema as s
 
 if TYPE_CHECKING:
     import polars as pl
 
     from analytics.config import Config
-    from analytics.detect import DetectionResult
+    from analytics.detect.scoring import DetectionResult
 
 TOP_INCIDENTS = 5
 """Incidents a day's result names (a flow's result must stay small)."""
@@ -66,8 +66,8 @@ def warming_lines(
 
 
 def detection_lines(summary: Mapping[str, Any]) -> list[str]:
-    """What a day's detection (:func:`analytics.detect.run`'s summary) says in the run's log:
-    its counts, the model's note, and each detector still warming up."""
+    """What a day's detection (:func:`analytics.detect.scoring.run`'s summary) says in the run's
+    log: its counts, the model's note, and each detector still warming up."""
     by_severity = ", ".join(
         f"{count} {name}" for name, count in summary["alerts_by_severity"].items() if count
     )
@@ -86,7 +86,7 @@ def detection_lines(summary: Mapping[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class LakeCheckOutcome:
-    """The lake check after ingest (:func:`analytics.lake_check.check_lake`), or why it could not
+    """The lake check after ingest (:func:`analytics.lake.check.check_lake`), or why it could not
     run (``clean`` is then None): reported, never failing a run."""
 
     clean: bool | None
@@ -104,7 +104,7 @@ class LakeCheckOutcome:
     def of(cls, lake: LocalLake) -> LakeCheckOutcome:
         """Check ``lake``; a check that cannot run is an outcome (it must not cost the night's
         alerts, and readers skip what a check would find unreadable)."""
-        from analytics.lake_check import check_lake
+        from analytics.lake.check import check_lake
 
         started = time.perf_counter()
         try:
@@ -190,7 +190,7 @@ def publish(
 ) -> PublishResult:
     """Write the day's reports, with KMS's inventory of ``inventory_regions`` when given (its
     partial failures become notes in the report; no credentials at all is an error)."""
-    from analytics import reports
+    from analytics.publish import reports
 
     snapshots: list[Any] = []
     notes: list[str] = []
@@ -267,7 +267,7 @@ class DayOutcome:
         seconds: float,
     ) -> DayOutcome:
         """A day just scored, from its detection and what publishing and exporting did."""
-        from analytics.reports.run_summary import alert_rows, incident_rows
+        from analytics.publish.reports.run_summary import alert_rows, incident_rows
 
         summary = detection.summary
         return cls(
@@ -378,8 +378,8 @@ def inputs_fingerprint(
 ) -> str:
     """Everything a day's results depend on: the window's event files, settings, sinks (by
     their text, ``kind[=target]``) and inventory regions."""
-    from analytics.detect import window_dates
-    from analytics.features import events_fingerprint
+    from analytics.detect.features import events_fingerprint
+    from analytics.detect.scoring import window_dates
 
     files = [path for d in window_dates(day, config) for path in lake.event_files(d)]
     digest = hashlib.sha256()

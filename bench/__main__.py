@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from analytics.layout import Kind, classify
+from analytics.ingest.layout import Kind, classify
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = ROOT / ".bench"

@@ -13,7 +13,7 @@ from pathlib import Path
 from isal import igzip
 
 # The very decoder ingest uses: the floor is the decode itself, without anything after it.
-from analytics.cloudtrail import DOCUMENT_DECODER
+from analytics.ingest.cloudtrail import DOCUMENT_DECODER
 
 
 def _one(path: str) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.ingest import IngestOptions, Partition, StagedPartition, ingest
+from analytics.ingest.pipeline import IngestOptions, Partition, StagedPartition, ingest
 
 Read = Callable[[Partition], StagedPartition]
 

@@ -1,6 +1,6 @@
 """``python -m bench.scanner_start``: what the compiled scanner's first call costs in a process.
 
-Imports :mod:`analytics.scan` and scans and gathers one small document, then prints the seconds
+Imports :mod:`analytics.ingest.scan` and scans and gathers one small document, then prints the seconds
 that took. Run with an empty ``NUMBA_CACHE_DIR`` it is the compile of a fresh install; run
 again with the same folder it is what every later process pays to load the cached code.
 """
@@ -11,7 +11,7 @@ import time
 
 started = time.perf_counter()
 
-from analytics import scan  # noqa: E402  (the import is part of what is measured)
+from analytics.ingest import scan  # noqa: E402  (the import is part of what is measured)
 
 _DOCUMENT = b'{"Records": [{"eventID": "e", "eventTime": "2026-11-02T10:00:00Z"}]}'
 

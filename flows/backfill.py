@@ -6,8 +6,8 @@
   day it did not finish.
 * The range is ingested once, with the same partitioned fan-out as the nightly run, then the
   days are scored oldest first. Each day's baselines come from the days before it only —
-  :func:`analytics.baselines.build` takes the window ``[D - N, D - 1]`` — so events of later days
-  already in the lake cannot leak into an earlier day's scores, and a backfilled day gets the
+  :func:`analytics.detect.baselines.build` takes the window ``[D - N, D - 1]`` — so events of later
+  days already in the lake cannot leak into an earlier day's scores, and a backfilled day gets the
   alerts the nightly run would have given it.
 * A day without events is reported and left incomplete (the trail may not have existed yet, or
   may have been stopped); a failed stage stops the backfill there, with the reason.
@@ -19,8 +19,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from analytics.adapters.lock import DEFAULT_TTL
-from analytics.ingest import IngestSummary
-from analytics.layout import Selection
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import IngestSummary
 from analytics.run import DayOutcome, completed, run_title
 from flows.nightly import (
     StageFailed,

@@ -33,11 +33,11 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
-from analytics.ddl import Engine
-from analytics.decompress import DEFAULT_MAX_DECOMPRESSED
-from analytics.ingest import IngestOptions, IngestSummary, ingest
-from analytics.ingest import Progress as IngestProgress
-from analytics.layout import Selection
+from analytics.ingest.decompress import DEFAULT_MAX_DECOMPRESSED
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import IngestOptions, IngestSummary, ingest
+from analytics.ingest.pipeline import Progress as IngestProgress
+from analytics.lake.ddl import Engine
 from analytics.redact import redact_log_records
 from flows.cli_help import tidy_help
 from flows.console import EXIT_STRICT, console, fail, parse_date, plain, terminal
@@ -301,7 +301,7 @@ def lake_check_command(
 
         [bold]keytrail lake check --lake ./lake --json[/]
     """
-    from analytics.lake_check import MAX_FINDINGS_PER_KIND, check_lake, is_lake
+    from analytics.lake.check import MAX_FINDINGS_PER_KIND, check_lake, is_lake
 
     with command_lake(lake, "keytrail lake check", endpoint_url=endpoint_url,
                       writes=False) as local:  # fmt: skip
@@ -355,7 +355,7 @@ def lake_ddl_command(
 
         [bold]keytrail lake ddl --engine athena --lake s3://sec-lake/keytrail > lake.sql[/]
     """
-    from analytics.ddl import DdlError, script
+    from analytics.lake.ddl import DdlError, script
 
     first = _date(since, "--since")
     assert first is not None
@@ -464,7 +464,7 @@ def detect_command(
 
         [bold]keytrail detect --lake ./lake --date 2026-11-28[/]
     """
-    from analytics.detect import run
+    from analytics.detect.scoring import run
 
     day = _date(date, "--date")
     assert day is not None
@@ -542,8 +542,8 @@ def _print_alerts(alerts: pl.DataFrame, summary: dict[str, object],
 def _entity(alert: dict[str, Any]) -> str:
     """`` (key/1234abcd by role/x@account)`` for a model alert, whose reason speaks of "this
     key" and "this actor" without naming them (a rule's reason names what it is about)."""
-    from analytics.incidents import short_arn
-    from analytics.model import DETECTOR_ID
+    from analytics.detect.incidents import short_arn
+    from analytics.detect.model import DETECTOR_ID
 
     if alert["detector"] != DETECTOR_ID:
         return ""
@@ -575,7 +575,7 @@ def evaluate_command(
 
         [bold]keytrail evaluate --lake ./lake --labels ./trail/labels.json[/]
     """
-    from analytics.evaluate import NOTHING_TO_SCORE, evaluate, has_scenarios, load_labels
+    from analytics.detect.evaluate import NOTHING_TO_SCORE, evaluate, has_scenarios, load_labels
 
     try:
         scenarios = load_labels(labels)

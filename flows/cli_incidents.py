@@ -2,8 +2,8 @@
 
 An analyst triages incidents, so they come before the alert list, each with what it is about
 (title, severity, how many alerts) and who and what it touched, in the short names people
-recognise (:func:`analytics.incidents.short_arn`). Every value comes from records, so every one
-goes through :func:`flows.console.plain`.
+recognise (:func:`analytics.detect.incidents.short_arn`). Every value comes from records, so every
+one goes through :func:`flows.console.plain`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import polars as pl
 from rich.console import Console
 
-from analytics import schema as s
-from analytics.export.bounds import visible
-from analytics.incidents import short_arn
+from analytics.detect.incidents import short_arn
+from analytics.lake import schema as s
+from analytics.publish.export.bounds import visible
 from analytics.redact import redact
 from flows.console import plain
 
@@ -99,7 +99,7 @@ def one_line(incident: Mapping[str, Any], width: int | None = None) -> str:
 
 _LEAD = re.compile(r"^(.+?)(?: \(\+\d+ other findings?\))?: .+$")
 """An incident title: the leading alert's title, how many other findings, then who and where
-(:func:`analytics.incidents.group` writes it)."""
+(:func:`analytics.detect.incidents.group` writes it)."""
 
 
 def short_name(actor: str) -> str:

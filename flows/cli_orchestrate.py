@@ -391,7 +391,7 @@ def sample_days(samples: Path) -> tuple[dt.date, dt.date]:
         first = dt.date.fromisoformat(info["start"])
         return first, first + dt.timedelta(days=int(info["days"]) - 1)
     from analytics.adapters.sources import LocalSource
-    from analytics.layout import Kind, classify
+    from analytics.ingest.layout import Kind, classify
 
     delivered = set()
     for ref in LocalSource(samples).list_objects(None):

@@ -39,8 +39,8 @@ from flows.sinks import HEC_TOKEN_ENV, hec_token
 
 if TYPE_CHECKING:
     from analytics.adapters.lake import LocalLake
-    from analytics.export.settings import HecSettings
-    from analytics.export.sinks import Sink
+    from analytics.publish.export.settings import HecSettings
+    from analytics.publish.export.sinks import Sink
 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
@@ -120,7 +120,7 @@ def report_command(
         return
     out = terminal()
     table = Table(title=f"report {day}", show_header=False, box=None)
-    from analytics.reports.text import HEADLINE_LABELS
+    from analytics.publish.reports.text import HEADLINE_LABELS
 
     for name, value in report.headline.items():
         table.add_row(HEADLINE_LABELS.get(name, name), f"{value:,}")
@@ -131,7 +131,7 @@ def report_command(
 
 
 def _report_dir(local: Any, day: dt.date) -> Path:
-    from analytics import reports
+    from analytics.publish import reports
 
     return Path(reports.report_dir(local, day))
 
@@ -146,7 +146,7 @@ def _write_report(
     top_actors: int,
     lake_name: str,
 ) -> tuple[Any, dict[str, Path]]:
-    from analytics import reports
+    from analytics.publish import reports
 
     if not local.event_files(day):
         raise _fail(f"no events for {day} in the lake; run keytrail ingest first")
@@ -205,7 +205,7 @@ def _sink(
         raise _fail("--sink s3 needs --s3-uri s3://bucket[/prefix]")
     if sink is SinkName.SPLUNK_HEC and not (hec_url or hec.url):
         raise _fail("--sink splunk-hec needs --hec-url https://splunk:8088 (or [hec] url)")
-    from analytics.export.settings import sink_for
+    from analytics.publish.export.settings import sink_for
 
     try:
         return sink_for(sink.value, targets[sink], lake=lake, day=day, hec_settings=hec,
@@ -338,8 +338,8 @@ def export_command(
     """
     from analytics.config import ConfigError
     from analytics.config import load as load_config
-    from analytics.detect import was_scored
-    from analytics.export import SinkError, export
+    from analytics.detect.scoring import was_scored
+    from analytics.publish.export import SinkError, export
 
     day = _day(date)
     try:

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from analytics.export.bounds import TERMINAL_BYTES, clip, visible
+from analytics.publish.export.bounds import TERMINAL_BYTES, clip, visible
 from analytics.redact import redact
 
 EXIT_STRICT = 1

@@ -5,7 +5,7 @@ so the day has its baseline window), then the backfill flow over the days after 
 sample's last — the same stages a real deployment runs, oldest day first, not a second
 pipeline. Which days are scored is read from the trail's extent and checked against the lake:
 the last ``--days`` days that have events, less those with under the model's minimum history
-(:data:`analytics.model.ModelSettings.min_history_days`). The trail's labels never decide it:
+(:data:`analytics.detect.model.ModelSettings.min_history_days`). The trail's labels never decide it:
 they are the generator's answer key, and a real trail has none.
 
 It ends on a closing summary (:func:`summary_lines`): one line per scored day, one per
@@ -28,12 +28,12 @@ from typing import Any
 import polars as pl
 from rich.console import Console
 
-from analytics import detect
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.baselines import window
 from analytics.config import Config
-from analytics.incidents import triage_count
+from analytics.detect import scoring as detect
+from analytics.detect.baselines import window
+from analytics.detect.incidents import triage_count
+from analytics.lake import schema as s
 from flows.cli_incidents import fit, one_line
 from flows.console import fail, plain, terminal
 

@@ -15,7 +15,7 @@ are :mod:`analytics.run`'s (:class:`~analytics.run.DayOutcome` and the stage res
   the flow with ``<stage> failed: <reason>``; everything committed before it stays committed,
   and exactly-once ingest and the sinks' ledgers make the rerun finish the job without
   duplicates.
-* After ingest it checks the lake's integrity (:mod:`analytics.lake_check`); findings go into
+* After ingest it checks the lake's integrity (:mod:`analytics.lake.check`); findings go into
   the run's log, result and summary artifact, and never fail the run.
 * A day whose inputs have not changed since it last completed (same event files in the baseline
   window, same configuration and sinks — see ``LAKE/_state/days/``) is not recomputed: a second
@@ -41,8 +41,8 @@ from analytics.adapters.lock import DEFAULT_TTL, LakeLocked, LockLost
 from analytics.adapters.sources import Source, open_source
 from analytics.config import Config, ConfigError
 from analytics.config import load as load_config
-from analytics.export.settings import HecSettings
-from analytics.ingest import (
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import (
     DayMerge,
     IngestCommit,
     IngestOptions,
@@ -52,9 +52,9 @@ from analytics.ingest import (
     Partition,
     StagedPartition,
 )
-from analytics.layout import Selection
+from analytics.publish.export.settings import HecSettings
+from analytics.publish.reports.run_summary import alert_table, incident_table, run_markdown
 from analytics.redact import redact, redact_log_records
-from analytics.reports.run_summary import alert_table, incident_table, run_markdown
 from analytics.run import (
     DayOutcome,
     LakeCheckOutcome,
@@ -222,7 +222,7 @@ def _api_for_workers() -> Iterator[None]:
 def _merge_runner() -> MergeRunner:
     """A commit's day merges run through the task runner (its threads, or Dask workers, which
     reach the lake — a folder they share, or the S3 lake — as they reach the staged files);
-    each returns a small :class:`~analytics.ingest.DayMerge`, and the flow commits."""
+    each returns a small :class:`~analytics.ingest.pipeline.DayMerge`, and the flow commits."""
 
     def through_runner(jobs: list[MergeJob]) -> list[DayMerge]:
         futures = [tasks.merge_day.submit(job) for job in jobs]
@@ -237,7 +237,7 @@ def ingest_stage(
     """Plan, read (and stage) the partitions through the task runner, commit them in key order.
 
     Read tasks return small messages, so the flow's process holds no events: it commits every
-    :attr:`~analytics.ingest.IngestOptions.checkpoint_events` staged events and at the end.
+    :attr:`~analytics.ingest.pipeline.IngestOptions.checkpoint_events` staged events and at the end.
     ``heartbeat`` (the lake lock's ``refresh``) is called as results arrive, so a long
     backfill's lock never looks stale to a run on another host.
     """

@@ -1,8 +1,8 @@
 """Where a sink's secret comes from: the HEC token, from a Prefect Secret block or the environment.
 
-Sinks are built by :func:`analytics.export.settings.sink_for` for ``keytrail export`` and the
-flow's export task alike; the token is the one thing it cannot know, because a Secret block needs
-Prefect. Both callers hand it :func:`hec_token`, called only when a HEC sink is built, and no
+Sinks are built by :func:`analytics.publish.export.settings.sink_for` for ``keytrail export`` and
+the flow's export task alike; the token is the one thing it cannot know, because a Secret block
+needs Prefect. Both callers hand it :func:`hec_token`, called only when a HEC sink is built, and no
 message here ever contains the token.
 """
 

@@ -5,7 +5,7 @@ Each task is one step a run can be watched, retried or blamed at; what it comput
 can fail transiently — listing and fetching the trail, sending alerts — never on lake writes or
 computation, where a retry repeats the same error and hides it for a while.
 
-Ingest is :mod:`analytics.ingest`'s three steps as tasks: :func:`plan_ingest` in the flow's
+Ingest is :mod:`analytics.ingest.pipeline`'s three steps as tasks: :func:`plan_ingest` in the flow's
 process; :func:`read_partition` × partitions through the task runner (threads, or Dask workers
 with ``--task-runner dask``), each staging its events in the lake itself and returning a small
 message; :func:`commit_ingest` in the flow's process under the lake lock, whose per-day merges
@@ -24,12 +24,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import Source, SourceError
 from analytics.config import Config
-from analytics.export.idempotency import SINK_KINDS
-from analytics.ingest import (
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import (
     DayMerge,
     IngestCommit,
     IngestOptions,
@@ -39,20 +38,21 @@ from analytics.ingest import (
     Partition,
     StagedPartition,
 )
-from analytics.ingest import plan as plan_partitions
-from analytics.ingest import read_partition as read_and_stage
-from analytics.layout import Selection
-from analytics.staging import StagingArea
+from analytics.ingest.pipeline import plan as plan_partitions
+from analytics.ingest.pipeline import read_partition as read_and_stage
+from analytics.ingest.staging import StagingArea
+from analytics.lake import schema as s
+from analytics.publish.export.idempotency import SINK_KINDS
 from flows import sinks
 
 if TYPE_CHECKING:
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
 
-    from analytics.baselines import Baselines
-    from analytics.detect import DetectionResult, FeatureWindow
-    from analytics.export.settings import HecSettings
-    from analytics.export.sinks import Sink
+    from analytics.detect.baselines import Baselines
+    from analytics.detect.scoring import DetectionResult, FeatureWindow
+    from analytics.publish.export.settings import HecSettings
+    from analytics.publish.export.sinks import Sink
     from analytics.run import PublishResult
 
 
@@ -86,7 +86,8 @@ class SinkSpec:
 
 
 class ExportFailed(RuntimeError):
-    """A sink refused or kept failing; ``retryable`` as in :class:`analytics.export.SinkError`."""
+    """A sink refused or kept failing; ``retryable`` as in
+    :class:`analytics.publish.export.SinkError`."""
 
     def __init__(self, message: str, retryable: bool) -> None:
         super().__init__(message)
@@ -125,7 +126,7 @@ def _retry_if_retryable(task: Task[..., Any], task_run: TaskRun, state: State) -
 @task(name="plan-ingest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=_retry_unless_source_error)  # fmt: skip
 def plan_ingest(source: Source, lake: LocalLake, selection: Selection) -> IngestPlan:
-    """Find the partitions to read (:func:`analytics.ingest.plan`)."""
+    """Find the partitions to read (:func:`analytics.ingest.pipeline.plan`)."""
     return plan_partitions(source, lake, selection)
 
 
@@ -168,7 +169,7 @@ def read_partition(
 
 @task(name="merge-day", cache_policy=NO_CACHE, task_run_name="merge-{job.day}")
 def merge_day(job: MergeJob) -> DayMerge:
-    """One day's merge of a commit (:func:`analytics.ingest.merge_day`)."""
+    """One day's merge of a commit (:func:`analytics.ingest.pipeline.merge_day`)."""
     return job.run()
 
 
@@ -192,7 +193,7 @@ def finish_ingest(session: IngestCommit) -> IngestSummary:
 @task(name="features", cache_policy=NO_CACHE)
 def build_features(lake: LocalLake, day: dt.date, config: Config) -> FeatureWindow:
     """Bring the hourly feature files of the window up to date and read them, once per day."""
-    from analytics import detect
+    from analytics.detect import scoring as detect
 
     return detect.feature_window(lake, day, config)
 
@@ -200,7 +201,7 @@ def build_features(lake: LocalLake, day: dt.date, config: Config) -> FeatureWind
 @task(name="baselines", cache_policy=NO_CACHE)
 def summarise_baselines(window: FeatureWindow, config: Config) -> Baselines:
     """Baselines of the window's day from the days before it only."""
-    from analytics import detect
+    from analytics.detect import scoring as detect
 
     return detect.day_baselines(window, config)
 
@@ -211,7 +212,7 @@ def detect_day(
 ) -> DetectionResult:
     """Rules and the isolation forest for the window's day on the features and baselines the
     run already has; writes the day's alerts file."""
-    from analytics import detect
+    from analytics.detect import scoring as detect
 
     return detect.run(lake, window.day, config, window=window, baselines=baselines)
 
@@ -245,9 +246,9 @@ def make_sink(
     hec_token_block: str | None = None,
     hec: HecSettings | None = None,
 ) -> Sink:
-    """The sink a spec names, built by :func:`analytics.export.settings.sink_for` as the
+    """The sink a spec names, built by :func:`analytics.publish.export.settings.sink_for` as the
     CLI's are."""
-    from analytics.export.settings import sink_for
+    from analytics.publish.export.settings import sink_for
 
     try:
         return sink_for(
@@ -274,7 +275,7 @@ def export_day(
     not acknowledge in time): the sinks already back off inside one try, so a Prefect retry is
     for outages of minutes.
     """
-    from analytics.export import SinkError, export
+    from analytics.publish.export import SinkError, export
 
     sink = make_sink(spec, lake, day, endpoint_url, hec_token_block, hec)
     try:

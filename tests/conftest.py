@@ -26,7 +26,7 @@ import pytest
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.ingest import IngestOptions, ingest
+from analytics.ingest.pipeline import IngestOptions, ingest
 from tests import fuzz_profiles
 
 REPO = Path(__file__).resolve().parent.parent

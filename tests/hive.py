@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analytics import schema as s
+from analytics.lake import schema as s
 
 
 def read_table(folder: Path, columns: Sequence[str] | None = None, name: str = "*") -> pl.DataFrame:

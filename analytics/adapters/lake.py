@@ -26,9 +26,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics import schema as s
 from analytics.adapters.lake_fs import LakeFile, LakeFS
-from analytics.staging import StagingArea
+from analytics.ingest.staging import StagingArea
+from analytics.lake import schema as s
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
 # Event files, the bulk of every ingest's writing: dictionary-encode only the columns that

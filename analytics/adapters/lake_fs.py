@@ -42,7 +42,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from polars.io.plugins import register_io_source
 
-from analytics import schema as s
+from analytics.lake import schema as s
 
 SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"

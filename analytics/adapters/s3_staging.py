@@ -60,7 +60,7 @@ def put_bytes(uri: str, data: bytes, endpoint_url: str | None, kms_key_id: str |
 
 
 def read_table(uri: str, endpoint_url: str | None) -> pa.Table:
-    """A staged Arrow IPC file (:mod:`analytics.staging`), fetched whole."""
+    """A staged Arrow IPC file (:mod:`analytics.ingest.staging`), fetched whole."""
     bucket, key = _bucket_key(uri)
     with s3_filesystem(endpoint_url).open_input_file(f"{bucket}/{key}") as source:
         return pa.ipc.open_file(source).read_all()

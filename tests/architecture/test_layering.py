@@ -18,9 +18,9 @@ def _loaded_after(imports: str) -> set[str]:
 
 def test_analytics_loads_neither_prefect_nor_boto3() -> None:
     modules = _loaded_after(
-        "import analytics.ingest, analytics.detect, analytics.cloudtrail, analytics.features, "
-        "analytics.baselines, analytics.model, analytics.alerts, analytics.generator, "
-        "analytics.evaluate"
+        "import analytics.ingest.pipeline, analytics.detect.scoring, analytics.ingest.cloudtrail, analytics.detect.features, "
+        "analytics.detect.baselines, analytics.detect.model, analytics.detect.alerts, analytics.generator, "
+        "analytics.detect.evaluate"
     )
     assert not {m for m in modules if m == "prefect" or m.startswith("prefect.")}
     assert "boto3" not in modules and "botocore" not in modules
@@ -40,8 +40,8 @@ def test_boto3_is_imported_only_by_adapters() -> None:
 def test_the_core_library_does_not_load_the_synthetic_generator() -> None:
     """The generator makes demo and test data; nothing a deployment runs may depend on it."""
     modules = _loaded_after(
-        "import analytics.api, analytics.detect, analytics.ingest, analytics.reports, "
-        "analytics.export, analytics.lake_check, analytics.ddl, analytics.history"
+        "import analytics.api, analytics.detect.scoring, analytics.ingest.pipeline, analytics.publish.reports, "
+        "analytics.publish.export, analytics.lake.check, analytics.lake.ddl, analytics.detect.history"
     )
     assert not {m for m in modules if m.startswith("analytics.generator")}
 

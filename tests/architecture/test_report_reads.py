@@ -1,7 +1,7 @@
 """The daily report reads the lake through analytics.api, as the notebooks do (writing is its own).
 
 The report and a notebook must never disagree about a day's events, alerts or usual range, so
-analytics/reports/ has no read path of its own: no Parquet reader, no lake read helper. The
+analytics/publish/reports/ has no read path of its own: no Parquet reader, no lake read helper. The
 check walks the syntax tree, so docstrings may still name the functions.
 """
 
@@ -21,7 +21,9 @@ READERS = frozenset({
     "read_parquet", "scan_parquet", "read_table", "ParquetFile", "ParquetDataset",  # Parquet
     "read_alerts", "read_day_events", "partition_files",  # the lake's own read helpers
 })  # fmt: skip
-READER_MODULES = frozenset({"pyarrow.parquet", "pyarrow.dataset", "duckdb", "analytics.features"})
+READER_MODULES = frozenset(
+    {"pyarrow.parquet", "pyarrow.dataset", "duckdb", "analytics.detect.features"}
+)
 
 
 def _reads(module: str, name: str) -> bool:
@@ -52,7 +54,7 @@ def direct_reads(source: str) -> list[str]:
         "lazy = pl.scan_parquet(files)",
         "import pyarrow.parquet as pq",
         "from pyarrow import parquet",
-        "from analytics.detect import read_alerts",
+        "from analytics.detect.scoring import read_alerts",
         "from analytics import api, features",
         "files = lake.partition_files(day)",
     ],
@@ -86,7 +88,9 @@ def test_report_inputs_use_the_api() -> None:
     assert ("analytics", "api") in imported
 
 
-@pytest.mark.parametrize("first", ["analytics.api", "analytics.reports", "analytics.reports.html"])
+@pytest.mark.parametrize(
+    "first", ["analytics.api", "analytics.publish.reports", "analytics.publish.reports.html"]
+)
 def test_api_and_reports_import_in_either_order(first: str) -> None:
     """The reports read through api; api must never need the reports package to import."""
     code = f"import {first}; from analytics import api, reports; print(api.events, reports.load)"
@@ -94,8 +98,8 @@ def test_api_and_reports_import_in_either_order(first: str) -> None:
 
 
 def test_the_api_does_not_import_the_reports_package() -> None:
-    """The band code both use lives in analytics.bands, so there is no import cycle."""
-    code = "import sys, analytics.api; print('analytics.reports' in sys.modules)"
+    """The band code both use lives in analytics.detect.bands, so there is no import cycle."""
+    code = "import sys, analytics.api; print('analytics.publish.reports' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True,
                          text=True)  # fmt: skip
     assert out.stdout.strip() == "False"

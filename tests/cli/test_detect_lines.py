@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 from typer.testing import CliRunner
 
-from analytics.incidents import short_arn
-from analytics.model import DETECTOR_ID
+from analytics.detect.incidents import short_arn
+from analytics.detect.model import DETECTOR_ID
 from flows.cli import app
 from tests.flows.conftest import SAMPLES
 

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from analytics import schema as s
+from analytics.lake import schema as s
 
 DAY = dt.date(2026, 11, 13)
 ACCOUNT = "111122223333"

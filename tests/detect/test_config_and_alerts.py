@@ -8,12 +8,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.alerts import DetectorInfo, assemble
 from analytics.config import Config, ConfigError, Suppression, load, parse
-from analytics.detect import run
-from analytics.detectors.base import FINDING_COLUMNS
+from analytics.detect.alerts import DetectorInfo, assemble
+from analytics.detect.detectors.base import FINDING_COLUMNS
+from analytics.detect.scoring import run
+from analytics.lake import schema as s
 from tests.ingest.helpers import run_cli
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

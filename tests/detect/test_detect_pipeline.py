@@ -8,10 +8,10 @@ from pathlib import Path
 
 import polars as pl
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import alerts_path, read_alerts, run
-from analytics.features import features_path
+from analytics.detect.features import features_path
+from analytics.detect.scoring import alerts_path, read_alerts, run
+from analytics.lake import schema as s
 from tests.ingest.helpers import run_cli
 
 LAST_DAY = dt.date(2026, 11, 14)

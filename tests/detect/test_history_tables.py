@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analytics import history
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import run
+from analytics.detect import history
+from analytics.detect.scoring import run
+from analytics.lake import schema as s
 from tests.hive import read_table
 
 LAST_DAY = dt.date(2026, 11, 14)

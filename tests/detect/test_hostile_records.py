@@ -8,12 +8,12 @@ from pathlib import Path
 
 import polars as pl
 
-from analytics import reports
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.detect import run
-from analytics.ingest import IngestOptions, ingest
+from analytics.detect.scoring import run
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.lake import schema as s
+from analytics.publish import reports
 from tests import trail
 
 SCRIPT = "<script>alert(1)</script>"

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from analytics import api
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import read_alerts, run
-from analytics.incidents import short_arn
+from analytics.detect.incidents import short_arn
+from analytics.detect.scoring import read_alerts, run
+from analytics.lake import schema as s
 from tests.ingest.helpers import run_cli
 
 DAY = dt.date(2026, 11, 13)

@@ -7,9 +7,9 @@ import shutil
 
 import polars as pl
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import read_alerts, read_incidents, run
+from analytics.detect.scoring import read_alerts, read_incidents, run
+from analytics.lake import schema as s
 
 DAYS = [dt.date(2026, 11, 11) + dt.timedelta(days=i) for i in range(4)]
 

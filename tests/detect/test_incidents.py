@@ -1,4 +1,4 @@
-"""Grouping alerts into incidents (analytics.incidents), on small hand-made alert frames."""
+"""Grouping alerts into incidents (analytics.detect.incidents), on small hand-made alert frames."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from analytics import incidents
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import alerts_path, read_alerts, read_alerts_between
+from analytics.detect import incidents
+from analytics.detect.scoring import alerts_path, read_alerts, read_alerts_between
+from analytics.lake import schema as s
 from tests.detect.alert_frames import DAY, alert, at, frame, key, role
 
 EMPTY = frame([])

@@ -10,18 +10,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analytics import baselines as bl
-from analytics import features
-from analytics import incidents as grouping
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
 from analytics.config import Config
-from analytics.detect import run
-from analytics.export import asff, ocsf
+from analytics.detect import baselines as bl
+from analytics.detect import features
+from analytics.detect import incidents as grouping
+from analytics.detect.model import DETECTOR_ID, matrix
+from analytics.detect.scoring import run
 from analytics.generator import generate_tree
-from analytics.ingest import IngestOptions, ingest
-from analytics.model import DETECTOR_ID, matrix
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.lake import schema as s
+from analytics.publish.export import asff, ocsf
 from tests.ingest.helpers import lake_events
 
 LABELS = json.loads(

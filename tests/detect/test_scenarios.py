@@ -18,10 +18,10 @@ import pytest
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.detect import run
-from analytics.evaluate import evaluate, load_labels
+from analytics.detect.evaluate import evaluate, load_labels
+from analytics.detect.scoring import run
 from analytics.generator import generate_tree
-from analytics.ingest import IngestOptions, ingest
+from analytics.ingest.pipeline import IngestOptions, ingest
 
 DAYS = 35
 EVENTS_PER_DAY = 2500

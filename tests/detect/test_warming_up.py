@@ -13,15 +13,15 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
 from analytics.config import Config
-from analytics.detect import run
-from analytics.detectors import ALL_DETECTORS, RuleDetector, by_id
-from analytics.ingest import IngestOptions, ingest
-from analytics.layout import Selection
-from analytics.model import DETECTOR_ID
+from analytics.detect.detectors import ALL_DETECTORS, RuleDetector, by_id
+from analytics.detect.model import DETECTOR_ID
+from analytics.detect.scoring import run
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.lake import schema as s
 from tests.ingest.helpers import run_cli
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "trail"

@@ -14,11 +14,11 @@ from typing import Any
 
 import polars as pl
 
-from analytics import history as history_tables
-from analytics import schema as s
-from analytics.cloudtrail import parse_document
-from analytics.detectors import DetectionContext, RuleDetector, conform_findings
-from analytics.detectors._common import rule_events
+from analytics.detect import history as history_tables
+from analytics.detect.detectors import DetectionContext, RuleDetector, conform_findings
+from analytics.detect.detectors._common import rule_events
+from analytics.ingest.cloudtrail import parse_document
+from analytics.lake import schema as s
 
 SAMPLES = Path(__file__).parent / "samples"
 ORG_ACCOUNTS = frozenset({"111122223333", "444455556666"})

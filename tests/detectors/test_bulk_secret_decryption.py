@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics import schema as s
-from analytics.detectors import by_id
-from analytics.detectors._common import rule_events
+from analytics.detect.detectors import by_id
+from analytics.detect.detectors._common import rule_events
+from analytics.lake import schema as s
 from tests.detectors.helpers import (
     OWNER,
     context,

@@ -15,11 +15,11 @@ from typing import Any
 
 import polars as pl
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.detect import run
-from analytics.ingest import IngestOptions, ingest
+from analytics.detect.scoring import run
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.lake import schema as s
 from tests.trail import (
     ACCOUNT,
     KEY_ARN,

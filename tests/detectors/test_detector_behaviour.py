@@ -8,8 +8,8 @@ import json
 import polars as pl
 import pytest
 
-from analytics import schema as s
-from analytics.detectors import by_id
+from analytics.detect.detectors import by_id
+from analytics.lake import schema as s
 from tests.detectors.helpers import (
     OUTSIDER,
     OWNER,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from analytics import schema as s
-from analytics.detectors import ALL_DETECTORS, RuleDetector
+from analytics.detect.detectors import ALL_DETECTORS, RuleDetector
+from analytics.lake import schema as s
 from tests.detectors.helpers import context, events_from_records, run
 
 OWNER = "111122223333"

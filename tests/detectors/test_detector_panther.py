@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from analytics import schema as s
-from analytics.detectors import by_id
+from analytics.detect.detectors import by_id
+from analytics.lake import schema as s
 from tests.detectors.helpers import SAMPLES, context, events_from_records, run
 
 PANTHER_KMS = SAMPLES / "panther" / "cloudtrail_rule_tests_kms.jsonl"

@@ -7,8 +7,8 @@ import re
 import polars as pl
 import pytest
 
-from analytics import schema as s
-from analytics.detectors import ALL_DETECTORS, FINDING_COLUMNS, RuleDetector, by_id
+from analytics.detect.detectors import ALL_DETECTORS, FINDING_COLUMNS, RuleDetector, by_id
+from analytics.lake import schema as s
 from tests.detectors.helpers import context, empty_events, run
 
 # Alert IDs, suppressions and SIEM searches name these. Add new IDs at the end; never rename,

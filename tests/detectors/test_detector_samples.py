@@ -13,8 +13,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from analytics import schema as s
-from analytics.detectors import ALL_DETECTORS, RuleDetector, by_id
+from analytics.detect.detectors import ALL_DETECTORS, RuleDetector, by_id
+from analytics.lake import schema as s
 from tests.detectors.helpers import (
     SAMPLES,
     context,

@@ -1,4 +1,4 @@
-"""analytics.detectors.policy: every grammar form of a key policy, and diffs in words."""
+"""analytics.detect.detectors.policy: every grammar form of a key policy, and diffs in words."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from analytics.detectors.policy import Principal, account_of, diff, parse_policy
+from analytics.detect.detectors.policy import Principal, account_of, diff, parse_policy
 
 OWNER = "111122223333"
 OUTSIDE = "999988887777"

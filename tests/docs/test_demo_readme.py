@@ -3,7 +3,7 @@
 The summary is computed from the lake alone (:func:`flows.demo.summary_lines`), so it is
 rendered here from the session's sample lake scored the way the demo scores it — oldest day
 first, as the nightly flow then the backfill flow do, through the same
-:func:`analytics.detect.run` the flows call — rather than by running the whole demo.
+:func:`analytics.detect.scoring.run` the flows call — rather than by running the whole demo.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import datetime as dt
 
 import pytest
 
-from analytics import detect
 from analytics.adapters.lake import LocalLake
+from analytics.detect import scoring as detect
 from flows import demo
 from tests.conftest import REPO
 

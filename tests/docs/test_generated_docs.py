@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 
 from analytics import docs_gen
-from analytics import schema as s
-from analytics.detect import MODEL_INFO
-from analytics.detectors.registry import ALL_DETECTORS
+from analytics.detect.detectors.registry import ALL_DETECTORS
+from analytics.detect.scoring import MODEL_INFO
+from analytics.lake import schema as s
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 from analytics.config import load
-from analytics.incidents import IncidentSettings
+from analytics.detect.incidents import IncidentSettings
 
 REPO = Path(__file__).resolve().parents[2]
 

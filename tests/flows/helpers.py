@@ -13,9 +13,9 @@ import typer
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.detect import read_alerts
+from analytics.detect.scoring import read_alerts
+from analytics.lake import schema as s
 
 
 def events(lake: Path) -> pl.DataFrame:

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from polars.testing import assert_frame_equal
 
-from analytics import detect
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
 from analytics.config import load as load_config
-from analytics.ingest import IngestOptions, ingest
-from analytics.layout import Selection
+from analytics.detect import scoring as detect
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import IngestOptions, ingest
 from tests.flows import helpers
 from tests.flows.conftest import copy_days
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from analytics import api, incidents
+from analytics import api
 from analytics.adapters.lake import LocalLake
-from analytics.detect import scored_days
-from analytics.export import default_ocsf_path
+from analytics.detect import incidents
+from analytics.detect.scoring import scored_days
+from analytics.publish.export import default_ocsf_path
 from analytics.run import read_record
 from flows import demo
 from flows.cli_incidents import one_line

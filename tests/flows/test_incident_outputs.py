@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from analytics import incidents
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
-from analytics.reports.run_summary import alert_rows, day_markdown, incident_rows
+from analytics.detect import incidents
+from analytics.lake import schema as s
+from analytics.publish.reports.run_summary import alert_rows, day_markdown, incident_rows
 from analytics.run import DayOutcome, top_incidents
 from flows.cli_incidents import print_incidents
 from flows.cli_orchestrate import print_result
@@ -118,7 +118,7 @@ def test_a_nightly_run_names_its_incidents_and_leaves_them_as_a_table_artifact(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.client.schemas.sorting import ArtifactSort
 
-    from analytics.detect import read_incidents
+    from analytics.detect.scoring import read_incidents
 
     def incident_tables() -> dict[object, object]:
         """The incidents tables on the session's Prefect API, newest first, by artifact ID."""

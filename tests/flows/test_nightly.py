@@ -219,7 +219,7 @@ def test_a_nightly_run_computes_features_and_baselines_once(
 ) -> None:
     """The features, baselines and detect stages share one computation: each stage logs what
     the next one uses, instead of every stage working the window out again."""
-    from analytics import baselines, features
+    from analytics.detect import baselines, features
     from flows.nightly import nightly
 
     computed: list[Any] = []

@@ -11,10 +11,10 @@ import os
 
 import pytest
 
-from analytics import detect
 from analytics.adapters.lake import LocalLake
 from analytics.config import Config
-from analytics.reports.run_summary import alert_table, day_markdown, incident_table, md
+from analytics.detect import scoring as detect
+from analytics.publish.reports.run_summary import alert_table, day_markdown, incident_table, md
 from analytics.run import (
     DayOutcome,
     LakeCheckOutcome,

@@ -9,7 +9,7 @@ import boto3
 import polars as pl
 import pytest
 
-from analytics import schema as s
+from analytics.lake import schema as s
 from tests.flows import helpers
 from tests.flows.conftest import LAST_DAY, copy_days
 from tests.flows.helpers import invoke

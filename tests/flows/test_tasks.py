@@ -13,7 +13,8 @@ from analytics.adapters.lake import LocalLake
 from analytics.adapters.lock import LakeLock
 from analytics.adapters.s3 import S3Source
 from analytics.adapters.sources import LocalSource, ObjectFetchError, ObjectRef
-from analytics.ingest import (
+from analytics.ingest.layout import Selection
+from analytics.ingest.pipeline import (
     IngestCommit,
     IngestOptions,
     IngestSummary,
@@ -21,7 +22,6 @@ from analytics.ingest import (
     open_staging,
     partitions_of,
 )
-from analytics.layout import Selection
 from flows import tasks
 from tests.conftest import upload
 from tests.flows import helpers
@@ -140,7 +140,7 @@ def test_sink_specs() -> None:
 
 
 def test_untrusted_text_cannot_become_markdown_or_html() -> None:
-    from analytics.reports.run_summary import md
+    from analytics.publish.reports.run_summary import md
 
     text = md("<img src=x onerror=alert(1)> [click](http://evil) | `x` \x1b[31m")
     assert "<" not in text and "](" not in text and "\\|" in text and "\x1b" not in text

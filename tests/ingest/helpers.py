@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from analytics import schema as s
+from analytics.lake import schema as s
 from tests.hive import read_table
 
 KEYTRAIL = [sys.executable, "-m", "flows"]

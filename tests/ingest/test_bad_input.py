@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.s3 import S3Source
 from analytics.adapters.sources import SourceError
-from analytics.ingest import IngestOptions, ingest
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.lake import schema as s
 from tests import trail
 from tests.conftest import upload
 from tests.ingest.helpers import event_ids, ingest_json, lake_events, run_cli

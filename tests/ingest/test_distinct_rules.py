@@ -1,6 +1,6 @@
 """The actor, key and address rules run once per distinct value, and that changes no row.
 
-:func:`analytics.identity.normalise` evaluates its rules over the distinct combinations of their
+:func:`analytics.ingest.identity.normalise` evaluates its rules over the distinct combinations of their
 inputs and gathers the results back. Here the same rules, evaluated on every row, are the
 reference: for frames of repeated, null, empty and hostile values the two agree row for row.
 """
@@ -13,8 +13,8 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analytics import identity
-from analytics import schema as s
+from analytics.ingest import identity
+from analytics.lake import schema as s
 from tests.fuzz_profiles import fuzz_settings
 
 TEXT = st.one_of(

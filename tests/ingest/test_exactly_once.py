@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from analytics import schema as s
+from analytics.lake import schema as s
 from tests import trail
 from tests.ingest.helpers import KEYTRAIL, ingest_json, lake_events
 
@@ -131,7 +131,7 @@ def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str) -> None:
     writes more, smaller files, and exactly the rows of a run with the default buffers."""
     from analytics.adapters.lake import LocalLake
     from analytics.adapters.sources import LocalSource
-    from analytics.ingest import IngestOptions, ingest
+    from analytics.ingest.pipeline import IngestOptions, ingest
 
     tree = tmp_path / "trail"
     _tree(tree, days=2, files_per_day=6)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.ingest import IngestOptions, ingest, read_objects
+from analytics.ingest.pipeline import IngestOptions, ingest, read_objects
 from tests import trail
 from tests.fuzz_profiles import fuzz_settings
 

@@ -18,12 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.s3 import S3Source
 from analytics.adapters.sources import LocalSource, ObjectRef
-from analytics.ingest import IngestOptions, ingest
-from analytics.staging import STAGED_SUFFIX
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.ingest.staging import STAGED_SUFFIX
+from analytics.lake import schema as s
 from tests import trail
 from tests.conftest import upload
 from tests.ingest.helpers import KEYTRAIL, event_ids, ingest_json, lake_events, run_cli
@@ -75,8 +75,8 @@ def test_a_deeply_nested_object_is_quarantined_and_its_neighbours_kept(
 
 
 def test_a_deeply_nested_value_never_escapes_the_reader_as_an_exception() -> None:
-    from analytics.cloudtrail import parse_object
-    from analytics.decompress import RejectedObject
+    from analytics.ingest.cloudtrail import parse_object
+    from analytics.ingest.decompress import RejectedObject
 
     with pytest.raises(RejectedObject, match="nested too deeply"):
         parse_object(deep_object(), "deep.json.gz")
@@ -190,7 +190,7 @@ def test_local_and_s3_sources_read_no_more_than_asked(
 
 
 def test_an_object_that_grew_past_the_bound_after_listing_is_refused(tmp_path: Path) -> None:
-    from analytics.decompress import RejectedObject, to_json_bytes
+    from analytics.ingest.decompress import RejectedObject, to_json_bytes
 
     head = gzip.compress(os.urandom(5000))  # incompressible: the gzip is longer than the bound
     for data in (b'{"Records": [' + b" " * 2000, head):
@@ -223,7 +223,7 @@ def test_implausible_event_times_are_quarantined_and_plausible_ones_kept(tmp_pat
 
 
 def test_the_time_bound_is_measured_from_the_delivery_of_the_object(tmp_path: Path) -> None:
-    from analytics.cloudtrail import EARLIEST_EVENT_TIME, LATEST_AFTER_DELIVERY
+    from analytics.ingest.cloudtrail import EARLIEST_EVENT_TIME, LATEST_AFTER_DELIVERY
 
     delivered = dt.datetime(2026, 11, 2, 10, 10, tzinfo=dt.UTC)
     within = delivered + LATEST_AFTER_DELIVERY - dt.timedelta(minutes=1)

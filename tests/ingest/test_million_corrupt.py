@@ -15,8 +15,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analytics import schema as s
-from analytics.layout import Kind, classify
+from analytics.ingest.layout import Kind, classify
+from analytics.lake import schema as s
 from tests.ingest.helpers import ingest_json, run_cli
 
 EVENTS = 1_000_000

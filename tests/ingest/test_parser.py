@@ -10,9 +10,14 @@ import orjson
 import polars as pl
 import pytest
 
-from analytics import schema as s
-from analytics.cloudtrail import decode_document, normalise_objects, parse_document, parse_object
-from analytics.decompress import RejectedObject
+from analytics.ingest.cloudtrail import (
+    decode_document,
+    normalise_objects,
+    parse_document,
+    parse_object,
+)
+from analytics.ingest.decompress import RejectedObject
+from analytics.lake import schema as s
 from tests import trail
 from tests.trail import ACCOUNT, KEY_ARN, KEY_ID, REGION, ROLE_ARN, assumed_role, kms_record
 

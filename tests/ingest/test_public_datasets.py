@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from analytics import schema as s
-from analytics.cloudtrail import parse_document
+from analytics.ingest.cloudtrail import parse_document
+from analytics.lake import schema as s
 from tests import trail
 
 PUBLIC = Path(__file__).resolve().parents[2] / "data" / "samples" / "public"

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analytics import cloudtrail as ct
-from analytics import scan
-from analytics.decompress import RejectedObject, to_json_bytes
-from analytics.scan import _kernel as kernel
-from analytics.scan.cache import CACHE_ENV, configure_cache_dir
+from analytics.ingest import cloudtrail as ct
+from analytics.ingest import scan
+from analytics.ingest.decompress import RejectedObject, to_json_bytes
+from analytics.ingest.scan import _kernel as kernel
+from analytics.ingest.scan.cache import CACHE_ENV, configure_cache_dir
 from tests import trail
 from tests.flows.helpers import assert_same_lake
 from tests.fuzz_profiles import fuzz_settings
@@ -379,7 +379,7 @@ def test_without_numba_ingest_falls_back_to_the_reference_decoder(
     import analytics
 
     monkeypatch.delattr(analytics, "scan")
-    monkeypatch.setitem(sys.modules, "analytics.scan", None)  # the import now fails
+    monkeypatch.setitem(sys.modules, "analytics.ingest.scan", None)  # the import now fails
     monkeypatch.setattr(ct, "_SCANNER_FAILURE", None)
     assert not ct.scanner_enabled()
     assert ct._SCANNER_FAILURE is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from analytics.seen_ids import CONTENT, HOLDER, HOLDER_EVENT, SeenIds
+from analytics.ingest.seen_ids import CONTENT, HOLDER, HOLDER_EVENT, SeenIds
 
 
 def ids(*values: str) -> pl.Series:

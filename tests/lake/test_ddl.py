@@ -2,7 +2,7 @@
 the tables they declare have the lake schemas' columns, types and partition column.
 
 The statements are parsed, not compared as text: names and types are read back from the parse
-tree and checked against the Arrow schemas in analytics.schema. The golden files pin the exact
+tree and checked against the Arrow schemas in analytics.lake.schema. The golden files pin the exact
 text for review (``KEYTRAIL_UPDATE_GOLDEN=1`` rewrites them).
 """
 
@@ -17,9 +17,9 @@ import sqlglot
 from sqlglot import exp
 from typer.testing import CliRunner
 
-from analytics import schema as s
-from analytics.ddl import DdlError, lake_location, statements
-from analytics.features import feature_schema
+from analytics.detect.features import feature_schema
+from analytics.lake import schema as s
+from analytics.lake.ddl import DdlError, lake_location, statements
 from flows.cli import app
 
 ENGINES = ("athena", "trino", "spark")

@@ -19,11 +19,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from analytics import api, detect, features
-from analytics import schema as s
+from analytics import api
 from analytics.adapters.lake import LocalLake, with_partition_column
-from analytics.export import OcsfFileSink, default_ocsf_path, export
-from analytics.lake_check import check_lake
+from analytics.detect import features
+from analytics.detect import scoring as detect
+from analytics.lake import schema as s
+from analytics.lake.check import check_lake
+from analytics.publish.export import OcsfFileSink, default_ocsf_path, export
 from tests.lake.conftest import LAST_DAY
 
 DAY = dt.date.fromisoformat(LAST_DAY)

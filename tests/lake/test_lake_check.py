@@ -12,9 +12,9 @@ import polars as pl
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from analytics import schema as s
 from analytics.adapters.lake import EVENT_PARQUET_OPTIONS, LocalLake, with_partition_column
-from analytics.lake_check import FindingKind, check_lake
+from analytics.lake import schema as s
+from analytics.lake.check import FindingKind, check_lake
 from flows.cli import app
 from tests.lake.conftest import LAST_DAY
 

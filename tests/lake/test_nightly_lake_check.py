@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics.reports.run_summary import lake_check_markdown
+from analytics.publish.reports.run_summary import lake_check_markdown
 from analytics.run import LakeCheckOutcome
 from tests.lake.conftest import LAST_DAY, SAMPLES, keytrail_process
 

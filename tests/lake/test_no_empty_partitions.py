@@ -14,12 +14,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from analytics import api, detect, features
+from analytics import api
 from analytics.adapters.lake import LocalLake
-from analytics.baselines import window
 from analytics.config import Config
-from analytics.detectors.registry import ALL_DETECTORS
-from analytics.model import DETECTOR_ID
+from analytics.detect import features
+from analytics.detect import scoring as detect
+from analytics.detect.baselines import window
+from analytics.detect.detectors.registry import ALL_DETECTORS
+from analytics.detect.model import DETECTOR_ID
 from flows.cli import app
 from tests.lake.conftest import LAST_DAY
 

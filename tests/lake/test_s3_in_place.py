@@ -22,8 +22,8 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from analytics import schema as s
 from analytics.generator import generate_tree
+from analytics.lake import schema as s
 from flows.cli import app
 from tests.lake.conftest import keytrail_process
 from tests.lake.s3_counting_proxy import CountingProxy

@@ -19,8 +19,8 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from analytics import schema as s
 from analytics.adapters.s3_lake import LakeConflict, in_place_lake
+from analytics.lake import schema as s
 from flows.cli import app
 from tests.flows import helpers
 from tests.flows.conftest import copy_days

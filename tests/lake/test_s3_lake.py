@@ -22,9 +22,9 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
-from analytics import schema as s
 from analytics.adapters.lock import LakeLocked, LockHolder
 from analytics.adapters.s3_lake import S3LakeLock, S3LakeUri, in_place_lake
+from analytics.lake import schema as s
 from flows.cli import app
 from tests.flows.conftest import copy_days
 
@@ -233,8 +233,8 @@ def test_a_day_merge_run_again_replaces_its_own_file_instead_of_counting_it_twic
     import datetime
 
     from analytics.adapters.sources import open_source
-    from analytics.ingest import IngestOptions, merge_day, plan, read_partition
-    from analytics.layout import Selection
+    from analytics.ingest.layout import Selection
+    from analytics.ingest.pipeline import IngestOptions, merge_day, plan, read_partition
 
     lake = in_place_lake(f"s3://{bucket}/retried")
     day = datetime.date.fromisoformat(LAST)

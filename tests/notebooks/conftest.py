@@ -18,8 +18,8 @@ from nbclient import NotebookClient
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.sources import LocalSource
-from analytics.detect import run
-from analytics.ingest import IngestOptions, ingest
+from analytics.detect.scoring import run
+from analytics.ingest.pipeline import IngestOptions, ingest
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples" / "trail"

@@ -11,10 +11,11 @@ import boto3
 import polars as pl
 import pytest
 
-from analytics import api, bands
+from analytics import api
+from analytics.detect import bands
 from analytics.adapters.lake import LocalLake
 from analytics.config import ConfigError
-from analytics.detect import alerts_path
+from analytics.detect.scoring import alerts_path
 from tests.hive import read_table
 
 pytestmark = pytest.mark.xdist_group("notebooks")
@@ -250,7 +251,7 @@ def test_candidates_count_alerts_per_detector_and_actor(lake: api.Lake) -> None:
 
 
 def test_incidents_give_each_incident_once_as_its_latest_days_view(lake: api.Lake) -> None:
-    from analytics.detect import read_incidents
+    from analytics.detect.scoring import read_incidents
 
     every = api.incidents(lake)
     assert every.height > 0

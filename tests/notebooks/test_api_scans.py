@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from analytics import api
-from analytics import schema as s
+from analytics.lake import schema as s
 from analytics.adapters.lake import LocalLake
 from tests.hive import read_table
 

@@ -13,7 +13,7 @@ import nbformat
 import polars as pl
 import pytest
 
-from analytics import schema as s
+from analytics.lake import schema as s
 from analytics.adapters.lake import LocalLake
 from analytics.config import parse
 from tests.hive import read_table

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from analytics import reports
 from analytics.adapters.lake import LocalLake
-from analytics.reports.daily import DailyReport
+from analytics.publish import reports
+from analytics.publish.reports.daily import DailyReport
 from tests.publish import fixture
 from tests.publish.helpers import HEC_OK
 
@@ -56,9 +56,9 @@ def fixture_report(fixture_lake: LocalLake) -> BuiltReport:
 def generated_report(tmp_path_factory: pytest.TempPathFactory) -> BuiltReport:
     """A generated organisation (15 days), ingested and scored by the real detectors."""
     from analytics.adapters.sources import LocalSource
-    from analytics.detect import run as detect
+    from analytics.detect.scoring import run as detect
     from analytics.generator import generate_tree
-    from analytics.ingest import IngestOptions, ingest
+    from analytics.ingest.pipeline import IngestOptions, ingest
 
     root = tmp_path_factory.mktemp("generated")
     generate_tree(root / "trail", days=15, events_per_day=2000, seed=7, workers=1)
@@ -81,7 +81,7 @@ def sample_report(tmp_path_factory: pytest.TempPathFactory, sample_lake: LocalLa
     ever used, never managed, in the sample's window) and the README's screenshot."""
     import shutil
 
-    from analytics.detect import run as detect
+    from analytics.detect.scoring import run as detect
     from flows.demo import DEFAULT_DAYS, scored_span
 
     lake = LocalLake(tmp_path_factory.mktemp("samples") / "lake")

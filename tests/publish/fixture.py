@@ -23,12 +23,12 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from analytics import incidents
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.adapters.sources import LocalSource
-from analytics.detect import alerts_path, incidents_path
-from analytics.ingest import IngestOptions, ingest
+from analytics.detect import incidents
+from analytics.detect.scoring import alerts_path, incidents_path
+from analytics.ingest.pipeline import IngestOptions, ingest
+from analytics.lake import schema as s
 from tests import trail as t
 
 ACCOUNT = t.ACCOUNT

@@ -14,14 +14,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics import features
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
-from analytics.detect import alerts_path, read_alerts
-from analytics.reports import inputs as report_inputs
-from analytics.reports._records import REPORT_EVENTS
-from analytics.reports.inputs import ReportInputs
-from analytics.reports.keyfacts import WALK_COLUMNS
+from analytics.detect import features
+from analytics.detect.scoring import alerts_path, read_alerts
+from analytics.lake import schema as s
+from analytics.publish.reports import inputs as report_inputs
+from analytics.publish.reports._records import REPORT_EVENTS
+from analytics.publish.reports.inputs import ReportInputs
+from analytics.publish.reports.keyfacts import WALK_COLUMNS
 from tests.detectors.helpers import events_from_records
 
 GOLDEN = Path(__file__).parent / "golden"

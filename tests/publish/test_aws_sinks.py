@@ -12,16 +12,16 @@ import orjson
 import polars as pl
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.kms_inventory import snapshot
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
 from analytics.adapters.securityhub import SecurityHub
-from analytics.detect import alerts_path, read_alerts
-from analytics.export import ExportItem, S3Sink, SecurityHubSink, export
-from analytics.export import sinks as sink_module
-from analytics.export.idempotency import Ledger
-from analytics.reports import rotation
-from analytics.reports.keyfacts import History
+from analytics.detect.scoring import alerts_path, read_alerts
+from analytics.lake import schema as s
+from analytics.publish.export import ExportItem, S3Sink, SecurityHubSink, export
+from analytics.publish.export import sinks as sink_module
+from analytics.publish.export.idempotency import Ledger
+from analytics.publish.reports import rotation
+from analytics.publish.reports.keyfacts import History
 from tests.publish import fixture as f
 from tests.publish import ocsf_schema
 from tests.publish.helpers import ROOT_ALERT_ID, copy_lake, stuff_lake

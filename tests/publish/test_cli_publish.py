@@ -184,7 +184,7 @@ def test_s3_export_needs_an_s3_uri(lake: LocalLake) -> None:
 
 
 def test_export_help_states_the_hec_defaults_in_force() -> None:
-    from analytics.export.settings import HecSettings
+    from analytics.publish.export.settings import HecSettings
 
     defaults = HecSettings()
     text = " ".join(_run("export", "--help", env={"COLUMNS": "200"}).output.split())

@@ -38,7 +38,7 @@ def test_plain_text_prints_as_the_text_it_shows(raw: str) -> None:
 
 def plain_text(raw: str) -> str:
     """What the reader should see: the text with invisible characters as escapes."""
-    from analytics.export.bounds import visible
+    from analytics.publish.export.bounds import visible
 
     shown = visible(raw)
     bare = shown.rstrip("\\")

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from analytics.adapters.lake import LocalLake
-from analytics.export import HecSink, RetryPolicy, SinkError, export, hec
-from analytics.export.idempotency import Ledger
-from analytics.export.settings import HecSettings
+from analytics.publish.export import HecSink, RetryPolicy, SinkError, export, hec
+from analytics.publish.export.idempotency import Ledger
+from analytics.publish.export.settings import HecSettings
 from flows.sinks import HEC_TOKEN_ENV
 from flows.tasks import SinkSpec, make_sink
 from tests.publish import fixture as f
@@ -191,8 +191,8 @@ def test_413_splits_an_acknowledged_batch_down_to_what_fits(
 
 
 def _bodies_alone(lake: LocalLake) -> list[bytes]:
-    from analytics.detect import read_alerts
-    from analytics.export.sinks import _day_events, prepare
+    from analytics.detect.scoring import read_alerts
+    from analytics.publish.export.sinks import _day_events, prepare
 
     items = prepare(read_alerts(lake, f.DAY), _day_events(lake, f.DAY))
     return [hec.body([hec.envelope(item.finding)]) for item in items]

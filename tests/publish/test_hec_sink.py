@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from analytics.adapters.lake import LocalLake
-from analytics.export import HecSink, RetryPolicy, SinkError, export
-from analytics.export.idempotency import Ledger
+from analytics.publish.export import HecSink, RetryPolicy, SinkError, export
+from analytics.publish.export.idempotency import Ledger
 from tests.publish import fixture as f
 from tests.publish.conftest import Listener
 from tests.publish.helpers import HEC_OK as OK

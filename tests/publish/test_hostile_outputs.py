@@ -29,11 +29,11 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from rich.text import Text
 
-from analytics import schema as s
-from analytics.export import asff, hec, ocsf
-from analytics.export import bounds as b
-from analytics.reports import csv_safe, html, markdown
-from analytics.reports.daily import DailyReport
+from analytics.lake import schema as s
+from analytics.publish.export import asff, hec, ocsf
+from analytics.publish.export import bounds as b
+from analytics.publish.reports import csv_safe, html, markdown
+from analytics.publish.reports.daily import DailyReport
 from flows.console import plain, terminal
 from tests.fuzz_profiles import fuzzing
 from tests.publish import fixture, ocsf_schema

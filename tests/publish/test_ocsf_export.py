@@ -10,11 +10,11 @@ import orjson
 import polars as pl
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
-from analytics.detect import alerts_path, read_alerts
-from analytics.export import OcsfFileSink, default_ocsf_path, export, ocsf, prepare
-from analytics.export.idempotency import Ledger
+from analytics.detect.scoring import alerts_path, read_alerts
+from analytics.lake import schema as s
+from analytics.publish.export import OcsfFileSink, default_ocsf_path, export, ocsf, prepare
+from analytics.publish.export.idempotency import Ledger
 from tests.publish import fixture as f
 from tests.publish import ocsf_schema
 from tests.publish.helpers import alert_keys, assert_golden, copy_lake, detections

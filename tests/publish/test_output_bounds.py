@@ -15,11 +15,19 @@ import orjson
 import pytest
 
 from analytics.adapters.lake import LocalLake
-from analytics.detect import read_alerts
-from analytics.export import HecSink, OcsfFileSink, RetryPolicy, SinkError, export, hec, ocsf
-from analytics.export import bounds as b
-from analytics.export.idempotency import Ledger
-from analytics.export.sinks import _day_events, prepare
+from analytics.detect.scoring import read_alerts
+from analytics.publish.export import (
+    HecSink,
+    OcsfFileSink,
+    RetryPolicy,
+    SinkError,
+    export,
+    hec,
+    ocsf,
+)
+from analytics.publish.export import bounds as b
+from analytics.publish.export.idempotency import Ledger
+from analytics.publish.export.sinks import _day_events, prepare
 from flows.sinks import HEC_TOKEN_ENV
 from tests.publish import fixture as f
 from tests.publish import ocsf_schema

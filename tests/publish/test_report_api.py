@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 from analytics import api
-from analytics import schema as s
-from analytics.identity import KMS_SOURCE
-from analytics.reports import inputs
+from analytics.ingest.identity import KMS_SOURCE
+from analytics.lake import schema as s
+from analytics.publish.reports import inputs
 from tests.hive import read_table
 from tests.publish.conftest import GENERATED_DAY, BuiltReport
 

@@ -323,7 +323,7 @@ def test_long_record_values_wrap_inside_the_page(
     """Attacker-chosen values with no break opportunity (a 3,000-character user agent, actor,
     key ARN and alias) wrap or are cut inside their cells at 800 px: the page never scrolls
     sideways."""
-    from analytics.reports import html
+    from analytics.publish.reports import html
     from tests.publish.test_hostile_outputs import _with_text
 
     long = "Z" * 3000

@@ -8,12 +8,12 @@ from typing import Any
 import polars as pl
 import pytest
 
-from analytics import schema as s
 from analytics.adapters.kms_inventory import KeySnapshot
-from analytics.reports import key_usage, policy_audit, rotation
-from analytics.reports import schemas as r
-from analytics.reports.daily import build
-from analytics.reports.keyfacts import traits_from, walk
+from analytics.lake import schema as s
+from analytics.publish.reports import key_usage, policy_audit, rotation
+from analytics.publish.reports import schemas as r
+from analytics.publish.reports.daily import build
+from analytics.publish.reports.keyfacts import traits_from, walk
 from tests.publish import fixture as f
 from tests.publish.conftest import BuiltReport
 from tests.publish.helpers import inputs_from_records
@@ -326,8 +326,8 @@ def test_chart_band_comes_from_the_same_hour_of_earlier_days(fixture_report: Bui
 
 def test_unknown_rotation_says_what_the_lake_lacks() -> None:
     """An UNKNOWN row's reason follows from what the lake holds about the key."""
-    from analytics.reports import rotation
-    from analytics.reports.keyfacts import KeyFacts
+    from analytics.publish.reports import rotation
+    from analytics.publish.reports.keyfacts import KeyFacts
 
     arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     ours = frozenset({"111122223333"})
@@ -375,6 +375,6 @@ def test_unknown_rotation_rows_carry_their_reason(fixture_report: BuiltReport) -
 def test_one_label_names_a_key_in_both_documents(
     key: str | None, aliases: list[str] | None, label: str
 ) -> None:
-    from analytics.reports.text import key_label
+    from analytics.publish.reports.text import key_label
 
     assert key_label(key, aliases) == label

@@ -9,9 +9,9 @@ import re
 import polars as pl
 import pytest
 
-from analytics.reports import csv_safe
-from analytics.reports.html import h
-from analytics.reports.markdown import md
+from analytics.publish.reports import csv_safe
+from analytics.publish.reports.html import h
+from analytics.publish.reports.markdown import md
 from tests.publish import fixture
 from tests.publish.conftest import BuiltReport
 

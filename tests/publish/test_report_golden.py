@@ -9,8 +9,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from analytics.reports import csv_safe
-from analytics.reports import schemas as r
+from analytics.publish.reports import csv_safe
+from analytics.publish.reports import schemas as r
 from tests.publish.conftest import BuiltReport
 from tests.publish.helpers import assert_golden
 
@@ -42,11 +42,11 @@ def test_document_matches_golden(fixture_report: BuiltReport, name: str) -> None
 
 
 def test_report_is_the_same_when_built_twice(fixture_report: BuiltReport) -> None:
-    from analytics import reports
+    from analytics.publish import reports
     from tests.publish import fixture
 
     again, _files = reports.run(fixture_report.lake, fixture.DAY, generated_at=fixture.GENERATED_AT)
-    from analytics.reports import html, markdown
+    from analytics.publish.reports import html, markdown
 
     assert html.render(again) == fixture_report.files["report.html"].read_text("utf-8")
     assert markdown.render(again) == fixture_report.files["report.md"].read_text("utf-8")

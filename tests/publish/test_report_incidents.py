@@ -10,8 +10,8 @@ import re
 import polars as pl
 import pyarrow as pa
 
-from analytics import schema as s
-from analytics.reports import html, markdown
+from analytics.lake import schema as s
+from analytics.publish.reports import html, markdown
 from tests.publish.conftest import BuiltReport
 
 HOSTILE = '<img src=x onerror="alert(1)">|`x`*[y](http://e)'

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.reports import schemas as r
+from analytics.publish.reports import schemas as r
 from tests.publish.conftest import BuiltReport
 from tests.publish.helpers import assert_golden
 

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 from botocore.validate import ParamValidator
 
-from analytics import schema as s
 from analytics.adapters.lake import LocalLake, write_parquet_atomic
-from analytics.detect import incidents_path, read_alerts, read_incidents
-from analytics.export import OcsfFileSink, asff, export, ocsf, prepare
-from analytics.export import bounds as b
-from analytics.export.sinks import _day_events
+from analytics.detect.scoring import incidents_path, read_alerts, read_incidents
+from analytics.lake import schema as s
+from analytics.publish.export import OcsfFileSink, asff, export, ocsf, prepare
+from analytics.publish.export import bounds as b
+from analytics.publish.export.sinks import _day_events
 from tests.publish import fixture as f
 from tests.publish import ocsf_schema
 from tests.publish.helpers import ROOT_ALERT_ID, copy_lake, detections

@@ -1,0 +1,320 @@
+"""Principal and key canonicalisation, vectorised.
+
+CloudTrail's quirks are handled here once, so detectors read clean columns:
+
+* ``actor`` — the stable identity baselines are kept for. Assumed roles collapse to the role ARN
+  (the session issuer), never the session name or access key, which rotate per call. A service
+  acting for a caller (``invokedBy``) leaves the caller as the actor; ``invoked_by`` keeps the
+  service. AWS service principals become ``service:<name>``, the root user ``root:<account>``.
+* ``key_arn`` — from ``resources[].ARN`` (first ``:key/`` ARN), then ``responseElements.keyId``,
+  then ``requestParameters.keyId``; bare key IDs and alias names are made into ARNs with the
+  event's region and the caller's account (a bare ID can only name a key of the caller's own
+  account). An alias that cannot be resolved stays an alias ARN.
+* ``source_ip`` keeps only real IPv4/IPv6 addresses; service DNS names and ``AWS Internal``
+  go to ``source_service``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+import pyarrow as pa
+
+from analytics.lake import schema as s
+
+KMS_SOURCE = "kms.amazonaws.com"
+AWS_INTERNAL = "AWS Internal"
+
+_IPV4 = r"^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$"
+_IPV6 = r"^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]+)?$|^::ffff:[0-9.]+$"
+_ASSUMED_ROLE_ARN = r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/(.*)$"
+_KEY_OR_ALIAS_ARN_ACCOUNT = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:(\d{12}):(?:key|alias)/"
+_UNRESOLVED_ALIAS = "alias/"
+
+_STRING_INPUTS = (
+    "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
+    "eventCategory", "awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent",
+    "errorCode", "errorMessage", "sharedEventID", "requestID", "vpcEndpointId",
+    "resourceKeyArn", "requestKeyId", "encryptionContext", "uiType", "uiPrincipalId", "uiArn",
+    "uiAccountId", "uiUserName", "uiInvokedBy", "uiIdentityProvider", "uiIssuerArn",
+    "uiOnBehalfOfUserId",
+)  # fmt: skip
+_BOOL_INPUTS = ("readOnly", "managementEvent")
+_JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
+                "serviceEventDetails")  # fmt: skip
+
+
+def _frame(columns: Mapping[str, Sequence[object] | pa.Array]) -> pl.DataFrame:
+    # Polars builds a string column from Python strings about twice as fast as pa.array does,
+    # and this conversion is most of the ingest's per-event cost after the decode itself.
+    # JSON-valued columns arrive as Arrow text already and are taken over without a copy.
+    series = [_series(name, columns[name], pl.String)
+              for name in (*_STRING_INPUTS, *_JSON_INPUTS)]  # fmt: skip
+    series += [_series(name, columns[name], pl.Boolean) for name in _BOOL_INPUTS]
+    series.append(_series(s.SOURCE_OBJECT, columns["sourceObject"], pl.String))
+    frame = pl.DataFrame(series)
+    # A JSON field present as a literal null is no value at all.
+    return frame.with_columns(
+        pl.when(pl.col(name) != "null").then(pl.col(name)).alias(name) for name in _JSON_INPUTS
+    )
+
+
+def _series(name: str, values: Sequence[object] | pa.Array, dtype: type[pl.DataType]) -> pl.Series:
+    if isinstance(values, pa.Array):
+        return pl.Series(name, values).cast(dtype)
+    return pl.Series(name, values, dtype=dtype)
+
+
+def _partition(region: pl.Expr) -> pl.Expr:
+    """The ARN partition of a region: aws, aws-cn or aws-us-gov."""
+    return (
+        pl.when(region.str.starts_with("cn-"))
+        .then(pl.lit("aws-cn"))
+        .when(region.str.starts_with("us-gov-"))
+        .then(pl.lit("aws-us-gov"))
+        .otherwise(pl.lit("aws"))
+    )
+
+
+def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
+    c = frame_cols
+    ptype, arn, account = c["uiType"], c["uiArn"], c["uiAccountId"]
+    invoked_by, issuer = c["uiInvokedBy"], c["uiIssuerArn"]
+    # One regex pass: the replacement differs from the ARN exactly when the pattern matched.
+    rewritten = arn.str.replace(_ASSUMED_ROLE_ARN, "arn:$1:iam::$2:role/$3")
+    role_from_session = pl.when(rewritten != arn).then(rewritten)
+    who_given = pl.coalesce(c["uiUserName"], c["uiPrincipalId"])
+    who = pl.coalesce(who_given, pl.lit(""))
+    provider = pl.coalesce(c["uiIdentityProvider"], pl.lit("unknown"))
+    service_for_internal = pl.when(invoked_by == AWS_INTERNAL).then(c["eventSource"])
+    return (
+        pl.when(ptype == "AssumedRole")
+        .then(pl.coalesce(issuer, role_from_session, arn))
+        .when(ptype.is_in(["IAMUser", "Role"]))
+        .then(arn)
+        .when(ptype == "Root")
+        .then(pl.lit("root:") + pl.coalesce(account, c["recipientAccountId"]))
+        .when(ptype == "AWSService")
+        .then(pl.lit("service:") + pl.coalesce(invoked_by, c["sourceIPAddress"]))
+        .when(ptype == "AWSAccount")
+        .then(pl.lit("account:") + account)
+        .when(ptype == "FederatedUser")
+        .then(pl.coalesce(issuer, arn))
+        .when(ptype == "WebIdentityUser")
+        .then(pl.lit("web-identity:") + provider + pl.lit("/") + who)
+        .when(ptype == "SAMLUser")
+        .then(pl.lit("saml:") + provider + pl.lit("/") + who)
+        .when(ptype == "IdentityCenterUser")
+        .then(
+            pl.lit("identity-center:")
+            + pl.coalesce(c["uiOnBehalfOfUserId"], c["uiPrincipalId"], pl.lit("unknown"))
+        )
+        .when(ptype == "Directory")
+        .then(pl.lit("directory:") + who)
+        .when(ptype.is_null() & invoked_by.is_not_null())
+        # KMS-internal service events (RotateKey, DeleteKey) carry no type, only invokedBy.
+        .then(pl.lit("service:") + pl.coalesce(service_for_internal, invoked_by))
+        .otherwise(
+            pl.coalesce(
+                arn,
+                pl.when(
+                    pl.any_horizontal(e.is_not_null() for e in (ptype, account, who_given))
+                ).then(pl.lit("unknown:") + pl.coalesce(account, pl.lit("")) + pl.lit("/") + who),
+            )
+        )
+    )
+
+
+def _response_key(response_elements: pl.Expr) -> pl.Expr:
+    """The key ARN a response names (CreateKey, DescribeKey, …), if it is one."""
+    response_key = response_elements.str.json_path_match("$.keyId")
+    return pl.when(response_key.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(
+        response_key
+    )
+
+
+def _key_arn(c: dict[str, pl.Expr]) -> pl.Expr:
+    """Resolve the key an event is about (see module docstring for the order)."""
+    response_key = c[_RESPONSE_KEY]
+    request_key = c["requestKeyId"]
+    region = c["awsRegion"]
+    caller_account = pl.coalesce(c["uiAccountId"], c["recipientAccountId"])
+    arn_prefix = (
+        pl.lit("arn:") + _partition(region) + pl.lit(":kms:") + region + pl.lit(":")
+        + caller_account + pl.lit(":")
+    )  # fmt: skip
+    resolved_request_key = (
+        pl.when(request_key.str.starts_with("arn:"))
+        .then(request_key)
+        .when(request_key.str.starts_with(_UNRESOLVED_ALIAS))
+        .then(arn_prefix + request_key)
+        .when(request_key.str.len_chars() > 0)
+        .then(arn_prefix + pl.lit("key/") + request_key)
+    )
+    from_request = pl.when(c["eventSource"] == KMS_SOURCE).then(resolved_request_key)
+    return pl.coalesce(c["resourceKeyArn"], response_key, from_request)
+
+
+# CloudTrail writes "2026-11-28T13:05:12Z"; copies exported by other tools (Panther, Athena
+# CTAS, SIEM re-exports) use fractional seconds or a space. All are UTC.
+_EVENT_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S%.fZ",
+)
+
+
+def _parse_event_time(frame: pl.DataFrame) -> pl.Expr:
+    """The cheapest expression that parses every eventTime of ``frame`` that can be parsed."""
+    raw = pl.col("eventTime")
+
+    def parse(fmt: str) -> pl.Expr:
+        return raw.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+
+    strict_form = parse(_EVENT_TIME_FORMATS[0])
+    unparsed = frame.select((strict_form.is_null() & raw.is_not_null()).any()).item()
+    if not unparsed:
+        return strict_form
+    return pl.coalesce([parse(fmt) for fmt in _EVENT_TIME_FORMATS])
+
+
+def _is_ip(value: pl.Expr) -> pl.Expr:
+    return value.str.contains(_IPV4) | value.str.contains(_IPV6)
+
+
+_ACTOR_INPUTS = ("uiType", "uiArn", "uiAccountId", "uiInvokedBy", "uiIssuerArn", "uiUserName",
+                 "uiPrincipalId", "uiIdentityProvider", "uiOnBehalfOfUserId",
+                 "recipientAccountId", "eventSource", "sourceIPAddress")  # fmt: skip
+_RESPONSE_KEY = "responseKeyId"
+_KEY_INPUTS = ("resourceKeyArn", _RESPONSE_KEY, "requestKeyId", "awsRegion", "uiAccountId",
+               "recipientAccountId", "eventSource")  # fmt: skip
+
+
+def per_distinct(
+    frame: pl.DataFrame, inputs: Sequence[str], outputs: Sequence[pl.Expr]
+) -> pl.DataFrame:
+    """``outputs`` (over ``inputs`` only) computed once per distinct combination of ``inputs``
+    and gathered back to every row, in ``frame``'s order.
+
+    CloudTrail repeats its identities, addresses and keys across thousands of events, so the
+    regular expressions and string building of the rules below run over hundreds of distinct
+    values instead of every event; the gather is one hash join.
+    """
+    keys = frame.select(inputs)
+    distinct = keys.unique().with_columns(outputs)
+    gathered = keys.join(
+        distinct, on=list(inputs), how="left", nulls_equal=True, maintain_order="left"
+    )
+    return gathered.drop(inputs)
+
+
+def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
+    """Build the event-schema table from the raw column lists of :mod:`analytics.ingest.cloudtrail`.
+
+    Rows are never dropped here; rows lacking required fields keep nulls and are found by
+    :func:`missing_required`.
+    """
+    frame = _frame(columns)
+    c = {name: pl.col(name) for name in (*frame.columns, _RESPONSE_KEY)}
+    event_time = _parse_event_time(frame)
+    source = c["sourceIPAddress"]
+    # A response's keyId is per event (the JSON differs call by call); what is made of it is not.
+    frame = frame.with_columns(_response_key(c["responseElements"]).alias(_RESPONSE_KEY))
+    key_arn = _key_arn(c)
+    actors = per_distinct(
+        frame,
+        _ACTOR_INPUTS,
+        [
+            _actor(c).alias(s.ACTOR),
+            pl.when(c["uiType"] == "AssumedRole")
+            .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
+            .alias(s.SESSION_NAME),
+        ],
+    )
+    keys = per_distinct(
+        frame,
+        _KEY_INPUTS,
+        [
+            key_arn.alias(s.KEY_ARN),
+            key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
+        ],
+    )
+    addresses = per_distinct(
+        frame,
+        ["sourceIPAddress"],
+        [
+            pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
+            pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
+        ],
+    )
+    out = (
+        pl.concat([frame, actors, keys, addresses], how="horizontal")
+        .select(
+            c["eventID"].alias(s.EVENT_ID),
+            event_time.alias(s.EVENT_TIME),
+            c["eventVersion"].alias(s.EVENT_VERSION),
+            c["eventSource"].alias(s.EVENT_SOURCE),
+            c["eventName"].alias(s.EVENT_NAME),
+            c["eventType"].alias(s.EVENT_TYPE),
+            c["eventCategory"].alias(s.EVENT_CATEGORY),
+            c["awsRegion"].alias(s.AWS_REGION),
+            c["recipientAccountId"].alias(s.RECIPIENT_ACCOUNT_ID),
+            c["uiType"].alias(s.PRINCIPAL_TYPE),
+            c["uiArn"].alias(s.PRINCIPAL_ARN),
+            c["uiAccountId"].alias(s.PRINCIPAL_ACCOUNT_ID),
+            pl.col(s.ACTOR),
+            pl.col(s.SESSION_NAME),
+            c["uiInvokedBy"].alias(s.INVOKED_BY),
+            pl.col(s.SOURCE_IP),
+            pl.col(s.SOURCE_SERVICE),
+            c["userAgent"].alias(s.USER_AGENT),
+            c["errorCode"].alias(s.ERROR_CODE),
+            c["errorMessage"].alias(s.ERROR_MESSAGE),
+            c["readOnly"].alias(s.READ_ONLY),
+            c["managementEvent"].alias(s.MANAGEMENT_EVENT),
+            pl.col(s.KEY_ARN),
+            pl.col(s.KEY_ACCOUNT_ID),
+            c["requestParameters"].alias(s.REQUEST_PARAMETERS),
+            c["responseElements"].alias(s.RESPONSE_ELEMENTS),
+            c["encryptionContext"].alias(s.ENCRYPTION_CONTEXT),
+            c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
+            c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
+            c["sharedEventID"].alias(s.SHARED_EVENT_ID),
+            c["requestID"].alias(s.REQUEST_ID),
+            c["vpcEndpointId"].alias(s.VPC_ENDPOINT_ID),
+            c[s.SOURCE_OBJECT],
+        )
+        .with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
+    )
+    return _to_event_schema(out)
+
+
+def _to_event_schema(frame: pl.DataFrame) -> pa.Table:
+    # Polars holds strings as views: exported as views they are copied once, into the plain
+    # string the lake uses so every reader agrees (large_string would be a second copy).
+    table = frame.select(s.EVENT_COLUMNS).to_arrow(compat_level=pl.CompatLevel.newest())
+    nullable = pa.schema([f.with_nullable(True) for f in s.EVENT_SCHEMA])
+    return table.cast(nullable)
+
+
+def missing_required(table: pa.Table) -> pl.Series | None:
+    """A boolean mask of rows lacking ``eventID`` or a parseable ``eventTime`` (None if none)."""
+    frame = pl.from_arrow(table.select([s.EVENT_ID, s.EVENT_TIME]))
+    assert isinstance(frame, pl.DataFrame)
+    mask = frame.select(
+        (
+            pl.col(s.EVENT_ID).is_null()
+            | (pl.col(s.EVENT_ID) == "")
+            | pl.col(s.EVENT_TIME).is_null()
+        ).alias("missing")
+    ).to_series()
+    return mask if mask.any() else None
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Cast a table whose rows all have their required fields to the exact event schema."""
+    return table.cast(s.EVENT_SCHEMA)

@@ -1,0 +1,1 @@
+"""Publish: the reports (``reports``) and the SIEM exports (``export``)."""
