@@ -376,9 +376,9 @@ def test_without_numba_ingest_falls_back_to_the_reference_decoder(
 ) -> None:
     import sys
 
-    import analytics
+    import analytics.ingest
 
-    monkeypatch.delattr(analytics, "scan")
+    monkeypatch.delattr(analytics.ingest, "scan")
     monkeypatch.setitem(sys.modules, "analytics.ingest.scan", None)  # the import now fails
     monkeypatch.setattr(ct, "_SCANNER_FAILURE", None)
     assert not ct.scanner_enabled()
@@ -389,7 +389,7 @@ def test_without_numba_ingest_falls_back_to_the_reference_decoder(
 
 _BOUNDS_SCRIPT = """
 import random, sys
-from analytics import scan
+from analytics.ingest import scan
 from tests.ingest.test_scanner import ODDITIES, _SAMPLES
 documents = [doc for _, doc, _ in ODDITIES] + list(_SAMPLES)
 escapes = ODDITIES[0][1].replace(b"Bo\\xffto3", b"a\\\\u00e9\\\\ud83d\\\\ude00\\\\n\\\\\\"")

@@ -31,7 +31,7 @@ LAST = DAYS[-1]
 
 _KILLED_BEFORE_STATE = """
 import os, signal, sys
-from analytics import ingest
+from analytics.ingest import pipeline as ingest
 
 def killed(self, outcomes):  # the day files are put; the commit record is next
     os.kill(os.getpid(), signal.SIGKILL)
