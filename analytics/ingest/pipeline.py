@@ -1214,6 +1214,10 @@ def ingest(
         lake.root.mkdir(parents=True, exist_ok=True)
     the_plan = plan(source, lake, options.selection, options.piece_bytes)
     staging = open_staging(lake, the_plan.run_id)
+    if mapper is None and staging.remote:
+        # The read tasks are processes of this machine: their staged files need not make two
+        # trips to S3. Only the merged day files and the commit record go to the lake.
+        staging = StagingArea.on_this_machine(the_plan.run_id)
     session = IngestCommit(lake, options, summary, staging)
     the_plan.counts.add_to(summary)
     state = Progress(objects_total=the_plan.objects)

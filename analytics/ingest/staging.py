@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 STAGING_FOLDER = "_staging"
+LOCAL_STAGING_PREFIX = "keytrail-staging-"
 STAGED_SUFFIX = ".arrow"
 """Staged files are Arrow IPC files: written once and read once, by keytrail alone, so they keep
 the in-memory layout — writing and reading are copies, with nothing to encode or decode
@@ -62,6 +64,11 @@ class StagingArea:
         """``LAKE/_staging/<run_id>`` of a lake folder or an ``s3://bucket/prefix`` lake."""
         base = str(lake).rstrip("/")
         return cls(f"{base}/{STAGING_FOLDER}/{run_id}", endpoint_url, kms_key_id)
+
+    @classmethod
+    def on_this_machine(cls, run_id: str) -> StagingArea:
+        """A private temporary folder, for read tasks that run where the commit runs."""
+        return cls(str(Path(tempfile.mkdtemp(prefix=LOCAL_STAGING_PREFIX)) / run_id))
 
     @property
     def remote(self) -> bool:
@@ -111,7 +118,9 @@ class StagingArea:
             delete(target, self.endpoint_url, folder=where is None)
         elif where is None:
             shutil.rmtree(target, ignore_errors=True)
-            if Path(target).parent.name == STAGING_FOLDER:  # a run's area: and LAKE/_staging/
+            parent = Path(target).parent.name
+            if parent == STAGING_FOLDER or parent.startswith(LOCAL_STAGING_PREFIX):
+                # a run's area: and LAKE/_staging/ (or its private temporary folder)
                 with contextlib.suppress(OSError):  # itself, once no other run's is in it
                     Path(target).parent.rmdir()
         else:
