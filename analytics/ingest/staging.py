@@ -41,6 +41,30 @@ def _ipc_bytes(table: pa.Table, options: pa.ipc.IpcWriteOptions) -> pa.Buffer:
     return sink.getvalue()
 
 
+_OWNER = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, but another user's
+        return True
+    return True
+
+
+def remove_abandoned_local_areas() -> None:
+    """Delete this machine's private staging folders whose owning process no longer runs."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{LOCAL_STAGING_PREFIX}*"):
+        try:
+            pid = int((folder / _OWNER).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue  # not ours to judge: being created, or not a folder keytrail made
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class StagingArea:
     """Where one run's read tasks stage their events: a folder path or an ``s3://`` URI.
@@ -67,8 +91,14 @@ class StagingArea:
 
     @classmethod
     def on_this_machine(cls, run_id: str) -> StagingArea:
-        """A private temporary folder, for read tasks that run where the commit runs."""
-        return cls(str(Path(tempfile.mkdtemp(prefix=LOCAL_STAGING_PREFIX)) / run_id))
+        """A private temporary folder, for read tasks that run where the commit runs.
+
+        The folder names the process that owns it; folders whose owner is gone (a run that was
+        killed) are removed first, so staged files cannot pile up in the temporary folder."""
+        remove_abandoned_local_areas()
+        folder = Path(tempfile.mkdtemp(prefix=LOCAL_STAGING_PREFIX))
+        (folder / _OWNER).write_text(str(os.getpid()), encoding="ascii")
+        return cls(str(folder / run_id))
 
     @property
     def remote(self) -> bool:
@@ -119,8 +149,9 @@ class StagingArea:
         elif where is None:
             shutil.rmtree(target, ignore_errors=True)
             parent = Path(target).parent.name
-            if parent == STAGING_FOLDER or parent.startswith(LOCAL_STAGING_PREFIX):
-                # a run's area: and LAKE/_staging/ (or its private temporary folder)
+            if parent.startswith(LOCAL_STAGING_PREFIX):  # and its private temporary folder
+                shutil.rmtree(Path(target).parent, ignore_errors=True)
+            elif parent == STAGING_FOLDER:  # a run's area: and LAKE/_staging/
                 with contextlib.suppress(OSError):  # itself, once no other run's is in it
                     Path(target).parent.rmdir()
         else:
