@@ -74,13 +74,13 @@ def night(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Night:
     s3.create_bucket(Bucket=bucket)
     lake = f"s3://{bucket}/lake"
     tree = tmp / "trail"
-    generate_tree(tree, days=DAYS, events_per_day=EVENTS_PER_DAY, seed=SEED, workers=1)
+    generate_tree(tree, days=DAYS, events_per_day=EVENTS_PER_DAY, seed=SEED, workers=2)
 
     patch = pytest.MonkeyPatch()
     patch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     patch.setenv("KEYTRAIL_CACHE_DIR", str(tmp / "first-machine"))
     try:
-        keytrail("ingest", tree, "--lake", lake, "--workers", "1")
+        keytrail("ingest", tree, "--lake", lake, "--workers", "2")
         keytrail("detect", "--lake", lake, "--date", EVE)  # last night's nightly run
     finally:
         patch.undo()
