@@ -159,21 +159,3 @@ def lake_copy(sample_lake: LocalLake, tmp_path: Path) -> LocalLake:
     target = tmp_path / "lake"
     shutil.copytree(sample_lake.root, target)
     return LocalLake(target)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """In the controlling process only (not in xdist's workers): compile the scanner's kernels
-    once, before any test needs them, so the workers and the ingests they start load the cached
-    code instead of each compiling it at the same time on a fresh clone."""
-    if hasattr(config, "workerinput"):
-        return
-    from analytics.ingest import cloudtrail
-
-    if cloudtrail.scanner_enabled():
-        from analytics.ingest import scan
-
-        scanned = scan.scan_document(
-            b'{"Records": [{"eventID": "e", "eventTime": "2026-11-02T10:00:00Z"}]}'
-        )
-        if not isinstance(scanned, str):
-            scan.to_columns([scanned])
