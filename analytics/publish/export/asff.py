@@ -89,13 +89,12 @@ def finding(
     are the IDs of the other alerts of its incident (imported by the same account)."""
     label = _LABELS.get(str(alert.get(s.SEVERITY)), "INFORMATIONAL")
     created = _iso(alert.get(s.WINDOW_END)) or _iso(alert.get(s.WINDOW_START))
-    key = alert.get(s.KEY_ARN)
     key_account = alert.get(s.ACCOUNT_ID)
     key_region = alert.get(s.AWS_REGION) or region
     partition = "aws-cn" if key_region.startswith("cn-") else (
         "aws-us-gov" if key_region.startswith("us-gov-") else "aws"
     )  # fmt: skip
-    keys = [key] if key else list(alert.get(s.RELATED_KEY_ARNS) or [])[: b.ASFF_RESOURCES]
+    keys = ocsf.alert_keys(alert)[: b.ASFF_RESOURCES]
     if keys:  # a sweep across several keys lists each of them
         resources = [{"Type": "AwsKmsKey", "Id": k, "Partition": partition, "Region": key_region}
                      for k in keys]  # fmt: skip

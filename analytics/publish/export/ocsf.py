@@ -161,9 +161,14 @@ def _compact(value: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def alert_keys(alert: Mapping[str, Any]) -> list[str]:
+    """The alert's key, or the keys of a sweep across several (most used first); [] if none."""
+    key = alert.get(s.KEY_ARN)
+    return [key] if key else list(alert.get(s.RELATED_KEY_ARNS) or [])
+
+
 def _key_resources(alert: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """The alert's key, or the keys of a sweep across several (most used first)."""
-    keys = [alert.get(s.KEY_ARN)] if alert.get(s.KEY_ARN) else alert.get(s.RELATED_KEY_ARNS)
+    keys = alert_keys(alert)
     if not keys:
         return None
     region = alert.get(s.AWS_REGION)
@@ -176,7 +181,7 @@ def _key_resources(alert: Mapping[str, Any]) -> list[dict[str, Any]] | None:
             "cloud_partition": _partition(region),
             "owner": {"account": _account(alert.get(s.ACCOUNT_ID))},
         }
-        for key in list(keys)[: b.MAX_LIST_ITEMS]
+        for key in keys[: b.MAX_LIST_ITEMS]
     ]
 
 
