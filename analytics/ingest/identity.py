@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.lake import schema as s
 
@@ -32,38 +33,84 @@ _ASSUMED_ROLE_ARN = r"^arn:([^:]+):sts::(\d{12}):assumed-role/([^/]+)/(.*)$"
 _KEY_OR_ALIAS_ARN_ACCOUNT = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:(\d{12}):(?:key|alias)/"
 _UNRESOLVED_ALIAS = "alias/"
 
-_STRING_INPUTS = (
-    "eventID", "eventTime", "eventVersion", "eventSource", "eventName", "eventType",
-    "eventCategory", "awsRegion", "recipientAccountId", "sourceIPAddress", "userAgent",
-    "errorCode", "errorMessage", "sharedEventID", "requestID", "vpcEndpointId",
-    "resourceKeyArn", "requestKeyId", "encryptionContext", "uiType", "uiPrincipalId", "uiArn",
-    "uiAccountId", "uiUserName", "uiInvokedBy", "uiIdentityProvider", "uiIssuerArn",
-    "uiOnBehalfOfUserId",
-)  # fmt: skip
-_BOOL_INPUTS = ("readOnly", "managementEvent")
 _JSON_INPUTS = ("requestParameters", "responseElements", "additionalEventData",
                 "serviceEventDetails")  # fmt: skip
+_COMPUTED_FROM = ("eventTime", "eventSource", "awsRegion", "recipientAccountId",
+                  "sourceIPAddress", "requestKeyId", "resourceKeyArn", "uiType", "uiPrincipalId",
+                  "uiArn", "uiAccountId", "uiUserName", "uiInvokedBy", "uiIdentityProvider",
+                  "uiIssuerArn", "uiOnBehalfOfUserId")  # fmt: skip
+"""The inputs the rules below read: the only columns that go through Polars."""
+
+_TAKEN_OVER = {
+    s.EVENT_ID: "eventID", s.EVENT_VERSION: "eventVersion", s.EVENT_SOURCE: "eventSource",
+    s.EVENT_NAME: "eventName", s.EVENT_TYPE: "eventType", s.EVENT_CATEGORY: "eventCategory",
+    s.AWS_REGION: "awsRegion", s.RECIPIENT_ACCOUNT_ID: "recipientAccountId",
+    s.PRINCIPAL_TYPE: "uiType", s.PRINCIPAL_ARN: "uiArn", s.PRINCIPAL_ACCOUNT_ID: "uiAccountId",
+    s.INVOKED_BY: "uiInvokedBy", s.USER_AGENT: "userAgent", s.ERROR_CODE: "errorCode",
+    s.ERROR_MESSAGE: "errorMessage", s.READ_ONLY: "readOnly",
+    s.MANAGEMENT_EVENT: "managementEvent", s.REQUEST_PARAMETERS: "requestParameters",
+    s.RESPONSE_ELEMENTS: "responseElements", s.ENCRYPTION_CONTEXT: "encryptionContext",
+    s.ADDITIONAL_EVENT_DATA: "additionalEventData",
+    s.SERVICE_EVENT_DETAILS: "serviceEventDetails", s.SHARED_EVENT_ID: "sharedEventID",
+    s.REQUEST_ID: "requestID", s.VPC_ENDPOINT_ID: "vpcEndpointId",
+    s.SOURCE_OBJECT: "sourceObject",
+}  # fmt: skip
+"""Event columns that are an input as it is: taken over as Arrow arrays, never copied through
+Polars (most of an event's bytes are in them: the JSON fields, the user agent)."""
+
+
+def _arrow(values: Sequence[object] | pa.Array, kind: pa.DataType) -> pa.Array:
+    """An input column as an Arrow array of ``kind``. The scanner's text arrives as
+    ``large_string``, whose cast to ``string`` keeps the data buffer (only offsets are copied);
+    Python values (the reference decoder's) are built into Arrow by Polars, about twice as fast
+    as ``pa.array``."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values.cast(kind)
+    dtype = pl.Boolean if kind == pa.bool_() else pl.String
+    built = pl.Series(values=values, dtype=dtype).to_arrow(compat_level=pl.CompatLevel.oldest())
+    return built.cast(kind)
+
+
+def _json_null_to_null(values: pa.Array) -> pa.Array:
+    """A JSON field present as a literal ``null`` is no value at all."""
+    literal_null = pc.fill_null(pc.equal(values, "null"), False)
+    if not pc.any(literal_null).as_py():
+        return values
+    return pc.if_else(literal_null, pa.scalar(None, values.type), values)
 
 
 def _frame(columns: Mapping[str, Sequence[object] | pa.Array]) -> pl.DataFrame:
-    # Polars builds a string column from Python strings about twice as fast as pa.array does,
-    # and this conversion is most of the ingest's per-event cost after the decode itself.
-    # JSON-valued columns arrive as Arrow text already and are taken over without a copy.
-    series = [_series(name, columns[name], pl.String)
-              for name in (*_STRING_INPUTS, *_JSON_INPUTS)]  # fmt: skip
-    series += [_series(name, columns[name], pl.Boolean) for name in _BOOL_INPUTS]
-    series.append(_series(s.SOURCE_OBJECT, columns["sourceObject"], pl.String))
-    frame = pl.DataFrame(series)
-    # A JSON field present as a literal null is no value at all.
-    return frame.with_columns(
-        pl.when(pl.col(name) != "null").then(pl.col(name)).alias(name) for name in _JSON_INPUTS
-    )
+    """The inputs of the rules as a Polars frame (short strings: ARNs, regions, addresses)."""
+    return pl.DataFrame([_series(name, columns[name]) for name in _COMPUTED_FROM])
 
 
-def _series(name: str, values: Sequence[object] | pa.Array, dtype: type[pl.DataType]) -> pl.Series:
-    if isinstance(values, pa.Array):
-        return pl.Series(name, values).cast(dtype)
-    return pl.Series(name, values, dtype=dtype)
+def _series(name: str, values: Sequence[object] | pa.Array) -> pl.Series:
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return pl.Series(name, values).cast(pl.String)
+    return pl.Series(name, values, dtype=pl.String)
+
+
+def _response_key_ids(response_elements: pa.Array) -> pa.Array:
+    """Each response's ``keyId`` text, where it has one (else null).
+
+    The JSON is parsed only for responses that can hold the key: those whose text contains
+    ``keyId`` or an escape that could spell it (most responses of a KMS trail are null or name
+    no key); the rest are null without being read twice.
+    """
+    length = len(response_elements)
+    could = pc.or_(pc.match_substring(response_elements, "keyId"),
+                   pc.match_substring(response_elements, "\\u"))  # fmt: skip
+    rows = pc.indices_nonzero(pc.fill_null(could, False))
+    if not len(rows):
+        return pa.nulls(length, pa.string())
+    parsed = pl.Series(response_elements.take(rows)).cast(pl.String)
+    found = parsed.str.json_path_match("$.keyId").to_arrow(compat_level=pl.CompatLevel.oldest())
+    out = pl.Series([None] * 0, dtype=pl.String).extend_constant(None, length)
+    out = out.scatter(pl.Series(rows.to_numpy(zero_copy_only=False)),
+                      pl.Series(found).cast(pl.String))  # fmt: skip
+    return out.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.string())
 
 
 def _partition(region: pl.Expr) -> pl.Expr:
@@ -126,17 +173,14 @@ def _actor(frame_cols: dict[str, pl.Expr]) -> pl.Expr:
     )
 
 
-def _response_key(response_elements: pl.Expr) -> pl.Expr:
+def _response_key(key_id: pl.Expr) -> pl.Expr:
     """The key ARN a response names (CreateKey, DescribeKey, …), if it is one."""
-    response_key = response_elements.str.json_path_match("$.keyId")
-    return pl.when(response_key.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(
-        response_key
-    )
+    return pl.when(key_id.str.contains(r"^arn:[^:]+:kms:[^:]*:\d{12}:key/")).then(key_id)
 
 
 def _key_arn(c: dict[str, pl.Expr]) -> pl.Expr:
     """Resolve the key an event is about (see module docstring for the order)."""
-    response_key = c[_RESPONSE_KEY]
+    response_key = _response_key(c[_RESPONSE_KEY])
     request_key = c["requestKeyId"]
     region = c["awsRegion"]
     caller_account = pl.coalesce(c["uiAccountId"], c["recipientAccountId"])
@@ -213,17 +257,24 @@ def per_distinct(
 
 
 def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
-    """Build the event-schema table from the raw column lists of :mod:`analytics.ingest.cloudtrail`.
+    """Build the event-schema table from the raw columns of :mod:`analytics.ingest.cloudtrail`.
 
-    Rows are never dropped here; rows lacking required fields keep nulls and are found by
-    :func:`missing_required`.
+    Only the inputs of the rules go through Polars; every other event column is an input taken
+    over as it is (:data:`_TAKEN_OVER`). Rows are never dropped here; rows lacking required
+    fields keep nulls and are found by :func:`missing_required`.
     """
-    frame = _frame(columns)
-    c = {name: pl.col(name) for name in (*frame.columns, _RESPONSE_KEY)}
-    event_time = _parse_event_time(frame)
+    length = len(columns["eventID"])
+    taken: dict[str, pa.Array] = {}
+    for out, name in _TAKEN_OVER.items():
+        kind = s.EVENT_SCHEMA.field(out).type
+        taken[out] = _arrow(columns[name], kind)
+        if name in _JSON_INPUTS:
+            taken[out] = _json_null_to_null(taken[out])
+    frame = _frame(columns).with_columns(
+        pl.Series(_RESPONSE_KEY, _response_key_ids(taken[s.RESPONSE_ELEMENTS]))
+    )
+    c = {name: pl.col(name) for name in frame.columns}
     source = c["sourceIPAddress"]
-    # A response's keyId is per event (the JSON differs call by call); what is made of it is not.
-    frame = frame.with_columns(_response_key(c["responseElements"]).alias(_RESPONSE_KEY))
     key_arn = _key_arn(c)
     actors = per_distinct(
         frame,
@@ -251,54 +302,20 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
             pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
         ],
     )
-    out = (
-        pl.concat([frame, actors, keys, addresses], how="horizontal")
-        .select(
-            c["eventID"].alias(s.EVENT_ID),
-            event_time.alias(s.EVENT_TIME),
-            c["eventVersion"].alias(s.EVENT_VERSION),
-            c["eventSource"].alias(s.EVENT_SOURCE),
-            c["eventName"].alias(s.EVENT_NAME),
-            c["eventType"].alias(s.EVENT_TYPE),
-            c["eventCategory"].alias(s.EVENT_CATEGORY),
-            c["awsRegion"].alias(s.AWS_REGION),
-            c["recipientAccountId"].alias(s.RECIPIENT_ACCOUNT_ID),
-            c["uiType"].alias(s.PRINCIPAL_TYPE),
-            c["uiArn"].alias(s.PRINCIPAL_ARN),
-            c["uiAccountId"].alias(s.PRINCIPAL_ACCOUNT_ID),
-            pl.col(s.ACTOR),
-            pl.col(s.SESSION_NAME),
-            c["uiInvokedBy"].alias(s.INVOKED_BY),
-            pl.col(s.SOURCE_IP),
-            pl.col(s.SOURCE_SERVICE),
-            c["userAgent"].alias(s.USER_AGENT),
-            c["errorCode"].alias(s.ERROR_CODE),
-            c["errorMessage"].alias(s.ERROR_MESSAGE),
-            c["readOnly"].alias(s.READ_ONLY),
-            c["managementEvent"].alias(s.MANAGEMENT_EVENT),
-            pl.col(s.KEY_ARN),
-            pl.col(s.KEY_ACCOUNT_ID),
-            c["requestParameters"].alias(s.REQUEST_PARAMETERS),
-            c["responseElements"].alias(s.RESPONSE_ELEMENTS),
-            c["encryptionContext"].alias(s.ENCRYPTION_CONTEXT),
-            c["additionalEventData"].alias(s.ADDITIONAL_EVENT_DATA),
-            c["serviceEventDetails"].alias(s.SERVICE_EVENT_DETAILS),
-            c["sharedEventID"].alias(s.SHARED_EVENT_ID),
-            c["requestID"].alias(s.REQUEST_ID),
-            c["vpcEndpointId"].alias(s.VPC_ENDPOINT_ID),
-            c[s.SOURCE_OBJECT],
-        )
-        .with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
-    )
-    return _to_event_schema(out)
-
-
-def _to_event_schema(frame: pl.DataFrame) -> pa.Table:
-    # Polars holds strings as views: exported as views they are copied once, into the plain
-    # string the lake uses so every reader agrees (large_string would be a second copy).
-    table = frame.select(s.EVENT_COLUMNS).to_arrow(compat_level=pl.CompatLevel.newest())
+    event_time = _parse_event_time(frame)
+    computed = pl.concat(
+        [frame.select(event_time.alias(s.EVENT_TIME)), actors, keys, addresses], how="horizontal"
+    ).with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
+    made = computed.to_arrow(compat_level=pl.CompatLevel.oldest())
+    arrays = []
+    for field in s.EVENT_SCHEMA:
+        array = taken.get(field.name)
+        if array is None:
+            array = made.column(field.name).combine_chunks().cast(field.type)
+        assert len(array) == length
+        arrays.append(array)
     nullable = pa.schema([f.with_nullable(True) for f in s.EVENT_SCHEMA])
-    return table.cast(nullable)
+    return pa.Table.from_arrays(arrays, schema=nullable)
 
 
 def missing_required(table: pa.Table) -> pl.Series | None:
