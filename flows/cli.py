@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
+import pyarrow as pa
 import typer
 from rich.progress import (
     BarColumn,
@@ -142,7 +143,7 @@ def ingest_command(
     region: Annotated[list[str] | None, typer.Option(help="Only this region (repeatable).")] = None,
     endpoint_url: EndpointUrlOption = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="Decoding processes (default: the core count).")
+        int, typer.Option(min=1, help="Read threads (default: the core count).")
     ] = os.cpu_count() or 1,
     max_object_mb: Annotated[
         int,
@@ -211,6 +212,9 @@ def ingest_command(
 def _run_ingest(
     source: Source, lake: LocalLake, options: IngestOptions, show_progress: bool
 ) -> IngestSummary:
+    # The read threads and the merge share this process: Arrow's own allocator (mimalloc) would
+    # hold freed memory beside glibc's and Polars', about 100 MB more at peak on 1M events.
+    pa.set_memory_pool(pa.system_memory_pool())
     if not (show_progress and console.is_terminal):
         return ingest(source, lake, options)
     columns = (

@@ -1,7 +1,7 @@
 """Ingest a CloudTrail trail into the lake: incrementally, exactly once, on any number of workers.
 
 One driver, three steps, each a function taking and returning plain typed values, so the CLI
-(:func:`ingest`, a process pool) and the nightly flow (Prefect tasks on threads or Dask workers)
+(:func:`ingest`, a pool of threads) and the nightly flow (Prefect tasks on threads or Dask workers)
 are thin faces of the same code:
 
 * :func:`plan` — the partitions to read: one per (account, region, delivery day) folder, large
@@ -36,12 +36,8 @@ import contextlib
 import ctypes
 import datetime as dt
 import gc
-import multiprocessing
 import os
-import signal
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import deque
@@ -284,75 +280,35 @@ def _chunks(
     return chunks
 
 
-def _init_worker(parent: int) -> None:
-    _exit_with_parent(parent)
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(2)
-    # Decoding allocates millions of short-lived lists and structs that are never cyclic;
-    # generational GC passes over them cost a quarter of the decode time.
-    gc.disable()
-
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_PARENT_POLL_SECONDS = 0.2
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Make this worker die with the process that started it.
-
-    A worker whose parent was killed (SIGKILL, OOM killer) would otherwise finish its chunk, or
-    wait forever for the next one, holding memory and a core. On Linux the kernel kills it at
-    once (``PR_SET_PDEATHSIG``); everywhere, a watchdog thread exits when the parent changes.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-    watchdog = threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog")
-    watchdog.daemon = True
-    watchdog.start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(_PARENT_POLL_SECONDS)
-    os._exit(1)
-
-
 def _bounded_ordered_map(
     func: Callable[[_T], _R], items: Sequence[_T], workers: int
 ) -> Iterator[_R]:
-    """``map`` over worker processes, in order, with at most ``2 × workers`` items in flight."""
+    """``map`` over ``workers`` threads, in order, with at most ``2 × workers`` items in flight
+    (done or not): a thread finding the next item while the merge takes the last, and the memory
+    of the results waiting bounded.
+
+    The read tasks spend their time in code that releases the GIL (gunzip, the compiled
+    scanner, Polars and Arrow kernels), so threads of one process read in parallel without a
+    second interpreter, its imports or copies of their results between processes."""
     if workers <= 1 or len(items) <= 1:
         yield from map(func, items)
         return
-    context = multiprocessing.get_context("spawn")  # fork is unsafe beside threads
-    # Each worker is one process on one core: its Polars and Arrow pools get one thread each,
-    # or two workers on two cores would fight four pools' worth of threads.
-    previous = os.environ.get("POLARS_MAX_THREADS")
-    os.environ["POLARS_MAX_THREADS"] = "1"
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="keytrail-read")
     try:
-        pool = context.Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
-    finally:
-        if previous is None:
-            os.environ.pop("POLARS_MAX_THREADS", None)
-        else:
-            os.environ["POLARS_MAX_THREADS"] = previous
-    with pool:
         pending: deque[Any] = deque()
         todo = iter(items)
         for item in todo:
-            pending.append(pool.apply_async(func, (item,)))
+            pending.append(pool.submit(func, item))
             if len(pending) >= 2 * workers:
                 break
         while pending:
-            result = pending.popleft().get()
+            result = pending.popleft().result()
             for nxt in todo:
-                pending.append(pool.apply_async(func, (nxt,)))
+                pending.append(pool.submit(func, nxt))
                 break
             yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _RESIDENT_BOUND = 320 * 1024 * 1024
@@ -379,15 +335,24 @@ def _stored_details(lake: LocalLake, files: list[LakeFile]) -> pl.DataFrame:
 
 
 def _trim_heap_if_large() -> None:
-    """Give freed memory back to the OS, but only once this process holds more than a bound.
+    """Give freed memory back to the OS, but only when this process has grown well past both a
+    bound and what it held after the last trim.
 
     The next chunk or flush reuses the freed heap; returning it after every one only to fault
-    it back in cost a tenth of the ingest, while the bound keeps one unusually large chunk from
-    pinning its memory for the rest of the run.
+    it back in cost a tenth of the ingest (more with several read threads in one process, whose
+    steady working set is above the bound), while trimming on growth keeps one unusually large
+    chunk from pinning its memory for the rest of the run.
     """
-    if _resident_bytes() > _RESIDENT_BOUND:
+    resident = _resident_bytes()
+    if resident > max(_RESIDENT_BOUND, _TRIMMED[0] * _REGROWTH):
         pa.default_memory_pool().release_unused()
         _trim_heap()
+        _TRIMMED[0] = _resident_bytes()
+
+
+_TRIMMED = [0]
+"""Resident bytes right after this process's last trim."""
+_REGROWTH = 1.5
 
 
 def _resident_bytes() -> int:
@@ -722,7 +687,8 @@ def _in_time_order(table: pa.Table) -> pa.Table:
     times = table.column(s.EVENT_TIME)
     if pl.Series(times).is_sorted():
         return table
-    return table.take(pc.sort_indices(times))  # a stable sort: ties keep their order
+    # A stable sort (ties keep their order), gathered from one chunk: 4× faster than from many.
+    return table.combine_chunks().take(pc.sort_indices(times))
 
 
 # --- commit -------------------------------------------------------------------------------------
@@ -747,6 +713,54 @@ class DayMerge:
         return self.candidates - self.written - len(self.clashes)
 
 
+class _RowGroupWriter:
+    """Writes a day file's row groups on a thread of its own, in order, while the merge goes on.
+
+    Encoding and compressing Parquet is half of a merge's time and releases the GIL, so the
+    merge de-duplicates the next staged file meanwhile. At most ``depth`` row groups wait, which
+    bounds the memory they hold; a failed write is raised by the next :meth:`write` or by
+    :meth:`wait`.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, depth: int = 2) -> None:
+        self.writer = writer
+        self.depth = depth
+        self.pending: deque[Any] = deque()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="keytrail-write")
+
+    def write(self, tables: list[pa.Table]) -> None:
+        while len(self.pending) >= self.depth:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, tables))
+
+    def _write(self, tables: list[pa.Table]) -> None:
+        # event_date is the partition folder's name, not a column of the file.
+        events = pa.concat_tables(tables).cast(s.EVENT_SCHEMA)
+        self.writer.write_table(without_partition_column(events))
+
+    def wait(self) -> None:
+        """Until every row group is written (raising the first failure)."""
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        """Write what is pending and close the file (the thread ends either way)."""
+        try:
+            self.wait()
+            self.writer.close()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abandon(self) -> None:
+        """Stop without raising: drop what waits, let a running write end, close the file."""
+        for future in self.pending:
+            future.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending.clear()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
 class DayMerger:
     """One day's merge in progress: fed staged files in key order, it writes the fresh events
     to a hidden file; :meth:`finish` closes it — in a lake folder the file stays hidden in the
@@ -764,7 +778,7 @@ class DayMerger:
         self.seen = SeenIds(ids, partial(_stored_details, lake, existing))
         self.lake, self.staging, self.name, self.options = lake, staging, name, options
         self.result = DayMerge(day, None, None)
-        self.writer: pq.ParquetWriter | None = None
+        self.writer: _RowGroupWriter | None = None
         self.buffered: list[pa.Table] = []
         self.buffered_rows = self.buffered_bytes = 0
 
@@ -799,12 +813,10 @@ class DayMerger:
                 result.final = self.lake.partition_dir(result.day) / self.name
                 result.final.parent.mkdir(parents=True, exist_ok=True)
                 result.hidden = result.final.with_name(hidden)
-            self.writer = pq.ParquetWriter(
-                result.hidden, s.EVENT_FILE_SCHEMA, **EVENT_PARQUET_OPTIONS
+            self.writer = _RowGroupWriter(
+                pq.ParquetWriter(result.hidden, s.EVENT_FILE_SCHEMA, **EVENT_PARQUET_OPTIONS)
             )
-        # event_date is the partition folder's name, not a column of the file.
-        events = pa.concat_tables(self.buffered).cast(s.EVENT_SCHEMA)
-        self.writer.write_table(without_partition_column(events))
+        self.writer.write(self.buffered)
         self.buffered, self.buffered_rows, self.buffered_bytes = [], 0, 0
 
     def finish(self) -> DayMerge:
@@ -830,8 +842,7 @@ class DayMerger:
     def abandon(self) -> None:
         """Close and delete the hidden file: nothing of this merge reaches the lake."""
         if self.writer is not None:
-            with contextlib.suppress(Exception):
-                self.writer.close()
+            self.writer.abandon()
             self.writer = None
         if self.result.hidden is not None:
             self.result.hidden.unlink(missing_ok=True)
@@ -872,7 +883,6 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
     result.candidates += table.num_rows
     if not table.num_rows:
         return None
-    table = table.combine_chunks()  # gathering rows from one chunk is 4× faster than many
     keys = pl.from_arrow(table.select([s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME]))
     assert isinstance(keys, pl.DataFrame)
     # The day remembers these IDs until the merge ends: copied into a buffer of their own, so
@@ -906,7 +916,10 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
         _record_clashes(table, pl.concat(clashes, how="diagonal_relaxed"), result)
     if fresh.is_empty():
         return None
-    rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
+    if fresh.get_column(s.EVENT_TIME).is_sorted():  # as read tasks stage them (distinct IDs)
+        rows = fresh.get_column(_ROW)
+    else:
+        rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
     seen.add(
         fresh.get_column(s.EVENT_ID),
         fresh.select(
@@ -917,7 +930,8 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
     )
     if rows.len() == table.num_rows and rows.is_sorted():
         return table  # every row is fresh and already in time order: nothing to gather
-    return table.take(rows.to_arrow())
+    # Gathering rows from one chunk is 4× faster than from many.
+    return table.combine_chunks().take(rows.to_arrow())
 
 
 def _record_clashes(table: pa.Table, clashed: pl.DataFrame, result: DayMerge) -> None:
@@ -1205,25 +1219,43 @@ def ingest(
     mapper: PartitionMapper | None = None,
 ) -> IngestSummary:
     """Read every wanted, not-yet-ingested object of ``source`` into ``lake``: plan, read the
-    partitions in ``options.workers`` processes (or through ``mapper``: threads, a Dask
-    cluster), commit every ``checkpoint_events`` staged events (so a long run shows progress in
-    the lake) and at the end."""
+    partitions on ``options.workers`` threads of this process, staged in memory (or through
+    ``mapper``: the flow's task runner, a Dask cluster, staged in the lake), commit every
+    ``checkpoint_events`` staged events (so a long run shows progress in the lake) and at the
+    end."""
     started = time.perf_counter()
     summary = IngestSummary(source=source.describe())
     if not lake.in_place:
         lake.root.mkdir(parents=True, exist_ok=True)
     the_plan = plan(source, lake, options.selection, options.piece_bytes)
     staging = open_staging(lake, the_plan.run_id)
-    if mapper is None and staging.remote:
-        # The read tasks are processes of this machine: their staged files need not make two
-        # trips to S3. Only the merged day files and the commit record go to the lake.
-        staging = StagingArea.on_this_machine(the_plan.run_id)
+    if mapper is None:
+        # The read tasks are threads of this process: what they stage is handed to the merge
+        # in memory. Only the merged day files and the commit record go to the lake.
+        staging = StagingArea.in_memory(the_plan.run_id)
     session = IngestCommit(lake, options, summary, staging)
     the_plan.counts.add_to(summary)
     state = Progress(objects_total=the_plan.objects)
     if progress:
         progress(state)
     read = partial(_read_for_cli, source=source, options=options, plan=the_plan, staging=staging)
+    # One pause of the cyclic collector for the whole run: the read threads' own pauses would
+    # otherwise switch it back on while another thread is still decoding.
+    with _gc_paused():
+        _run(session, read, the_plan, options, state, progress, mapper)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _run(
+    session: IngestCommit,
+    read: Callable[[Partition], StagedPartition],
+    the_plan: IngestPlan,
+    options: IngestOptions,
+    state: Progress,
+    progress: ProgressCallback | None,
+    mapper: PartitionMapper | None,
+) -> None:
     try:
         if mapper is None:
             results = _bounded_ordered_map(read, the_plan.partitions, options.workers)
@@ -1242,8 +1274,6 @@ def ingest(
     except BaseException:
         session.abandon()
         raise
-    summary.seconds = round(time.perf_counter() - started, 3)
-    return summary
 
 
 def _read_for_cli(

@@ -1,8 +1,10 @@
-"""Staged files: what a read task leaves in the lake for the commit to make visible.
+"""Staged files: what a read task leaves for the commit to make visible.
 
-A read task may run on another machine than the one that commits (a Dask worker), so it writes
-its decoded events to the lake itself — a folder of a local lake, or objects of an S3 lake —
-never to a temporary folder of its own. Everything staged for one run lives under
+A read task of the flow may run on another machine than the one that commits (a Dask worker),
+so it writes its decoded events to the lake itself — a folder of a local lake, or objects of an
+S3 lake — never to a temporary folder of its own. (``keytrail ingest`` reads on threads of the
+committing process: its read tasks stage in that process's memory, see
+:meth:`StagingArea.in_memory`.) Everything staged for one run lives under
 ``LAKE/_staging/<run>/``, which no reader of the lake looks at; the commit removes what it has
 made visible, and the next writer (holding the lake lock) removes whatever a killed run left.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,6 @@ from pathlib import Path
 import pyarrow as pa
 
 STAGING_FOLDER = "_staging"
-LOCAL_STAGING_PREFIX = "keytrail-staging-"
 STAGED_SUFFIX = ".arrow"
 """Staged files are Arrow IPC files: written once and read once, by keytrail alone, so they keep
 the in-memory layout — writing and reading are copies, with nothing to encode or decode
@@ -41,33 +42,16 @@ def _ipc_bytes(table: pa.Table, options: pa.ipc.IpcWriteOptions) -> pa.Buffer:
     return sink.getvalue()
 
 
-_OWNER = "owner.pid"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, but another user's
-        return True
-    return True
-
-
-def remove_abandoned_local_areas() -> None:
-    """Delete this machine's private staging folders whose owning process no longer runs."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{LOCAL_STAGING_PREFIX}*"):
-        try:
-            pid = int((folder / _OWNER).read_text(encoding="ascii"))
-        except (OSError, ValueError):
-            continue  # not ours to judge: being created, or not a folder keytrail made
-        if not _alive(pid):
-            shutil.rmtree(folder, ignore_errors=True)
+IN_MEMORY_PREFIX = "memory://"
+_IN_MEMORY: dict[str, pa.Table] = {}
+"""Tables staged in this process's memory (:meth:`StagingArea.in_memory`), by path."""
+_IN_MEMORY_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
 class StagingArea:
-    """Where one run's read tasks stage their events: a folder path or an ``s3://`` URI.
+    """Where one run's read tasks stage their events: a folder path, an ``s3://`` URI or this
+    process's memory (``memory://``).
 
     Plain values only, so the area travels to a worker process as is; the S3 file system is
     built where it is used (:mod:`analytics.adapters.s3_staging`).
@@ -90,19 +74,21 @@ class StagingArea:
         return cls(f"{base}/{STAGING_FOLDER}/{run_id}", endpoint_url, kms_key_id)
 
     @classmethod
-    def on_this_machine(cls, run_id: str) -> StagingArea:
-        """A private temporary folder, for read tasks that run where the commit runs.
+    def in_memory(cls, run_id: str) -> StagingArea:
+        """This process's memory, for read tasks that are threads of the committing process.
 
-        The folder names the process that owns it; folders whose owner is gone (a run that was
-        killed) are removed first, so staged files cannot pile up in the temporary folder."""
-        remove_abandoned_local_areas()
-        folder = Path(tempfile.mkdtemp(prefix=LOCAL_STAGING_PREFIX))
-        (folder / _OWNER).write_text(str(os.getpid()), encoding="ascii")
-        return cls(str(folder / run_id))
+        Nothing is written or read back: a staged table is handed to the merge as it is, and
+        dropped once the merge has read it (a merge reads each staged table once; a run that
+        fails is read again from its objects, never from staging)."""
+        return cls(f"{IN_MEMORY_PREFIX}{run_id}")
 
     @property
     def remote(self) -> bool:
         return self.root.startswith("s3://")
+
+    @property
+    def memory(self) -> bool:
+        return self.root.startswith(IN_MEMORY_PREFIX)
 
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
@@ -110,6 +96,10 @@ class StagingArea:
     def write_table(self, relative: str, table: pa.Table) -> str:
         """Write ``table`` at ``relative`` (replacing an earlier attempt's file); returns where."""
         target = self.path(relative)
+        if self.memory:
+            with _IN_MEMORY_LOCK:
+                _IN_MEMORY[target] = table
+            return target
         if self.remote:
             from analytics.adapters.s3_staging import put_bytes
 
@@ -131,7 +121,11 @@ class StagingArea:
         return target
 
     def read_table(self, where: str) -> pa.Table:
-        """A staged file written by :meth:`write_table` (possibly on another machine)."""
+        """A staged file written by :meth:`write_table` (possibly on another machine); one staged
+        in memory is handed over and forgotten."""
+        if self.memory:
+            with _IN_MEMORY_LOCK:
+                return _IN_MEMORY.pop(where)
         if self.remote:
             from analytics.adapters.s3_staging import read_table
 
@@ -142,16 +136,18 @@ class StagingArea:
     def remove(self, where: str | None = None) -> None:
         """Delete one staged file, or (``where`` None) the whole area."""
         target = where or self.root
+        if self.memory:
+            with _IN_MEMORY_LOCK:
+                for path in [p for p in _IN_MEMORY if p == target or p.startswith(f"{target}/")]:
+                    del _IN_MEMORY[path]
+            return
         if self.remote:
             from analytics.adapters.s3_staging import delete
 
             delete(target, self.endpoint_url, folder=where is None)
         elif where is None:
             shutil.rmtree(target, ignore_errors=True)
-            parent = Path(target).parent.name
-            if parent.startswith(LOCAL_STAGING_PREFIX):  # and its private temporary folder
-                shutil.rmtree(Path(target).parent, ignore_errors=True)
-            elif parent == STAGING_FOLDER:  # a run's area: and LAKE/_staging/
+            if Path(target).parent.name == STAGING_FOLDER:  # a run's area: and LAKE/_staging/
                 with contextlib.suppress(OSError):  # itself, once no other run's is in it
                     Path(target).parent.rmdir()
         else:
@@ -160,5 +156,7 @@ class StagingArea:
     def remove_all_runs(self) -> None:
         """Delete ``LAKE/_staging/`` entirely: what earlier, killed runs left there. Only the
         holder of the lake lock may call this (another run's staging would go too)."""
+        if self.memory:  # what a killed run held in memory went with its process
+            return
         parent = self.root.rstrip("/").rsplit("/", 1)[0]
         StagingArea(parent, self.endpoint_url, self.kms_key_id).remove()

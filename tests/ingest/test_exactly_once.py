@@ -125,10 +125,13 @@ def test_sigkill_mid_ingest_then_rerun_equals_a_clean_run(
     assert not list(lake.rglob(".tmp-*"))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("limit", ["flush_events", "flush_bytes", "checkpoint_events"])
-def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str) -> None:
+def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str, workers: int) -> None:
     """Flushing after every chunk (by events or by bytes) or checkpointing after every chunk
-    writes more, smaller files, and exactly the rows of a run with the default buffers."""
+    writes more, smaller files, and exactly the rows of a run with the default buffers — read
+    in this thread, or on two read threads staging in memory while the merge's own thread
+    writes the row groups."""
     from analytics.adapters.lake import LocalLake
     from analytics.adapters.sources import LocalSource
     from analytics.ingest.pipeline import IngestOptions, ingest
@@ -138,7 +141,7 @@ def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str) -> None:
     limits = (
         {"flush_events": 1, "checkpoint_events": 1} if limit == "checkpoint_events" else {limit: 1}
     )
-    options = IngestOptions(workers=1, chunk_bytes=1, piece_bytes=1, **limits)
+    options = IngestOptions(workers=workers, chunk_bytes=1, piece_bytes=1, **limits)
     summary = ingest(LocalSource(tree), LocalLake(tmp_path / "lake"), options)
     assert summary.events_written == 2 * 6 * 30
     day_files = list((tmp_path / "lake" / "events").glob("event_date=2026-11-02/*.parquet"))
@@ -153,3 +156,23 @@ def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str) -> None:
     assert pieces(day_files) > pieces(clean_files) == 1
     if limit == "checkpoint_events":
         assert len(day_files) > len(clean_files)
+
+
+def test_tables_staged_in_memory_are_handed_over_once_and_dropped_with_their_run() -> None:
+    import pyarrow as pa
+
+    from analytics.ingest.staging import StagingArea
+
+    run, other = StagingArea.in_memory("run-a"), StagingArea.in_memory("run-b")
+    table = pa.table({"event_id": ["a", "b"]})
+    first = run.write_table("000001-p/2026-11-02.arrow", table)
+    kept = other.write_table("000001-p/2026-11-02.arrow", table)
+    assert first != kept
+    assert run.read_table(first) is table  # handed over as it is, not copied
+    with pytest.raises(KeyError):
+        run.read_table(first)  # and forgotten: the merge holds what it keeps
+    second = run.write_table("000002-p/2026-11-02.arrow", table)
+    run.remove()
+    with pytest.raises(KeyError):
+        run.read_table(second)
+    assert other.read_table(kept) is table  # another run's tables are not touched

@@ -160,24 +160,3 @@ def test_the_commit_record_is_a_compare_and_swap(
     stored = pl.read_parquet(s3.get_object(Bucket=bucket, Key="cas/_state/objects.parquet")
                              ["Body"].read())  # fmt: skip
     assert stored.height == table.num_rows - 1  # the second writer's
-
-
-def test_a_killed_runs_private_staging_folder_is_removed_by_the_next_run(tmp_path: Path) -> None:
-    """`keytrail ingest` into S3 stages in the machine's temporary folder; a run killed there
-    leaves it behind, and the next run removes it (its owner is gone), not a live run's."""
-    from analytics.ingest.staging import StagingArea, remove_abandoned_local_areas
-
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-        check=True,
-    ).stdout.strip()  # fmt: skip
-    abandoned = Path(StagingArea.on_this_machine("run-a").root).parent
-    (abandoned / "owner.pid").write_text(dead, encoding="ascii")
-    (abandoned / "run-a").mkdir()
-    (abandoned / "run-a" / "2026-11-02.arrow").write_bytes(b"staged")
-    live = StagingArea.on_this_machine("run-b")
-    remove_abandoned_local_areas()
-    assert not abandoned.exists()
-    assert Path(live.root).parent.exists()  # this process's own folder stays
-    live.remove()
-    assert not Path(live.root).parent.exists()
