@@ -288,10 +288,10 @@ def normalise_objects(objects: list[DecodedObject]) -> pa.Table:
             except UnicodeDecodeError:
                 objects[index] = _repaired(obj)
         columns = _batch_columns(objects)
-    sources: list[object] = []
-    for obj in objects:
-        sources.extend([obj.source_object] * obj.count)
-    columns["sourceObject"] = sources
+    # Each object's key once, repeated by Arrow (no Python string per event).
+    counts = np.fromiter((obj.count for obj in objects), dtype=np.int64, count=len(objects))
+    keys = pa.array([obj.source_object for obj in objects], pa.string())
+    columns["sourceObject"] = keys.take(np.repeat(np.arange(len(objects)), counts))
     try:
         table = identity.normalise(columns)
     except pa.ArrowInvalid:

@@ -92,25 +92,21 @@ def _series(name: str, values: Sequence[object] | pa.Array) -> pl.Series:
     return pl.Series(name, values, dtype=pl.String)
 
 
-def _response_key_ids(response_elements: pa.Array) -> pa.Array:
+def _response_key_ids(response_elements: pa.Array) -> pl.Series:
     """Each response's ``keyId`` text, where it has one (else null).
 
     The JSON is parsed only for responses that can hold the key: those whose text contains
     ``keyId`` or an escape that could spell it (most responses of a KMS trail are null or name
-    no key); the rest are null without being read twice.
+    no key); the others are never copied into Polars.
     """
-    length = len(response_elements)
     could = pc.or_(pc.match_substring(response_elements, "keyId"),
                    pc.match_substring(response_elements, "\\u"))  # fmt: skip
-    rows = pc.indices_nonzero(pc.fill_null(could, False))
-    if not len(rows):
-        return pa.nulls(length, pa.string())
-    parsed = pl.Series(response_elements.take(rows)).cast(pl.String)
-    found = parsed.str.json_path_match("$.keyId").to_arrow(compat_level=pl.CompatLevel.oldest())
-    out = pl.Series([None] * 0, dtype=pl.String).extend_constant(None, length)
-    out = out.scatter(pl.Series(rows.to_numpy(zero_copy_only=False)),
-                      pl.Series(found).cast(pl.String))  # fmt: skip
-    return out.to_arrow(compat_level=pl.CompatLevel.oldest()).cast(pa.string())
+    rows = pc.indices_nonzero(pc.fill_null(could, False)).to_numpy()
+    found = pl.Series(dtype=pl.String).extend_constant(None, len(response_elements))
+    if len(rows):
+        texts = pl.Series(response_elements.take(rows)).cast(pl.String)
+        found = found.scatter(rows, texts.str.json_path_match("$.keyId"))
+    return found.alias(_RESPONSE_KEY)
 
 
 def _partition(region: pl.Expr) -> pl.Expr:
@@ -270,9 +266,7 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
         taken[out] = _arrow(columns[name], kind)
         if name in _JSON_INPUTS:
             taken[out] = _json_null_to_null(taken[out])
-    frame = _frame(columns).with_columns(
-        pl.Series(_RESPONSE_KEY, _response_key_ids(taken[s.RESPONSE_ELEMENTS]))
-    )
+    frame = _frame(columns).with_columns(_response_key_ids(taken[s.RESPONSE_ELEMENTS]))
     c = {name: pl.col(name) for name in frame.columns}
     source = c["sourceIPAddress"]
     key_arn = _key_arn(c)

@@ -149,6 +149,20 @@ def test_key_arn_from_response_elements_when_resources_are_missing() -> None:
     assert one(record)[s.KEY_ARN] == KEY_ARN
 
 
+@pytest.mark.parametrize("spelling", [b'"k\\u0065yId"', b'"\\u006beyId"'])
+def test_key_arn_from_response_elements_whose_key_name_is_spelled_with_escapes(
+    spelling: bytes,
+) -> None:
+    """The response's JSON is parsed only where its text could hold a keyId: a name spelled
+    with escapes still counts."""
+    record = kms_record("CreateKey", key_arn=None, request={"origin": "AWS_KMS"})
+    record["responseElements"] = {"keyMetadata": {}, "keyIdPlaceholder": KEY_ARN}
+    doc = trail.document([record]).replace(b'"keyIdPlaceholder"', spelling)
+    assert b"keyId" not in doc.split(b"responseElements")[1].split(b"}")[0]
+    parsed = parse_document(doc, "obj")
+    assert parsed.events.column(s.KEY_ARN).to_pylist() == [KEY_ARN]
+
+
 @pytest.mark.parametrize(
     ("key_id", "expected"),
     [
