@@ -1242,9 +1242,9 @@ def ingest(
     if progress:
         progress(state)
     read = partial(_read_for_cli, source=source, options=options, plan=the_plan, staging=staging)
-    # One pause of the cyclic collector for the whole run: the read threads' own pauses would
-    # otherwise switch it back on while another thread is still decoding.
-    with _gc_paused():
+    # On the CLI's own threads, one pause of the cyclic collector for the whole run: the read
+    # threads' own pauses would otherwise switch it back on while another is still decoding.
+    with _gc_paused() if mapper is None else contextlib.nullcontext():
         _run(session, read, the_plan, options, state, progress, mapper)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
