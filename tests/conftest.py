@@ -159,3 +159,56 @@ def lake_copy(sample_lake: LocalLake, tmp_path: Path) -> LocalLake:
     target = tmp_path / "lake"
     shutil.copytree(sample_lake.root, target)
     return LocalLake(target)
+
+
+# The compiled scanner's first call in a fresh clone compiles its kernels (20-40 s of one core);
+# every later process loads them from numba's cache on disk. Left alone, the first processes to
+# scan (xdist's workers, and the ingest processes their tests start) each compile the same
+# kernels at the same time, inside some test. Instead the controlling process compiles them once
+# in a background process while the workers start and collect, and waits for it before the
+# first test is scheduled. It is the scan of one small document that bench/scanner_start.py
+# times (scan and gather, the signatures ingest uses); tests that compile on purpose (numba's
+# bounds checks, the bench's own start-up figure) set NUMBA_CACHE_DIR to an empty folder.
+_WARM_UP = """
+from analytics.ingest import scan
+scanned = scan.scan_document(b'{"Records": [{"eventID": "e", "eventTime": "2026-11-02T10:00:00Z"}]}')
+assert not isinstance(scanned, str), scanned
+scan.to_columns([scanned])
+"""
+_warm_up: subprocess.Popen[bytes] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """xdist's controller only (``-n``; not its workers, not a run without xdist): start the
+    compile of the scanner's kernels in the background."""
+    global _warm_up
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    if os.environ.get("KEYTRAIL_SCANNER", "").strip().lower() == "reference":
+        return
+    _warm_up = subprocess.Popen(
+        [sys.executable, "-c", _WARM_UP],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Tests are scheduled once every worker has collected: the compile is finished first (a
+    failed compile is ignored; the tests then compile, or fall back, as they would have)."""
+    if _warm_up is not None and _warm_up.poll() is None:
+        try:
+            _warm_up.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            _warm_up.kill()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _warm_up is not None and _warm_up.poll() is None:
+        _warm_up.kill()
+        _warm_up.wait()
