@@ -52,11 +52,23 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 fuzz_profiles.load()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every property-based test ``fuzz``, so ``make fuzz`` (``-m fuzz``) finds them all."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every property-based test ``fuzz``, so ``make fuzz`` (``-m fuzz``) finds them all.
+
+    In xdist's workers, the tests marked ``slow`` outside any ``xdist_group`` (most of them a
+    minute or two) come first: ``--dist loadgroup`` hands out its groups, then the other tests
+    in this order, so the long ones start early and the short ones fill in at the end, instead
+    of one worker starting a two-minute test as the other runs out of work. None of them shares
+    a module fixture with the tests it moves ahead of. Without xdist the files' order stays."""
     for item in items:
         if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
             item.add_marker(pytest.mark.fuzz)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not _slow_and_alone(item))
+
+
+def _slow_and_alone(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("slow")) and not item.get_closest_marker("xdist_group")
 
 
 @pytest.fixture(params=["compiled", "reference"])
