@@ -71,6 +71,28 @@ def _slow_and_alone(item: pytest.Item) -> bool:
     return bool(item.get_closest_marker("slow")) and not item.get_closest_marker("xdist_group")
 
 
+class _KeepXdistGroups:
+    """Make ``--dist loadgroup`` group tests by their ``xdist_group`` under pytest 9.
+
+    pytest-xdist 3.8 marks a test's group by writing ``nodeid@group`` to ``item._nodeid``, but
+    pytest 9 reads node IDs from ``item._id``, so the suffix is lost and every group is spread
+    over both workers: each then builds the group's session and module fixtures (the publishing
+    tests' generated lakes, the notebooks' lake, the generator's trees, ...) and starts its own
+    Prefect test API. Carry the suffix over, for every group. (tests/flows/conftest.py did this
+    for the ``prefect`` group alone.)"""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook has written the suffix
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        try:
+            from _pytest.nodeid import NodeId
+        except ImportError:  # pytest < 9 reads _nodeid itself
+            return
+        for item in items:
+            suffixed = getattr(item, "_nodeid", None)
+            if isinstance(suffixed, str) and "@" in suffixed:
+                item._id = NodeId.parse(suffixed)  # type: ignore[attr-defined]
+
+
 @pytest.fixture(params=["compiled", "reference"])
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test once with the compiled scanner and once on the reference decoder alone
@@ -191,10 +213,14 @@ _warm_up: subprocess.Popen[bytes] | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """xdist's controller only (``-n``; not its workers, not a run without xdist): start the
-    compile of the scanner's kernels in the background."""
+    """In xdist's workers: keep the ``xdist_group`` suffixes (:class:`_KeepXdistGroups`). In its
+    controller (``-n``; not a run without xdist): start the compile of the scanner's kernels in
+    the background."""
     global _warm_up
-    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(_KeepXdistGroups(), "keytrail-keep-xdist-groups")
+        return
+    if not config.getoption("numprocesses", None):
         return
     if os.environ.get("KEYTRAIL_SCANNER", "").strip().lower() == "reference":
         return
