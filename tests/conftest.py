@@ -52,11 +52,45 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 fuzz_profiles.load()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every property-based test ``fuzz``, so ``make fuzz`` (``-m fuzz``) finds them all."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every property-based test ``fuzz``, so ``make fuzz`` (``-m fuzz``) finds them all.
+
+    In xdist's workers, the tests marked ``slow`` outside any ``xdist_group`` (most of them a
+    minute or two) come first: ``--dist loadgroup`` hands out its groups, then the other tests
+    in this order, so the long ones start early and the short ones fill in at the end, instead
+    of one worker starting a two-minute test as the other runs out of work. None of them shares
+    a module fixture with the tests it moves ahead of. Without xdist the files' order stays."""
     for item in items:
         if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
             item.add_marker(pytest.mark.fuzz)
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not _slow_and_alone(item))
+
+
+def _slow_and_alone(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("slow")) and not item.get_closest_marker("xdist_group")
+
+
+class _KeepXdistGroups:
+    """Make ``--dist loadgroup`` group tests by their ``xdist_group`` under pytest 9.
+
+    pytest-xdist 3.8 marks a test's group by writing ``nodeid@group`` to ``item._nodeid``, but
+    pytest 9 reads node IDs from ``item._id``, so the suffix is lost and every group is spread
+    over both workers: each then builds the group's session and module fixtures (the publishing
+    tests' generated lakes, the notebooks' lake, the generator's trees, ...) and starts its own
+    Prefect test API. Carry the suffix over, for every group. (tests/flows/conftest.py did this
+    for the ``prefect`` group alone.)"""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook has written the suffix
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        try:
+            from _pytest.nodeid import NodeId
+        except ImportError:  # pytest < 9 reads _nodeid itself
+            return
+        for item in items:
+            suffixed = getattr(item, "_nodeid", None)
+            if isinstance(suffixed, str) and "@" in suffixed:
+                item._id = NodeId.parse(suffixed)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(params=["compiled", "reference"])
@@ -159,3 +193,60 @@ def lake_copy(sample_lake: LocalLake, tmp_path: Path) -> LocalLake:
     target = tmp_path / "lake"
     shutil.copytree(sample_lake.root, target)
     return LocalLake(target)
+
+
+# The compiled scanner's first call in a fresh clone compiles its kernels (20-40 s of one core);
+# every later process loads them from numba's cache on disk. Left alone, the first processes to
+# scan (xdist's workers, and the ingest processes their tests start) each compile the same
+# kernels at the same time, inside some test. Instead the controlling process compiles them once
+# in a background process while the workers start and collect, and waits for it before the
+# first test is scheduled. It is the scan of one small document that bench/scanner_start.py
+# times (scan and gather, the signatures ingest uses); tests that compile on purpose (numba's
+# bounds checks, the bench's own start-up figure) set NUMBA_CACHE_DIR to an empty folder.
+_WARM_UP = """
+from analytics.ingest import scan
+scanned = scan.scan_document(b'{"Records": [{"eventID": "e", "eventTime": "2026-11-02T10:00:00Z"}]}')
+assert not isinstance(scanned, str), scanned
+scan.to_columns([scanned])
+"""
+_warm_up: subprocess.Popen[bytes] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In xdist's workers: keep the ``xdist_group`` suffixes (:class:`_KeepXdistGroups`). In its
+    controller (``-n``; not a run without xdist): start the compile of the scanner's kernels in
+    the background."""
+    global _warm_up
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(_KeepXdistGroups(), "keytrail-keep-xdist-groups")
+        return
+    if not config.getoption("numprocesses", None):
+        return
+    if os.environ.get("KEYTRAIL_SCANNER", "").strip().lower() == "reference":
+        return
+    _warm_up = subprocess.Popen(
+        [sys.executable, "-c", _WARM_UP],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """Tests are scheduled once every worker has collected: the compile is finished first (a
+    failed compile is ignored; the tests then compile, or fall back, as they would have)."""
+    if _warm_up is not None and _warm_up.poll() is None:
+        try:
+            _warm_up.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            _warm_up.kill()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _warm_up is not None and _warm_up.poll() is None:
+        _warm_up.kill()
+        _warm_up.wait()

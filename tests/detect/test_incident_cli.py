@@ -25,6 +25,12 @@ DAY = dt.date(2026, 11, 13)
 LABELS = Path(__file__).resolve().parents[2] / "data" / "samples" / "trail" / "labels.json"
 
 
+# The tests of this module share its module fixture (the sample lake scored over three days): one
+# xdist_group keeps them on one worker, which builds it once (--dist loadgroup schedules ungrouped
+# tests one by one, on either worker).
+pytestmark = pytest.mark.xdist_group("incident-cli")
+
+
 @pytest.fixture(scope="module")
 def detected(sample_lake: LocalLake, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     LocalLake, dict[str, Any]]:  # fmt: skip

@@ -35,6 +35,12 @@ HISTORY_NEEDING = {
 }
 
 
+# The tests of this module share its module fixture (a two-day lake ingested): one xdist_group
+# keeps them on one worker, which builds it once (--dist loadgroup schedules ungrouped tests one
+# by one, on either worker).
+pytestmark = pytest.mark.xdist_group("warming-up")
+
+
 @pytest.fixture(scope="module")
 def one_day_lake(tmp_path_factory: pytest.TempPathFactory) -> LocalLake:
     """The sample trail's 2026-11-10 and 2026-11-11: one day of history before DAY."""

@@ -20,6 +20,12 @@ from tests.conftest import REPO
 LAST = dt.date(2026, 11, 14)
 
 
+# The tests of this module share its module fixture (the demo's four scored days): one xdist_group
+# keeps them on one worker, which builds it once (--dist loadgroup schedules ungrouped tests one
+# by one, on either worker).
+pytestmark = pytest.mark.xdist_group("demo-readme")
+
+
 @pytest.fixture(scope="module")
 def demo_summary(tmp_path_factory: pytest.TempPathFactory, sample_lake: LocalLake) -> str:
     import shutil

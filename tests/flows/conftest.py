@@ -18,28 +18,6 @@ FIRST_DAY = "2026-11-01"
 LAST_DAY = "2026-11-14"
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Make ``--dist loadgroup`` group the Prefect tests again under pytest 9.
-
-    pytest-xdist 3.8 marks a test's group by writing ``nodeid@group`` to ``item._nodeid``, but
-    pytest 9 reads node IDs from ``item._id``, so the suffix is lost and every group is spread
-    over all workers — each of which would then start its own Prefect test API. Carry the
-    suffix over, for the tests of this folder and the other tests of the ``prefect`` group.
-    """
-    try:
-        from _pytest.nodeid import NodeId
-    except ImportError:  # pytest < 9 reads _nodeid itself
-        return
-    here = Path(__file__).parent
-    for item in items:
-        suffixed = getattr(item, "_nodeid", None)
-        if not isinstance(suffixed, str) or "@" not in suffixed:
-            continue
-        if item.path.is_relative_to(here) or suffixed.endswith("@prefect"):
-            item._id = NodeId.parse(suffixed)  # type: ignore[attr-defined]
-
-
 @pytest.fixture(scope="session")
 def short_window(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A configuration with the shortest baseline window, for tests that are not about

@@ -13,14 +13,17 @@ import pytest
 
 @pytest.mark.slow
 def test_bench_runs_every_contender_on_the_same_events(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "bench", "--cache", str(tmp_path), "--events", "3000",
-            "--rounds", "2", "--detect-days", "8", "--detect-events-per-day", "1500"]  # fmt: skip
+    # Sizes: each contender's time here is mostly its process starting, so a thousand events
+    # (some 600 files) test as much as more would; two rounds, for the medians over rounds; eight
+    # days for detect, the scored one and the seven of history the model needs.
+    args = [sys.executable, "-m", "bench", "--cache", str(tmp_path), "--events", "1000",
+            "--rounds", "2", "--detect-days", "8", "--detect-events-per-day", "500"]  # fmt: skip
     run = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     ingest = results["ingest"]
     assert len(ingest["rounds"]) == 2
-    assert ingest["events_written"] == ingest["events"] > 2000
+    assert ingest["events_written"] == ingest["events"] >= 1000  # at least the events asked for
     for one_round in ingest["rounds"]:
         assert int(one_round["peer"]["output"]) == ingest["events"]
         assert one_round["floor"]["output"].split()[0] == str(ingest["events"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ START = dt.date(2026, 11, 1)
 LAST = START + dt.timedelta(days=DAYS - 1)
 EVE = LAST - dt.timedelta(days=1)
 MAX_SHARE = 0.10
+
+# Both tests read the one module fixture: on one xdist worker it is built once, not twice.
+pytestmark = pytest.mark.xdist_group("s3-in-place")
 
 
 def keytrail(*args: object) -> str:
@@ -87,10 +91,14 @@ def night(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Night:
 
     objects = lake_objects(s3, bucket)
     local = tmp / "local"  # the same lake, copied whole, for the reference run
-    for key in objects:
+
+    def download(key: str) -> None:
         target = local / key.removeprefix("lake/")
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(target))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(download, objects))
 
     cache = tmp / "second-machine"
     with CountingProxy(s3_endpoint) as proxy:

@@ -24,6 +24,7 @@ from tests.publish.helpers import HEC_OK
 GENERATED_DAY = dt.date(2026, 11, 14)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups, however pytest is started
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the publishing tests on one xdist worker: their session lakes are built once."""
     here = Path(__file__).parent
