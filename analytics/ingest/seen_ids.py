@@ -136,13 +136,14 @@ class SeenIds:
             return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
         hashes = self._hash(ids)
         known = pl.concat(self._hashes, rechunk=False)
-        maybe = hashes.is_in(known.implode())
-        if not maybe.any():
-            return maybe
+        # The day's known hashes are probed against a set of the few new ones: building a set
+        # of all the known ones at every look-up would cost the day's size each time.
+        hit = known.is_in(hashes.implode())
+        if not hit.any():
+            return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
+        maybe = hashes.is_in(known.filter(hit).implode())
         # Confirm on the strings, against only the known IDs whose hash matched.
-        suspects = pl.concat(self._ids, rechunk=False).filter(
-            known.is_in(hashes.filter(maybe).implode())
-        )
+        suspects = pl.concat(self._ids, rechunk=False).filter(hit)
         return maybe & ids.is_in(suspects.implode())
 
     @staticmethod

@@ -125,14 +125,13 @@ def scan_document(doc: bytes) -> Scanned | str:
         return _fallback("document larger than 2 GiB")
     view = np.frombuffer(doc, dtype=np.uint8)
     scratch, text = _work_space()
-    ascii_only = doc.isascii()  # CPython checks a word at a time: no UTF-8 left to validate
     kinds, starts, ends = _tables(len(doc) // _ROWS_PER_BYTE + 64)
     sizes = np.zeros(k.SLOTS, dtype=np.int64)
-    code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text, ascii_only)
+    code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text)
     if code == k.CAPACITY and rows == kinds.shape[0] and len(doc) <= _SMALL_DOCUMENT:
         kinds, starts, ends = _tables(len(doc) // 3 + 2)
         sizes[:] = 0
-        code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text, ascii_only)
+        code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text)
     if code != k.OK:
         return _fallback(REASONS.get(code, f"reason {code}"))
     kinds, starts, ends = kinds[:rows].copy(), starts[:rows].copy(), ends[:rows].copy()

@@ -141,10 +141,14 @@ _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 @_kernel
 def valid_utf8(buf: np.ndarray) -> bool:
     """Whether ``buf`` is well-formed UTF-8: no overlong forms, surrogates or code points past
-    U+10FFFF."""
+    U+10FFFF. Runs of ASCII are skipped eight bytes at a time (CloudTrail is mostly ASCII)."""
     n = buf.shape[0]
+    words = buf[: n - (n & 7)].view(np.uint64)
     i = 0
     while i < n:
+        if (i & 7) == 0 and i + 8 <= n and (words[np.uint64(i >> 3)] & _HIGH_BITS) == 0:
+            i += 8
+            continue
         c = _at(buf, i)
         if c < 0x80:
             i += 1
@@ -891,17 +895,17 @@ def _record(
 @_kernel
 def scan(
     buf: np.ndarray, kinds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-    sizes: np.ndarray, scratch: np.ndarray, text: np.ndarray, ascii_only: bool,
+    sizes: np.ndarray, scratch: np.ndarray, text: np.ndarray,
 ) -> tuple[int, int, int]:  # fmt: skip
     """Scan a whole ``{"Records": [...]}`` document: (reason code, records, byte offset where
     scanning stopped). Reason :data:`OK` means every record's spans are in the tables, and
     ``sizes`` (``int64``, one per slot, zeroed by the caller) the bytes each slot's values span.
 
     ``scratch`` (``int64``, 3 × 2) and ``text`` (``uint8``) are work space, so that no kernel
-    allocates; ``ascii_only`` says the caller found every byte below 0x80 (no UTF-8 to check).
+    allocates. The whole document is validated as UTF-8 first, here, with the GIL released.
     """
     n = buf.shape[0]
-    if not ascii_only and not valid_utf8(buf):
+    if not valid_utf8(buf):
         return INVALID_UTF8, 0, 0
     capacity = kinds.shape[0]
     rows = 0
