@@ -38,11 +38,12 @@ import datetime as dt
 import gc
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -716,50 +717,61 @@ class DayMerge:
         return self.candidates - self.written - len(self.clashes)
 
 
+_WRITE_THREADS: list[ThreadPoolExecutor] = []
+_WRITE_THREADS_LOCK = threading.Lock()
+
+
+def _write_threads() -> ThreadPoolExecutor:
+    """The process's threads that encode row groups, shared by every day merge in it: one per
+    core (at most four), not one per open day, so a run over many days does not start a thread
+    (and a malloc arena holding freed memory) per day."""
+    with _WRITE_THREADS_LOCK:
+        if not _WRITE_THREADS:
+            threads = max(1, min(4, os.cpu_count() or 1))
+            _WRITE_THREADS.append(ThreadPoolExecutor(threads, thread_name_prefix="keytrail-write"))
+        return _WRITE_THREADS[0]
+
+
 class _RowGroupWriter:
-    """Writes a day file's row groups on a thread of its own, in order, while the merge goes on.
+    """Writes a day file's row groups on the process's write threads, in order, while the merge
+    goes on.
 
     Encoding and compressing Parquet is half of a merge's time and releases the GIL, so the
-    merge de-duplicates the next staged file meanwhile. At most ``depth`` row groups wait, which
-    bounds the memory they hold; a failed write is raised by the next :meth:`write` or by
-    :meth:`wait`.
+    merge de-duplicates the next staged tables meanwhile. One row group of a file is written at
+    a time (a ``ParquetWriter`` is not for two threads at once): handing over the next waits for
+    the previous, which also bounds the memory waiting. A failed write is raised by the next
+    :meth:`write` or by :meth:`close`.
     """
 
-    def __init__(self, writer: pq.ParquetWriter, depth: int = 2) -> None:
+    def __init__(self, writer: pq.ParquetWriter) -> None:
         self.writer = writer
-        self.depth = depth
-        self.pending: deque[Any] = deque()
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="keytrail-write")
+        self.pending: Future[None] | None = None
 
     def write(self, tables: list[pa.Table]) -> None:
-        while len(self.pending) >= self.depth:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(self._write, tables))
+        self._wait()
+        self.pending = _write_threads().submit(self._write, tables)
 
     def _write(self, tables: list[pa.Table]) -> None:
         # event_date is the partition folder's name, not a column of the file.
         events = pa.concat_tables(tables).cast(s.EVENT_SCHEMA)
         self.writer.write_table(without_partition_column(events))
 
-    def wait(self) -> None:
-        """Until every row group is written (raising the first failure)."""
-        while self.pending:
-            self.pending.popleft().result()
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
     def close(self) -> None:
-        """Write what is pending and close the file (the thread ends either way)."""
-        try:
-            self.wait()
-            self.writer.close()
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        """Write what is pending and close the file."""
+        self._wait()
+        self.writer.close()
 
     def abandon(self) -> None:
-        """Stop without raising: drop what waits, let a running write end, close the file."""
-        for future in self.pending:
-            future.cancel()
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.pending.clear()
+        """Stop without raising: drop a write not begun, let a running one end, close the file."""
+        pending, self.pending = self.pending, None
+        if pending is not None and not pending.cancel():
+            with contextlib.suppress(Exception):
+                pending.result()
         with contextlib.suppress(Exception):
             self.writer.close()
 
