@@ -1271,6 +1271,7 @@ def _run(
     progress: ProgressCallback | None,
     mapper: PartitionMapper | None,
 ) -> None:
+    results: Iterator[StagedPartition] = iter(())
     try:
         if mapper is None:
             results = _bounded_ordered_map(read, the_plan.partitions, options.workers)
@@ -1287,6 +1288,12 @@ def _run(
                 session.checkpoint()
         session.close()
     except BaseException:
+        # Stop the reads first (a running one ends, staging its table), then drop everything
+        # staged: nothing a read task left behind outlives the run.
+        close = getattr(results, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
         session.abandon()
         raise
 

@@ -176,3 +176,26 @@ def test_tables_staged_in_memory_are_handed_over_once_and_dropped_with_their_run
     with pytest.raises(KeyError):
         run.read_table(second)
     assert other.read_table(kept) is table  # another run's tables are not touched
+
+
+def test_a_failed_threaded_ingest_leaves_no_table_staged_in_memory(tmp_path: Path) -> None:
+    """When the run fails while read threads are busy, the reads are stopped before the staged
+    tables are dropped: none outlives the run in the process (a notebook, a long-lived flow)."""
+    from analytics.adapters.lake import LocalLake
+    from analytics.adapters.sources import LocalSource
+    from analytics.ingest import staging
+    from analytics.ingest.pipeline import IngestOptions, Progress, ingest
+
+    tree = tmp_path / "trail"
+    _tree(tree, days=2, files_per_day=6)
+
+    def fail_after_the_first_partition(progress: Progress) -> None:
+        if progress.objects_done:
+            raise RuntimeError("stop")
+
+    options = IngestOptions(workers=2, chunk_bytes=1, piece_bytes=1)
+    with pytest.raises(RuntimeError, match="stop"):
+        ingest(LocalSource(tree), LocalLake(tmp_path / "lake"), options,
+               progress=fail_after_the_first_partition)  # fmt: skip
+    assert not staging._IN_MEMORY
+    assert not lake_events(tmp_path / "lake").height
