@@ -205,11 +205,11 @@ def _decode_one(
 def _read_chunk(
     refs: list[ObjectRef], source: Source, max_bytes: int, fetch_threads: int
 ) -> ChunkResult:
-    """Worker entry point: fetch and decode a chunk of objects, then normalise them together.
+    """A read task's step: fetch and decode a chunk of objects, then normalise them together.
 
     Should anything unforeseen still escape for the chunk as a whole, each object is read again
     on its own, so the failure is reported per object (quarantined with its reason) and the
-    chunk's good objects are kept; an exception never crosses back from a worker.
+    chunk's good objects are kept; an exception never ends a read task.
     """
     try:
         return _read_chunk_once(refs, source, max_bytes, fetch_threads)
@@ -680,9 +680,9 @@ def read_partition(
 def _in_time_order(table: pa.Table) -> pa.Table:
     """``table`` sorted (stably) by event time, when its eventIDs are all distinct.
 
-    The day merge writes fresh events in time order and runs in one process; sorting here, in
-    the read task, moves that gather onto the workers. With repeated IDs the merge decides which
-    one stays by their order in the file, so that order is left as read.
+    The day merge writes fresh events in time order on the committing thread; sorting here, in
+    the read task, moves that gather onto the read threads (or workers). With repeated IDs the
+    merge decides which one stays by their order in the file, so that order is left as read.
     """
     if table.num_rows < 2:
         return table
