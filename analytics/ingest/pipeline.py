@@ -612,17 +612,38 @@ class StagedPartition:
         return [o.reason or o.ref.key for o in self.outcomes if o.status == "failed"]
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Decoding allocates millions of short-lived, acyclic objects; the cyclic collector's passes
-    over them cost about a quarter of the decode time. Reference counting still frees them."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+class _CollectorPause:
+    """The cyclic collector paused while any thread of this process is decoding.
+
+    Decoding allocates millions of short-lived, acyclic objects; the collector's passes over
+    them cost about a quarter of the decode time (reference counting still frees them). The
+    collector is one per process, so read tasks on threads count their pauses: it is switched
+    off by the first and back (as it was) by the last, never by one thread while another is
+    still decoding.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.was_enabled = False
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self.lock:
+            if not self.depth:
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.depth -= 1
+                if not self.depth and self.was_enabled:
+                    gc.enable()
+
+
+_gc_paused = _CollectorPause()
 
 
 def read_partition(
@@ -663,11 +684,12 @@ def read_partition(
             for day in distinct:
                 if not selection.covers(day):
                     outside += int((days == day).sum())
-                elif len(distinct) == 1:  # the usual chunk: one day, kept without a copy
+                    continue
+                # The usual chunk holds one day: kept as it is, without a filtered copy.
+                if len(distinct) == 1:
                     by_day.setdefault(day, []).append(chunk.table)
                 else:
-                    mask = (days == day).to_arrow()
-                    by_day.setdefault(day, []).append(chunk.table.filter(mask))
+                    by_day.setdefault(day, []).append(chunk.table.filter((days == day).to_arrow()))
     files = []
     for day in sorted(by_day):
         table = _in_time_order(pa.concat_tables(by_day.pop(day)))
@@ -1254,23 +1276,6 @@ def ingest(
     if progress:
         progress(state)
     read = partial(_read_for_cli, source=source, options=options, plan=the_plan, staging=staging)
-    # On the CLI's own threads, one pause of the cyclic collector for the whole run: the read
-    # threads' own pauses would otherwise switch it back on while another is still decoding.
-    with _gc_paused() if mapper is None else contextlib.nullcontext():
-        _run(session, read, the_plan, options, state, progress, mapper)
-    summary.seconds = round(time.perf_counter() - started, 3)
-    return summary
-
-
-def _run(
-    session: IngestCommit,
-    read: Callable[[Partition], StagedPartition],
-    the_plan: IngestPlan,
-    options: IngestOptions,
-    state: Progress,
-    progress: ProgressCallback | None,
-    mapper: PartitionMapper | None,
-) -> None:
     results: Iterator[StagedPartition] = iter(())
     try:
         if mapper is None:
@@ -1296,6 +1301,8 @@ def _run(
                 close()
         session.abandon()
         raise
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
 
 
 def _read_for_cli(

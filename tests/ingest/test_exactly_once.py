@@ -199,3 +199,29 @@ def test_a_failed_threaded_ingest_leaves_no_table_staged_in_memory(tmp_path: Pat
                progress=fail_after_the_first_partition)  # fmt: skip
     assert not staging._IN_MEMORY
     assert not lake_events(tmp_path / "lake").height
+
+
+def test_read_threads_pausing_the_collector_leave_it_off_until_the_last_is_done() -> None:
+    import gc
+    import threading
+
+    from analytics.ingest.pipeline import _gc_paused
+
+    assert gc.isenabled()
+    second_inside, first_left = threading.Event(), threading.Event()
+    seen_by_second: list[bool] = []
+
+    def second() -> None:
+        with _gc_paused():
+            second_inside.set()
+            first_left.wait()
+            seen_by_second.append(gc.isenabled())
+
+    with _gc_paused():
+        worker = threading.Thread(target=second)
+        worker.start()
+        second_inside.wait()
+    first_left.set()
+    worker.join()
+    assert seen_by_second == [False]  # the first thread's pause ended, the second's had not
+    assert gc.isenabled()  # back as it was, once the last pause ended
