@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,17 +80,6 @@ def _json_null_to_null(values: pa.Array) -> pa.Array:
     if not pc.any(literal_null).as_py():
         return values
     return pc.if_else(literal_null, pa.scalar(None, values.type), values)
-
-
-def _frame(columns: Mapping[str, Sequence[object] | pa.Array]) -> pl.DataFrame:
-    """The inputs of the rules as a Polars frame (short strings: ARNs, regions, addresses)."""
-    return pl.DataFrame([_series(name, columns[name]) for name in _COMPUTED_FROM])
-
-
-def _series(name: str, values: Sequence[object] | pa.Array) -> pl.Series:
-    if isinstance(values, pa.Array | pa.ChunkedArray):
-        return pl.Series(name, values).cast(pl.String)
-    return pl.Series(name, values, dtype=pl.String)
 
 
 def _response_key_ids(response_elements: pa.Array) -> pl.Series:
@@ -208,18 +198,24 @@ _EVENT_TIME_FORMATS = (
 )
 
 
-def _parse_event_time(frame: pl.DataFrame) -> pl.Expr:
-    """The cheapest expression that parses every eventTime of ``frame`` that can be parsed."""
-    raw = pl.col("eventTime")
+def _parse_event_times(raw: pl.Series) -> pl.Series:
+    """Every eventTime of ``raw`` that can be parsed, by the cheapest means that parses them all."""
 
     def parse(fmt: str) -> pl.Expr:
-        return raw.str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
+        return pl.col("t").str.to_datetime(fmt, time_unit="us", time_zone="UTC", strict=False)
 
-    strict_form = parse(_EVENT_TIME_FORMATS[0])
-    unparsed = frame.select((strict_form.is_null() & raw.is_not_null()).any()).item()
-    if not unparsed:
+    frame = raw.alias("t").to_frame()
+    strict_form = frame.select(parse(_EVENT_TIME_FORMATS[0])).to_series()
+    if not (strict_form.is_null() & raw.is_not_null()).any():
         return strict_form
-    return pl.coalesce([parse(fmt) for fmt in _EVENT_TIME_FORMATS])
+    return frame.select(pl.coalesce([parse(fmt) for fmt in _EVENT_TIME_FORMATS])).to_series()
+
+
+def _event_times(raw: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Event times and their dates. Parsed per event, not per distinct text: a trail's times are
+    nearly all distinct, and encoding them first cost more than it saved."""
+    parsed = _parse_event_times(pl.Series(raw).cast(pl.String))
+    return parsed.to_arrow(), parsed.dt.date().to_arrow()
 
 
 def _is_ip(value: pl.Expr) -> pl.Expr:
@@ -234,30 +230,70 @@ _KEY_INPUTS = ("resourceKeyArn", _RESPONSE_KEY, "requestKeyId", "awsRegion", "ui
                "recipientAccountId", "eventSource")  # fmt: skip
 
 
-def per_distinct(
-    frame: pl.DataFrame, inputs: Sequence[str], outputs: Sequence[pl.Expr]
-) -> pl.DataFrame:
+def _codes(array: pa.Array) -> tuple[np.ndarray, int]:
+    """Each row's value as a small integer (0 for null, 1… in order of first appearance) and
+    how many values there are, null included: one hash pass, no copy of the text."""
+    encoded = pc.dictionary_encode(array)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes + 1, len(encoded.dictionary) + 1
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """The row where each code first appears, for codes numbered in order of first appearance."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    highest = np.maximum.accumulate(codes)
+    return np.flatnonzero(np.concatenate(([True], highest[1:] > highest[:-1])))
+
+
+def distinct_rows(arrays: Sequence[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct combinations of ``arrays`` (equal length; null equals null): the first row
+    of each, and for every row the number of its combination (numbered in order of first
+    appearance).
+
+    Exact: each column is dictionary-encoded by value, and the codes are combined into one
+    integer per row (renumbered whenever the product of the columns' sizes could overflow),
+    so two rows share a combination only if every input is equal.
+    """
+    key = np.zeros(len(arrays[0]) if arrays else 0, dtype=np.int64)
+    span = 1
+    for array in arrays:
+        codes, size = _codes(array)
+        if span * size >= 2**62:
+            key, span = _renumbered(key)
+        key = key * size + codes
+        span *= size
+    combination, _ = _renumbered(key)
+    return _first_rows(combination), combination
+
+
+def _renumbered(key: np.ndarray) -> tuple[np.ndarray, int]:
+    encoded = pc.dictionary_encode(pa.array(key, pa.int64()))
+    return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
+
+
+def per_distinct(inputs: Mapping[str, pa.Array], outputs: Sequence[pl.Expr]) -> dict[str, pa.Array]:
     """``outputs`` (over ``inputs`` only) computed once per distinct combination of ``inputs``
-    and gathered back to every row, in ``frame``'s order.
+    and gathered back to every row, in the inputs' order, as Arrow arrays by output name.
 
     CloudTrail repeats its identities, addresses and keys across thousands of events, so the
     regular expressions and string building of the rules below run over hundreds of distinct
-    values instead of every event; the gather is one hash join.
+    values instead of every event; only those distinct rows ever become Polars values.
     """
-    keys = frame.select(inputs)
-    distinct = keys.unique().with_columns(outputs)
-    gathered = keys.join(
-        distinct, on=list(inputs), how="left", nulls_equal=True, maintain_order="left"
-    )
-    return gathered.drop(inputs)
+    first, combination = distinct_rows(list(inputs.values()))
+    distinct = pl.from_arrow(pa.table({name: array.take(first) for name, array in inputs.items()}))
+    assert isinstance(distinct, pl.DataFrame)
+    made = distinct.select(outputs).to_arrow(compat_level=pl.CompatLevel.oldest())
+    rows = pa.array(combination)
+    return {name: made.column(name).combine_chunks().take(rows) for name in made.column_names}
 
 
 def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     """Build the event-schema table from the raw columns of :mod:`analytics.ingest.cloudtrail`.
 
-    Only the inputs of the rules go through Polars; every other event column is an input taken
-    over as it is (:data:`_TAKEN_OVER`). Rows are never dropped here; rows lacking required
-    fields keep nulls and are found by :func:`missing_required`.
+    Every event column is either an input taken over as it is (:data:`_TAKEN_OVER`) or computed
+    by the rules below once per distinct combination of their inputs. Rows are never dropped
+    here; rows lacking required fields keep nulls and are found by :func:`missing_required`.
     """
     length = len(columns["eventID"])
     taken: dict[str, pa.Array] = {}
@@ -266,46 +302,48 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
         taken[out] = _arrow(columns[name], kind)
         if name in _JSON_INPUTS:
             taken[out] = _json_null_to_null(taken[out])
-    frame = _frame(columns).with_columns(_response_key_ids(taken[s.RESPONSE_ELEMENTS]))
-    c = {name: pl.col(name) for name in frame.columns}
+    by_input = {name: out for out, name in _TAKEN_OVER.items()}
+    inputs = {
+        name: taken[by_input[name]] if name in by_input else _arrow(columns[name], pa.string())
+        for name in _COMPUTED_FROM
+    }
+    inputs[_RESPONSE_KEY] = _response_key_ids(taken[s.RESPONSE_ELEMENTS]).to_arrow(
+        compat_level=pl.CompatLevel.oldest()
+    )
+    c = {name: pl.col(name) for name in inputs}
     source = c["sourceIPAddress"]
     key_arn = _key_arn(c)
-    actors = per_distinct(
-        frame,
-        _ACTOR_INPUTS,
-        [
-            _actor(c).alias(s.ACTOR),
-            pl.when(c["uiType"] == "AssumedRole")
-            .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
-            .alias(s.SESSION_NAME),
-        ],
-    )
-    keys = per_distinct(
-        frame,
-        _KEY_INPUTS,
-        [
-            key_arn.alias(s.KEY_ARN),
-            key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
-        ],
-    )
-    addresses = per_distinct(
-        frame,
-        ["sourceIPAddress"],
-        [
-            pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
-            pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
-        ],
-    )
-    event_time = _parse_event_time(frame)
-    computed = pl.concat(
-        [frame.select(event_time.alias(s.EVENT_TIME)), actors, keys, addresses], how="horizontal"
-    ).with_columns(pl.col(s.EVENT_TIME).dt.date().alias(s.EVENT_DATE))
-    made = computed.to_arrow(compat_level=pl.CompatLevel.oldest())
+    made = {
+        **per_distinct(
+            {name: inputs[name] for name in _ACTOR_INPUTS},
+            [
+                _actor(c).alias(s.ACTOR),
+                pl.when(c["uiType"] == "AssumedRole")
+                .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
+                .alias(s.SESSION_NAME),
+            ],
+        ),
+        **per_distinct(
+            {name: inputs[name] for name in _KEY_INPUTS},
+            [
+                key_arn.alias(s.KEY_ARN),
+                key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
+            ],
+        ),
+        **per_distinct(
+            {"sourceIPAddress": inputs["sourceIPAddress"]},
+            [
+                pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
+                pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
+            ],
+        ),
+    }
+    made[s.EVENT_TIME], made[s.EVENT_DATE] = _event_times(inputs["eventTime"])
     arrays = []
     for field in s.EVENT_SCHEMA:
         array = taken.get(field.name)
         if array is None:
-            array = made.column(field.name).combine_chunks().cast(field.type)
+            array = made[field.name].cast(field.type)
         assert len(array) == length
         arrays.append(array)
     nullable = pa.schema([f.with_nullable(True) for f in s.EVENT_SCHEMA])

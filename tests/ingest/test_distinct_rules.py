@@ -1,7 +1,7 @@
 """The actor, key and address rules run once per distinct value, and that changes no row.
 
 :func:`analytics.ingest.identity.normalise` evaluates its rules over the distinct combinations of their
-inputs and gathers the results back. Here the same rules, evaluated on every row, are the
+inputs (each column dictionary-encoded, the codes combined exactly) and gathers the results back. Here the same rules, evaluated on every row, are the
 reference: for frames of repeated, null, empty and hostile values the two agree row for row.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -64,17 +65,35 @@ def frames(draw: Any) -> pl.DataFrame:
 def test_rules_per_distinct_value_equal_rules_per_event(frame: pl.DataFrame) -> None:
     c = {name: pl.col(name) for name in INPUTS}
     per_event = frame.select(_rules(c))
-    gathered = identity.per_distinct(frame, INPUTS, _rules(c))
-    assert gathered.equals(per_event)
+    gathered = identity.per_distinct(_arrow(frame, INPUTS), _rules(c))
+    assert pl.DataFrame(gathered).equals(per_event)
+
+
+def _arrow(frame: pl.DataFrame, names: list[str]) -> dict[str, pa.Array]:
+    return {name: frame.get_column(name).to_arrow() for name in names}
 
 
 def test_the_gather_keeps_row_order_and_null_inputs_match_each_other() -> None:
     frame = pl.DataFrame(
         {"a": [None, "x", None, "y", "x", None], "b": ["1", None, "1", "2", None, None]}
     )
-    out = identity.per_distinct(frame, ["a", "b"], [pl.concat_str("a", "b").alias("ab")])
-    assert out["ab"].to_list() == [None, None, None, "y2", None, None]
-    out = identity.per_distinct(
-        frame, ["a", "b"], [pl.coalesce("a", "b", pl.lit("-")).alias("first")]
-    )
-    assert out["first"].to_list() == ["1", "x", "1", "y", "x", "-"]
+    inputs = _arrow(frame, ["a", "b"])
+    out = identity.per_distinct(inputs, [pl.concat_str("a", "b").alias("ab")])
+    assert out["ab"].to_pylist() == [None, None, None, "y2", None, None]
+    out = identity.per_distinct(inputs, [pl.coalesce("a", "b", pl.lit("-")).alias("first")])
+    assert out["first"].to_pylist() == ["1", "x", "1", "y", "x", "-"]
+
+
+def test_distinct_rows_tell_apart_every_column_and_keep_first_appearance() -> None:
+    # Many columns of many values: the combined code is renumbered before it could overflow.
+    rows = 5_000
+    columns = [pa.array([f"{(i * (c + 7)) % (c + 97)}" for i in range(rows)]) for c in range(12)]
+    first, combination = identity.distinct_rows(columns)
+    tuples = list(zip(*(col.to_pylist() for col in columns), strict=True))
+    expected: dict[tuple[str, ...], int] = {}
+    for value in tuples:
+        expected.setdefault(value, len(expected))
+    assert combination.tolist() == [expected[value] for value in tuples]
+    assert [tuples[row] for row in first] == list(expected)
+    empty, none = identity.distinct_rows([pa.array([], pa.string())])
+    assert len(empty) == len(none) == 0
