@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,25 @@ class LocalSource:
             raise ObjectFetchError(f"{ref.key}: path leaves the source folder")
         try:
             with open(os.path.join(self.root, ref.key), "rb") as handle:
-                return handle.read(-1 if limit is None else limit)
+                return _read_bounded(handle, limit)
         except OSError as exc:
             raise ObjectFetchError(f"{ref.key}: cannot read ({exc.strerror})") from None
+
+
+def _read_bounded(handle: BinaryIO, limit: int | None) -> bytes:
+    """At most ``limit`` bytes of an open file, read into a buffer of the file's size.
+
+    ``read(limit)`` would first allocate ``limit`` bytes (the decompression bound, 256 MiB by
+    default) and shrink them afterwards: a fresh mapping, and its unmapping, for every object.
+    A file that grew since it was measured is read on to its end (or the limit).
+    """
+    size = os.fstat(handle.fileno()).st_size
+    want = size + 1 if limit is None else min(limit, size + 1)
+    data = handle.read(want)
+    if len(data) < want or (limit is not None and want >= limit):
+        return data
+    rest = handle.read(-1 if limit is None else limit - want)
+    return data + rest if rest else data
 
 
 def open_source(uri: str, endpoint_url: str | None = None) -> Source:

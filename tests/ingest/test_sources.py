@@ -198,3 +198,45 @@ def test_a_local_tree_is_not_planned_by_folder_but_lists_one_if_asked(tmp_path: 
     assert source.folder_key(folder) == folder
     with pytest.raises(SourceError, match="leaves the source folder"):
         list(source.list_folder("../"))
+
+
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 11, 4096])
+def test_a_local_fetch_reads_at_most_its_limit(tmp_path: Path, size: int) -> None:
+    # Sources read at most ``limit`` bytes (one more than the decompression bound tells an
+    # object too large apart): the whole file below it, exactly ``limit`` bytes at or above it.
+    from analytics.adapters.sources import LocalSource, ObjectRef
+
+    content = bytes(range(256)) * (size // 256 + 1)
+    (tmp_path / "object.json.gz").write_bytes(content[:size])
+    source = LocalSource(tmp_path)
+    ref = next(iter(source.list_folder("")))
+    assert source.fetch(ref) == content[:size]
+    assert source.fetch(ref, 10) == content[: min(size, 10)]
+    assert isinstance(ref, ObjectRef)
+
+
+def test_a_local_fetch_reads_the_file_as_it_is_when_fetched(tmp_path: Path) -> None:
+    from analytics.adapters.sources import LocalSource
+
+    path = tmp_path / "object.json.gz"
+    path.write_bytes(b"x" * 100)
+    source = LocalSource(tmp_path)
+    ref = next(iter(source.list_folder("")))
+    path.write_bytes(b"y" * 5000)  # grown after listing: read to its end, or to the limit
+    assert source.fetch(ref) == b"y" * 5000
+    assert source.fetch(ref, 1000) == b"y" * 1000
+
+
+@pytest.mark.parametrize("limit", [None, 3, 700])
+def test_a_bounded_read_goes_on_past_the_size_it_measured(limit: int | None) -> None:
+    # A pipe measures 0 bytes: the read must not stop at the measured size (a file growing
+    # between measuring and reading looks the same).
+    import os
+
+    from analytics.adapters.sources import _read_bounded
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"z" * 500)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as handle:
+        assert _read_bounded(handle, limit) == b"z" * (500 if limit is None else min(limit, 500))
