@@ -30,7 +30,6 @@ from rich.console import Console
 
 from analytics.adapters.lake import LocalLake
 from analytics.config import Config
-from analytics.detect import scoring as detect
 from analytics.detect.baselines import window
 from analytics.detect.incidents import triage_count
 from analytics.lake import schema as s
@@ -171,6 +170,8 @@ def _counted(count: int, noun: str) -> str:
 
 def _day_line(lake: LocalLake, day: dt.date) -> str:
     """Alerts, incidents and things to triage on ``day``, as ``keytrail detect`` counts them."""
+    from analytics.detect import scoring as detect  # the query engine: not for every command
+
     alerts = detect.read_alerts(lake, day)
     found = detect.read_incidents(lake, day)
     live = alerts.filter(pl.col(s.SUPPRESSED_BY).is_null()).height

@@ -68,6 +68,7 @@ from analytics.ingest.cloudtrail import (
     DecodedObject,
     decode_object,
     failure_reason,
+    load_scanner_early,
     normalise_each,
 )
 from analytics.ingest.decompress import DEFAULT_MAX_DECOMPRESSED, RejectedObject, too_large
@@ -1261,6 +1262,8 @@ def ingest(
     ``checkpoint_events`` staged events (so a long run shows progress in the lake) and at the
     end."""
     started = time.perf_counter()
+    if mapper is None:  # this process reads: its scanner loads while the source is listed
+        load_scanner_early()
     summary = IngestSummary(source=source.describe())
     if not lake.in_place:
         lake.root.mkdir(parents=True, exist_ok=True)

@@ -121,8 +121,17 @@ def _work_space() -> tuple[np.ndarray, np.ndarray]:
 
 def scan_document(doc: bytes) -> Scanned | str:
     """Scan one document: its span table, or the reason it must go to the reference decoder."""
+    scanned = _scanned(doc)
+    if isinstance(scanned, str):
+        return _fallback(scanned)
+    with _LOCK:
+        STATISTICS.scanned += 1
+    return scanned
+
+
+def _scanned(doc: bytes) -> Scanned | str:
     if len(doc) >= 2**31 - 1:
-        return _fallback("document larger than 2 GiB")
+        return "document larger than 2 GiB"
     view = np.frombuffer(doc, dtype=np.uint8)
     scratch, text = _work_space()
     kinds, starts, ends = _tables(len(doc) // _ROWS_PER_BYTE + 64)
@@ -133,11 +142,24 @@ def scan_document(doc: bytes) -> Scanned | str:
         sizes[:] = 0
         code, rows, _ = k.scan(view, kinds, starts, ends, sizes, scratch, text)
     if code != k.OK:
-        return _fallback(REASONS.get(code, f"reason {code}"))
+        return REASONS.get(code, f"reason {code}")
     kinds, starts, ends = kinds[:rows].copy(), starts[:rows].copy(), ends[:rows].copy()
-    with _LOCK:
-        STATISTICS.scanned += 1
     return Scanned(view, kinds, starts, ends, sizes[_TEXT_SLOTS])
+
+
+LOAD_DOCUMENT = b'{"Records": [{"eventID": "e", "eventTime": "2026-11-02T10:00:00Z"}]}'
+
+
+def load() -> None:
+    """Load the compiled kernels now (from numba's cache, or compiled if the cache has none) by
+    scanning and gathering one small document, without counting it in :data:`STATISTICS`.
+
+    Loading costs about half a second in every process: an ingest starts it on a thread of its
+    own while it lists the source (:func:`analytics.ingest.cloudtrail.load_scanner_early`)."""
+    scanned = _scanned(LOAD_DOCUMENT)
+    if isinstance(scanned, str):  # the kernel itself refused it: a bug, never a wrong row
+        raise RuntimeError(f"the scanner refused its own load document ({scanned})")
+    to_columns([scanned])
 
 
 def _fallback(reason: str) -> str:

@@ -9,21 +9,24 @@ Every sink is idempotent on ``alert_id`` through a ledger in the lake
 
 from __future__ import annotations
 
-from analytics.publish.export.sinks import (
-    ExportItem,
-    ExportResult,
-    HecSink,
-    OcsfFileSink,
-    RetryPolicy,
-    S3Sink,
-    SecurityHubSink,
-    Sink,
-    SinkError,
-    default_ocsf_path,
-    default_ocsf_sink,
-    export,
-    prepare,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from analytics.publish.export.sinks import (
+        ExportItem,
+        ExportResult,
+        HecSink,
+        OcsfFileSink,
+        RetryPolicy,
+        S3Sink,
+        SecurityHubSink,
+        Sink,
+        SinkError,
+        default_ocsf_path,
+        default_ocsf_sink,
+        export,
+        prepare,
+    )
 
 __all__ = [
     "ExportItem",
@@ -40,3 +43,14 @@ __all__ = [
     "export",
     "prepare",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The sinks, imported on first use: the formats and :mod:`~analytics.publish.export.bounds`
+    (which every command's terminal output applies) do not need HTTP clients or the lake's
+    query engine, so importing them stays cheap."""
+    if name in __all__:
+        from analytics.publish.export import sinks
+
+        return getattr(sinks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
