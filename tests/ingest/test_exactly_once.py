@@ -225,3 +225,22 @@ def test_read_threads_pausing_the_collector_leave_it_off_until_the_last_is_done(
     worker.join()
     assert seen_by_second == [False]  # the first thread's pause ended, the second's had not
     assert gc.isenabled()  # back as it was, once the last pause ended
+
+
+def test_the_cli_ingest_hands_what_it_set_apart_back_to_the_collector(tmp_path: Path) -> None:
+    # keytrail ingest freezes what is loaded before its run (the collector skips it while the
+    # run allocates); in a process that goes on afterwards (here, the test's), it is unfrozen.
+    import gc
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    tree = tmp_path / "trail"
+    t0 = dt.datetime(2026, 11, 2, 10, 5, tzinfo=dt.UTC)
+    trail.write_tree(tree, {trail.log_key(t0, "A"): trail.gz([trail.kms_record(seed="f1")])})
+    assert gc.get_freeze_count() == 0
+    result = CliRunner().invoke(app, ["ingest", str(tree), "--lake", str(tmp_path / "lake")])
+    assert result.exit_code == 0, result.output
+    assert lake_events(tmp_path / "lake").height == 1
+    assert gc.get_freeze_count() == 0
