@@ -132,6 +132,27 @@ def test_records_the_reference_quarantines_are_quarantined_alike() -> None:
     assert parsed.events.num_rows == 1
 
 
+@pytest.mark.parametrize("special", ['\\"', "\\\\", "\\n", "\\u00e9", "é", "😀", "\x01"])
+def test_a_string_is_read_alike_wherever_its_special_byte_falls(special: str) -> None:
+    # The scanner reads strings eight bytes at a time from any position and jumps to the first
+    # quote, backslash, control or non-ASCII byte: every position of such a byte in those eight
+    # bytes, and every alignment of the string's start, must read as the reference does (or, for
+    # a raw control character, which is not JSON, go to the reference decoder).
+    records, texts = [], []
+    for shift in range(8):
+        for before in range(18):
+            record = trail.kms_record(seed=f"pos{shift}-{before}")
+            record["eventVersion"] = "1." + "0" * shift  # moves everything after it
+            record["userAgent"] = f"@{len(texts)}@"
+            texts.append("a" * before + special + "b" * (before % 5))
+            records.append(record)
+    doc = _doc(records, ensure_ascii=False)
+    for number, text in enumerate(texts):
+        doc = doc.replace(f'"@{number}@"'.encode(), f'"{text}"'.encode())
+    outcomes = {outcome(doc)}
+    assert outcomes == ({"fallback: invalid JSON"} if special == "\x01" else {"equal"})
+
+
 def _fine() -> dict[str, Any]:
     return trail.kms_record(seed="fine")
 

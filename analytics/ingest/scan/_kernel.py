@@ -135,6 +135,8 @@ _HIGH_BITS = np.uint64(0x8080808080808080)
 _QUOTES = np.uint64(0x2222222222222222)
 _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
 _SPACES = np.uint64(0x2020202020202020)
+_BYTE_INDEX = np.uint64(0x0001020304050607)
+"""Multiplied by ``256**k``, its top byte is ``k``: the index of a word's lowest flagged byte."""
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = 123, 125, 91, 93
 
 
@@ -233,18 +235,28 @@ def _string(buf: np.ndarray, i: int, n: int) -> tuple[int, bool]:
     negated reason code; whether it holds escapes)."""
     i += 1
     escaped = False
-    words = buf[: n - (n & 7)].view(np.uint64)
+    whole = n - (n & 7)
+    words = buf[:whole].view(np.uint64)
     while i < n:
-        if (i & 7) == 0 and i + 8 <= n:
-            # Eight bytes at once: skip them if none is a quote, a backslash, a control
-            # character or a non-ASCII byte (each test sets the high bit of such a byte).
-            w = words[np.uint64(i >> 3)]
+        if i + 16 <= whole:
+            # Eight bytes at once, from any position (two aligned words, shifted together):
+            # each test sets the high bit of a quote, a backslash, a control character or a
+            # non-ASCII byte. None: skip all eight. Else go straight to the first such byte
+            # (the lowest flag is always a true one; only flags above it can be false).
+            j = np.uint64(i >> 3)
+            shift = np.uint64((i & 7) * 8)
+            w = words[j]
+            if shift:
+                w = (w >> shift) | (words[j + np.uint64(1)] << (np.uint64(64) - shift))
             quote = w ^ _QUOTES
             backslash = w ^ _BACKSLASHES
             hits = ((quote - _ONES) & ~quote) | ((backslash - _ONES) & ~backslash)
-            if ((hits | ((w - _SPACES) & ~w) | w) & _HIGH_BITS) == 0:
+            hits = (hits | ((w - _SPACES) & ~w) | w) & _HIGH_BITS
+            if hits == 0:
                 i += 8
                 continue
+            lowest = hits & (~hits + np.uint64(1))
+            i += int(((lowest >> np.uint64(7)) * _BYTE_INDEX) >> np.uint64(56))
         c = _at(buf, i)
         if c == _QUOTE:
             return i + 1, escaped
