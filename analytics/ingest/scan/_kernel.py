@@ -86,10 +86,16 @@ _HASH_SLOTS = 128
 
 
 def _hash(name: bytes) -> int:
-    """The slot of a key name (the kernel computes the same over the document's bytes)."""
-    h = 0
-    for byte in name:
-        h = (h * 3 + byte) & 0xFFFFFFFF
+    """The slot of a key name (the kernel computes the same over the document's bytes): from
+    its length and its last three bytes only, so a key costs the same whatever its length.
+    :func:`_names` refuses a set of names that would share a slot; a key of the document that
+    lands on a name's slot is still compared byte for byte."""
+    length = len(name)
+    return _slot(length, name[length - 1], name[max(length - 2, 0)], name[max(length - 3, 0)])
+
+
+def _slot(length: int, last: int, second: int, third: int) -> int:
+    h = (length * 37 + last * 11 + second * 5 + third * 7) & 0xFFFFFFFF
     return (h ^ (h >> 7)) & (_HASH_SLOTS - 1)
 
 
@@ -463,9 +469,8 @@ def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np
     if length <= 0:
         return -1
     count = offsets.shape[0] - 1 - _HASH_SLOTS
-    h = 0
-    for j in range(start, end):
-        h = (h * 3 + buf[j]) & 0xFFFFFFFF
+    h = (length * 37 + _at(buf, end - 1) * 11 + _at(buf, max(end - 2, start)) * 5
+         + _at(buf, max(end - 3, start)) * 7) & 0xFFFFFFFF  # fmt: skip
     h = (h ^ (h >> 7)) & (_HASH_SLOTS - 1)
     k = offsets[count + 1 + h]
     if k < 0:
