@@ -1261,9 +1261,25 @@ def ingest(
     ``mapper``: the flow's task runner, a Dask cluster, staged in the lake), commit every
     ``checkpoint_events`` staged events (so a long run shows progress in the lake) and at the
     end."""
+    # This process reads: its compiled scanner loads while the source is listed. The run waits
+    # for the load to end (a run with nothing to read ends sooner), so the process never exits
+    # while that thread is inside numba's native code.
+    loader = load_scanner_early() if mapper is None else None
+    try:
+        return _ingest(source, lake, options, progress, mapper)
+    finally:
+        if loader is not None:
+            loader.join()
+
+
+def _ingest(
+    source: Source,
+    lake: LocalLake,
+    options: IngestOptions,
+    progress: ProgressCallback | None,
+    mapper: PartitionMapper | None,
+) -> IngestSummary:
     started = time.perf_counter()
-    if mapper is None:  # this process reads: its scanner loads while the source is listed
-        load_scanner_early()
     summary = IngestSummary(source=source.describe())
     if not lake.in_place:
         lake.root.mkdir(parents=True, exist_ok=True)
