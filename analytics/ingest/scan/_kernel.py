@@ -16,11 +16,15 @@ truncated or hostile document ends in a reason code, never a read past its end.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numpy as np
 from numba import njit
+
+if sys.byteorder != "little":  # the string scan reads eight bytes as one little-endian word
+    raise ImportError("the compiled scanner needs a little-endian machine")
 
 _OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "_nrt": False}
 """Compiled once and cached on disk; the GIL released; and no runtime reference counting: a
