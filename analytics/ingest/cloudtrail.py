@@ -275,11 +275,15 @@ def load_scanner_early() -> threading.Thread | None:
         return None
 
     def load() -> None:
-        with contextlib.suppress(Exception):  # the first document then says why, as before
-            if scanner_enabled():
-                from analytics.ingest import scan
+        global _SCANNER_FAILURE
+        if not scanner_enabled():  # numba did not load: the reference decoder reads everything
+            return
+        from analytics.ingest import scan
 
-                scan.load()
+        try:
+            scan.load()
+        except Exception as exc:  # a kernel that fails on its own small document is not used
+            _SCANNER_FAILURE = failure_reason(exc)
 
     thread = threading.Thread(target=load, name="keytrail-scanner-load", daemon=True)
     thread.start()

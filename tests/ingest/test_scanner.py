@@ -138,7 +138,8 @@ def test_a_string_is_read_alike_wherever_its_special_byte_falls(special: str) ->
     # quote, backslash, control or non-ASCII byte: every position of such a byte in those eight
     # bytes, and every alignment of the string's start, must read as the reference does (or, for
     # a raw control character, which is not JSON, go to the reference decoder).
-    records, texts = [], []
+    records: list[dict[str, Any]] = []
+    texts: list[str] = []
     for shift in range(8):
         for before in range(18):
             record = trail.kms_record(seed=f"pos{shift}-{before}")
@@ -415,6 +416,23 @@ def test_without_numba_ingest_falls_back_to_the_reference_decoder(
     monkeypatch.setattr(ct, "_SCANNER_FAILURE", None)
     assert not ct.scanner_enabled()
     assert ct._SCANNER_FAILURE is not None
+    decoded = ct.decode_document(_doc([_fine()]), "obj")
+    assert decoded.scanned is None and len(decoded.records) == 1
+
+
+def test_a_scanner_that_fails_to_load_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ingest loads the scanner on a thread of its own; if its kernels fail on their own
+    # small document, every document goes to the reference decoder instead.
+    def broken() -> None:
+        raise RuntimeError("the scanner refused its own load document")
+
+    monkeypatch.setattr(scan, "load", broken)
+    monkeypatch.setattr(ct, "_SCANNER_FAILURE", None)
+    loader = ct.load_scanner_early()
+    assert loader is not None
+    loader.join()
+    assert not ct.scanner_enabled()
+    assert "refused its own load document" in str(ct._SCANNER_FAILURE)
     decoded = ct.decode_document(_doc([_fine()]), "obj")
     assert decoded.scanned is None and len(decoded.records) == 1
 
