@@ -246,19 +246,21 @@ def _first_rows(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.concatenate(([True], highest[1:] > highest[:-1])))
 
 
-def distinct_rows(arrays: Sequence[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+def distinct_rows(
+    arrays: Sequence[pa.Array], encoded: Sequence[tuple[np.ndarray, int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The distinct combinations of ``arrays`` (equal length; null equals null): the first row
     of each, and for every row the number of its combination (numbered in order of first
     appearance).
 
-    Exact: each column is dictionary-encoded by value, and the codes are combined into one
-    integer per row (renumbered whenever the product of the columns' sizes could overflow),
-    so two rows share a combination only if every input is equal.
+    Exact: each column is dictionary-encoded by value (``encoded``: their codes, when the
+    caller has them already), and the codes are combined into one integer per row (renumbered
+    whenever the product of the columns' sizes could overflow), so two rows share a
+    combination only if every input is equal.
     """
     key = np.zeros(len(arrays[0]) if arrays else 0, dtype=np.int64)
     span = 1
-    for array in arrays:
-        codes, size = _codes(array)
+    for codes, size in encoded if encoded is not None else map(_codes, arrays):
         if span * size >= 2**62:
             key, span = _renumbered(key)
         key = key * size + codes
@@ -272,7 +274,11 @@ def _renumbered(key: np.ndarray) -> tuple[np.ndarray, int]:
     return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
 
 
-def per_distinct(inputs: Mapping[str, pa.Array], outputs: Sequence[pl.Expr]) -> dict[str, pa.Array]:
+def per_distinct(
+    inputs: Mapping[str, pa.Array],
+    outputs: Sequence[pl.Expr],
+    encoded: Mapping[str, tuple[np.ndarray, int]] | None = None,
+) -> dict[str, pa.Array]:
     """``outputs`` (over ``inputs`` only) computed once per distinct combination of ``inputs``
     and gathered back to every row, in the inputs' order, as Arrow arrays by output name.
 
@@ -280,7 +286,8 @@ def per_distinct(inputs: Mapping[str, pa.Array], outputs: Sequence[pl.Expr]) -> 
     regular expressions and string building of the rules below run over hundreds of distinct
     values instead of every event; only those distinct rows ever become Polars values.
     """
-    first, combination = distinct_rows(list(inputs.values()))
+    codes = [encoded[name] for name in inputs] if encoded is not None else None
+    first, combination = distinct_rows(list(inputs.values()), codes)
     distinct = pl.from_arrow(pa.table({name: array.take(first) for name, array in inputs.items()}))
     assert isinstance(distinct, pl.DataFrame)
     made = distinct.select(outputs).to_arrow(compat_level=pl.CompatLevel.oldest())
@@ -313,6 +320,8 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     c = {name: pl.col(name) for name in inputs}
     source = c["sourceIPAddress"]
     key_arn = _key_arn(c)
+    # Inputs shared by two rules (accounts, event source, address) are encoded once.
+    encoded = {name: _codes(inputs[name]) for name in {*_ACTOR_INPUTS, *_KEY_INPUTS}}
     made = {
         **per_distinct(
             {name: inputs[name] for name in _ACTOR_INPUTS},
@@ -322,6 +331,7 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
                 .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
                 .alias(s.SESSION_NAME),
             ],
+            encoded,
         ),
         **per_distinct(
             {name: inputs[name] for name in _KEY_INPUTS},
@@ -329,6 +339,7 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
                 key_arn.alias(s.KEY_ARN),
                 key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
             ],
+            encoded,
         ),
         **per_distinct(
             {"sourceIPAddress": inputs["sourceIPAddress"]},
@@ -336,6 +347,7 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
                 pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
                 pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
             ],
+            encoded,
         ),
     }
     made[s.EVENT_TIME], made[s.EVENT_DATE] = _event_times(inputs["eventTime"])
