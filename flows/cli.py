@@ -216,9 +216,9 @@ def _run_ingest(
     # The read threads and the merge share this process: Arrow's own allocator (mimalloc) would
     # hold freed memory beside glibc's and Polars', about 100 MB more at peak on 1M events.
     pa.set_memory_pool(pa.system_memory_pool())
-    # What is loaded so far (Polars, pyarrow, numba, keytrail's modules) lives as long as the
-    # run: set apart from the cyclic collector, whose full passes would otherwise walk it all
-    # (2–3% of an ingest's CPU); handed back to it afterwards.
+    # What is loaded so far (Polars, pyarrow, keytrail's modules) lives as long as the run: set
+    # apart from the cyclic collector, whose full passes would otherwise walk it all (2–3% of an
+    # ingest's CPU); handed back to it afterwards.
     gc.freeze()
     try:
         return _ingest_with_progress(source, lake, options, show_progress)

@@ -251,13 +251,16 @@ def _scan(doc: bytes) -> Scanned | str | None:
     return scan.scan_document(doc)
 
 
+def _reference_chosen() -> bool:
+    """Whether ``KEYTRAIL_SCANNER`` turns the compiled scanner off."""
+    return os.environ.get(SCANNER_ENV, "compiled").strip().lower() == "reference"
+
+
 def scanner_enabled() -> bool:
     """Whether documents go through the compiled scanner: ``KEYTRAIL_SCANNER`` is not
     ``reference``, and numba loads (or compiles) the kernel here."""
     global _SCANNER_FAILURE
-    if _SCANNER_FAILURE is not None:
-        return False
-    if os.environ.get(SCANNER_ENV, "compiled").strip().lower() == "reference":
+    if _SCANNER_FAILURE is not None or _reference_chosen():
         return False
     try:
         from analytics.ingest import scan  # noqa: F401  (imports numba and the kernel)
@@ -271,7 +274,7 @@ def load_scanner_early() -> threading.Thread | None:
     """Start loading the compiled scanner on a thread of its own (numba's import and its cached
     code: about half a second), so that it overlaps what a run does before its first document
     instead of delaying the first read. Returns the thread, or None if the scanner is off."""
-    if os.environ.get(SCANNER_ENV, "compiled").strip().lower() == "reference":
+    if _reference_chosen():
         return None
 
     def load() -> None:
