@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -43,19 +44,29 @@ class LogName:
 
 def classify(key: str) -> tuple[Kind, LogName | None]:
     """Classify an object key (or relative path) by its name and folders."""
-    name = key.rsplit("/", 1)[-1]
-    if _DIGEST.search(key):
-        return Kind.DIGEST, None
-    if _INSIGHT.search(key):
-        return Kind.INSIGHT, None
-    match = _LOG_FILE.match(name)
+    # Both the Digest and the Insight patterns contain "CloudTrail-": a key without it (every
+    # log file of a native trail) skips their searches, a third of a large listing's planning.
+    if "CloudTrail-" in key:
+        if _DIGEST.search(key):
+            return Kind.DIGEST, None
+        if _INSIGHT.search(key):
+            return Kind.INSIGHT, None
+    match = _LOG_FILE.match(key.rsplit("/", 1)[-1])
     if match is None:
         return Kind.OTHER, None
+    name = _log_name(*match.group("account", "region", "year", "month", "day"))
+    return (Kind.OTHER, None) if name is None else (Kind.LOG, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _log_name(account: str, region: str, year: str, month: str, day: str) -> LogName | None:
+    """One (account, region, delivery day) as named by its log files, made once for the many
+    files it has; None for a date that does not exist."""
     try:
-        delivered = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
+        delivered = dt.date(int(year), int(month), int(day))
     except ValueError:
-        return Kind.OTHER, None
-    return Kind.LOG, LogName(match["account"], match["region"], delivered)
+        return None
+    return LogName(account, region, delivered)
 
 
 def day_folder(folder: str) -> LogName | None:

@@ -52,7 +52,6 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analytics.adapters.lake import (
@@ -693,29 +692,11 @@ def read_partition(
                     by_day.setdefault(day, []).append(chunk.table.filter((days == day).to_arrow()))
     files = []
     for day in sorted(by_day):
-        table = _in_time_order(pa.concat_tables(by_day.pop(day)))
+        table = pa.concat_tables(by_day.pop(day))
         where = staging.write_table(f"{partition.stem}/{day.isoformat()}{STAGED_SUFFIX}", table)
         files.append(StagedFile(day, where, table.num_rows))
     return StagedPartition(partition, files, outcomes, counts, events_read, outside, bytes_read,
                            round(time.perf_counter() - started, 3))  # fmt: skip
-
-
-def _in_time_order(table: pa.Table) -> pa.Table:
-    """``table`` sorted (stably) by event time, when its eventIDs are all distinct.
-
-    The day merge writes fresh events in time order on the committing thread; sorting here, in
-    the read task, moves that gather onto the read threads (or workers). With repeated IDs the
-    merge decides which one stays by their order in the file, so that order is left as read.
-    """
-    if table.num_rows < 2:
-        return table
-    if pl.Series(table.column(s.EVENT_ID)).n_unique() < table.num_rows:
-        return table
-    times = table.column(s.EVENT_TIME)
-    if pl.Series(times).is_sorted():
-        return table
-    # A stable sort (ties keep their order), gathered from one chunk: 4× faster than from many.
-    return table.combine_chunks().take(pc.sort_indices(times))
 
 
 # --- commit -------------------------------------------------------------------------------------
@@ -896,12 +877,17 @@ def merge_day(
 ) -> DayMerge:
     """De-duplicate one day's staged files (in key order) against the lake and each other.
 
-    Decisions are taken on the small key columns with Polars and end as row numbers in time
-    order; the wide Arrow table is gathered once by them. A repeated eventID is dropped (and
-    counted) when its content (:data:`~analytics.ingest.seen_ids.CONTENT_COLUMNS`) equals that of
-    the event already holding the ID, as CloudTrail's redeliveries do; with different content it is
-    an *eventID clash* (corruption, or someone hiding an event under a known ID) and the
-    newcomer is quarantined as a record of its object, naming both objects and event names.
+    Decisions are taken on the small key columns with Polars and end as row numbers; the wide
+    Arrow table is gathered once by them, only when some rows are left out. Events keep the
+    order they were read in (key order, then their order in the object): a row group holds
+    events of many accounts and regions across the whole day, so sorting by time would not
+    narrow its statistics, and readers that want time order ask for it.
+
+    A repeated eventID is dropped (and counted) when its content
+    (:data:`~analytics.ingest.seen_ids.CONTENT_COLUMNS`) equals that of the event already holding
+    the ID, as CloudTrail's redeliveries do; with different content it is an *eventID clash*
+    (corruption, or someone hiding an event under a known ID) and the newcomer is quarantined as a
+    record of its object, naming both objects and event names.
 
     Days are independent, so merges of different days can run at once (tasks on workers that
     see the lake's folder). The result is a hidden file named ``name`` once renamed; nothing
@@ -916,12 +902,12 @@ def merge_day(
 
 
 def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | None:
-    """The rows of one staged file whose eventID the day does not hold yet, in time order;
+    """The rows of one staged file whose eventID the day does not hold yet, in their order;
     repeats are counted, clashes recorded in ``result``."""
     result.candidates += table.num_rows
     if not table.num_rows:
         return None
-    keys = pl.from_arrow(table.select([s.EVENT_DATE, s.EVENT_TIME, s.SOURCE_OBJECT, s.EVENT_NAME]))
+    keys = pl.from_arrow(table.select([s.SOURCE_OBJECT, s.EVENT_NAME]))
     assert isinstance(keys, pl.DataFrame)
     # The day remembers these IDs until the merge ends: copied into a buffer of their own, so
     # they do not keep alive the whole staged file whose buffers they would otherwise share.
@@ -954,10 +940,7 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
         _record_clashes(table, pl.concat(clashes, how="diagonal_relaxed"), result)
     if fresh.is_empty():
         return None
-    if fresh.get_column(s.EVENT_TIME).is_sorted():  # as read tasks stage them (distinct IDs)
-        rows = fresh.get_column(_ROW)
-    else:
-        rows = fresh.sort(s.EVENT_TIME, maintain_order=True).get_column(_ROW)
+    rows = fresh.get_column(_ROW)
     seen.add(
         fresh.get_column(s.EVENT_ID),
         fresh.select(
@@ -966,8 +949,8 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
             pl.col(s.EVENT_NAME).cast(pl.Categorical).alias(HOLDER_EVENT),
         ),
     )
-    if rows.len() == table.num_rows and rows.is_sorted():
-        return table  # every row is fresh and already in time order: nothing to gather
+    if rows.len() == table.num_rows:
+        return table  # every row is fresh: nothing to gather
     # Gathering rows from one chunk is 4× faster than from many.
     return table.combine_chunks().take(rows.to_arrow())
 
