@@ -11,7 +11,7 @@ import pytest
 
 from analytics.adapters.lake import LocalLake
 from analytics.adapters.s3 import S3Source
-from analytics.ingest.layout import Kind, Selection, classify
+from analytics.ingest.layout import Kind, LogName, Selection, classify
 from analytics.ingest.pipeline import IngestOptions, ingest
 from analytics.lake import schema as s
 from tests import trail
@@ -82,10 +82,23 @@ def test_local_layouts_are_all_recognised(layout: str, tmp_path: Path) -> None:
         ("AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail-Digest/eu-west-1/2026/11/02/111122223333_CloudTrail-Digest_eu-west-1_t_eu-west-1_20261102T100500Z.json.gz", Kind.DIGEST),
         ("x/111122223333_CloudTrail_eu-west-1_20261302T1005Z_abcdefghijklmnop.json.gz", Kind.OTHER),
         ("x/111122223333_CloudTrail_eu-west-1_20261102T1005Z_abc.json.gz.bak", Kind.OTHER),
+        ("x/CloudTrail-Insight/111122223333_CloudTrail-Insight_eu-west-1_20261102T1005Z_abc.json.gz", Kind.INSIGHT),
+        ("CloudTrail-Digest/111122223333_CloudTrail_eu-west-1_20261102T1005Z_abc.json.gz", Kind.DIGEST),
+        ("my-CloudTrail-logs/111122223333_CloudTrail_eu-west-1_20261102T1005Z_abc.json.gz", Kind.LOG),
+        ("x/111122223333_CloudTrail_eu-west-1_20260229T1005Z_abc.json.gz", Kind.OTHER),
     ],
 )  # fmt: skip
 def test_log_files_are_recognised_by_name(key: str, kind: Kind) -> None:
     assert classify(key)[0] is kind
+
+
+def test_log_names_are_shared_by_the_files_of_one_partition() -> None:
+    first = classify("a/111122223333_CloudTrail_eu-west-1_20261102T1005Z_abc.json.gz")[1]
+    second = classify("b/111122223333_CloudTrail_eu-west-1_20261102T2355Z_xyz.json.gz")[1]
+    other = classify("b/111122223333_CloudTrail_eu-west-2_20261102T2355Z_xyz.json.gz")[1]
+    assert first is second
+    assert first == LogName("111122223333", "eu-west-1", dt.date(2026, 11, 2))
+    assert other is not None and other.region == "eu-west-2"
 
 
 def test_s3_listing_is_paginated(s3: Any, bucket: str, s3_endpoint: str, tmp_path: Path) -> None:
