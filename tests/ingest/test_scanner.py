@@ -474,3 +474,57 @@ def test_the_kernels_never_index_out_of_bounds(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     taken, total = (int(x) for x in run.stdout.split())
     assert 0 < taken < total
+
+
+def _gather_arrays(scanned: scan.Scanned) -> dict[str, Any]:
+    """The arrays :func:`scan.to_columns` hands the gather kernel for one object."""
+    import numpy as np
+
+    columns = len(scan.TEXT_COLUMNS)
+    bases = np.zeros(columns + 1, dtype=np.int64)
+    np.cumsum(scanned.sizes, out=bases[1:])
+    return {
+        "offsets": np.zeros((columns, scanned.rows + 1), dtype=np.int64),
+        "data": np.zeros(int(bases[-1]), dtype=np.uint8),
+        "bases": bases,
+        "cursors": bases[:-1].copy(),
+        "validity": np.zeros((columns + 4, (scanned.rows + 7) // 8), dtype=np.uint8),
+    }
+
+
+def _gather(scanned: scan.Scanned, arrays: dict[str, Any]) -> bool:
+    return bool(kernel.gather(scanned.view, scanned.kinds, scanned.starts, scanned.ends,
+                              scanned.rows, 0, scan._TEXT_SLOTS, arrays["offsets"],
+                              arrays["data"], arrays["bases"], arrays["cursors"],
+                              arrays["validity"]))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "misfit",
+    ["data one byte short", "region past data", "cursor outside its region", "offsets short",
+     "validity short", "validity rows"],
+)  # fmt: skip
+def test_the_gather_refuses_arrays_that_do_not_fit_each_other(misfit: str) -> None:
+    """The copies into the data buffer are unchecked memcpys: the kernel first proves the
+    arrays it is given hold every value, or writes nothing and returns False."""
+    import numpy as np
+
+    scanned = scan.scan_document(_sample_documents(1)[0])
+    assert not isinstance(scanned, str)
+    assert _gather(scanned, _gather_arrays(scanned))  # as given by to_columns: fits
+    arrays = _gather_arrays(scanned)
+    if misfit == "data one byte short":
+        arrays["data"] = arrays["data"][:-1]
+    elif misfit == "region past data":
+        arrays["bases"][1:] += 1
+    elif misfit == "cursor outside its region":
+        arrays["cursors"][3] = arrays["bases"][4] + 1
+    elif misfit == "offsets short":
+        arrays["offsets"] = arrays["offsets"][:, :-1].copy()
+    elif misfit == "validity short":
+        arrays["validity"] = np.zeros((len(scan.TEXT_COLUMNS) + 4, 0), dtype=np.uint8)
+    else:
+        arrays["validity"] = arrays["validity"][:-1].copy()
+    data = arrays["data"].copy()
+    assert not _gather(scanned, arrays)
+    assert np.array_equal(arrays["data"], data)
