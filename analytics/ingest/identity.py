@@ -16,6 +16,7 @@ CloudTrail's quirks are handled here once, so detectors read clean columns:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -295,6 +296,30 @@ def per_distinct(
     return {name: made.column(name).combine_chunks().take(rows) for name in made.column_names}
 
 
+@functools.cache
+def _rules() -> tuple[tuple[tuple[str, ...], tuple[pl.Expr, ...]], ...]:
+    """Each rule's inputs and the expressions it computes from them: built once per process
+    (an expression is immutable), not once per chunk of events."""
+    c = {name: pl.col(name) for name in {*_ACTOR_INPUTS, *_KEY_INPUTS}}
+    source = c["sourceIPAddress"]
+    key_arn = _key_arn(c)
+    actor = (
+        _actor(c).alias(s.ACTOR),
+        pl.when(c["uiType"] == "AssumedRole")
+        .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
+        .alias(s.SESSION_NAME),
+    )
+    key = (
+        key_arn.alias(s.KEY_ARN),
+        key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
+    )
+    address = (
+        pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
+        pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
+    )
+    return (_ACTOR_INPUTS, actor), (_KEY_INPUTS, key), (("sourceIPAddress",), address)
+
+
 def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     """Build the event-schema table from the raw columns of :mod:`analytics.ingest.cloudtrail`.
 
@@ -317,39 +342,11 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     inputs[_RESPONSE_KEY] = _response_key_ids(taken[s.RESPONSE_ELEMENTS]).to_arrow(
         compat_level=pl.CompatLevel.oldest()
     )
-    c = {name: pl.col(name) for name in inputs}
-    source = c["sourceIPAddress"]
-    key_arn = _key_arn(c)
     # Inputs shared by two rules (accounts, event source, address) are encoded once.
     encoded = {name: _codes(inputs[name]) for name in {*_ACTOR_INPUTS, *_KEY_INPUTS}}
-    made = {
-        **per_distinct(
-            {name: inputs[name] for name in _ACTOR_INPUTS},
-            [
-                _actor(c).alias(s.ACTOR),
-                pl.when(c["uiType"] == "AssumedRole")
-                .then(c["uiArn"].str.extract(_ASSUMED_ROLE_ARN, 4))
-                .alias(s.SESSION_NAME),
-            ],
-            encoded,
-        ),
-        **per_distinct(
-            {name: inputs[name] for name in _KEY_INPUTS},
-            [
-                key_arn.alias(s.KEY_ARN),
-                key_arn.str.extract(_KEY_OR_ALIAS_ARN_ACCOUNT, 1).alias(s.KEY_ACCOUNT_ID),
-            ],
-            encoded,
-        ),
-        **per_distinct(
-            {"sourceIPAddress": inputs["sourceIPAddress"]},
-            [
-                pl.when(_is_ip(source)).then(source).alias(s.SOURCE_IP),
-                pl.when(~_is_ip(source)).then(source).alias(s.SOURCE_SERVICE),
-            ],
-            encoded,
-        ),
-    }
+    made: dict[str, pa.Array] = {}
+    for names, outputs in _rules():
+        made.update(per_distinct({name: inputs[name] for name in names}, outputs, encoded))
     made[s.EVENT_TIME], made[s.EVENT_DATE] = _event_times(inputs["eventTime"])
     arrays = []
     for field in s.EVENT_SCHEMA:
