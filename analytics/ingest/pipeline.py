@@ -1052,9 +1052,18 @@ class IngestCommit:
                 self.mergers[staged_file.day] = merger
             merger.add(staged_file)
         # One bound for the buffers of all open days, not one per day: a run spanning many
-        # days would otherwise hold a full buffer for each.
-        if sum(m.buffered_rows for m in self.mergers.values()) >= self.options.flush_events:
-            for merger in self.mergers.values():
+        # days would otherwise hold a full buffer for each. Past it the largest buffers are
+        # written until a quarter of the bound is left, so a day that only gets a few late
+        # events from each partition gathers them into one row group instead of writing a
+        # row group of a dozen rows at every flush.
+        bound = self.options.flush_events
+        largest_first = sorted(self.mergers.values(), key=lambda m: -m.buffered_rows)
+        buffered = sum(m.buffered_rows for m in largest_first)
+        if buffered >= bound:
+            for merger in largest_first:
+                if buffered <= bound // 4:
+                    break
+                buffered -= merger.buffered_rows
                 merger.flush()
 
     @property

@@ -158,6 +158,40 @@ def test_buffer_sizes_change_files_not_rows(tmp_path: Path, limit: str, workers:
         assert len(day_files) > len(clean_files)
 
 
+def test_a_day_of_a_few_late_events_is_not_cut_into_tiny_row_groups(tmp_path: Path) -> None:
+    """The open days' buffers share one bound; past it the largest are written first, so the
+    two late events of the day before that each object brings gather into one row group, where
+    flushing every day at once wrote a row group of two rows each time."""
+    import pyarrow.parquet as pq
+
+    from analytics.adapters.lake import LocalLake
+    from analytics.adapters.sources import LocalSource
+    from analytics.ingest.pipeline import IngestOptions, ingest
+
+    late = trail.day_of_records(dt.date(2026, 11, 2), 16, prefix="late")
+    days = [trail.day_of_records(dt.date(2026, 11, d), 8 * 12, prefix="now") for d in (3, 4)]
+    objects = {}
+    for f in range(8):  # each object: 2 late events, 12 of each of two days (no day reaches 50)
+        delivered = dt.datetime(2026, 11, 3, 1 + f, tzinfo=dt.UTC)
+        records = late[2 * f : 2 * f + 2] + [r for d in days for r in d[12 * f : 12 * (f + 1)]]
+        objects[trail.log_key(delivered, f"F{f}")] = trail.gz(records)
+    tree = tmp_path / "trail"
+    trail.write_tree(tree, objects)
+    options = IngestOptions(workers=1, chunk_bytes=1, piece_bytes=1, flush_events=50)
+    summary = ingest(LocalSource(tree), LocalLake(tmp_path / "lake"), options)
+    assert summary.events_written == 16 + 2 * 96
+
+    def row_groups(day: str) -> list[int]:
+        files = sorted((tmp_path / "lake" / "events").glob(f"event_date={day}/*.parquet"))
+        return [pq.ParquetFile(f).metadata.row_group(i).num_rows
+                for f in files for i in range(pq.ParquetFile(f).num_row_groups)]  # fmt: skip
+
+    assert row_groups("2026-11-02") == [16]
+    for day in ("2026-11-03", "2026-11-04"):  # the bound still holds: written as it fills
+        assert sum(row_groups(day)) == 96 and len(row_groups(day)) > 1
+    assert_frame_equal(lake_events(tmp_path / "lake"), _clean_run(tree, tmp_path))
+
+
 def test_tables_staged_in_memory_are_handed_over_once_and_dropped_with_their_run() -> None:
     import pyarrow as pa
 
