@@ -343,7 +343,8 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
         compat_level=pl.CompatLevel.oldest()
     )
     # Inputs shared by two rules (accounts, event source, address) are encoded once.
-    encoded = {name: _codes(inputs[name]) for name in {*_ACTOR_INPUTS, *_KEY_INPUTS}}
+    shared = dict.fromkeys(name for names, _ in _rules() for name in names)
+    encoded = {name: _codes(inputs[name]) for name in shared}
     made: dict[str, pa.Array] = {}
     for names, outputs in _rules():
         made.update(per_distinct({name: inputs[name] for name in names}, outputs, encoded))

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils, config
-from numba.extending import intrinsic
+from numba.extending import intrinsic, register_jitable
 
 if sys.byteorder != "little":  # the string scan reads eight bytes as one little-endian word
     raise ImportError("the compiled scanner needs a little-endian machine")
@@ -100,7 +100,10 @@ def _hash(name: bytes) -> int:
     return _slot(length, name[length - 1], name[max(length - 2, 0)], name[max(length - 3, 0)])
 
 
+@register_jitable
 def _slot(length: int, last: int, second: int, third: int) -> int:
+    """The one slot formula, run by :func:`_hash` in Python for the names and inlined by the
+    kernel for each key of the document."""
     h = (length * 37 + last * 11 + second * 5 + third * 7) & 0xFFFFFFFF
     return (h ^ (h >> 7)) & (_HASH_SLOTS - 1)
 
@@ -475,9 +478,8 @@ def _match(buf: np.ndarray, start: int, end: int, names: np.ndarray, offsets: np
     if length <= 0:
         return -1
     count = offsets.shape[0] - 1 - _HASH_SLOTS
-    h = (length * 37 + _at(buf, end - 1) * 11 + _at(buf, max(end - 2, start)) * 5
-         + _at(buf, max(end - 3, start)) * 7) & 0xFFFFFFFF  # fmt: skip
-    h = (h ^ (h >> 7)) & (_HASH_SLOTS - 1)
+    h = _slot(length, _at(buf, end - 1), _at(buf, max(end - 2, start)),
+              _at(buf, max(end - 3, start)))  # fmt: skip
     k = offsets[count + 1 + h]
     if k < 0:
         return -1
