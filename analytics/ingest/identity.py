@@ -275,23 +275,87 @@ def _renumbered(key: np.ndarray) -> tuple[np.ndarray, int]:
     return encoded.indices.to_numpy().astype(np.int64), len(encoded.dictionary)
 
 
+def _evaluate(distinct: pa.Table, outputs: Sequence[pl.Expr]) -> pa.Table:
+    frame = pl.from_arrow(distinct)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(outputs).to_arrow(compat_level=pl.CompatLevel.oldest())
+
+
+class RuleMemo:
+    """One rule's outputs by combination of its inputs, kept across the chunks of a process.
+
+    The same identities, keys and addresses recur in every chunk of a trail, and evaluating a
+    rule's expressions costs Polars a few milliseconds per chunk however few rows it is given;
+    remembered, a chunk whose combinations were all seen before skips Polars altogether. The
+    rules are pure functions of their inputs, so a remembered output is the one evaluation would
+    give. The memo forgets everything once it holds ``max_chars`` characters of inputs and
+    outputs, so a trail of ever-new values (hostile or not) costs the evaluation, never memory.
+    Threads may share one: each entry is written whole, and a lost count only forgets sooner.
+    """
+
+    def __init__(self, max_chars: int = 8_000_000) -> None:
+        self.max_chars = max_chars
+        self._known: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._chars = 0
+        self._schema: pa.Schema | None = None
+
+    def __len__(self) -> int:
+        """How many combinations are remembered."""
+        return len(self._known)
+
+    def outputs(self, distinct: pa.Table, outputs: Sequence[pl.Expr]) -> pa.Table:
+        """``outputs`` over each row of ``distinct`` (rows of distinct inputs), in its order."""
+        schema = self._schema
+        if not distinct.num_rows:
+            return _evaluate(distinct, outputs)
+        keys = list(zip(*(column.to_pylist() for column in distinct.columns), strict=True))
+        known = self._known
+        values = [known.get(key) for key in keys]
+        missing = [row for row, value in enumerate(values) if value is None]
+        if missing:
+            made = _evaluate(distinct.take(pa.array(missing, pa.int64())), outputs)
+            schema = self._schema = made.schema
+            computed = zip(*(column.to_pylist() for column in made.columns), strict=True)
+            added = 0
+            for row, value in zip(missing, computed, strict=True):
+                values[row] = value
+                added += _chars(keys[row]) + _chars(value)
+            if self._chars + added > self.max_chars:
+                known.clear()
+                self._chars = 0
+            for row in missing:
+                known[keys[row]] = values[row]  # type: ignore[assignment]
+            self._chars += added
+        assert schema is not None
+        columns = zip(*values, strict=True)
+        return pa.Table.from_arrays(
+            [pa.array(column, field.type) for column, field in zip(columns, schema, strict=True)],
+            schema=schema,
+        )
+
+
+def _chars(values: tuple[object, ...]) -> int:
+    return sum(len(value) if isinstance(value, str) else 8 for value in values)
+
+
 def per_distinct(
     inputs: Mapping[str, pa.Array],
     outputs: Sequence[pl.Expr],
     encoded: Mapping[str, tuple[np.ndarray, int]] | None = None,
+    memo: RuleMemo | None = None,
 ) -> dict[str, pa.Array]:
     """``outputs`` (over ``inputs`` only) computed once per distinct combination of ``inputs``
     and gathered back to every row, in the inputs' order, as Arrow arrays by output name.
 
     CloudTrail repeats its identities, addresses and keys across thousands of events, so the
     regular expressions and string building of the rules below run over hundreds of distinct
-    values instead of every event; only those distinct rows ever become Polars values.
+    values instead of every event; only those distinct rows ever become Polars values, and with
+    a ``memo`` only those the memo has not seen in an earlier chunk.
     """
     codes = [encoded[name] for name in inputs] if encoded is not None else None
     first, combination = distinct_rows(list(inputs.values()), codes)
-    distinct = pl.from_arrow(pa.table({name: array.take(first) for name, array in inputs.items()}))
-    assert isinstance(distinct, pl.DataFrame)
-    made = distinct.select(outputs).to_arrow(compat_level=pl.CompatLevel.oldest())
+    distinct = pa.table({name: array.take(first) for name, array in inputs.items()})
+    made = _evaluate(distinct, outputs) if memo is None else memo.outputs(distinct, outputs)
     rows = pa.array(combination)
     return {name: made.column(name).combine_chunks().take(rows) for name in made.column_names}
 
@@ -320,6 +384,12 @@ def _rules() -> tuple[tuple[tuple[str, ...], tuple[pl.Expr, ...]], ...]:
     return (_ACTOR_INPUTS, actor), (_KEY_INPUTS, key), (("sourceIPAddress",), address)
 
 
+@functools.cache
+def _memos() -> tuple[RuleMemo, ...]:
+    """One memo per rule of :func:`_rules`, shared by every chunk this process normalises."""
+    return tuple(RuleMemo() for _ in _rules())
+
+
 def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     """Build the event-schema table from the raw columns of :mod:`analytics.ingest.cloudtrail`.
 
@@ -346,8 +416,8 @@ def normalise(columns: Mapping[str, Sequence[object] | pa.Array]) -> pa.Table:
     shared = dict.fromkeys(name for names, _ in _rules() for name in names)
     encoded = {name: _codes(inputs[name]) for name in shared}
     made: dict[str, pa.Array] = {}
-    for names, outputs in _rules():
-        made.update(per_distinct({name: inputs[name] for name in names}, outputs, encoded))
+    for (names, outputs), memo in zip(_rules(), _memos(), strict=True):
+        made.update(per_distinct({name: inputs[name] for name in names}, outputs, encoded, memo))
     made[s.EVENT_TIME], made[s.EVENT_DATE] = _event_times(inputs["eventTime"])
     arrays = []
     for field in s.EVENT_SCHEMA:

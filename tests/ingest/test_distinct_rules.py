@@ -97,3 +97,35 @@ def test_distinct_rows_tell_apart_every_column_and_keep_first_appearance() -> No
     assert [tuples[row] for row in first] == list(expected)
     empty, none = identity.distinct_rows([pa.array([], pa.string())])
     assert len(empty) == len(none) == 0
+
+
+@fuzz_settings()
+@given(st.lists(frames(), min_size=1, max_size=4), st.sampled_from([0, 200, 8_000_000]))
+def test_a_memo_across_chunks_changes_no_row(chunks: list[pl.DataFrame], max_chars: int) -> None:
+    # Chunks that share some combinations and not others, with a memo large, tiny or none.
+    c = {name: pl.col(name) for name in INPUTS}
+    memo = identity.RuleMemo(max_chars)
+    for frame in chunks:
+        expected = frame.select(_rules(c))
+        gathered = identity.per_distinct(_arrow(frame, INPUTS), _rules(c), memo=memo)
+        assert pl.DataFrame(gathered).equals(expected)
+
+
+def test_a_memo_remembers_what_it_has_evaluated_and_forgets_past_its_bound() -> None:
+    rule = [pl.concat_str("a", pl.lit("!")).alias("loud")]
+    memo = identity.RuleMemo(max_chars=100)
+    first = {"a": pa.array(["x", "y", "x", None])}
+    assert identity.per_distinct(first, rule, memo=memo)["loud"].to_pylist() == [
+        "x!", "y!", "x!", None
+    ]  # fmt: skip
+    assert len(memo) == 3  # x, y and null
+    again = {"a": pa.array(["y", "x"])}
+    assert identity.per_distinct(again, rule, memo=memo)["loud"].to_pylist() == ["y!", "x!"]
+    assert len(memo) == 3
+    # A value longer than the bound empties the memo before it is remembered, then is kept alone.
+    long = "z" * 200
+    out = identity.per_distinct({"a": pa.array([long, "x"])}, rule, memo=memo)
+    assert out["loud"].to_pylist() == [long + "!", "x!"]
+    assert len(memo) == 1
+    empty = identity.per_distinct({"a": pa.array([], pa.string())}, rule, memo=memo)
+    assert empty["loud"].to_pylist() == []
