@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +259,21 @@ def test_the_cache_folder_moves_out_of_a_read_only_install(
     writable = tmp_path / "package"
     writable.mkdir()
     assert configure_cache_dir(writable) is None
+
+
+def test_loading_the_scanner_leaves_scipy_unimported_but_importable() -> None:
+    # A fresh process, as an ingest starts: numba's BLAS probe must not pull scipy.linalg in, and it
+    # (which the detectors import after an ingest in the nightly flow) must still import.
+    script = (
+        "import sys\n"
+        "from analytics.ingest import scan\n"
+        "scan.load()\n"
+        "assert not any(m.startswith('scipy.linalg') for m in sys.modules), 'loaded'\n"
+        "import scipy.linalg.cython_blas, sklearn.ensemble\n"
+        "assert not isinstance(scan.scan_document(scan.LOAD_DOCUMENT), str)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # Generated documents: CloudTrail-shaped records whose kept fields take any value, with escapes,

@@ -17,8 +17,11 @@ two cores; every later process loads it in about half a second.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,10 +159,36 @@ def load() -> None:
 
     Loading costs about half a second in every process: an ingest starts it on a thread of its
     own while it lists the source (:func:`analytics.ingest.cloudtrail.load_scanner_early`)."""
-    scanned = _scanned(LOAD_DOCUMENT)
-    if isinstance(scanned, str):  # the kernel itself refused it: a bug, never a wrong row
-        raise RuntimeError(f"the scanner refused its own load document ({scanned})")
-    to_columns([scanned])
+    with _scipy_hidden():
+        scanned = _scanned(LOAD_DOCUMENT)
+        if isinstance(scanned, str):  # the kernel itself refused it: a bug, never a wrong row
+            raise RuntimeError(f"the scanner refused its own load document ({scanned})")
+        to_columns([scanned])
+
+
+@contextlib.contextmanager
+def _scipy_hidden() -> Iterator[None]:
+    """Let numba set up its targets without importing SciPy's linear algebra, when nothing has
+    imported it yet.
+
+    On the first compile or cache load numba imports its NumPy support, which probes for a BLAS
+    by importing ``scipy.linalg``: a quarter of a second of interpreter work at the start of
+    every ingest, for linear algebra no kernel here does. While hidden, the probe finds no BLAS
+    and numba leaves BLAS-backed functions out of later compiles in this process (keytrail has
+    none); ``scipy.linalg`` imports as usual as soon as the load is over (the detectors need it).
+    """
+    if _LINALG in sys.modules:
+        yield
+        return
+    sys.modules[_LINALG] = None  # type: ignore[assignment]  # its import now raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get(_LINALG, False) is None:
+            del sys.modules[_LINALG]
+
+
+_LINALG = "scipy.linalg"
 
 
 def _fallback(reason: str) -> str:
