@@ -78,9 +78,12 @@ from analytics.ingest.seen_ids import (
     CONTENT_COLUMNS,
     HOLDER,
     HOLDER_EVENT,
+    ID_HASH,
     KNOWN,
     SeenIds,
     content_hashes,
+    merge_hashes,
+    with_merge_hashes,
 )
 from analytics.ingest.staging import STAGED_SUFFIX, StagingArea
 from analytics.lake import schema as s
@@ -693,6 +696,8 @@ def read_partition(
     files = []
     for day in sorted(by_day):
         table = pa.concat_tables(by_day.pop(day))
+        if staging.memory:  # merged in this process: hashed here, in parallel, not by the merge
+            table = with_merge_hashes(table)
         where = staging.write_table(f"{partition.stem}/{day.isoformat()}{STAGED_SUFFIX}", table)
         files.append(StagedFile(day, where, table.num_rows))
     return StagedPartition(partition, files, outcomes, counts, events_read, outside, bytes_read,
@@ -904,6 +909,7 @@ def merge_day(
 def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | None:
     """The rows of one staged file whose eventID the day does not hold yet, in their order;
     repeats are counted, clashes recorded in ``result``."""
+    table, hashes = merge_hashes(table)
     result.candidates += table.num_rows
     if not table.num_rows:
         return None
@@ -914,7 +920,7 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
     ids = table.column(s.EVENT_ID)
     owned = pa.concat_arrays([*ids.chunks, pa.array([], ids.type)])
     keys = keys.insert_column(0, pl.Series(s.EVENT_ID, owned))
-    keys = keys.with_columns(content_hashes(table)).with_row_index(_ROW)
+    keys = keys.hstack(hashes).with_row_index(_ROW)
     clashes: list[pl.DataFrame] = []
     wanted = keys
     # Repeats inside one staged file are rare (a redelivered object read in the same run); the
@@ -930,7 +936,7 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
         )
         clashes.append(keys.filter(pl.col(_CLASH)).drop(_FIRST, _CLASH))
         wanted = keys.filter(pl.col(_FIRST)).drop(_FIRST, _CLASH, HOLDER, HOLDER_EVENT)
-    known = seen.lookup(wanted.get_column(s.EVENT_ID))
+    known = seen.lookup(wanted.get_column(s.EVENT_ID), wanted.get_column(ID_HASH))
     is_known = known.get_column(KNOWN)
     if is_known.any():
         differs = (known.get_column(CONTENT) != wanted.get_column(CONTENT)).fill_null(False)
@@ -948,6 +954,7 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
             pl.col(s.SOURCE_OBJECT).cast(pl.Categorical).alias(HOLDER),
             pl.col(s.EVENT_NAME).cast(pl.Categorical).alias(HOLDER_EVENT),
         ),
+        fresh.get_column(ID_HASH),
     )
     if rows.len() == table.num_rows:
         return table  # every row is fresh: nothing to gather

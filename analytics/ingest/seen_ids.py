@@ -5,7 +5,10 @@ A run tests every buffered event against every ID of its day, and a day may hold
 building a hash set of strings for each test made de-duplication grow with the day's size.
 Membership is therefore tested on 64-bit hashes first (about seven times cheaper) and confirmed
 on the strings only for the rare rows whose hash is known, so a hash collision can never drop
-an event. Hashes are compared only within one process, where Polars' hash is stable.
+an event. Hashes are compared only within one process, where Polars' hash is stable: a read
+task that runs in the merge's own process hashes its table itself (:func:`with_merge_hashes`),
+in parallel, so that the merge, which runs one at a time, only compares. The IDs themselves are
+kept packed (:class:`PackedIds`): 16 bytes for a UUID instead of 52.
 
 Each known ID also carries the hash of its content (:data:`CONTENT_COLUMNS`) and who holds it
 (source object and event name), for the rare ID that is seen again. For the IDs already in the
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -43,7 +47,7 @@ HOLDER = "holder_object"
 HOLDER_EVENT = "holder_event_name"
 CONTENT = "content_hash"
 KNOWN = "known"
-_HASH = "id_hash"
+ID_HASH = "id_hash"
 _DETAILS = {CONTENT: pl.UInt64, HOLDER: pl.String, HOLDER_EVENT: pl.String}
 _CONTENT_SCHEMA = pa.schema([s.EVENT_SCHEMA.field(name) for name in CONTENT_COLUMNS])
 
@@ -58,6 +62,100 @@ def content_hashes(table: pa.Table | pl.DataFrame) -> pl.Series:
     return frame.select(_CONTENT).hash_rows().alias(CONTENT)
 
 
+def with_merge_hashes(table: pa.Table) -> pa.Table:
+    """``table`` with the hashes of its eventIDs (:data:`ID_HASH`) and contents (:data:`CONTENT`)
+    as two more columns, computed where the table is made (a read thread) so that the merge,
+    which runs one at a time, only compares them. Only for a table merged in this process:
+    the hashes are Polars' and compared within one process."""
+    hashes = _hashes_of(table)
+    for name in (ID_HASH, CONTENT):
+        table = table.append_column(name, hashes.get_column(name).to_arrow())
+    return table
+
+
+def merge_hashes(table: pa.Table) -> tuple[pa.Table, pl.DataFrame]:
+    """The table without the columns :func:`with_merge_hashes` added, and its :data:`ID_HASH`
+    and :data:`CONTENT` per row (taken from those columns, or computed when it has none)."""
+    if ID_HASH not in table.column_names:
+        return table, _hashes_of(table)
+    hashes = pl.from_arrow(table.select([ID_HASH, CONTENT]))
+    assert isinstance(hashes, pl.DataFrame)
+    return table.drop_columns([ID_HASH, CONTENT]), hashes
+
+
+def _hashes_of(table: pa.Table) -> pl.DataFrame:
+    ids = pl.Series(table.column(s.EVENT_ID))
+    return pl.DataFrame([SeenIds.hash_ids(ids).alias(ID_HASH), content_hashes(table)])
+
+
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+class PackedIds:
+    """eventIDs held in 16 bytes each when they are canonical (lower-case) UUIDs, as CloudTrail's
+    are, and as text otherwise: a day's remembered IDs are most of a long run's memory, and as
+    Polars text a UUID takes 52 bytes. Packing is exact: a canonical UUID and its 128 bits are
+    one-to-one, and any other ID (upper case, braces, anything) is kept as it was given, so the
+    text an ID is rebuilt as is always the text it came as."""
+
+    def __init__(self, ids: pl.Series) -> None:
+        is_uuid = pl.col("id").str.contains(_UUID).fill_null(False)
+        digits = pl.col("id").str.replace_all("-", "", literal=True)
+        halves = [
+            pl.when(is_uuid)
+            .then(half.str.to_integer(base=16, dtype=pl.UInt64, strict=False))
+            .alias(name)
+            for name, half in (("hi", digits.str.slice(0, 16)), ("lo", digits.str.slice(16)))
+        ]
+        packed = ids.to_frame("id").select(*halves, is_uuid.alias("uuid"))
+        self._hi, self._lo = packed.get_column("hi"), packed.get_column("lo")
+        other = ~packed.get_column("uuid")
+        self._other_rows = other.arg_true()
+        others = ids.filter(other).rename(s.EVENT_ID)
+        if others.len():  # copied out, so as not to keep alive the buffer they were cut from
+            others = pl.Series(s.EVENT_ID, others.to_arrow().cast(pa.large_string()))
+        self._others = others
+
+    def __len__(self) -> int:
+        return self._hi.len()
+
+    def strings(self, mask: pl.Series | None = None) -> pl.Series:
+        """The IDs as text (named ``event_id``), in order; only the rows of ``mask`` if given."""
+        hi, lo = (
+            (self._hi, self._lo) if mask is None else (self._hi.filter(mask), self._lo.filter(mask))
+        )
+        is_uuid = hi.is_not_null()
+        uuids = pl.Series(
+            s.EVENT_ID, _uuid_text(hi.drop_nulls().to_numpy(), lo.drop_nulls().to_numpy())
+        )
+        if not self._others.len():
+            return uuids
+        others = (
+            self._others if mask is None else self._others.filter(mask.gather(self._other_rows))
+        )
+        text = pl.repeat(None, hi.len(), dtype=pl.String, eager=True).alias(s.EVENT_ID)
+        if uuids.len():
+            text = text.scatter(is_uuid.arg_true(), uuids)
+        if others.len():
+            text = text.scatter((~is_uuid).arg_true(), others)
+        return text
+
+
+def _uuid_text(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
+    """Canonical UUID text from the two 64-bit halves (vectorised: repeats can be many)."""
+    rows = len(hi)
+    octets = np.stack([hi, lo], axis=1).astype(">u8").view(np.uint8).reshape(rows, 16)
+    text = np.full((rows, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_DIGITS[0::2]] = _HEX[octets >> 4]
+    text[:, _UUID_DIGITS[1::2]] = _HEX[octets & 15]
+    offsets = np.arange(0, 36 * rows + 1, 36, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(text.tobytes())]
+    )
+
+
 DetailsLoader = Callable[[], pl.DataFrame]
 """Reads ``event_id``, :data:`CONTENT`, :data:`HOLDER` and :data:`HOLDER_EVENT` of the IDs that
 were given without them."""
@@ -67,43 +165,53 @@ class SeenIds:
     """A growing set of eventIDs, kept as the chunks it was given (never re-copied)."""
 
     def __init__(self, ids: pl.Series | None = None, details: DetailsLoader | None = None) -> None:
-        self._ids: list[pl.Series] = []
+        self._ids: list[PackedIds] = []
         self._hashes: list[pl.Series] = []
         self._details: list[pl.DataFrame | DetailsLoader | None] = []
         if ids is not None:
             self._remember(ids, details)
 
-    def add(self, ids: pl.Series, details: pl.DataFrame | None = None) -> None:
+    def add(
+        self, ids: pl.Series, details: pl.DataFrame | None = None, hashes: pl.Series | None = None
+    ) -> None:
         """Remember ``ids`` (which the caller has already checked are new) with, row-aligned,
         their :data:`CONTENT` hash and :data:`HOLDER` / :data:`HOLDER_EVENT` (Categorical keeps
-        them small) when the caller wants clashes with them to be told apart."""
-        self._remember(ids, details)
+        them small) when the caller wants clashes with them to be told apart; ``hashes``: their
+        :meth:`hash_ids`, when the caller has it."""
+        self._remember(ids, details, hashes)
 
-    def _remember(self, ids: pl.Series, details: pl.DataFrame | DetailsLoader | None) -> None:
+    def _remember(
+        self,
+        ids: pl.Series,
+        details: pl.DataFrame | DetailsLoader | None,
+        hashes: pl.Series | None = None,
+    ) -> None:
         if ids.len():
-            self._ids.append(ids)
-            self._hashes.append(self._hash(ids))
+            self._ids.append(PackedIds(ids))
+            self._hashes.append(self.hash_ids(ids) if hashes is None else hashes)
             self._details.append(details)
 
     def contains(self, ids: pl.Series) -> pl.Series:
         """A boolean mask: which of ``ids`` are already known."""
         return self.lookup(ids).get_column(KNOWN)
 
-    def lookup(self, ids: pl.Series) -> pl.DataFrame:
+    def lookup(self, ids: pl.Series, hashes: pl.Series | None = None) -> pl.DataFrame:
         """Per ID of ``ids``, in order: whether it is known and, if so, the content hash and
-        holder it was remembered with (null where not given)."""
-        maybe = self._maybe(ids)
+        holder it was remembered with (null where not given); ``hashes``: their :meth:`hash_ids`,
+        when the caller has it."""
+        hashes = self.hash_ids(ids) if hashes is None else hashes
+        maybe = self._maybe(ids, hashes)
         result = pl.DataFrame({KNOWN: maybe})
         nothing = [pl.lit(None, pl.UInt64).alias(CONTENT), pl.lit(None, pl.String).alias(HOLDER),
                    pl.lit(None, pl.String).alias(HOLDER_EVENT)]  # fmt: skip
         if not maybe.any():
             return result.with_columns(nothing)
-        wanted = self._hash(ids).filter(maybe).implode()
+        wanted = hashes.filter(maybe).implode()
         suspects: list[pl.DataFrame] = []
         for index, (known, hashes) in enumerate(zip(self._ids, self._hashes, strict=True)):
             hit = hashes.is_in(wanted)
             if hit.any():
-                found = known.filter(hit).rename(s.EVENT_ID).to_frame()
+                found = known.strings(hit).to_frame()
                 suspects.append(found.hstack(self._details_of(index).filter(hit)))
         matched = pl.concat(suspects, how="vertical_relaxed").unique(s.EVENT_ID, keep="first")
         looked = ids.rename(s.EVENT_ID).to_frame().join(
@@ -119,22 +227,21 @@ class SeenIds:
         details = self._details[index]
         if callable(details):
             loaded = details().unique(s.EVENT_ID, keep="first")
-            ids = self._ids[index].rename(s.EVENT_ID).to_frame()
+            ids = self._ids[index].strings().to_frame()
             details = ids.join(loaded, on=s.EVENT_ID, how="left", maintain_order="left")
             details = details.drop(s.EVENT_ID)
             self._details[index] = details
         if details is None:
-            details = pl.DataFrame(schema=_DETAILS).clear(self._ids[index].len())
+            details = pl.DataFrame(schema=_DETAILS).clear(len(self._ids[index]))
         return details.select(
             pl.col(CONTENT).cast(pl.UInt64),
             pl.col(HOLDER).cast(pl.String),
             pl.col(HOLDER_EVENT).cast(pl.String),
         )
 
-    def _maybe(self, ids: pl.Series) -> pl.Series:
+    def _maybe(self, ids: pl.Series, hashes: pl.Series) -> pl.Series:
         if not self._hashes:
             return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
-        hashes = self._hash(ids)
         known = pl.concat(self._hashes, rechunk=False)
         # The day's known hashes are probed against a set of the few new ones: building a set
         # of all the known ones at every look-up would cost the day's size each time.
@@ -143,9 +250,15 @@ class SeenIds:
             return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
         maybe = hashes.is_in(known.filter(hit).implode())
         # Confirm on the strings, against only the known IDs whose hash matched.
-        suspects = pl.concat(self._ids, rechunk=False).filter(hit)
-        return maybe & ids.is_in(suspects.implode())
+        suspects, offset = [], 0
+        for known_ids in self._ids:
+            chunk_hit = hit.slice(offset, len(known_ids))
+            offset += len(known_ids)
+            if chunk_hit.any():
+                suspects.append(known_ids.strings(chunk_hit))
+        return maybe & ids.is_in(pl.concat(suspects).implode())
 
     @staticmethod
-    def _hash(ids: pl.Series) -> pl.Series:
+    def hash_ids(ids: pl.Series) -> pl.Series:
+        """The 64-bit hashes membership is first tested on (Polars', stable within a process)."""
         return ids.hash()

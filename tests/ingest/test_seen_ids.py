@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import polars as pl
+from typing import Any
 
-from analytics.ingest.seen_ids import CONTENT, HOLDER, HOLDER_EVENT, SeenIds
+import polars as pl
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analytics.ingest.seen_ids import CONTENT, HOLDER, HOLDER_EVENT, PackedIds, SeenIds
 
 
 def ids(*values: str) -> pl.Series:
@@ -26,7 +31,7 @@ class _EverythingCollides(SeenIds):
     """Every ID hashes alike: only the confirmation on strings can tell them apart."""
 
     @staticmethod
-    def _hash(values: pl.Series) -> pl.Series:
+    def hash_ids(values: pl.Series) -> pl.Series:
         return pl.repeat(7, values.len(), dtype=pl.UInt64, eager=True)
 
 
@@ -66,3 +71,53 @@ def test_a_collision_never_lends_one_id_the_content_of_another() -> None:
     seen.add(ids("b"), _details([2], ["o-b"]))
     assert seen.lookup(ids("b", "q")).rows() == [(True, 2, "o-b", "Decrypt"),
                                                  (False, None, None, None)]  # fmt: skip
+
+
+def test_hashes_made_by_a_read_task_equal_those_the_merge_would_make() -> None:
+    from analytics.ingest.seen_ids import ID_HASH, merge_hashes, with_merge_hashes
+    from analytics.lake import schema as s
+
+    def column(field: pa.Field) -> pa.Array:
+        if field.name == s.EVENT_ID:
+            return pa.array(["a", "b", "a"])
+        if field.nullable:
+            return pa.nulls(3, field.type)
+        return pa.array(
+            [0, 0, 0], pa.int32() if pa.types.is_date32(field.type) else pa.int64()
+        ).cast(field.type)
+
+    table = pa.table({field.name: column(field) for field in s.EVENT_SCHEMA})
+    carried = with_merge_hashes(table)
+    assert carried.num_columns == table.num_columns + 2
+    plain, computed = merge_hashes(table)
+    restored, taken = merge_hashes(carried)
+    assert plain.equals(table) and restored.equals(table)
+    assert taken.equals(computed)
+    assert taken.get_column(ID_HASH).to_list()[0] == taken.get_column(ID_HASH).to_list()[2]
+
+
+UUIDS = st.uuids().map(str)
+OTHER_IDS = st.one_of(
+    st.text(max_size=40),
+    UUIDS.map(str.upper),  # another ID than its lower-case form
+    UUIDS.map(lambda u: "{" + u + "}"),
+    UUIDS.map(lambda u: u[:-1] + "g"),
+)
+
+
+@given(st.lists(UUIDS | OTHER_IDS, max_size=30), st.data())
+def test_packed_ids_give_back_the_text_they_were_given(values: list[str], data: Any) -> None:
+    packed = PackedIds(pl.Series(values, dtype=pl.String))
+    assert len(packed) == len(values)
+    assert packed.strings().to_list() == values
+    mask = data.draw(st.lists(st.booleans(), min_size=len(values), max_size=len(values)))
+    picked = packed.strings(pl.Series(mask, dtype=pl.Boolean)).to_list()
+    assert picked == [v for v, keep in zip(values, mask, strict=True) if keep]
+
+
+def test_uuids_and_other_ids_are_told_apart_exactly_even_when_every_hash_collides() -> None:
+    lower = "0a1b2c3d-1111-4222-8333-444455556666"
+    seen = _EverythingCollides(ids(lower, "plain"))
+    seen.add(ids("ffffffff-ffff-ffff-ffff-ffffffffffff"))
+    asked = ids(lower.upper(), lower, "plain", "ffffffff-ffff-ffff-ffff-ffffffffffff", "x")
+    assert seen.contains(asked).to_list() == [False, True, True, True, False]
