@@ -915,11 +915,9 @@ def _fresh_rows(table: pa.Table, seen: SeenIds, result: DayMerge) -> pa.Table | 
         return None
     keys = pl.from_arrow(table.select([s.SOURCE_OBJECT, s.EVENT_NAME]))
     assert isinstance(keys, pl.DataFrame)
-    # The day remembers these IDs until the merge ends: copied into a buffer of their own, so
-    # they do not keep alive the whole staged file whose buffers they would otherwise share.
-    ids = table.column(s.EVENT_ID)
-    owned = pa.concat_arrays([*ids.chunks, pa.array([], ids.type)])
-    keys = keys.insert_column(0, pl.Series(s.EVENT_ID, owned))
+    # The day remembers the fresh IDs packed (SeenIds copies what it keeps), so these may share
+    # the staged file's buffers.
+    keys = keys.insert_column(0, pl.Series(s.EVENT_ID, table.column(s.EVENT_ID)))
     keys = keys.hstack(hashes).with_row_index(_ROW)
     clashes: list[pl.DataFrame] = []
     wanted = keys
