@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numba
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -245,7 +246,11 @@ def test_a_batch_mixing_scanned_and_reference_objects_keeps_object_order() -> No
 def test_the_cache_folder_moves_out_of_a_read_only_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(CACHE_ENV, raising=False)
+    # configure_cache_dir sets NUMBA_CACHE_DIR (and numba's own setting) itself: both are put
+    # back afterwards, or every later process of this worker would compile the scanner afresh.
+    monkeypatch.setenv(CACHE_ENV, "")
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", numba.config.CACHE_DIR)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     installed = tmp_path / "site-packages" / "scan"
     installed.parent.mkdir()
