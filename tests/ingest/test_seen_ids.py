@@ -9,7 +9,17 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analytics.ingest.seen_ids import CONTENT, HOLDER, HOLDER_EVENT, PackedIds, SeenIds
+from analytics.ingest.seen_ids import (
+    CONTENT,
+    HOLDER,
+    HOLDER_EVENT,
+    ID_HASH,
+    PackedIds,
+    SeenIds,
+    merge_hashes,
+    with_merge_hashes,
+)
+from analytics.lake import schema as s
 
 
 def ids(*values: str) -> pl.Series:
@@ -74,9 +84,6 @@ def test_a_collision_never_lends_one_id_the_content_of_another() -> None:
 
 
 def test_hashes_made_by_a_read_task_equal_those_the_merge_would_make() -> None:
-    from analytics.ingest.seen_ids import ID_HASH, merge_hashes, with_merge_hashes
-    from analytics.lake import schema as s
-
     def column(field: pa.Field) -> pa.Array:
         if field.name == s.EVENT_ID:
             return pa.array(["a", "b", "a"])
