@@ -19,6 +19,7 @@ repeats pays nothing for them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -156,6 +157,17 @@ def _uuid_text(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
     )
 
 
+@dataclass(frozen=True)
+class _Suspects:
+    """Remembered IDs of one chunk (``index``) whose hash matched a looked-up one."""
+
+    index: int
+    hit: pl.Series
+    """Which rows of the chunk."""
+    text: pl.Series
+    """Those rows' IDs as text."""
+
+
 DetailsLoader = Callable[[], pl.DataFrame]
 """Reads ``event_id``, :data:`CONTENT`, :data:`HOLDER` and :data:`HOLDER_EVENT` of the IDs that
 were given without them."""
@@ -200,20 +212,17 @@ class SeenIds:
         holder it was remembered with (null where not given); ``hashes``: their :meth:`hash_ids`,
         when the caller has it."""
         hashes = self.hash_ids(ids) if hashes is None else hashes
-        maybe = self._maybe(ids, hashes)
+        maybe, suspects = self._suspects(ids, hashes)
         result = pl.DataFrame({KNOWN: maybe})
         nothing = [pl.lit(None, pl.UInt64).alias(CONTENT), pl.lit(None, pl.String).alias(HOLDER),
                    pl.lit(None, pl.String).alias(HOLDER_EVENT)]  # fmt: skip
         if not maybe.any():
             return result.with_columns(nothing)
-        wanted = hashes.filter(maybe).implode()
-        suspects: list[pl.DataFrame] = []
-        for index, (known, hashes) in enumerate(zip(self._ids, self._hashes, strict=True)):
-            hit = hashes.is_in(wanted)
-            if hit.any():
-                found = known.strings(hit).to_frame()
-                suspects.append(found.hstack(self._details_of(index).filter(hit)))
-        matched = pl.concat(suspects, how="vertical_relaxed").unique(s.EVENT_ID, keep="first")
+        found = [
+            suspect.text.to_frame().hstack(self._details_of(suspect.index).filter(suspect.hit))
+            for suspect in suspects
+        ]
+        matched = pl.concat(found, how="vertical_relaxed").unique(s.EVENT_ID, keep="first")
         looked = ids.rename(s.EVENT_ID).to_frame().join(
             matched.with_columns(pl.lit(True).alias("_confirmed")),
             on=s.EVENT_ID, how="left", maintain_order="left",
@@ -239,24 +248,29 @@ class SeenIds:
             pl.col(HOLDER_EVENT).cast(pl.String),
         )
 
-    def _maybe(self, ids: pl.Series, hashes: pl.Series) -> pl.Series:
+    def _suspects(self, ids: pl.Series, hashes: pl.Series) -> tuple[pl.Series, list[_Suspects]]:
+        """Which of ``ids`` are known, and the remembered IDs that could be them: per chunk
+        holding any, its index, the rows whose hash matched and those rows' text, rebuilt once
+        here and used again by :meth:`lookup` to join their details."""
+        nothing = pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
         if not self._hashes:
-            return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
+            return nothing, []
         known = pl.concat(self._hashes, rechunk=False)
         # The day's known hashes are probed against a set of the few new ones: building a set
         # of all the known ones at every look-up would cost the day's size each time.
         hit = known.is_in(hashes.implode())
         if not hit.any():
-            return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
+            return nothing, []
         maybe = hashes.is_in(known.filter(hit).implode())
         # Confirm on the strings, against only the known IDs whose hash matched.
         suspects, offset = [], 0
-        for known_ids in self._ids:
+        for index, known_ids in enumerate(self._ids):
             chunk_hit = hit.slice(offset, len(known_ids))
             offset += len(known_ids)
             if chunk_hit.any():
-                suspects.append(known_ids.strings(chunk_hit))
-        return maybe & ids.is_in(pl.concat(suspects).implode())
+                suspects.append(_Suspects(index, chunk_hit, known_ids.strings(chunk_hit)))
+        texts = pl.concat([suspect.text for suspect in suspects])
+        return maybe & ids.is_in(texts.implode()), suspects
 
     @staticmethod
     def hash_ids(ids: pl.Series) -> pl.Series:
