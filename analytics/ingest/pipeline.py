@@ -44,7 +44,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -442,10 +442,15 @@ class Partition:
     refs: tuple[ObjectRef, ...] = ()
     piece: int = 0  # 1, 2, … when a large partition is read by several tasks
     index: int = 0  # place in the plan: several runs of one folder stay apart
+    folders: int = 1
+    """Runs of the plan this task reads: more than one when :func:`batched` joined small ones
+    (account, region and day are then the first run's)."""
 
     @property
     def name(self) -> str:
         name = f"{self.account}/{self.region}/{self.delivered.isoformat()}"
+        if self.folders > 1:
+            name = f"{name} and {self.folders - 1} more"
         return f"{name}#{self.piece}" if self.piece else name
 
     @property
@@ -453,6 +458,8 @@ class Partition:
         """The partition's staged-file folder: from its place and name only (account and region
         are validated digits and ``[a-z0-9-]``), so every attempt of its task uses the same."""
         stem = f"{self.index:06d}-{self.account}-{self.region}-{self.delivered.isoformat()}"
+        if self.folders > 1:
+            stem = f"{stem}-and-{self.folders - 1}"
         return f"{stem}-{self.piece:04d}" if self.piece else stem
 
 
@@ -539,6 +546,41 @@ def partitions_of(refs: Sequence[ObjectRef], piece_bytes: int = PIECE_BYTES) -> 
                 )
             )
     return partitions
+
+
+def batched(partitions: Sequence[Partition], batch_bytes: int = PIECE_BYTES) -> list[Partition]:
+    """Consecutive small partitions of objects already listed, joined into tasks of up to
+    ``batch_bytes`` (compressed), still in plan order; the others as they are, renumbered.
+
+    A real trail is mostly small folders (one account and region on a quiet day holds a few
+    hundred kilobytes), and each task pays a fixed cost however few events it reads: decoding its
+    objects in one batch, normalising them in one pass, one staged table per day and one merge
+    step. Joining neighbours keeps key order, so the events kept are the same.
+    """
+    joined: list[Partition] = []
+    group: list[Partition] = []
+    size = 0
+
+    def close() -> None:
+        if not group:
+            return
+        first = group[0]
+        refs = tuple(ref for part in group for ref in part.refs)
+        joined.append(replace(first, refs=refs, index=len(joined), folders=len(group)))
+
+    for part in partitions:
+        part_size = sum(ref.size for ref in part.refs)
+        small = part.prefix is None and not part.piece and part_size < batch_bytes
+        if not small or size + part_size > batch_bytes:
+            close()
+            group, size = [], 0
+        if not small:
+            joined.append(replace(part, index=len(joined)))
+            continue
+        group.append(part)
+        size += part_size
+    close()
+    return joined
 
 
 def _state_by_folder(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -1254,10 +1296,10 @@ def ingest(
     mapper: PartitionMapper | None = None,
 ) -> IngestSummary:
     """Read every wanted, not-yet-ingested object of ``source`` into ``lake``: plan, read the
-    partitions on ``options.workers`` threads of this process, staged in memory (or through
-    ``mapper``: the flow's task runner, a Dask cluster, staged in the lake), commit every
-    ``checkpoint_events`` staged events (so a long run shows progress in the lake) and at the
-    end."""
+    partitions (small neighbouring ones together, :func:`batched`) on ``options.workers`` threads
+    of this process, staged in memory (or through ``mapper``: the flow's task runner, a Dask
+    cluster, one task per partition, staged in the lake), commit every ``checkpoint_events``
+    staged events (so a long run shows progress in the lake) and at the end."""
     # This process reads: its compiled scanner loads while the source is listed. The run waits
     # for the load to end (a run with nothing to read ends sooner), so the process never exits
     # while that thread is inside numba's native code.
@@ -1284,8 +1326,10 @@ def _ingest(
     staging = open_staging(lake, the_plan.run_id)
     if mapper is None:
         # The read tasks are threads of this process: what they stage is handed to the merge
-        # in memory. Only the merged day files and the commit record go to the lake.
+        # in memory. Only the merged day files and the commit record go to the lake. Small
+        # folders are read together (a mapper gets the flow's tasks: one per folder or piece).
         staging = StagingArea.in_memory(the_plan.run_id)
+        the_plan.partitions = batched(the_plan.partitions, options.piece_bytes)
     session = IngestCommit(lake, options, summary, staging)
     the_plan.counts.add_to(summary)
     state = Progress(objects_total=the_plan.objects)

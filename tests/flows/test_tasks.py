@@ -18,6 +18,8 @@ from analytics.ingest.pipeline import (
     IngestCommit,
     IngestOptions,
     IngestSummary,
+    Partition,
+    batched,
     ingest,
     open_staging,
     partitions_of,
@@ -79,6 +81,30 @@ def test_a_large_partition_is_read_in_pieces_in_key_order() -> None:
     assert [len(p.refs) for p in parts] == [3, 3, 1]
     assert [p.name for p in parts] == [f"111111111111/eu-west-1/2026-11-14#{i}" for i in (1, 2, 3)]
     assert [r for p in parts for r in p.refs] == refs
+
+
+def test_small_neighbouring_partitions_are_read_as_one_task_in_key_order() -> None:
+    def folder(account: str, day: int, objects: int, size: int) -> list[ObjectRef]:
+        name = "{}_CloudTrail_eu-west-1_202611{:02d}T{:04d}Z_x.json.gz"
+        return [ObjectRef(name.format(account, day, i), size, "e", None) for i in range(objects)]
+
+    refs = [*folder("111111111111", 14, 3, 10), *folder("111111111111", 15, 2, 10),
+            *folder("222222222222", 14, 9, 10), *folder("222222222222", 15, 1, 10),
+            *folder("333333333333", 14, 1, 10)]  # fmt: skip
+    parts = partitions_of(refs, piece_bytes=60)  # the third folder (90 bytes) comes in pieces
+    listed_by_task = Partition("444444444444", "eu-west-1", DAY, prefix="AWSLogs/444444444444/x/")
+    tasks_ = batched([*parts, listed_by_task], batch_bytes=60)
+    assert [(len(p.refs), p.folders, p.piece) for p in tasks_] == [
+        (5, 2, 0),  # 30 + 20 bytes: joined
+        (6, 1, 1),  # pieces stay as they are
+        (3, 1, 2),
+        (2, 2, 0),  # the last two small folders
+        (0, 1, 0),  # an S3 folder its task lists: never joined
+    ]
+    assert [p.index for p in tasks_] == list(range(5))
+    assert [r for p in tasks_ for r in p.refs] == refs  # key order, every object once
+    assert tasks_[0].name == "111111111111/eu-west-1/2026-11-14 and 1 more"
+    assert len({p.stem for p in tasks_}) == 5
 
 
 def test_a_local_tree_is_planned_by_its_delivery_folders() -> None:
