@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -117,26 +117,51 @@ class LocalSource:
         if ref.key.startswith("/") or ".." in ref.key.split("/"):
             raise ObjectFetchError(f"{ref.key}: path leaves the source folder")
         try:
-            with open(os.path.join(self.root, ref.key), "rb") as handle:
-                return _read_bounded(handle, limit)
+            descriptor = os.open(os.path.join(self.root, ref.key), os.O_RDONLY)
         except OSError as exc:
             raise ObjectFetchError(f"{ref.key}: cannot read ({exc.strerror})") from None
+        try:
+            return _read_bounded(descriptor, limit)
+        except OSError as exc:
+            raise ObjectFetchError(f"{ref.key}: cannot read ({exc.strerror})") from None
+        finally:
+            os.close(descriptor)
 
 
-def _read_bounded(handle: BinaryIO, limit: int | None) -> bytes:
+_READ_ON = 1024 * 1024
+"""Bytes asked for at a time once a file has proved longer than it measured."""
+
+
+def _read_bounded(descriptor: int, limit: int | None) -> bytes:
     """At most ``limit`` bytes of an open file, read into a buffer of the file's size.
 
-    ``read(limit)`` would first allocate ``limit`` bytes (the decompression bound, 256 MiB by
-    default) and shrink them afterwards: a fresh mapping, and its unmapping, for every object.
-    A file that grew since it was measured is read on to its end (or the limit).
+    A plain descriptor, not a Python file object: opening one costs more system calls (a terminal
+    check, a seek) than reading a small log object does, and a trail is mostly small objects.
+    Reading ``limit`` bytes at once would first allocate ``limit`` (the decompression bound, 256
+    MiB by default) and shrink it afterwards: a fresh mapping, and its unmapping, for every
+    object. A file that grew since it was measured is read on to its end (or the limit).
     """
-    size = os.fstat(handle.fileno()).st_size
+    size = os.fstat(descriptor).st_size
     want = size + 1 if limit is None else min(limit, size + 1)
-    data = handle.read(want)
-    if len(data) < want or (limit is not None and want >= limit):
-        return data
-    rest = handle.read(-1 if limit is None else limit - want)
-    return data + rest if rest else data
+    parts: list[bytes] = []
+    got = 0
+    while got < want:  # a read may return less than asked (a pipe, a signal)
+        part = os.read(descriptor, want - got)
+        if not part:
+            return _joined(parts)
+        parts.append(part)
+        got += len(part)
+    while limit is None or got < limit:
+        part = os.read(descriptor, _READ_ON if limit is None else min(_READ_ON, limit - got))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return _joined(parts)
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def open_source(uri: str, endpoint_url: str | None = None) -> Source:

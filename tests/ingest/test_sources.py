@@ -251,5 +251,7 @@ def test_a_bounded_read_goes_on_past_the_size_it_measured(limit: int | None) -> 
     read_end, write_end = os.pipe()
     os.write(write_end, b"z" * 500)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as handle:
-        assert _read_bounded(handle, limit) == b"z" * (500 if limit is None else min(limit, 500))
+    try:
+        assert _read_bounded(read_end, limit) == b"z" * (500 if limit is None else min(limit, 500))
+    finally:
+        os.close(read_end)
