@@ -548,7 +548,7 @@ def partitions_of(refs: Sequence[ObjectRef], piece_bytes: int = PIECE_BYTES) -> 
     return partitions
 
 
-def batched(partitions: Sequence[Partition], batch_bytes: int = PIECE_BYTES) -> list[Partition]:
+def batched(partitions: Sequence[Partition], batch_bytes: int) -> list[Partition]:
     """Consecutive small partitions of objects already listed, joined into tasks of up to
     ``batch_bytes`` (compressed), still in plan order; the others as they are, renumbered.
 
@@ -1327,9 +1327,10 @@ def _ingest(
     if mapper is None:
         # The read tasks are threads of this process: what they stage is handed to the merge
         # in memory. Only the merged day files and the commit record go to the lake. Small
-        # folders are read together (a mapper gets the flow's tasks: one per folder or piece).
+        # folders are read together, a chunk's worth at a time (a mapper gets the flow's tasks:
+        # one per folder or piece).
         staging = StagingArea.in_memory(the_plan.run_id)
-        the_plan.partitions = batched(the_plan.partitions, options.piece_bytes)
+        the_plan.partitions = batched(the_plan.partitions, options.chunk_bytes)
     session = IngestCommit(lake, options, summary, staging)
     the_plan.counts.add_to(summary)
     state = Progress(objects_total=the_plan.objects)
