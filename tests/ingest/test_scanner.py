@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numba
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -346,6 +347,27 @@ def test_generated_documents_scan_equal_to_the_reference_or_fall_back(
 ) -> None:
     doc = _doc(recs, indent=indent, ensure_ascii=ascii_only)
     assert outcome(doc) == "equal" or outcome(doc).startswith("fallback: ")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")  # strict: no surrogates, overlong forms or code points past U+10FFFF
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+UTF8_PIECES = [b"\xff", b"\xc3", b"\xc3\xa9", b"\xe2\x82\xac", b"\xed\xa0\x80", b"\xf0\x9f\x98\x80",
+               b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe0\x80\xaf", b"\x80", b"a"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(UTF8_PIECES), max_size=4), st.integers(0, 40))
+def test_the_utf8_check_agrees_with_pythons_strict_decoder(pieces: list[bytes], after: int) -> None:
+    # ASCII runs of every length and alignment before the odd bytes: the check skips ASCII a
+    # word, and four words, at a time, and must never skip past a byte it should have judged.
+    for before in range(80):
+        data = b"x" * before + b"".join(pieces) + b"y" * after
+        assert kernel.valid_utf8(np.frombuffer(data, dtype=np.uint8)) == _is_utf8(data), data
 
 
 TOKENS = [b'"', b"\\", b"{", b"}", b"[", b"]", b",", b":", b"\\ud800", b"\\u00e9", b"null",

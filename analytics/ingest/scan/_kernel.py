@@ -163,6 +163,13 @@ def valid_utf8(buf: np.ndarray) -> bool:
     words = buf[: n - (n & 7)].view(np.uint64)
     i = 0
     while i < n:
+        if (i & 7) == 0 and i + 32 <= n:
+            # Four words at once: one test and one branch per 32 ASCII bytes.
+            w = np.uint64(i >> 3)
+            four = words[w] | words[w + np.uint64(1)] | words[w + np.uint64(2)]
+            if ((four | words[w + np.uint64(3)]) & _HIGH_BITS) == 0:
+                i += 32
+                continue
         if (i & 7) == 0 and i + 8 <= n and (words[np.uint64(i >> 3)] & _HIGH_BITS) == 0:
             i += 8
             continue
