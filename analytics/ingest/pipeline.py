@@ -557,30 +557,26 @@ def batched(partitions: Sequence[Partition], batch_bytes: int) -> list[Partition
     objects in one batch, normalising them in one pass, one staged table per day and one merge
     step. Joining neighbours keeps key order, so the events kept are the same.
     """
-    joined: list[Partition] = []
-    group: list[Partition] = []
-    size = 0
-
-    def close() -> None:
-        if not group:
-            return
-        first = group[0]
-        refs = tuple(ref for part in group for ref in part.refs)
-        joined.append(replace(first, refs=refs, index=len(joined), folders=len(group)))
-
+    runs: list[list[Partition]] = []
+    held = -1  # compressed bytes of the last run, if it may take more small partitions; else -1
     for part in partitions:
         part_size = sum(ref.size for ref in part.refs)
         small = part.prefix is None and not part.piece and part_size < batch_bytes
-        if not small or size + part_size > batch_bytes:
-            close()
-            group, size = [], 0
-        if not small:
-            joined.append(replace(part, index=len(joined)))
-            continue
-        group.append(part)
-        size += part_size
-    close()
-    return joined
+        if small and held >= 0 and held + part_size <= batch_bytes:
+            runs[-1].append(part)
+            held += part_size
+        else:
+            runs.append([part])
+            held = part_size if small else -1
+    return [
+        replace(
+            run[0],
+            refs=tuple(ref for part in run for ref in part.refs),
+            index=index,
+            folders=len(run),
+        )
+        for index, run in enumerate(runs)
+    ]
 
 
 def _state_by_folder(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
