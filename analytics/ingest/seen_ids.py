@@ -168,6 +168,10 @@ class _Suspects:
     """Those rows' IDs as text."""
 
 
+def _none_known(ids: pl.Series) -> pl.Series:
+    return pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
+
+
 DetailsLoader = Callable[[], pl.DataFrame]
 """Reads ``event_id``, :data:`CONTENT`, :data:`HOLDER` and :data:`HOLDER_EVENT` of the IDs that
 were given without them."""
@@ -252,15 +256,14 @@ class SeenIds:
         """Which of ``ids`` are known, and the remembered IDs that could be them: per chunk
         holding any, its index, the rows whose hash matched and those rows' text, rebuilt once
         here and used again by :meth:`lookup` to join their details."""
-        nothing = pl.repeat(False, ids.len(), dtype=pl.Boolean, eager=True)
         if not self._hashes:
-            return nothing, []
+            return _none_known(ids), []
         known = pl.concat(self._hashes, rechunk=False)
         # The day's known hashes are probed against a set of the few new ones: building a set
         # of all the known ones at every look-up would cost the day's size each time.
         hit = known.is_in(hashes.implode())
         if not hit.any():
-            return nothing, []
+            return _none_known(ids), []
         maybe = hashes.is_in(known.filter(hit).implode())
         # Confirm on the strings, against only the known IDs whose hash matched.
         suspects, offset = [], 0
